@@ -1,0 +1,126 @@
+"""The `trackside-gateway` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway import __version__
+from gateway.errors import ConfigError, GatewayError, NotAvailableError
+
+log = logging.getLogger("gateway")
+
+# Commands whose capability lands with a later issue: (issue, what it will do).
+_PENDING = {
+    "replay": (4, "replays recorded sessions (Axiamo Excel, FIT, Freelap) through the pipeline"),
+    "metrics": (3, "computes NP, IF, TSS and W/kg of a recorded ride"),
+    "export": (4, "exports a session's segment results as CSV, JSON or Excel"),
+    "status": (8, "reads the running daemon's status"),
+    "decode": (5, "decodes ANT+ and BLE power payloads given in hex"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trackside-gateway",
+        description="Power meters and timing gates beside the course, to Kafka and the coach's phone.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        help="override gateway.log_level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run the gateway daemon (sources, spool, engine, forwarder, page)")
+    run.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
+    run.add_argument("--state-dir", type=Path, help="override gateway.state_dir")
+    run.add_argument("--port", type=int, help="override web.port (0 picks a free port)")
+
+    check = sub.add_parser("check-config", help="validate a config file: prints OK or every error with its path")
+    check.add_argument("file", type=Path)
+
+    replay = sub.add_parser("replay", help=_PENDING["replay"][1])
+    replay.add_argument("files", nargs="+")
+    replay.add_argument("--config", type=Path)
+    replay.add_argument("--speed", type=float)
+    replay.add_argument("--state-dir", type=Path)
+    replay.add_argument("--no-web", action="store_true")
+
+    metrics = sub.add_parser("metrics", help=_PENDING["metrics"][1])
+    metrics.add_argument("file")
+    metrics.add_argument("--ftp", type=float)
+    metrics.add_argument("--weight", type=float)
+    metrics.add_argument("--json", action="store_true")
+
+    export = sub.add_parser("export", help=_PENDING["export"][1])
+    export.add_argument("--state-dir", type=Path, required=True)
+    export.add_argument("--session")
+    export.add_argument("--format", choices=["csv", "json", "xlsx"], default="csv")
+
+    status = sub.add_parser("status", help=_PENDING["status"][1])
+    status.add_argument("--state-dir", type=Path)
+
+    decode = sub.add_parser("decode", help=_PENDING["decode"][1])
+    decode.add_argument("kind", choices=["ant-power", "ble-power"])
+    decode.add_argument("hex", nargs="+")
+    return parser
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from gateway import config
+
+    try:
+        config.load(args.file)
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(line)
+        return 2
+    print("OK")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway import config, logs
+    from gateway.app import Daemon
+
+    cfg = config.load(args.config)
+    logs.setup(args.log_level or cfg.section("gateway")["log_level"])
+    asyncio.run(Daemon(cfg, state_dir=args.state_dir, port=args.port).run())
+    return 0
+
+
+def _pending(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(_: argparse.Namespace) -> int:
+        issue, what = _PENDING[name]
+        raise NotAvailableError(f"`{name}` ({what}) is not built into this version yet; it lands with issue #{issue}")
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "check-config": cmd_check_config,
+    **{name: _pending(name) for name in _PENDING},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        from gateway import logs
+
+        logs.setup(args.log_level or "info")
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(f"trackside-gateway: {line}", file=sys.stderr)
+        return exc.exit_code
+    except GatewayError as exc:
+        print(f"trackside-gateway: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,54 @@
+"""Run the Flask app under waitress in its own thread, stoppable from the daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Any
+
+from gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+
+class WebServer:
+    """waitress serving ``app`` on ``host:port`` (port 0 picks a free one) in a daemon thread."""
+
+    def __init__(self, app: Any, host: str, port: int, threads: int = 8) -> None:
+        from waitress.server import create_server
+
+        try:
+            self._server = create_server(app, host=host, port=port, threads=threads,
+                                         channel_timeout=30, ident="trackside-gateway")
+        except OSError as exc:
+            raise GatewayError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                where="web", hint="another program uses that port; stop it or set web.port",
+            ) from None
+        self._thread = threading.Thread(target=self._run, name="web-server", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)
+
+    @property
+    def host(self) -> str:
+        return str(self._server.effective_host)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("page on http://%s:%d/", self.host, self.port)
+
+    def _run(self) -> None:
+        # close() from another thread ends the asyncore loop with EBADF: that is our stop.
+        with contextlib.suppress(OSError):
+            self._server.run()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._server.close()
+        task_dispatcher = getattr(self._server, "task_dispatcher", None)
+        if task_dispatcher is not None:
+            task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
