@@ -17,7 +17,6 @@ log = logging.getLogger("gateway")
 # Commands whose capability lands with a later issue: (issue, what it will do).
 _PENDING = {
     "replay": (4, "replays recorded sessions (Axiamo Excel, FIT, Freelap) through the pipeline"),
-    "metrics": (3, "computes NP, IF, TSS and W/kg of a recorded ride"),
     "export": (4, "exports a session's segment results as CSV, JSON or Excel"),
     "status": (8, "reads the running daemon's status"),
     "decode": (5, "decodes ANT+ and BLE power payloads given in hex"),
@@ -49,11 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--state-dir", type=Path)
     replay.add_argument("--no-web", action="store_true")
 
-    metrics = sub.add_parser("metrics", help=_PENDING["metrics"][1])
+    metrics = sub.add_parser("metrics", help="NP, IF, TSS and W/kg of a recorded ride (FIT) and of each lap")
     metrics.add_argument("file")
-    metrics.add_argument("--ftp", type=float)
-    metrics.add_argument("--weight", type=float)
-    metrics.add_argument("--json", action="store_true")
+    metrics.add_argument("--ftp", type=float, help="FTP in W (default: what the file records)")
+    metrics.add_argument("--weight", type=float, help="rider weight in kg (default: what the file records)")
+    metrics.add_argument("--tss-time", choices=["timer", "nonzero"], default="timer",
+                         help="seconds TSS counts: the timer time (default) or only seconds with non-zero power")
+    metrics.add_argument("--json", action="store_true", help="one JSON object with keys ride and laps")
 
     export = sub.add_parser("export", help=_PENDING["export"][1])
     export.add_argument("--state-dir", type=Path, required=True)
@@ -92,6 +93,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    import json
+
+    from gateway.engine.ride import format_report, ride_report
+    from gateway.readers.fit import read_fit
+
+    for value, what in ((args.ftp, "--ftp"), (args.weight, "--weight")):
+        if value is not None and value <= 0:
+            raise GatewayError(f"{what} must be a positive number, got {value:g}")
+    report = ride_report(read_fit(args.file), ftp_w=args.ftp, weight_kg=args.weight, tss_time=args.tss_time)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
 def _pending(name: str) -> Callable[[argparse.Namespace], int]:
     def run(_: argparse.Namespace) -> int:
         issue, what = _PENDING[name]
@@ -103,6 +118,7 @@ def _pending(name: str) -> Callable[[argparse.Namespace], int]:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "check-config": cmd_check_config,
+    "metrics": cmd_metrics,
     **{name: _pending(name) for name in _PENDING},
 }
 

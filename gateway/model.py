@@ -31,3 +31,60 @@ class GateCrossing:
     gate: str
     wall_time: float
     mono_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentResult:
+    """One rider's metrics over one segment, as stored, forwarded and shown.
+
+    ``number`` is ``"<lap>.<segment>"``; a span over missed gates reads ``"<lap>.<first>-<last>"``
+    and has ``segment`` None, so it never joins the population of a single piece of terrain.
+    Power fields are None for a rider without power data (a time-only result).
+    """
+
+    session_id: str
+    rider_id: str
+    name: str
+    number: str
+    lap: int
+    segment: int | None
+    start: float
+    end: float
+    duration: float
+    start_gate: str
+    end_gate: str
+    power_avg: float | None
+    cadence_avg: float | None
+    normalized_power: float | None
+    intensity_factor: float | None
+    tss: float | None
+    watts_per_kg: float | None
+    samples: int
+    coverage: float
+    flags: tuple[str, ...] = ()
+
+    def to_wire(self) -> dict[str, object]:
+        """The segments topic's JSON fields (DESIGN.md, "Events on the wire")."""
+        return {
+            "session_id": self.session_id,
+            "simulation_id": self.session_id,
+            "rider_id": self.rider_id,
+            "name": self.name,
+            "number": self.number,
+            "lap": self.lap,
+            "segment": self.segment,
+            "start": self.start,
+            "end": self.end,
+            "duration": self.duration,
+            "start_gate": self.start_gate,
+            "end_gate": self.end_gate,
+            "power_avg": self.power_avg,
+            "cadence_avg": self.cadence_avg,
+            "normalized_power": self.normalized_power,
+            "intensity_factor": self.intensity_factor,
+            "tss": self.tss,
+            "watts_per_kg": self.watts_per_kg,
+            "samples": self.samples,
+            "coverage": self.coverage,
+            "flags": list(self.flags),
+        }

@@ -1,0 +1,1 @@
+"""The segment engine: pure metrics, segment assembly from gate crossings, normalization."""

@@ -1,0 +1,185 @@
+"""z-scores, modified z-scores and quadrants of segment results over a chosen population.
+
+The population of a result is every result on the same piece of terrain (the same course
+segment: segment 3 of every lap) among the chosen results: the current session by default, or a
+list of sessions, a squad, or one rider's history. Undefined cases are None, never an error:
+plain z needs 2 values with spread; the modified z needs 3 values with spread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gateway.model import SegmentResult
+
+MODIFIED_Z_K = 0.6745
+MEAN_AD_K = 1.253314
+OUTLIER_MODIFIED_Z = 3.5
+
+QUADRANTS = ("efficient", "strong", "costly", "easy")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The statistics of one population of values that z-scores need."""
+
+    n: int
+    mean: float
+    std: float
+    median: float
+    mad: float
+    mean_ad: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        x = np.asarray(values, dtype=np.float64)
+        if x.size == 0:
+            return cls(0, np.nan, np.nan, np.nan, np.nan, np.nan)
+        med = float(np.median(x))
+        dev = np.abs(x - med)
+        return cls(int(x.size), float(x.mean()), float(x.std()), med, float(np.median(dev)), float(dev.mean()))
+
+    def z(self, x: float | None) -> float | None:
+        if x is None or self.n < 2 or not self.std > 0:
+            return None
+        return (x - self.mean) / self.std
+
+    def modified_z(self, x: float | None) -> float | None:
+        if x is None or self.n < 3:
+            return None
+        if self.mad > 0:
+            return MODIFIED_Z_K * (x - self.median) / self.mad
+        if self.mean_ad > 0:
+            # More than half the values equal the median: fall back on the mean absolute deviation.
+            return (x - self.median) / (MEAN_AD_K * self.mean_ad)
+        return None
+
+
+def zscores(values: Sequence[float | None]) -> list[float | None]:
+    """Population z-score (ddof=0, as scipy.stats.zscore) of each value; None stays None."""
+    spread = Spread.of([v for v in values if v is not None])
+    return [spread.z(v) for v in values]
+
+
+def modified_zscores(values: Sequence[float | None]) -> list[float | None]:
+    """Iglewicz-Hoaglin modified z-score of each value; None stays None."""
+    spread = Spread.of([v for v in values if v is not None])
+    return [spread.modified_z(v) for v in values]
+
+
+@dataclass(frozen=True)
+class Population:
+    """Which results form the population: all filters given must hold (None = no filter)."""
+
+    sessions: frozenset[str] | None = None
+    squad: str | None = None
+    rider_id: str | None = None
+
+    def admits(self, result: SegmentResult, squad_of: Callable[[str], str | None]) -> bool:
+        if self.sessions is not None and result.session_id not in self.sessions:
+            return False
+        if self.squad is not None and squad_of(result.rider_id) != self.squad:
+            return False
+        return self.rider_id is None or result.rider_id == self.rider_id
+
+
+# metric -> how a result yields it
+_METRICS: dict[str, Callable[[SegmentResult], float | None]] = {
+    "time": lambda r: r.duration,
+    "power": lambda r: r.power_avg,
+}
+
+
+def _column(results: Sequence[SegmentResult], get: Callable[[SegmentResult], float | None]) -> np.ndarray:
+    return np.array([np.nan if (v := get(r)) is None else v for r in results], dtype=np.float64)
+
+
+def _segments(results: Sequence[SegmentResult]) -> np.ndarray:
+    return np.array([-1 if r.segment is None else r.segment for r in results], dtype=np.int64)
+
+
+@dataclass
+class Scores:
+    """Every z-score of ``targets`` as columns (NaN = undefined); rows are built only when asked."""
+
+    targets: Sequence[SegmentResult]
+    columns: dict[str, np.ndarray]
+
+    def row(self, i: int) -> dict[str, Any]:
+        r = self.targets[i]
+        row: dict[str, Any] = r.to_wire()
+        row["time_absolute"] = r.duration
+        row["power_absolute"] = r.power_avg
+        row["watts_per_kilo"] = r.watts_per_kg
+        for key, column in self.columns.items():
+            value = float(column[i])
+            row[key] = None if np.isnan(value) else value
+        return row
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [self.row(i) for i in range(len(self.targets))]
+
+
+def score(targets: Sequence[SegmentResult], population: Iterable[SegmentResult]) -> Scores:
+    """z and modified z of time and power for each target, against ``population`` per course segment.
+
+    The population is grouped by course segment; a target is scored against its segment's group
+    (whether or not the target is itself in it, so a rider can be held against a squad or their
+    own history). Spans over missed gates have no segment: their scores are undefined.
+    """
+    pop = [r for r in population if r.segment is not None]
+    pop_seg = _segments(pop)
+    tgt_seg = _segments(targets)
+    columns: dict[str, np.ndarray] = {}
+    for metric, get in _METRICS.items():
+        values = _column(pop, get)
+        x = _column(targets, get)
+        spreads = {int(seg): Spread.of(values[(pop_seg == seg) & ~np.isnan(values)]) for seg in np.unique(pop_seg)}
+        z = np.full(len(targets), np.nan)
+        mz = np.full(len(targets), np.nan)
+        for seg, spread in spreads.items():
+            rows = np.flatnonzero((tgt_seg == seg) & ~np.isnan(x))
+            if rows.size == 0:
+                continue
+            if spread.n >= 2 and spread.std > 0:
+                z[rows] = (x[rows] - spread.mean) / spread.std
+            if spread.n >= 3 and spread.mad > 0:
+                mz[rows] = MODIFIED_Z_K * (x[rows] - spread.median) / spread.mad
+            elif spread.n >= 3 and spread.mean_ad > 0:
+                mz[rows] = (x[rows] - spread.median) / (MEAN_AD_K * spread.mean_ad)
+        columns[f"{metric}_zscore"] = z
+        columns[f"{metric}_modified_zscore"] = mz
+    return Scores(targets, columns)
+
+
+def annotate(targets: Sequence[SegmentResult], population: Iterable[SegmentResult]) -> list[dict[str, Any]]:
+    """Each target as a dict of its fields plus the chart data keys (see ``score``)."""
+    return score(targets, population).rows()
+
+
+def quadrant(x: float | None, y: float | None) -> str | None:
+    """Where a point lies on an efficiency matrix (x: time score, negative = faster; y: power score).
+
+    Faster with less power = efficient; faster with more = strong; slower with more = costly;
+    slower with less = easy. On an axis (exactly 0) or without a score: None.
+    """
+    if x is None or y is None or x == 0 or y == 0:
+        return None
+    if x < 0:
+        return "efficient" if y < 0 else "strong"
+    return "costly" if y > 0 else "easy"
+
+
+def view_quadrant(row: dict[str, Any], view: dict[str, Any], quadrants: dict[str, dict[str, str]]
+                  ) -> dict[str, str] | None:
+    """The quadrant of a result on a chart view, with its configured label and colour."""
+    if not view.get("quadrants"):
+        return None
+    key = quadrant(row.get(view["xAxis"]["data"]), row.get(view["yAxis"]["data"]))
+    if key is None:
+        return None
+    return {"key": key, **quadrants[key]}

@@ -1,0 +1,175 @@
+"""The live segment engine: power samples and gate crossings in, segment results out.
+
+Per rider it keeps the crossings (sorted) and a window of power samples. A span closed by a
+crossing becomes a result once the rider's power stream has passed the span's end (so late
+samples still count) or, failing that, ``grace_s`` after it on the caller's clock (``tick``).
+Crossings that arrive out of order are put in their place and the rider's spans re-derived; a
+result already emitted that the late crossing proves wrong is withdrawn (re-emitted with the flag
+``withdrawn``) and the corrected spans follow.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from gateway.engine.course import Course, Crossing, Span, assemble
+from gateway.engine.metrics import DEFAULT_MAX_GAP_S, power_metrics
+from gateway.model import SegmentResult
+
+
+@dataclass(frozen=True)
+class RiderInfo:
+    rider_id: str
+    name: str
+    ftp_w: float | None = None
+    weight_kg: float | None = None
+    squad: str | None = None
+
+    @classmethod
+    def roster(cls, riders: list[dict[str, Any]]) -> dict[str, RiderInfo]:
+        return {r["id"]: cls(r["id"], r["name"], r.get("ftp_w"), r.get("weight_kg"), r.get("squad"))
+                for r in riders}
+
+
+@dataclass
+class _Rider:
+    info: RiderInfo
+    crossings: list[Crossing] = field(default_factory=list)
+    t: list[float] = field(default_factory=list)
+    p: list[float] = field(default_factory=list)
+    c: list[float] = field(default_factory=list)
+    latest_sample: float = -math.inf
+    pending: dict[tuple[float, float, str], Span] = field(default_factory=dict)
+    emitted: dict[tuple[float, float, str], SegmentResult] = field(default_factory=dict)
+    duplicates: int = 0
+
+
+class SegmentEngine:
+    """Assembles segments and computes their results for one session."""
+
+    def __init__(self, course: Course, riders: dict[str, RiderInfo], session_id: str, *,
+                 max_gap_s: float = DEFAULT_MAX_GAP_S, grace_s: float = 3.0, keep_s: float = 900.0) -> None:
+        self.course = course
+        self.session_id = session_id
+        self.max_gap_s = max_gap_s
+        self.grace_s = grace_s
+        self.keep_s = keep_s
+        self._riders = {rid: _Rider(info) for rid, info in riders.items()}
+        self.unknown_transponders: Counter[str] = Counter()
+        self.unknown_gates: Counter[str] = Counter()
+        self.unknown_riders: Counter[str] = Counter()
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.duplicates for r in self._riders.values())
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "duplicates": self.duplicates,
+            "unknown_transponders": dict(self.unknown_transponders),
+            "unknown_gates": dict(self.unknown_gates),
+            "unknown_riders": dict(self.unknown_riders),
+            "pending": sum(len(r.pending) for r in self._riders.values()),
+            "results": sum(len(r.emitted) for r in self._riders.values()),
+        }
+
+    def _rider(self, rider_id: str) -> _Rider | None:
+        rider = self._riders.get(rider_id)
+        if rider is None:
+            self.unknown_riders[rider_id] += 1
+        return rider
+
+    def add_power(self, rider_id: str, t: float, power: float, cadence: float | None = None) -> list[SegmentResult]:
+        rider = self._rider(rider_id)
+        if rider is None:
+            return []
+        if rider.t and t < rider.t[-1]:
+            i = bisect.bisect_right(rider.t, t)
+            rider.t.insert(i, t)
+            rider.p.insert(i, power)
+            rider.c.insert(i, math.nan if cadence is None else cadence)
+        else:
+            rider.t.append(t)
+            rider.p.append(power)
+            rider.c.append(math.nan if cadence is None else cadence)
+        if t > rider.latest_sample:
+            rider.latest_sample = t
+        if rider.pending and any(span.end <= t for span in rider.pending.values()):
+            return self._finalize(rider, lambda span: span.end <= rider.latest_sample)
+        return []
+
+    def add_unknown_crossing(self, transponder: str, gate: str, t: float) -> None:
+        """A transponder the roster does not know: counted for the status page, not assembled."""
+        self.unknown_transponders[transponder] += 1
+
+    def add_crossing(self, rider_id: str, gate: str, t: float) -> list[SegmentResult]:
+        rider = self._rider(rider_id)
+        if rider is None:
+            return []
+        if self.course.index(gate) is None:
+            self.unknown_gates[gate] += 1
+            return []
+        bisect.insort(rider.crossings, Crossing(t, gate))
+        assembly = assemble(rider.crossings, self.course)
+        rider.duplicates = len(assembly.duplicates)
+        spans = {span.key: span for span in assembly.spans}
+        out = []
+        for key in [k for k in rider.emitted if k not in spans]:
+            withdrawn = rider.emitted.pop(key)
+            out.append(replace(withdrawn, flags=(*withdrawn.flags, "withdrawn")))
+        rider.pending = {k: s for k, s in spans.items() if k not in rider.emitted}
+        out += self._finalize(rider, lambda span: span.end <= rider.latest_sample)
+        return out
+
+    def tick(self, now: float) -> list[SegmentResult]:
+        """Emit spans whose power stream went quiet: ``grace_s`` past their end on the caller's clock."""
+        out: list[SegmentResult] = []
+        for rider in self._riders.values():
+            if rider.pending:
+                out += self._finalize(rider, lambda span: span.end + self.grace_s <= now)
+        return out
+
+    def flush(self) -> list[SegmentResult]:
+        """Emit every pending span now (end of a replay or of the session)."""
+        out: list[SegmentResult] = []
+        for rider in self._riders.values():
+            out += self._finalize(rider, lambda span: True)
+        return out
+
+    def _finalize(self, rider: _Rider, ready: Any) -> list[SegmentResult]:
+        done = sorted((s for s in rider.pending.values() if ready(s)), key=lambda s: s.start)
+        out = []
+        for span in done:
+            del rider.pending[span.key]
+            result = self._result(rider, span)
+            rider.emitted[span.key] = result
+            out.append(result)
+        if done:
+            self._prune(rider)
+        return out
+
+    def _result(self, rider: _Rider, span: Span) -> SegmentResult:
+        lo = bisect.bisect_left(rider.t, span.start)
+        hi = bisect.bisect_left(rider.t, span.end)
+        info = rider.info
+        m = power_metrics(rider.t[lo:hi], rider.p[lo:hi], rider.c[lo:hi], span.start, span.end,
+                          ftp_w=info.ftp_w, weight_kg=info.weight_kg, max_gap_s=self.max_gap_s)
+        return SegmentResult(
+            session_id=self.session_id, rider_id=info.rider_id, name=info.name, number=span.number,
+            lap=span.lap, segment=span.segment, start=span.start, end=span.end, duration=span.end - span.start,
+            start_gate=span.start_gate, end_gate=span.end_gate, power_avg=m.power_avg,
+            cadence_avg=m.cadence_avg, normalized_power=m.normalized_power,
+            intensity_factor=m.intensity_factor, tss=m.tss, watts_per_kg=m.watts_per_kg,
+            samples=m.samples, coverage=m.coverage, flags=(*span.flags, *m.flags),
+        )
+
+    def _prune(self, rider: _Rider) -> None:
+        # Keep what open spans need, plus a margin for a late crossing that re-derives recent spans.
+        horizon = min([s.start for s in rider.pending.values()] + [rider.crossings[-1].time]) - self.keep_s
+        cut = bisect.bisect_left(rider.t, horizon)
+        if cut:
+            del rider.t[:cut], rider.p[:cut], rider.c[:cut]
