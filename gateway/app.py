@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import time
 from pathlib import Path
+from typing import Any
 
-from gateway import __version__
+from gateway import __version__, session
 from gateway.config import Config
+from gateway.engine.course import Course
+from gateway.engine.runner import EngineRunner
+from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.errors import GatewayError
+from gateway.ingest import Ingest, Roster
+from gateway.spool import Policy, Spool
 from gateway.status import StatusBoard
 
 log = logging.getLogger(__name__)
@@ -34,6 +42,14 @@ def prepare_state_dir(path: Path) -> Path:
     return path
 
 
+def open_spool(config: Config, state_dir: Path) -> Spool:
+    sp = config.section("spool")
+    policy = Policy(max_bytes=int(sp["max_size_mb"] * 1024 * 1024), retention_s=sp["retention_h"] * 3600.0,
+                    full_policy=sp["full_policy"], synchronous=sp["synchronous"])
+    path = Path(sp["path"]) if sp["path"] else state_dir / "spool.sqlite"
+    return Spool(path, config.gateway_id, policy).open()
+
+
 class Daemon:
     """Runs the configured pieces until ``stop()`` or SIGTERM/SIGINT."""
 
@@ -43,6 +59,10 @@ class Daemon:
         self.port = config.section("web")["port"] if port is None else port
         self.status = StatusBoard()
         self.web_port: int | None = None
+        self.spool: Spool | None = None
+        self.ingest: Ingest | None = None
+        self.runner: EngineRunner | None = None
+        self.forwarder: Any = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -51,38 +71,115 @@ class Daemon:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
 
+    def _start_pipeline(self) -> None:
+        cfg = self.config
+        self.spool = open_spool(cfg, self.state_dir)
+        session_id = session.live_session(self.spool, cfg.gateway_id, cfg.section("gateway")["session_gap_h"])
+        sp = cfg.section("spool")
+        self.ingest = Ingest(self.spool, Roster(cfg.section("riders")), session_id,
+                             batch_interval_s=sp["batch_interval_ms"] / 1000.0, batch_size=sp["batch_size"])
+        engine = SegmentEngine(Course.from_config(cfg.section("course")), RiderInfo.roster(cfg.section("riders")),
+                               session_id)
+        self.runner = EngineRunner(engine, self.ingest.submit)
+        self.ingest.subscribe(self.runner.on_accepted)
+        self.runner.restore(self.spool)
+        self.ingest.start()
+        if cfg.section("kafka")["enabled"]:
+            from gateway.forwarder import Forwarder
+
+            self.forwarder = Forwarder(self.spool, cfg.section("kafka")).start()
+        log.info("session %s; spool %s holds %d events (%d undelivered)", session_id, self.spool.path,
+                 self.spool.last_seq(), self.spool.backlog()[0])
+
+    def _sources(self) -> list[asyncio.Task[None]]:
+        cfg = self.config
+        tasks = []
+        for name in _PENDING_SOURCES:
+            if cfg.section("sources")[name]["enabled"]:
+                log.warning("source '%s' is enabled but not built into this version yet; it is skipped", name)
+        load = cfg.section("sources")["load"]
+        if load["enabled"]:
+            from gateway.sources.load import LoadSource
+
+            assert self.ingest is not None
+            gates = [g["id"] for g in cfg.section("course")["gates"]]
+            source = LoadSource(self.ingest.submit, cfg.section("riders"), gates, rate_hz=load["rate_hz"],
+                                segment_s=load["segment_s"], seed=load["seed"], status=self.status)
+            log.warning("synthetic load source enabled: %d riders at %g Hz (benchmarks and tests only)",
+                        len(cfg.section("riders")), load["rate_hz"])
+            tasks.append(asyncio.create_task(source.run(), name="source.load"))
+        return tasks
+
+    def _post_status(self) -> None:
+        assert self.spool is not None and self.ingest is not None and self.runner is not None
+        self.status.post("spool", **self.spool.status())
+        self.status.post("engine", session=self.ingest.session_id, **self.runner.engine.stats())
+        self.status.post("ingest", overflow=self.ingest.overflow, unmapped=dict(self.ingest.unmapped))
+        if self.forwarder is not None:
+            self.status.post("kafka", enabled=True, **self.forwarder.link.snapshot())
+        else:
+            self.status.post("kafka", enabled=False)
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         prepare_state_dir(self.state_dir)
         log.info("trackside-gateway %s, box %s, config %s, state in %s",
                  __version__, self.config.gateway_id, self.config.source, self.state_dir.resolve())
-        for name in _PENDING_SOURCES:
-            if self.config.section("sources")[name]["enabled"]:
-                log.warning("source '%s' is enabled but not built into this version yet; it is skipped", name)
+        self._start_pipeline()
         server = None
-        web = self.config.section("web")
-        if web["enabled"]:
-            from gateway.web.app import create_app
-            from gateway.web.server import WebServer
-
-            server = WebServer(create_app(self.config, self.status), web["host"], self.port)
-            server.start()
-            self.web_port = server.port
-        self.status.post("daemon", state="running", pid=os.getpid(), web_port=self.web_port)
+        tasks: list[asyncio.Task[None]] = []
         handled = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._loop.add_signal_handler(sig, self._stop.set)
-                handled.append(sig)
-            except (RuntimeError, ValueError):
-                pass  # not the main thread (tests run the daemon in a thread): stop() still works
         try:
-            await self._stop.wait()
+            web = self.config.section("web")
+            if web["enabled"]:
+                from gateway.web.app import create_app
+                from gateway.web.server import WebServer
+
+                server = WebServer(create_app(self.config, self.status), web["host"], self.port)
+                server.start()
+                self.web_port = server.port
+            self.status.post("daemon", state="running", pid=os.getpid(), web_port=self.web_port)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    self._loop.add_signal_handler(sig, self._stop.set)
+                    handled.append(sig)
+                except (RuntimeError, ValueError):
+                    pass  # not the main thread (tests run the daemon in a thread): stop() still works
+            tasks = self._sources()
+            await self._tick_until_stopped()
             log.info("stopping")
         finally:
             for sig in handled:
                 self._loop.remove_signal_handler(sig)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await asyncio.to_thread(self._stop_pipeline)
             if server is not None:
                 server.stop()
             self.status.post("daemon", state="stopped", pid=os.getpid())
+
+    async def _tick_until_stopped(self) -> None:
+        assert self._stop is not None and self.runner is not None and self.spool is not None
+        last_touch = 0.0
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 1.0)
+            self.runner.tick()
+            await asyncio.to_thread(self._post_status)
+            if time.time() - last_touch > 60:
+                session.touch(self.spool)
+                last_touch = time.time()
+
+    def _stop_pipeline(self) -> None:
+        # Order matters: everything accepted is committed before the forwarder gets its last chance.
+        if self.ingest is not None:
+            self.ingest.stop()
+        if self.forwarder is not None:
+            self.forwarder.stop(timeout=5.0)
+        if self.spool is not None:
+            session.touch(self.spool)
+            self.spool.close()

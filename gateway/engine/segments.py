@@ -44,7 +44,7 @@ class _Rider:
     c: list[float] = field(default_factory=list)
     latest_sample: float = -math.inf
     pending: dict[tuple[float, float, str], Span] = field(default_factory=dict)
-    emitted: dict[tuple[float, float, str], SegmentResult] = field(default_factory=dict)
+    emitted: dict[tuple[float, float, str], SegmentResult | None] = field(default_factory=dict)
     duplicates: int = 0
 
 
@@ -120,10 +120,23 @@ class SegmentEngine:
         out = []
         for key in [k for k in rider.emitted if k not in spans]:
             withdrawn = rider.emitted.pop(key)
-            out.append(replace(withdrawn, flags=(*withdrawn.flags, "withdrawn")))
+            if withdrawn is not None:  # None: restored from the spool, its row says the rest
+                out.append(replace(withdrawn, flags=(*withdrawn.flags, "withdrawn")))
         rider.pending = {k: s for k, s in spans.items() if k not in rider.emitted}
         out += self._finalize(rider, lambda span: span.end <= rider.latest_sample)
         return out
+
+    def mark_emitted(self, rider_id: str, start: float, end: float, number: str) -> None:
+        """Record a result already stored (after a restart), so it is not computed twice."""
+        rider = self._riders.get(rider_id)
+        if rider is not None:
+            rider.emitted[(start, end, number)] = None  # type: ignore[assignment]
+
+    def open_since(self) -> float | None:
+        """The earliest time whose power samples an open or pending segment still needs."""
+        starts = [s.start for r in self._riders.values() for s in r.pending.values()]
+        starts += [r.crossings[-1].time for r in self._riders.values() if r.crossings]
+        return min(starts, default=None)
 
     def tick(self, now: float) -> list[SegmentResult]:
         """Emit spans whose power stream went quiet: ``grace_s`` past their end on the caller's clock."""

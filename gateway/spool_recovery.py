@@ -1,0 +1,136 @@
+"""Start-up integrity check of the spool; a corrupt file is moved aside and its readable rows salvaged.
+
+Never a crash loop: whatever the state of the file, the gateway starts with a healthy spool, and
+the log says what was found, where the damaged file went and how many rows were saved or lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.spool import Spool
+
+log = logging.getLogger(__name__)
+
+SIDE_FILES = ("-wal", "-shm")
+
+
+def integrity_problem(path: Path) -> str | None:
+    """None if ``path`` is a sound SQLite database (or absent), else what is wrong with it."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            result = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    if result == ["ok"]:
+        return None
+    lines = [line for r in result for line in str(r).splitlines() if not line.startswith("***")]
+    return lines[0] + (f" (and {len(lines) - 1} more problems)" if len(lines) > 1 else "")
+
+
+def quarantine(path: Path) -> Path:
+    """Move the database and its WAL side files aside under one new name; return that name."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
+    path.rename(target)
+    for suffix in SIDE_FILES:
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.rename(target.with_name(target.name + suffix))
+    return target
+
+
+_COLUMNS = "seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc, delivered_at"
+
+
+def _probe(src: sqlite3.Connection, lo: int, hi: int) -> list[tuple]:
+    out = []
+    for seq in range(lo, hi + 1):
+        try:
+            out += src.execute(f"SELECT {_COLUMNS} FROM events WHERE seq = ?", (seq,)).fetchall()
+        except sqlite3.DatabaseError:
+            continue
+    return out
+
+
+def salvage(corrupt: Path, spool: Spool, budget_s: float = 120.0) -> tuple[int, int]:
+    """Copy every readable, checksum-valid row of ``corrupt`` into ``spool``; (saved, lost).
+
+    Walks the table in sequence order; where a damaged page makes a read fail, it steps past the
+    damage (1, 2, 4, ... sequence numbers) and reads on. ``lost`` counts the sequence numbers
+    between the first and last saved rows that could not be saved. A time budget (enforced inside
+    SQLite too) bounds the work whatever the damage.
+    """
+    from gateway.spool import crc, transaction
+
+    deadline = time.monotonic() + budget_s
+    try:
+        src = sqlite3.connect(f"file:{corrupt}?mode=ro", uri=True, timeout=10)
+    except sqlite3.DatabaseError:
+        return 0, 0
+    src.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    saved = 0
+    first = last_good = None
+    last, skip = -(2**63), 1
+    gap_start: int | None = None
+    dst = spool._conn()
+    try:
+        while time.monotonic() < deadline:
+            try:
+                rows = src.execute(f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT 500",
+                                   (last,)).fetchall()
+            except sqlite3.DatabaseError:
+                if last == -(2**63):
+                    break  # not even the start of the table can be read
+                gap_start = last if gap_start is None else gap_start
+                last, skip = last + skip, skip * 2
+                if skip > 2**32:
+                    break
+                continue
+            if gap_start is not None:
+                # The skip may have jumped over readable rows beyond the damage: look them up one by one.
+                rows = _probe(src, gap_start + 1, min(last, gap_start + 100_000)) + rows
+                gap_start = None
+            if not rows:
+                break
+            good = [r for r in rows if isinstance(r[0], int) and isinstance(r[6], str) and crc(r[6]) == r[7]]
+            if good:
+                with transaction(dst):
+                    dst.executemany(f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                    good)
+                saved += len(good)
+                first = good[0][0] if first is None else first
+                last_good = good[-1][0]
+                last, skip = last_good, 1
+            else:
+                last = rows[-1][0] if isinstance(rows[-1][0], int) else last + len(rows)
+    finally:
+        src.close()
+    lost = (last_good - first + 1 - saved) if first is not None and last_good is not None else 0
+    return saved, lost
+
+
+def check_or_salvage(spool: Spool) -> Path | None:
+    """Quarantine a corrupt spool file before it is opened; returns where it went (or None)."""
+    problem = integrity_problem(spool.path)
+    if problem is None:
+        return None
+    moved = quarantine(spool.path)
+    log.error("spool %s failed its integrity check (%s): moved to %s; starting a fresh spool and "
+              "salvaging its readable rows", spool.path, problem, moved)
+    spool.counters.last_error = f"corrupt spool moved to {moved.name}: {problem}"
+    return moved

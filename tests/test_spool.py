@@ -1,0 +1,181 @@
+"""The spool keeps every accepted event: across restarts, full disks, full spools and corrupt files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import SpoolError
+from gateway.spool import NewEvent, Policy, Spool
+
+
+def power(i: int, rider: str = "r01") -> NewEvent:
+    return NewEvent("power", rider, "s1", 1000.0 + i, {"wallTime": 1000.0 + i, "instantPower": 200 + i % 7,
+                                                        "rider_id": rider})
+
+
+def open_spool(path: Path, **policy: object) -> Spool:
+    return Spool(path, "box1", Policy(**policy)).open()  # type: ignore[arg-type]
+
+
+def test_rows_get_sequence_ids_and_the_full_wire_message(tmp_path: Path) -> None:
+    sp = open_spool(tmp_path / "s.sqlite")
+    rows = sp.append([power(0), power(1)])
+    assert [r.seq for r in rows] == [1, 2]
+    msg = rows[1].message
+    assert msg["event_id"] == "box1:2" and msg["seq"] == 2 and msg["gateway_id"] == "box1"
+    assert msg["session_id"] == msg["simulation_id"] == "s1"
+    assert msg["instantPower"] == 201 and msg["schema"] == 1
+    sp.close()
+
+
+def test_sequence_survives_restarts_and_is_never_reused_after_pruning(tmp_path: Path) -> None:
+    sp = open_spool(tmp_path / "s.sqlite", retention_s=0.0)
+    sp.append([power(i) for i in range(10)])
+    sp.mark_delivered(list(range(1, 11)), at=1.0)
+    assert sp.prune(now=10.0) == 10
+    sp.close()
+    sp = open_spool(tmp_path / "s.sqlite")
+    assert sp.append([power(99)])[0].message["event_id"] == "box1:11"
+    sp.close()
+
+
+def test_undelivered_backlog_and_delivery(tmp_path: Path) -> None:
+    sp = open_spool(tmp_path / "s.sqlite")
+    sp.append([power(i) for i in range(5)], now=50.0)
+    assert [r.seq for r in sp.undelivered(0, 10)] == [1, 2, 3, 4, 5]
+    assert [r.seq for r in sp.undelivered(3, 10)] == [4, 5]
+    sp.mark_delivered([1, 2, 4])
+    assert sp.backlog() == (2, 50.0)
+    assert [r.seq for r in sp.undelivered(0, 10)] == [3, 5]
+    sp.close()
+
+
+def test_retention_prunes_only_delivered_rows(tmp_path: Path) -> None:
+    sp = open_spool(tmp_path / "s.sqlite", retention_s=3600.0)
+    sp.append([power(i) for i in range(4)])
+    sp.mark_delivered([1, 2], at=1000.0)
+    assert sp.prune(now=1000.0 + 3599) == 0
+    assert sp.prune(now=1000.0 + 3601) == 2
+    assert [r.seq for r in sp.since(0)] == [3, 4]
+    sp.close()
+
+
+def test_full_spool_with_reject_policy_keeps_what_it_has(tmp_path: Path) -> None:
+    sp = open_spool(tmp_path / "s.sqlite", max_bytes=256 * 1024, full_policy="reject")
+    accepted = 0
+    for batch in range(200):
+        accepted += len(sp.append([power(batch * 50 + i) for i in range(50)]))
+    status = sp.status()
+    assert status["full"] is True and status["rejected"] == 200 * 50 - accepted > 0
+    # Every row it accepted is still there, in order.
+    assert [r.seq for r in sp.since(0)] == list(range(1, accepted + 1))
+    # Delivered rows make room first, whatever their age.
+    sp.mark_delivered(list(range(1, 501)))
+    assert len(sp.append([power(1)])) == 1
+    assert sp.status()["full"] is False
+    sp.close()
+
+
+def test_full_spool_with_drop_oldest_keeps_the_newest(tmp_path: Path) -> None:
+    sp = open_spool(tmp_path / "s.sqlite", max_bytes=256 * 1024, full_policy="drop_oldest")
+    for batch in range(200):
+        assert len(sp.append([power(batch * 50 + i) for i in range(50)])) == 50
+    status = sp.status()
+    assert status["dropped"] > 0 and status["rejected"] == 0
+    seqs = [r.seq for r in sp.since(0)]
+    assert seqs[-1] == 10_000 and len(seqs) == 10_000 - status["dropped"]
+    assert seqs == list(range(seqs[0], 10_001))
+    sp.close()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A real 2 MB filesystem (tmpfs) when we may mount one, else the file is capped by SQLite itself."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True).returncode == 0
+    yield mount, mounted
+    if mounted:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_survived_and_counted(tiny_disk) -> None:
+    mount, mounted = tiny_disk
+    sp = open_spool(mount / "s.sqlite", full_policy="reject")
+    if not mounted:
+        sp._conn().execute("PRAGMA max_page_count=500")
+    accepted = sum(len(sp.append([power(b * 100 + i) for i in range(100)])) for b in range(300))
+    status = sp.status()
+    assert status["disk_full"] >= 1 and status["rejected"] > 0
+    assert "full" in status["last_error"]
+    assert [r.seq for r in sp.since(0)] == list(range(1, accepted + 1))
+    sp.close()
+
+
+def corrupt_pages(path: Path, pages: list[int]) -> None:
+    """Overwrite part of some pages, as a flash controller losing blocks on a power cut would."""
+    data = bytearray(path.read_bytes())
+    for p in pages:
+        data[p * 4096 + 8: p * 4096 + 1000] = os.urandom(992)
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_file_is_moved_aside_and_readable_rows_salvaged(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "s.sqlite"
+    sp = open_spool(path)
+    for b in range(40):
+        sp.append([power(b * 100 + i) for i in range(100)])
+    sp.close()
+    pages = path.stat().st_size // 4096
+    corrupt_pages(path, [pages // 3, pages // 2, pages // 2 + 1])
+    sp = open_spool(path)
+    quarantined = [p for p in tmp_path.glob("s.sqlite.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert len(quarantined) == 1
+    rows = list(sp.since(0))
+    assert 0 < len(rows) < 4000
+    assert all(json.loads(r.payload)["event_id"] == f"box1:{r.seq}" for r in rows)
+    assert sp.status()["corrupt_rows"] > 0
+    assert any("failed its integrity check" in m for m in caplog.messages)
+    # New events continue after the highest salvaged sequence number: no event id is reused.
+    assert sp.append([power(1)])[0].seq > max(r.seq for r in rows)
+    sp.close()
+    assert open_spool(path).status()["corrupt_rows"] == 0  # healthy now: no crash loop
+
+
+def test_a_file_that_is_not_a_database_starts_a_fresh_spool(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(os.urandom(10_000))
+    sp = open_spool(path)
+    assert sp.append([power(0)])[0].seq == 1
+    assert len([p for p in tmp_path.glob("s.sqlite.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]) == 1
+    sp.close()
+
+
+def test_a_damaged_row_is_skipped_and_counted(tmp_path: Path) -> None:
+    sp = open_spool(tmp_path / "s.sqlite")
+    sp.append([power(i) for i in range(3)])
+    raw = sqlite3.connect(tmp_path / "s.sqlite")
+    raw.execute("UPDATE events SET payload = replace(payload, '201', '999') WHERE seq = 2")
+    raw.commit()
+    raw.close()
+    assert [r.seq for r in sp.undelivered(0, 10)] == [1, 3]
+    assert sp.status()["corrupt_rows"] == 1
+    sp.close()
+
+
+def test_schema_is_versioned(tmp_path: Path) -> None:
+    sp = open_spool(tmp_path / "s.sqlite")
+    sp.close()
+    raw = sqlite3.connect(tmp_path / "s.sqlite")
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    raw.execute("PRAGMA user_version=99")
+    raw.close()
+    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 1"):
+        open_spool(tmp_path / "s.sqlite")
