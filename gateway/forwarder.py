@@ -68,6 +68,7 @@ class Forwarder:
         self._attempts: dict[int, int] = {}
         self._poisoned: set[int] = set()
         self._next_topic_try = 0.0
+        self.stop_timeout = 10.0
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -78,6 +79,7 @@ class Forwarder:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Deliver what can be delivered within ``timeout``; the rest stays in the spool for next time."""
+        self.stop_timeout = timeout
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout + 5)
@@ -247,12 +249,16 @@ class Forwarder:
             self.link.in_flight = len(self._in_flight)
 
     def _shutdown(self) -> None:
+        """Deliver what the spool still holds, for as long as the stop allows."""
         if self._producer is None:
             return
-        deadline = time.monotonic() + 5.0
-        while self._in_flight and time.monotonic() < deadline:
-            self._producer.poll(0.1)
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline:
+            self._send_more()
+            self._producer.poll(0.05)
             self._settle()
+            if not self._in_flight and not self.spool.undelivered(self._cursor, 1):
+                break
         # What is still unacknowledged stays undelivered in the spool and is sent again next time.
         self._producer = None
 

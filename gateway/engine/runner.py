@@ -58,30 +58,30 @@ class EngineRunner:
         from the earliest segment still open, so a restart mid-segment yields the full result.
         """
         session = self.engine.session_id
-        crossings = []
+        crossings, stored = [], []
         count = 0
         with self._lock:
             for row in spool.since(0, kinds=("crossing", "segment"), session_id=session):
                 count += 1
-                msg = row.message
-                if row.kind == "segment":
-                    if "withdrawn" not in msg.get("flags", ()):
-                        self.engine.mark_emitted(msg["rider_id"], msg["start"], msg["end"], msg["number"])
-                else:
-                    crossings.append(row)
-            for row in crossings:
-                msg = row.message
+                (stored if row.kind == "segment" else crossings).append(row.message)
+            for msg in crossings:
                 if msg.get("rider_id"):
                     self.engine.add_crossing(msg["rider_id"], msg["gate"], msg["wallTime"])
                 else:
                     self.engine.add_unknown_crossing(msg["transponder"], msg["gate"], msg["wallTime"])
+            # After the crossings, so the spans exist: a stored result marks its span done, a
+            # withdrawn one undoes that.
+            for msg in stored:
+                if "withdrawn" in msg.get("flags", ()):
+                    self.engine.forget_emitted(msg["rider_id"], msg["start"], msg["end"], msg["number"])
+                else:
+                    self.engine.mark_emitted(msg["rider_id"], msg["start"], msg["end"], msg["number"])
             horizon = self.engine.open_since()
             if horizon is None:
                 return count
             # Rows are in acceptance order, power samples a little behind or ahead of crossings:
             # start scanning well before the first crossing near the horizon.
-            start_seq = min((r.seq for r in crossings if r.wall_time is not None
-                             and r.wall_time >= horizon - 60.0), default=0)
+            start_seq = min((m["seq"] for m in crossings if m["wallTime"] >= horizon - 60.0), default=0)
             results: list[SegmentResult] = []
             for row in spool.since(max(start_seq - 5000, 0), kinds=("power",), session_id=session):
                 count += 1

@@ -130,7 +130,13 @@ class SegmentEngine:
         """Record a result already stored (after a restart), so it is not computed twice."""
         rider = self._riders.get(rider_id)
         if rider is not None:
-            rider.emitted[(start, end, number)] = None  # type: ignore[assignment]
+            rider.emitted[(start, end, number)] = None
+            rider.pending.pop((start, end, number), None)
+
+    def forget_emitted(self, rider_id: str, start: float, end: float, number: str) -> None:
+        rider = self._riders.get(rider_id)
+        if rider is not None:
+            rider.emitted.pop((start, end, number), None)
 
     def open_since(self) -> float | None:
         """The earliest time whose power samples an open or pending segment still needs."""

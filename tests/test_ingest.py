@@ -1,0 +1,155 @@
+"""Ingest: riders mapped, events committed in batches before anyone sees them, engine restored after a crash."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.engine.course import Course
+from gateway.engine.metrics import power_metrics
+from gateway.engine.runner import EngineRunner
+from gateway.engine.segments import RiderInfo, SegmentEngine
+from gateway.ingest import Accepted, Ingest, Roster
+from gateway.model import GateCrossing, PowerSample, SegmentResult
+from gateway.spool import Spool
+
+RIDERS = [
+    {"id": "r01", "name": "Anna", "ftp_w": 250, "weight_kg": 58, "transponder": "BD-1",
+     "power_meters": [{"ant": 23456}]},
+    {"id": "r02", "name": "Lea", "transponder": "BD-2", "power_meters": [{"ble": "C4:7F:51:0A:12:9E"}]},
+]
+COURSE = Course(("SF", "TOP"))
+
+
+@pytest.fixture
+def spool(tmp_path: Path):
+    sp = Spool(tmp_path / "spool.sqlite", "box1").open()
+    yield sp
+    sp.close()
+
+
+def test_sensors_and_transponders_map_to_riders(spool: Spool) -> None:
+    seen: list[Accepted] = []
+    ingest = Ingest(spool, Roster(RIDERS), "s1", batch_interval_s=0.01)
+    ingest.subscribe(seen.extend)
+    ingest.start()
+    try:
+        ingest.submit(PowerSample("ant:23456", "23456", 10.0, 250.0, 90.0))
+        ingest.submit(PowerSample("ble:c4:7f:51:0a:12:9e", "c4:7f:51:0a:12:9e", 10.0, 180.0))
+        ingest.submit(GateCrossing("serial:/dev/ttyUSB0", "BD-2", "SF", 11.0))
+        ingest.submit(GateCrossing("serial:/dev/ttyUSB0", "BD-9", "SF", 12.0))
+        ingest.submit(PowerSample("ant:777", "777", 12.0, 100.0))
+        assert ingest.flush()
+    finally:
+        ingest.stop()
+    assert [a.rider_id for a in seen] == ["r01", "r02", "r02", None, None]
+    messages = [a.row.message for a in seen]
+    assert messages[0]["name"] == "Anna" and messages[0]["instantPower"] == 250.0
+    assert messages[0]["source"] == "ant:23456" and messages[0]["normalizedPower"] == 250.0
+    assert messages[3]["transponder"] == "BD-9" and messages[3]["rider_id"] is None
+    # Unknown sensors are kept and forwarded, and counted for the status page.
+    assert ingest.unmapped == {"transponder:BD-9": 1, "ant:777": 1}
+    assert spool.last_seq() == 5
+
+
+def test_subscribers_see_only_committed_events_in_batches(spool: Spool) -> None:
+    committed_when_seen: list[bool] = []
+    batches: list[int] = []
+
+    def check(batch: list[Accepted]) -> None:
+        batches.append(len(batch))
+        committed_when_seen.append(spool.last_seq() >= batch[-1].row.seq)
+
+    ingest = Ingest(spool, Roster(RIDERS), "s1", batch_interval_s=0.05, batch_size=100)
+    ingest.subscribe(check)
+    ingest.start()
+    try:
+        for i in range(1000):
+            ingest.submit(PowerSample("ant:23456", "23456", float(i), 200.0))
+        assert ingest.flush()
+    finally:
+        ingest.stop()
+    assert all(committed_when_seen)
+    assert sum(batches) == 1000 and max(batches) == 100
+    assert len(batches) <= 20
+
+
+def test_stop_commits_everything_queued(spool: Spool) -> None:
+    ingest = Ingest(spool, Roster(RIDERS), "s1", batch_interval_s=5.0, batch_size=10_000).start()
+    for i in range(300):
+        ingest.submit(PowerSample("ant:23456", "23456", float(i), 200.0))
+    ingest.stop()
+    assert spool.last_seq() == 300
+
+
+def test_rolling_30s_power_is_the_seed_normalized_power_field(spool: Spool) -> None:
+    seen: list[Accepted] = []
+    ingest = Ingest(spool, Roster(RIDERS), "s1", batch_interval_s=0.01)
+    ingest.subscribe(seen.extend)
+    ingest.start()
+    for i in range(60):
+        ingest.submit(PowerSample("ant:23456", "23456", float(i), 100.0 if i < 30 else 300.0))
+    ingest.flush()
+    ingest.stop()
+    rolling = [a.row.message["normalizedPower"] for a in seen]
+    assert rolling[29] == pytest.approx(100.0) and rolling[59] == pytest.approx(300.0)
+    assert rolling[44] == pytest.approx((15 * 100 + 15 * 300) / 30)
+
+
+def run_pipeline(spool: Spool, events: list, results: list[SegmentResult]) -> tuple[Ingest, EngineRunner]:
+    ingest = Ingest(spool, Roster(RIDERS), "s1", batch_interval_s=0.01)
+    engine = SegmentEngine(COURSE, RiderInfo.roster(RIDERS), "s1")
+    lock = threading.Lock()
+
+    def emit(result: SegmentResult) -> None:
+        with lock:
+            results.append(result)
+        ingest.submit(result)
+
+    runner = EngineRunner(engine, emit)
+    ingest.subscribe(runner.on_accepted)
+    runner.restore(spool)
+    ingest.start()
+    for ev in events:
+        ingest.submit(ev)
+    ingest.flush()
+    return ingest, runner
+
+
+def test_a_restart_mid_segment_still_yields_the_full_result(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    t = np.arange(0.0, 400.0, 0.25)
+    p = rng.normal(250, 50, t.size).clip(0)
+    samples = [PowerSample("ant:23456", "23456", float(ti), float(pi)) for ti, pi in zip(t, p, strict=True)]
+    crossings = {0.0: "SF", 180.0: "TOP", 390.0: "SF"}
+    events: list = []
+    for s in samples:
+        if s.wall_time in crossings:
+            events.append(GateCrossing("serial", "BD-1", crossings[s.wall_time], s.wall_time))
+        events.append(s)
+    cut = next(i for i, e in enumerate(events) if isinstance(e, PowerSample) and e.wall_time == 300.0)
+
+    before: list[SegmentResult] = []
+    sp = Spool(tmp_path / "spool.sqlite", "box1").open()
+    ingest, _ = run_pipeline(sp, events[:cut], before)
+    ingest.stop()
+    sp.close()  # the process dies here, mid-segment 1.2
+    assert [r.number for r in before] == ["1.1"]
+
+    after: list[SegmentResult] = []
+    sp = Spool(tmp_path / "spool.sqlite", "box1").open()
+    ingest, runner = run_pipeline(sp, events[cut:], after)
+    runner.flush()
+    ingest.flush()
+    ingest.stop()
+    assert [r.number for r in after] == ["1.2"]
+    m = power_metrics(t, p, None, 180.0, 390.0, ftp_w=250.0, weight_kg=58.0)
+    assert after[0].samples == m.samples == 840
+    assert after[0].normalized_power == pytest.approx(m.normalized_power)
+    # Both results are in the spool once each, to be forwarded.
+    stored = [r.message["number"] for r in sp.since(0, kinds=("segment",))]
+    assert stored == ["1.1", "1.2"]
+    sp.close()
