@@ -62,8 +62,7 @@ class Forwarder:
         self._producer: Any = None
         self._cursor = 0
         self._in_flight: set[int] = set()
-        self._done: list[int] = []
-        self._done_lock = threading.Lock()
+        self._done: list[int] = []  # filled by callbacks, which run inside poll() on this thread
         self._fatal = False
         self._attempts: dict[int, int] = {}
         self._poisoned: set[int] = set()
@@ -98,6 +97,8 @@ class Forwarder:
             "reconnect.backoff.ms": 200,
             "reconnect.backoff.max.ms": 5_000,
             "error_cb": self._on_error,
+            "on_delivery": self._on_delivery,
+            "logger": logging.getLogger("gateway.kafka.librdkafka"),
             **self.extra,
         }
 
@@ -125,12 +126,13 @@ class Forwarder:
             log.error("kafka: fatal producer error %s; starting a new producer", err.str())
             self._fatal = True
 
-    def _on_delivery(self, seq: int) -> Callable[[Any, Any], None]:
-        def callback(err: Any, _msg: Any) -> None:
-            with self._done_lock:
-                self._done.append(seq if err is None else -seq)
-
-        return callback
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        # One callback for all messages (cheaper than a closure each): the sequence number is in
+        # the message itself, which always begins {"event_id":"<gateway>:<seq>", ...
+        value = msg.value()
+        end = value.index(b'"', 13)
+        seq = int(value[value.rindex(b":", 0, end) + 1:end])
+        self._done.append(seq if err is None else -seq)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -201,8 +203,7 @@ class Forwarder:
     def _produce(self, row: Row) -> bool:
         key = row.rider_id or "unknown"
         try:
-            self._producer.produce(self.topics[row.kind], value=row.payload, key=key,
-                                   on_delivery=self._on_delivery(row.seq))
+            self._producer.produce(self.topics[row.kind], value=row.payload, key=key)
         except BufferError:
             self._producer.poll(0.1)
             return False
@@ -210,8 +211,7 @@ class Forwarder:
         return True
 
     def _settle(self) -> None:
-        with self._done_lock:
-            done, self._done = self._done, []
+        done, self._done = self._done, []
         if not done:
             return
         ok = [s for s in done if s > 0]

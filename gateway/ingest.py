@@ -12,8 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.model import GateCrossing, PowerSample, SegmentResult
 from gateway.spool import NewEvent, Row, Spool
@@ -24,8 +23,7 @@ Event = PowerSample | GateCrossing | SegmentResult
 ROLLING_S = 30.0
 
 
-@dataclass(frozen=True)
-class Accepted:
+class Accepted(NamedTuple):
     """An event committed to the spool, with the rider it belongs to (None if unknown)."""
 
     row: Row
@@ -38,6 +36,7 @@ class Roster:
 
     def __init__(self, riders: list[dict[str, Any]]) -> None:
         self.names = {r["id"]: r["name"] for r in riders}
+        self._power_cache: dict[tuple[str, str], str | None] = {}
         self._meters: dict[tuple[str, str], str] = {}
         self._transponders: dict[str, str] = {}
         for r in riders:
@@ -48,6 +47,14 @@ class Roster:
                 self._transponders[str(r["transponder"])] = r["id"]
 
     def rider_for_power(self, source: str, sensor: str) -> str | None:
+        key = (source, sensor)
+        try:
+            return self._power_cache[key]
+        except KeyError:
+            rider = self._power_cache[key] = self._lookup_power(source, sensor)
+            return rider
+
+    def _lookup_power(self, source: str, sensor: str) -> str | None:
         kind = source.split(":", 1)[0]
         if kind in ("ant", "ble"):
             return self._meters.get((kind, sensor.lower()))

@@ -23,7 +23,6 @@ disk (SQLITE_FULL) is handled the same way.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sqlite3
 import threading
@@ -32,7 +31,9 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from gateway.errors import SpoolError
 
@@ -62,8 +63,7 @@ MIGRATIONS: dict[int, str] = {
 }
 
 
-@dataclass(frozen=True)
-class NewEvent:
+class NewEvent(NamedTuple):
     """An event on its way in: the spool gives it its sequence number and identity fields."""
 
     kind: str
@@ -73,19 +73,20 @@ class NewEvent:
     body: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
+    """A stored event; ``payload`` is the Kafka message, JSON as bytes."""
+
     seq: int
     kind: str
     rider_id: str | None
     session_id: str | None
     wall_time: float | None
     recv_time: float
-    payload: str
+    payload: bytes
 
     @property
     def message(self) -> dict[str, Any]:
-        return json.loads(self.payload)
+        return orjson.loads(self.payload)
 
 
 @dataclass
@@ -108,8 +109,19 @@ class Policy:
     synchronous: str = "NORMAL"
 
 
-def crc(payload: str) -> int:
-    return zlib.crc32(payload.encode("utf-8"))
+def crc(payload: bytes) -> int:
+    return zlib.crc32(payload)
+
+
+def _ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted runs of consecutive numbers: deliveries come back mostly contiguous."""
+    out: list[tuple[int, int]] = []
+    for seq in sorted(seqs):
+        if out and seq == out[-1][1] + 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out
 
 
 @contextlib.contextmanager
@@ -238,13 +250,20 @@ class Spool:
         return []  # pragma: no cover - the loop always returns
 
     def _rows(self, events: Sequence[NewEvent], now: float) -> list[Row]:
+        """Rows with their Kafka message: identity fields first ("event_id" leads every message),
+        then the event's own fields (orjson: NaN becomes null)."""
         rows = []
         seq = self._next_seq
+        gw = self.gateway_id  # the schema allows no character that JSON would escape
+        sessions: dict[str | None, bytes] = {}
         for ev in events:
-            body = {"event_id": f"{self.gateway_id}:{seq}", "gateway_id": self.gateway_id, "seq": seq,
-                    "schema": 1, "session_id": ev.session_id, "simulation_id": ev.session_id, **ev.body}
+            sid = sessions.get(ev.session_id)
+            if sid is None:
+                sid = sessions[ev.session_id] = orjson.dumps(ev.session_id)
+            head = b'{"event_id":"%s:%d","gateway_id":"%s","seq":%d,"schema":1,"session_id":%s,"simulation_id":%s,' % (
+                gw.encode(), seq, gw.encode(), seq, sid, sid)
             rows.append(Row(seq, ev.kind, ev.rider_id, ev.session_id, ev.wall_time, now,
-                            json.dumps(body, separators=(",", ":"), allow_nan=False)))
+                            head + orjson.dumps(ev.body)[1:]))
             seq += 1
         return rows
 
@@ -299,7 +318,8 @@ class Spool:
             return
         at = time.time() if at is None else at
         with self._write_lock, transaction(self._conn()) as conn:
-            conn.executemany("UPDATE events SET delivered_at = ? WHERE seq = ?", [(at, s) for s in seqs])
+            conn.executemany("UPDATE events SET delivered_at = ? WHERE seq BETWEEN ? AND ? AND delivered_at IS NULL",
+                             [(at, lo, hi) for lo, hi in _ranges(seqs)])
 
     def prune(self, now: float | None = None) -> int:
         """Delete delivered rows older than the retention period; returns how many."""
@@ -351,7 +371,7 @@ class Spool:
     def _checked(self, cur: sqlite3.Cursor) -> list[Row]:
         out = []
         for seq, kind, rider, session, wall, recv, payload, stored_crc in cur:
-            if crc(payload) != stored_crc:
+            if not isinstance(payload, bytes) or crc(payload) != stored_crc:
                 self.counters.corrupt_rows += 1
                 log.error("spool %s: row %d fails its checksum; skipped", self.path, seq)
                 continue

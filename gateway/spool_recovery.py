@@ -107,7 +107,7 @@ def salvage(corrupt: Path, spool: Spool, budget_s: float = 120.0) -> tuple[int, 
                 gap_start = None
             if not rows:
                 break
-            good = [r for r in rows if isinstance(r[0], int) and isinstance(r[6], str) and crc(r[6]) == r[7]]
+            good = [r for r in rows if isinstance(r[0], int) and isinstance(r[6], bytes) and crc(r[6]) == r[7]]
             if good:
                 with transaction(dst):
                     dst.executemany(f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
