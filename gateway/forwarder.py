@@ -24,6 +24,26 @@ log = logging.getLogger(__name__)
 TOPIC_KEYS = {"power": "power", "crossing": "crossings", "segment": "segments"}
 
 
+class _EveryMinute(logging.Filter):
+    """librdkafka repeats a connection failure at every reconnect: one line a minute per kind is enough."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = record.getMessage().split(" ", 1)[0]
+        now = time.monotonic()
+        if now - self._last.get(kind, -1e9) < 60.0:
+            return False
+        self._last[kind] = now
+        return True
+
+
+_librdkafka_log = logging.getLogger("gateway.kafka.librdkafka")
+_librdkafka_log.addFilter(_EveryMinute())
+
+
 @dataclass
 class LinkState:
     connected: bool = False
@@ -98,7 +118,7 @@ class Forwarder:
             "reconnect.backoff.max.ms": 5_000,
             "error_cb": self._on_error,
             "on_delivery": self._on_delivery,
-            "logger": logging.getLogger("gateway.kafka.librdkafka"),
+            "logger": _librdkafka_log,
             **self.extra,
         }
 
