@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from gateway.status import StatusBoard
 log = logging.getLogger(__name__)
 
 # Sources whose capability has not landed yet are named, not silently ignored.
-_PENDING_SOURCES = ("ant", "ble", "serial", "replay")
+_PENDING_SOURCES = ("ant", "ble", "serial")
 
 
 def prepare_state_dir(path: Path) -> Path:
@@ -53,10 +54,19 @@ def open_spool(config: Config, state_dir: Path) -> Spool:
 class Daemon:
     """Runs the configured pieces until ``stop()`` or SIGTERM/SIGINT."""
 
-    def __init__(self, config: Config, *, state_dir: Path | None = None, port: int | None = None) -> None:
+    def __init__(self, config: Config, *, state_dir: Path | None = None, port: int | None = None,
+                 web: bool | None = None, replay_files: list[str] | None = None,
+                 replay_factor: float | None = None, exit_after_replay: bool = False,
+                 progress: Callable[[Any], None] | None = None) -> None:
         self.config = config
         self.state_dir = state_dir or config.state_dir
         self.port = config.section("web")["port"] if port is None else port
+        self.web_enabled = config.section("web")["enabled"] if web is None else web
+        self.replay_files = replay_files
+        self.replay_factor = replay_factor
+        self.exit_after_replay = exit_after_replay
+        self.progress = progress
+        self.replays: Any = None
         self.status = StatusBoard()
         self.web_port: int | None = None
         self.spool: Spool | None = None
@@ -131,12 +141,18 @@ class Daemon:
         tasks: list[asyncio.Task[None]] = []
         handled = []
         try:
+            from gateway.replay.manager import ReplayManager
+
+            self.replays = ReplayManager(self.config, self.spool)  # type: ignore[arg-type]
             web = self.config.section("web")
-            if web["enabled"]:
+            if self.web_enabled:
                 from gateway.web.app import create_app
+                from gateway.web.bridge import LoopBridge
                 from gateway.web.server import WebServer
 
-                server = WebServer(create_app(self.config, self.status), web["host"], self.port)
+                app = create_app(self.config, self.status, spool=self.spool, replays=self.replays,
+                                 bridge=LoopBridge(self._loop))
+                server = WebServer(app, web["host"], self.port)
                 server.start()
                 self.web_port = server.port
             self.status.post("daemon", state="running", pid=os.getpid(), web_port=self.web_port)
@@ -147,6 +163,7 @@ class Daemon:
                 except (RuntimeError, ValueError):
                     pass  # not the main thread (tests run the daemon in a thread): stop() still works
             tasks = self._sources()
+            await self._start_replays()
             await self._tick_until_stopped()
             log.info("stopping")
         finally:
@@ -157,17 +174,35 @@ class Daemon:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self.replays is not None:
+                await self.replays.close()
             await asyncio.to_thread(self._stop_pipeline)
             if server is not None:
                 server.stop()
             self.status.post("daemon", state="stopped", pid=os.getpid())
 
+    async def _start_replays(self) -> None:
+        replay = self.config.section("sources")["replay"]
+        if replay["enabled"] and replay["files"]:
+            try:
+                await self.replays.start(replay["files"], loop=replay["loop"], offset_s=replay["offset_s"])
+            except GatewayError as exc:  # the page and live sources still serve
+                log.error("replay from the config cannot start: %s", exc)
+        if self.replay_files:
+            await self.replays.start(self.replay_files, factor=self.replay_factor)
+
     async def _tick_until_stopped(self) -> None:
         assert self._stop is not None and self.runner is not None and self.spool is not None
         last_touch = 0.0
+        interval = 0.5 if self.progress else 1.0
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), 1.0)
+                await asyncio.wait_for(self._stop.wait(), interval)
+            if self.progress is not None:
+                self.progress(self.replays)
+            if self.exit_after_replay and not self.replays.active():
+                log.info("replay finished")
+                break
             self.runner.tick()
             await asyncio.to_thread(self._post_status)
             if time.time() - last_touch > 60:

@@ -16,8 +16,6 @@ log = logging.getLogger("gateway")
 
 # Commands whose capability lands with a later issue: (issue, what it will do).
 _PENDING = {
-    "replay": (4, "replays recorded sessions (Axiamo Excel, FIT, Freelap) through the pipeline"),
-    "export": (4, "exports a session's segment results as CSV, JSON or Excel"),
     "status": (8, "reads the running daemon's status"),
     "decode": (5, "decodes ANT+ and BLE power payloads given in hex"),
 }
@@ -41,12 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file: prints OK or every error with its path")
     check.add_argument("file", type=Path)
 
-    replay = sub.add_parser("replay", help=_PENDING["replay"][1])
+    replay = sub.add_parser(
+        "replay", help="replay recorded sessions (Axiamo Excel, FIT, MyFreelap CSV) through the pipeline",
+        description="Files: PATH, RIDER=PATH, PATH@+SECONDS (clock offset), or @sample (the bundled session).")
     replay.add_argument("files", nargs="+")
-    replay.add_argument("--config", type=Path)
-    replay.add_argument("--speed", type=float)
-    replay.add_argument("--state-dir", type=Path)
-    replay.add_argument("--no-web", action="store_true")
+    replay.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
+    replay.add_argument("--speed", type=float, help="simulationFactor: 1 real time, 0.5 twice as fast, 0 flat out")
+    replay.add_argument("--state-dir", type=Path, help="override gateway.state_dir")
+    replay.add_argument("--port", type=int, help="override web.port")
+    replay.add_argument("--no-web", action="store_true", help="no page: exit when the replay ends")
 
     metrics = sub.add_parser("metrics", help="NP, IF, TSS and W/kg of a recorded ride (FIT) and of each lap")
     metrics.add_argument("file")
@@ -56,10 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seconds TSS counts: the timer time (default) or only seconds with non-zero power")
     metrics.add_argument("--json", action="store_true", help="one JSON object with keys ride and laps")
 
-    export = sub.add_parser("export", help=_PENDING["export"][1])
+    export = sub.add_parser("export", help="a session's segment results with z-scores, as CSV, JSON or Excel")
     export.add_argument("--state-dir", type=Path, required=True)
-    export.add_argument("--session")
+    export.add_argument("--session", help="session id (default: the latest); `--session list` lists them")
     export.add_argument("--format", choices=["csv", "json", "xlsx"], default="csv")
+    export.add_argument("--output", type=Path, help="file to write (default: standard output; xlsx needs one)")
 
     status = sub.add_parser("status", help=_PENDING["status"][1])
     status.add_argument("--state-dir", type=Path)
@@ -107,6 +109,32 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    import copy
+
+    from gateway import config, logs
+    from gateway.app import Daemon
+    from gateway.progress import Progress
+
+    cfg = config.load(args.config)
+    logs.setup(args.log_level or cfg.section("gateway")["log_level"])
+    if args.speed is not None and args.speed < 0:
+        raise GatewayError(f"--speed must be 0 or more, got {args.speed:g}")
+    data = copy.deepcopy(cfg.data)
+    data["sources"]["replay"]["enabled"] = False  # only the files given here
+    cfg = config.Config(data, cfg.source)
+    daemon = Daemon(cfg, state_dir=args.state_dir, port=args.port, web=not args.no_web, replay_files=args.files,
+                    replay_factor=args.speed, exit_after_replay=args.no_web, progress=Progress())
+    asyncio.run(daemon.run())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from gateway.export import export
+
+    return export(args.state_dir, args.session, args.format, args.output)
+
+
 def _pending(name: str) -> Callable[[argparse.Namespace], int]:
     def run(_: argparse.Namespace) -> int:
         issue, what = _PENDING[name]
@@ -119,6 +147,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "check-config": cmd_check_config,
     "metrics": cmd_metrics,
+    "replay": cmd_replay,
+    "export": cmd_export,
     **{name: _pending(name) for name in _PENDING},
 }
 

@@ -61,8 +61,11 @@ class Roster:
         # Replayed files and generated load name their rider directly.
         return sensor if sensor in self.names else None
 
-    def rider_for_transponder(self, transponder: str) -> str | None:
-        return self._transponders.get(transponder)
+    def rider_for_crossing(self, source: str, transponder: str) -> str | None:
+        rider = self._transponders.get(transponder)
+        if rider is None and source.startswith("replay:") and transponder in self.names:
+            return transponder  # a power file's own laps: the "transponder" is its rider
+        return rider
 
 
 class _Rolling:
@@ -103,6 +106,11 @@ class Ingest:
         self._thread: threading.Thread | None = None
         self.overflow = 0
         self.unmapped: dict[str, int] = {}
+
+    @property
+    def pending(self) -> int:
+        """Events submitted but not yet committed."""
+        return len(self._queue)
 
     def subscribe(self, callback: Callable[[list[Accepted]], None]) -> None:
         """``callback`` gets every committed batch, in order, on the ingest thread: keep it quick."""
@@ -196,7 +204,7 @@ class Ingest:
                     "name": self.roster.names.get(rider) if rider else None, "rider_id": rider, "source": ev.source}
             return NewEvent("power", rider, self.session_id, ev.wall_time, body), ev, rider
         if isinstance(ev, GateCrossing):
-            rider = self.roster.rider_for_transponder(ev.transponder)
+            rider = self.roster.rider_for_crossing(ev.source, ev.transponder)
             if rider is None:
                 self._count_unmapped(f"transponder:{ev.transponder}")
             body = {"wallTime": ev.wall_time, "transponder": ev.transponder, "gate": ev.gate,

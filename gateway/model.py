@@ -88,3 +88,10 @@ class SegmentResult:
             "coverage": self.coverage,
             "flags": list(self.flags),
         }
+
+    @classmethod
+    def from_wire(cls, msg: dict[str, object]) -> SegmentResult:
+        """The inverse of ``to_wire`` (extra identity fields such as event_id are ignored)."""
+        fields = {name: msg.get(name) for name in cls.__dataclass_fields__}
+        fields["flags"] = tuple(msg.get("flags") or ())  # type: ignore[arg-type]
+        return cls(**fields)  # type: ignore[arg-type]

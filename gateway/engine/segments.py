@@ -179,7 +179,8 @@ class SegmentEngine:
                           ftp_w=info.ftp_w, weight_kg=info.weight_kg, max_gap_s=self.max_gap_s)
         return SegmentResult(
             session_id=self.session_id, rider_id=info.rider_id, name=info.name, number=span.number,
-            lap=span.lap, segment=span.segment, start=span.start, end=span.end, duration=span.end - span.start,
+            lap=span.lap, segment=span.segment, start=span.start, end=span.end,
+            duration=round(span.end - span.start, 3),
             start_gate=span.start_gate, end_gate=span.end_gate, power_avg=m.power_avg,
             cadence_avg=m.cadence_avg, normalized_power=m.normalized_power,
             intensity_factor=m.intensity_factor, tss=m.tss, watts_per_kg=m.watts_per_kg,

@@ -12,8 +12,13 @@ from gateway.config import Config
 from gateway.status import StatusBoard
 
 
-def create_app(config: Config, status: StatusBoard) -> Flask:
+def create_app(config: Config, status: StatusBoard, *, spool: Any = None, replays: Any = None,
+               bridge: Any = None) -> Flask:
+    from gateway.web.api import create_api, register_errors
+
     app = Flask("gateway.web")
+    app.register_blueprint(create_api(config, spool, replays, bridge))
+    register_errors(app)
     page = resources.files("gateway").joinpath("resources/index.html").read_text(encoding="utf-8")
 
     @app.get("/")
@@ -31,14 +36,6 @@ def create_app(config: Config, status: StatusBoard) -> Flask:
     @app.get("/api/config")
     def api_config() -> Response:
         return jsonify(_public_config(config))
-
-    @app.errorhandler(404)
-    def not_found(_: Exception) -> tuple[Response, int]:
-        return jsonify({"error": "no such page or API endpoint"}), 404
-
-    @app.errorhandler(405)
-    def bad_method(_: Exception) -> tuple[Response, int]:
-        return jsonify({"error": "method not allowed here"}), 405
 
     return app
 

@@ -1,0 +1,88 @@
+"""What every reader yields: one rider's or one timing system's events, sorted, ready to replay."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass, field
+
+from gateway.model import GateCrossing, PowerSample
+
+
+@dataclass
+class Recording:
+    """Events from one file; ``rider`` is who the power belongs to (None for a timing file)."""
+
+    path: str
+    kind: str
+    rider: str | None = None
+    samples: list[PowerSample] = field(default_factory=list)
+    crossings: list[GateCrossing] = field(default_factory=list)
+
+    def shifted(self, offset_s: float) -> Recording:
+        """The same recording with every time moved by ``offset_s`` (a head unit whose clock was off)."""
+        if not offset_s:
+            return self
+        return Recording(
+            self.path, self.kind, self.rider,
+            [PowerSample(s.source, s.sensor, s.wall_time + offset_s, s.power, s.cadence, s.torque)
+             for s in self.samples],
+            [GateCrossing(c.source, c.transponder, c.gate, c.wall_time + offset_s) for c in self.crossings],
+        )
+
+    @property
+    def start(self) -> float | None:
+        times = [e.wall_time for e in (self.samples[:1] + self.crossings[:1])]  # type: ignore[operator]
+        return min(times) if times else None
+
+
+def crossings_from_boundaries(source: str, transponder: str, gates: list[str], times: list[float],
+                              first_gate: int = 0) -> list[GateCrossing]:
+    """Crossings at successive boundaries (lap or segment ends), walking the course's gates in order."""
+    n = len(gates)
+    return [GateCrossing(source, transponder, gates[(first_gate + i) % n], t) for i, t in enumerate(times)]
+
+
+_CLOCK = re.compile(r"^\+?\s*(?:(\d+):)?(\d+(?:[.,]\d+)?)(?:\s*\(\d+\))?$")
+
+
+def seconds_of(value: object) -> float:
+    """Seconds from a number, a timedelta, a time of day, or text like '1:23.45', '83,45', '+50.1 (2)'."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError("empty")
+    if isinstance(value, int | float):
+        if math.isnan(value):
+            raise ValueError("empty")
+        return float(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, dt.time):
+        return value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6
+    match = _CLOCK.match(str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a duration")
+    minutes, seconds = match.groups()
+    return int(minutes or 0) * 60 + float(seconds.replace(",", "."))
+
+
+def unix_time(value: object) -> float:
+    """Unix seconds from a number (unix seconds), a datetime (UTC unless it says), or ISO text."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError("empty")
+    if isinstance(value, int | float):
+        if math.isnan(value):
+            raise ValueError("empty")
+        return float(value)
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()  # pandas Timestamp
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            value = dt.datetime.fromisoformat(value.strip())
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.timestamp()
+    raise ValueError(f"{value!r} is not a time")

@@ -1,0 +1,1 @@
+"""Replay: recorded sessions through the live pipeline (same ingest, spool, engine, page)."""

@@ -1,0 +1,132 @@
+"""The JSON API: sessions and results with z-scores, and replay control (admin only)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Blueprint, Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from gateway.config import Config
+from gateway.engine.normalize import Population, annotate
+from gateway.errors import GatewayError
+from gateway.results import session_results, sessions
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _token_ok(config: Config) -> None:
+    token = config.section("web")["admin_token"]
+    if not token:
+        raise ApiError(403, "control is switched off on this box: set web.admin_token in the config")
+    given = request.headers.get("X-Admin-Token") or request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if not given or not hmac.compare_digest(given.strip(), token):
+        raise ApiError(401, "this needs the admin token (header X-Admin-Token)")
+
+
+def _body() -> dict[str, Any]:
+    if not request.data:
+        return {}
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return data
+
+
+def _population(config: Config, session: str, spec: str | None) -> tuple[Population, list[str] | None]:
+    """?population=session (default) | all | squad:NAME | rider:ID | sessions:A,B"""
+    if not spec or spec == "session":
+        return Population(frozenset({session})), [session]
+    if spec == "all":
+        return Population(), None
+    kind, _, value = spec.partition(":")
+    if kind == "squad" and value:
+        return Population(squad=value), None
+    if kind == "rider" and value:
+        return Population(rider_id=value), None
+    if kind == "sessions" and value:
+        names = [v for v in value.split(",") if v]
+        return Population(frozenset(names)), names
+    raise ApiError(400, f"unknown population {spec!r}: use session, all, squad:NAME, rider:ID or sessions:A,B")
+
+
+def create_api(config: Config, spool: Any, replays: Any, bridge: Any) -> Blueprint:
+    api = Blueprint("api", __name__)
+    squads = {r["id"]: r.get("squad") for r in config.section("riders")}
+
+    @api.get("/api/sessions")
+    def list_sessions() -> Response:
+        return jsonify(sessions(spool) if spool is not None else [])
+
+    @api.get("/api/results")
+    def results() -> Response:
+        if spool is None:
+            raise ApiError(503, "the spool is not open")
+        known = sessions(spool)
+        session = request.args.get("session") or (known[-1]["session"] if known else None)
+        if session is None:
+            return jsonify({"session": None, "results": []})
+        population, wanted = _population(config, session, request.args.get("population"))
+        targets = session_results(spool, session)
+        pool = session_results(spool, wanted if wanted is not None else [s["session"] for s in known])
+        pool = [r for r in pool if population.admits(r, squads.get)]
+        return jsonify({"session": session, "population": request.args.get("population") or "session",
+                        "results": annotate(targets, pool)})
+
+    @api.get("/api/replays")
+    def list_replays() -> Response:
+        return jsonify(bridge.call(replays.statuses) if replays is not None else [])
+
+    @api.post("/api/replays")
+    def start_replay() -> tuple[Response, int]:
+        _token_ok(config)
+        body = _body()
+        files = body.get("files") or ["@sample"]
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise ApiError(400, "files must be a list of file names")
+        speed = body.get("speed")
+        if speed is not None and (not isinstance(speed, int | float) or isinstance(speed, bool) or speed < 0):
+            raise ApiError(400, "speed must be a number of 0 or more (1 = real time, 0.5 = twice as fast)")
+        session = bridge.call(replays.start, files, factor=speed, loop=bool(body.get("loop", False)))
+        return jsonify(bridge.call(replays.status, session)), 201
+
+    @api.get("/api/replays/<session>")
+    def replay_status(session: str) -> Response:
+        return jsonify(bridge.call(replays.status, session))
+
+    @api.post("/api/replays/<session>/<action>")
+    def control(session: str, action: str) -> Response:
+        _token_ok(config)
+        factor = _body().get("factor")
+        if factor is not None and (not isinstance(factor, int | float) or isinstance(factor, bool)):
+            raise ApiError(400, "factor must be a number")
+        return jsonify(bridge.call(replays.control, session, action, factor))
+
+    return api
+
+
+def register_errors(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> tuple[Response, int]:
+        return jsonify({"error": exc.message}), exc.status
+
+    @app.errorhandler(GatewayError)
+    def gateway_error(exc: GatewayError) -> tuple[Response, int]:
+        return jsonify({"error": str(exc)}), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        words = {404: "no such page or API endpoint", 405: "method not allowed here"}
+        code = exc.code or 500
+        return jsonify({"error": words.get(code, exc.description or exc.name)}), code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        app.logger.exception("web: unexpected error")
+        return jsonify({"error": f"internal error: {type(exc).__name__}"}), 500
