@@ -35,8 +35,6 @@ def test_console_script_is_installed() -> None:
 @pytest.mark.parametrize(
     ("argv", "issue"),
     [
-        (["replay", "x.fit"], 4),
-        (["export", "--state-dir", "/tmp"], 4),
         (["status"], 8),
         (["decode", "ble-power", "00 00 D2 04"], 5),
     ],

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-MODULES = ["benchmarks.engine", "benchmarks.spool"]
+MODULES = ["benchmarks.engine", "benchmarks.spool", "benchmarks.replay"]
 
 
 def main() -> int:
