@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench clean
 
+VENDOR := gateway/web/static/vendor/.built
+
 $(BIN)/.installed: pyproject.toml
 	tools/install-system-deps
 	$(PYTHON) -m venv $(VENV)
@@ -12,16 +14,24 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# Chart.js, its annotation plugin and Alpine.js from the npm registry, through web/package-lock.json.
+$(VENDOR): web/package.json web/package-lock.json
+	tools/build-page
+
 ## demo: run the gateway on its embedded defaults (state in ./var, page on http://localhost:8080)
-demo: $(BIN)/.installed
+demo: $(BIN)/.installed $(VENDOR)
 	$(BIN)/trackside-gateway run
 
 ## test: install what the tests need, start a real Kafka broker, run every test, stop the broker
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(VENDOR)
+	tools/install-system-deps test
 	tools/run-tests
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check gateway tests tools
 
+bench: $(BIN)/.installed $(VENDOR)
+	tools/bench
+
 clean:
-	rm -rf $(VENV) var .pytest_cache build *.egg-info
+	rm -rf $(VENV) var .pytest_cache build *.egg-info web/node_modules gateway/web/static/vendor

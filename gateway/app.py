@@ -67,6 +67,8 @@ class Daemon:
         self.exit_after_replay = exit_after_replay
         self.progress = progress
         self.replays: Any = None
+        self.broadcaster: Any = None
+        self.server: Any = None
         self.status = StatusBoard()
         self.web_port: int | None = None
         self.spool: Spool | None = None
@@ -137,24 +139,21 @@ class Daemon:
         log.info("trackside-gateway %s, box %s, config %s, state in %s",
                  __version__, self.config.gateway_id, self.config.source, self.state_dir.resolve())
         self._start_pipeline()
-        server = None
         tasks: list[asyncio.Task[None]] = []
         handled = []
         try:
             from gateway.replay.manager import ReplayManager
 
-            self.replays = ReplayManager(self.config, self.spool)  # type: ignore[arg-type]
-            web = self.config.section("web")
+            listeners = []
             if self.web_enabled:
-                from gateway.web.app import create_app
-                from gateway.web.bridge import LoopBridge
-                from gateway.web.server import WebServer
+                from gateway.web.stream import Broadcaster
 
-                app = create_app(self.config, self.status, spool=self.spool, replays=self.replays,
-                                 bridge=LoopBridge(self._loop))
-                server = WebServer(app, web["host"], self.port)
-                server.start()
-                self.web_port = server.port
+                self.broadcaster = Broadcaster(self.spool)  # type: ignore[arg-type]
+                self.ingest.subscribe(self.broadcaster.on_accepted)  # type: ignore[union-attr]
+                listeners.append(self.broadcaster.on_accepted)
+            self.replays = ReplayManager(self.config, self.spool, listeners=listeners)  # type: ignore[arg-type]
+            if self.web_enabled:
+                self.start_web()
             self.status.post("daemon", state="running", pid=os.getpid(), web_port=self.web_port)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 try:
@@ -177,9 +176,30 @@ class Daemon:
             if self.replays is not None:
                 await self.replays.close()
             await asyncio.to_thread(self._stop_pipeline)
-            if server is not None:
-                server.stop()
+            if self.server is not None:
+                self.server.stop()
             self.status.post("daemon", state="stopped", pid=os.getpid())
+
+    def start_web(self) -> Any:
+        """Serve the page (again: tests stop and restart it under a running pipeline)."""
+        from gateway.web.app import create_app
+        from gateway.web.bridge import LoopBridge
+        from gateway.web.server import WebServer
+
+        web = self.config.section("web")
+        server = WebServer(None, web["host"], self.web_port if self.web_port is not None else self.port)
+        server.set_app(create_app(self.config, self.status, spool=self.spool, replays=self.replays,
+                                  bridge=LoopBridge(self._loop), broadcaster=self.broadcaster,  # type: ignore[arg-type]
+                                  stop=server.stop_streams))
+        server.start()
+        self.web_port = server.port
+        self.server = server
+        return server
+
+    def stop_web(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
 
     async def _start_replays(self) -> None:
         replay = self.config.section("sources")["replay"]

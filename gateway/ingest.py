@@ -88,7 +88,7 @@ class _Rolling:
 class Ingest:
     """Batches submitted events into spool transactions on its own thread."""
 
-    def __init__(self, spool: Spool, roster: Roster, session_id: str, *, batch_interval_s: float = 0.2,
+    def __init__(self, spool: Spool, roster: Roster, session_id: str, *, batch_interval_s: float = 0.05,
                  batch_size: int = 500, max_queue: int = 200_000) -> None:
         self.spool = spool
         self.roster = roster
@@ -103,6 +103,7 @@ class Ingest:
         self._submitted = 0
         self._committed = 0
         self._stopping = False
+        self._urgent = False
         self._thread: threading.Thread | None = None
         self.overflow = 0
         self.unmapped: dict[str, int] = {}
@@ -132,7 +133,11 @@ class Ingest:
                 return False
             self._queue.append(event)
             self._submitted += 1
-            if len(self._queue) in (1, self.batch_size):
+            if not isinstance(event, PowerSample):
+                # Crossings and results are what the coach waits for: commit them without the batch delay.
+                self._urgent = True
+                self._cond.notify_all()
+            elif len(self._queue) in (1, self.batch_size):
                 self._cond.notify_all()
         return True
 
@@ -166,12 +171,13 @@ class Ingest:
                 if not self._queue and self._stopping:
                     return
                 deadline = time.monotonic() + self.batch_interval_s
-                while len(self._queue) < self.batch_size and not self._stopping:
+                while len(self._queue) < self.batch_size and not self._stopping and not self._urgent:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
                     self._cond.wait(left)
                 batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+                self._urgent = False
             try:
                 self._commit(batch)
             except Exception:

@@ -69,7 +69,8 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     problems = []
     if leaked_tasks:
         problems.append(f"asyncio tasks still pending when their loop ended: {leaked_tasks}")
-    threads = _wait_for(lambda: _threads() - threads_before)
+    allowed = tuple(p for m in request.node.iter_markers("allow_threads") for p in m.args)
+    threads = _wait_for(lambda: {t for t in _threads() - threads_before if not t.name.startswith(allowed or ("\0",))})
     if threads:
         problems.append(f"threads left running: {sorted(t.name for t in threads)}")
     sockets = _wait_for(lambda: _socket_inodes() - sockets_before)
@@ -81,3 +82,5 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_leaks: skip the leak checks (only for tests of the checks)")
+    config.addinivalue_line("markers", "allow_threads(*prefixes): threads so named belong to a longer-lived "
+                                       "fixture (e.g. a module's browser), not to the test")

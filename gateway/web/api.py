@@ -71,13 +71,13 @@ def create_api(config: Config, spool: Any, replays: Any, bridge: Any) -> Bluepri
         known = sessions(spool)
         session = request.args.get("session") or (known[-1]["session"] if known else None)
         if session is None:
-            return jsonify({"session": None, "results": []})
+            return jsonify({"session": None, "last_seq": spool.last_seq(), "results": []})
         population, wanted = _population(config, session, request.args.get("population"))
         targets = session_results(spool, session)
         pool = session_results(spool, wanted if wanted is not None else [s["session"] for s in known])
         pool = [r for r in pool if population.admits(r, squads.get)]
         return jsonify({"session": session, "population": request.args.get("population") or "session",
-                        "results": annotate(targets, pool)})
+                        "last_seq": spool.last_seq(), "results": annotate(targets, pool)})
 
     @api.get("/api/replays")
     def list_replays() -> Response:

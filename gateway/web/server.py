@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from typing import Any
 
 from gateway.errors import GatewayError
@@ -15,11 +16,15 @@ log = logging.getLogger(__name__)
 class WebServer:
     """waitress serving ``app`` on ``host:port`` (port 0 picks a free one) in a daemon thread."""
 
-    def __init__(self, app: Any, host: str, port: int, threads: int = 8) -> None:
+    def __init__(self, app: Any, host: str, port: int, threads: int = 48,
+                 stop: threading.Event | None = None) -> None:
+        # Each open page holds one thread for its event stream: 48 threads serve ~40 phones.
+        self.stop_streams = stop or threading.Event()
         from waitress.server import create_server
 
+        self.app = app
         try:
-            self._server = create_server(app, host=host, port=port, threads=threads,
+            self._server = create_server(self._dispatch, host=host, port=port, threads=threads,
                                          channel_timeout=30, ident="trackside-gateway")
         except OSError as exc:
             raise GatewayError(
@@ -27,6 +32,12 @@ class WebServer:
                 where="web", hint="another program uses that port; stop it or set web.port",
             ) from None
         self._thread = threading.Thread(target=self._run, name="web-server", daemon=True)
+
+    def _dispatch(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.app(environ, start_response)
+
+    def set_app(self, app: Any) -> None:
+        self.app = app
 
     @property
     def port(self) -> int:
@@ -46,9 +57,18 @@ class WebServer:
             self._server.run()
 
     def stop(self, timeout: float = 5.0) -> None:
+        self.stop_streams.set()  # event streams end within a second
         self._server.close()
+        # Let the streams finish their responses before connections are cut.
+        deadline = time.monotonic() + 2.0
+        while getattr(self._server, "_map", None) and time.monotonic() < deadline:
+            time.sleep(0.05)
         task_dispatcher = getattr(self._server, "task_dispatcher", None)
         if task_dispatcher is not None:
             task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
+        # Open client connections keep waitress's loop alive: close them so its thread ends.
+        for channel in list(getattr(self._server, "_map", {}).values()):
+            with contextlib.suppress(OSError):
+                channel.close()
         if self._thread.is_alive():
             self._thread.join(timeout)

@@ -1,0 +1,179 @@
+"""The coach's page in a real headless Chromium against the real server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from gateway import config
+from gateway.app import Daemon
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+TOKEN = "s3cret"
+# Playwright's own event loop grows a thread pool ("asyncio_N") while the module's browser lives.
+pytestmark = pytest.mark.allow_threads("asyncio_")
+
+
+class RunningDaemon:
+    def __init__(self, state: Path) -> None:
+        data = config.load(None).data
+        data["web"].update(admin_token=TOKEN, host="127.0.0.1")
+        data["sources"]["replay"]["enabled"] = False
+        self.daemon = Daemon(config.Config(data, "test"), state_dir=state, port=0)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.daemon.run()), name="daemon")
+
+    def __enter__(self) -> RunningDaemon:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while self.daemon.web_port is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.daemon.stop()
+        self.thread.join(30)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.daemon.web_port}"
+
+    def api(self, path: str, body: dict | None = None) -> dict:
+        request = urllib.request.Request(self.base + path, data=json.dumps(body).encode() if body is not None else None,
+                                         method="POST" if body is not None else "GET",
+                                         headers={"Content-Type": "application/json", "X-Admin-Token": TOKEN})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.loads(reply.read())
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[RunningDaemon]:
+    with RunningDaemon(tmp_path) as d:
+        yield d
+
+
+def wait_until(page, expression: str, timeout: float = 60.0) -> None:
+    page.wait_for_function(expression, timeout=timeout * 1000, polling=100)
+
+
+def open_page(browser, url: str):
+    context = browser.new_context(viewport={"width": 412, "height": 915})  # a phone
+    page = context.new_page()
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    wait_until(page, "window.trackside !== undefined", 20)
+    return context, page, requests, errors
+
+
+def test_points_appear_and_nothing_leaves_the_box(browser, running: RunningDaemon) -> None:
+    context, page, requests, errors = open_page(browser, running.base + "/")
+    try:
+        running.api("/api/replays", {"files": ["@sample"], "speed": 0.003})
+        wait_until(page, "window.trackside.drawnPoints() >= 30")
+        assert {urlparse(u).hostname for u in requests} == {"127.0.0.1"}
+        assert errors == []
+        boxes = page.evaluate("Object.keys(window.trackside.chart().options.plugins.annotation.annotations).sort()")
+        assert boxes == ["costly", "easy", "efficient", "strong"]
+        assert page.locator("#link").inner_text() == "live"
+        assert page.locator("#latest tbody tr").count() == 8
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "matrix.png"), full_page=True)
+        # Tap a point: its metrics appear.
+        page.evaluate("window.trackside.picked = Object.values(window.trackside.rows)[0]")
+        assert "segment" in page.locator("#detail").inner_text()
+    finally:
+        context.close()
+
+
+def test_switching_views_changes_axes_and_labels(browser, running: RunningDaemon) -> None:
+    running.api("/api/replays", {"files": ["@sample"], "speed": 0})
+    context, page, _, _ = open_page(browser, running.base + "/")
+    try:
+        wait_until(page, "window.trackside.drawnPoints() >= 60")
+        titles = ("[window.trackside.chart().options.scales.x.title.text, "
+                  "window.trackside.chart().options.scales.y.title.text]")
+        assert page.evaluate(titles) == ["Time (z-score)", "Power (z-score)"]
+        page.select_option("#view-select", "wpk")
+        wait_until(page, "window.trackside.chart().options.scales.x.title.text === 'Time (s)'", 10)
+        assert page.evaluate(titles) == ["Time (s)", "Power (W/kg)"]
+        assert page.evaluate("Object.keys(window.trackside.chart().options.plugins.annotation.annotations)") == []
+        xs = page.evaluate("window.trackside.chart().data.datasets.flatMap(d => d.data.map(p => p.x))")
+        assert min(xs) > 60  # absolute seconds now, not z-scores
+        page.select_option("#segment-select", "2")
+        wait_until(page, "window.trackside.drawnPoints() === 18", 10)  # 6 riders x 3 laps of the descent
+    finally:
+        context.close()
+    context, page, _, _ = open_page(browser, running.base + "/?views=u23")
+    try:
+        options = page.locator("#view-select option").all_inner_texts()
+        assert options == ["Power vs. Time (Z-Score)", "Watts per Kilo vs. Absolute Time"]
+    finally:
+        context.close()
+
+
+def test_reconnects_after_the_server_restarts_and_shows_every_result_once(browser, running: RunningDaemon) -> None:
+    context, page, _, _ = open_page(browser, running.base + "/")
+    try:
+        started = running.api("/api/replays", {"files": ["@sample"], "speed": 0.004})
+        wait_until(page, "window.trackside.count() >= 10")
+        running.daemon.stop_web()
+        wait_until(page, "window.trackside.online === false", 20)
+        assert page.locator("#link").inner_text().startswith("offline")
+        time.sleep(2)  # results keep coming into the spool meanwhile
+        running.daemon.start_web()
+        wait_until(page, "window.trackside.online === true", 30)
+        deadline = time.monotonic() + 60
+        while running.api(f"/api/replays/{started['session']}")["state"] != "finished":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        server = running.api(f"/api/results?session={started['session']}")["results"]
+        wait_until(page, f"window.trackside.count() === {len(server)}", 20)
+        shown = page.evaluate("Object.values(window.trackside.rows).map(r => [r.rider_id, r.number, r.start])")
+        assert sorted(map(tuple, shown)) == sorted((r["rider_id"], r["number"], r["start"]) for r in server)
+        received = page.evaluate("Object.values(window.trackside.received)")
+        assert set(received) == {1}  # none twice
+        assert len(server) == 72
+    finally:
+        context.close()
+
+
+def test_control_without_the_pin_is_refused(browser, running: RunningDaemon) -> None:
+    started = running.api("/api/replays", {"files": ["@sample"], "speed": 0.05})
+    context, page, _, _ = open_page(browser, running.base + "/")
+    try:
+        wait_until(page, "window.trackside.replays.length === 1", 20)
+        page.get_by_role("button", name="pause").click()
+        wait_until(page, "window.trackside.message !== ''", 10)
+        assert page.locator("#control-message").inner_text().startswith("refused: this needs the admin token")
+        assert running.api(f"/api/replays/{started['session']}")["state"] == "playing"
+        page.fill("#pin", TOKEN)
+        page.get_by_role("button", name="pause").click()
+        deadline = time.monotonic() + 10
+        while running.api(f"/api/replays/{started['session']}")["state"] != "paused":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        context.close()
