@@ -1,0 +1,90 @@
+"""The SSE stream: ids, heartbeat, catch-up from the spool with no gap and no duplicate, a bound per client."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from gateway.ingest import Accepted
+from gateway.model import SegmentResult
+from gateway.spool import NewEvent, Spool
+from gateway.web import stream as sse
+
+
+def result(rider: str, lap: int, duration: float) -> SegmentResult:
+    return SegmentResult("s1", rider, rider.upper(), f"{lap}.1", lap, 1, 1000.0 * lap, 1000.0 * lap + duration,
+                         duration, "SF", "TOP", 250.0, 85.0, 255.0, 1.0, 5.0, 4.0, 100, 1.0)
+
+
+@pytest.fixture
+def spool(tmp_path: Path):
+    sp = Spool(tmp_path / "spool.sqlite", "box1").open()
+    yield sp
+    sp.close()
+
+
+def store(spool: Spool, broadcaster: sse.Broadcaster, results: list[SegmentResult]) -> None:
+    rows = spool.append([NewEvent("segment", r.rider_id, r.session_id, r.end, r.to_wire()) for r in results])
+    broadcaster.on_accepted([Accepted(row, r, r.rider_id) for row, r in zip(rows, results, strict=True)])
+
+
+def frames(chunks: list[str]) -> list[tuple[int, dict]]:
+    out = []
+    for chunk in chunks:
+        if chunk.startswith("id: "):
+            lines = chunk.splitlines()
+            out.append((int(lines[0][4:]), json.loads(lines[2][6:])))
+    return out
+
+
+def test_catch_up_then_live_with_no_gap_and_no_duplicate(spool: Spool) -> None:
+    b = sse.Broadcaster(spool)
+    store(spool, b, [result("a", 1, 100.0), result("b", 1, 110.0), result("c", 1, 90.0)])
+    stop = threading.Event()
+    gen = b.stream(last_id=1, stop=stop, heartbeat_s=60)
+    assert next(gen) == f"retry: {sse.RETRY_MS}\n\n"
+    got = [next(gen), next(gen)]  # what it missed: rows 2 and 3, from the spool
+    store(spool, b, [result("a", 2, 95.0)])  # then live
+    got.append(next(gen))
+    stop.set()
+    list(gen)
+    ids = [i for i, _ in frames(got)]
+    assert ids == [2, 3, 4]
+    last = frames(got)[-1][1]
+    assert last["result"]["rider_id"] == "a" and last["result"]["number"] == "2.1"
+    # The whole terrain group comes with it, rescored: four results of segment 1 now.
+    assert len(last["group"]) == 4 and all(g["time_zscore"] is not None for g in last["group"])
+    assert b.clients == 0
+
+
+def test_heartbeat_keeps_the_connection_alive(spool: Spool) -> None:
+    b = sse.Broadcaster(spool)
+    stop = threading.Event()
+    gen = b.stream(last_id=None, stop=stop, heartbeat_s=0.05)
+    next(gen)
+    assert next(gen).startswith(": heartbeat ")
+    stop.set()
+    list(gen)
+
+
+def test_a_client_that_falls_behind_is_told_to_resync(spool: Spool, monkeypatch) -> None:
+    monkeypatch.setattr(sse, "CLIENT_QUEUE", 5)
+    b = sse.Broadcaster(spool)
+    stop = threading.Event()
+    slow = b.stream(last_id=None, stop=stop, heartbeat_s=60)
+    next(slow)  # connected, then reads nothing while ten results arrive
+    for lap in range(1, 11):
+        store(spool, b, [result("a", lap, 100.0 + lap)])
+    assert next(slow) == "event: resync\ndata: {}\n\n"
+    assert list(slow) == []
+    assert b.resyncs == 1 and b.clients == 0
+
+
+def test_last_event_id_from_header_or_query() -> None:
+    assert sse.parse_last_id("17", None) == 17
+    assert sse.parse_last_id(None, "5") == 5
+    assert sse.parse_last_id("junk", "9") == 9
+    assert sse.parse_last_id(None, None) is None
