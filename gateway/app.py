@@ -21,6 +21,7 @@ from gateway.errors import GatewayError
 from gateway.ingest import Ingest, Roster
 from gateway.spool import Policy, Spool
 from gateway.status import StatusBoard
+from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Daemon:
         self.broadcaster: Any = None
         self.server: Any = None
         self.status = StatusBoard()
+        self.supervisor = Supervisor(self.status, self.state_dir)
         self.web_port: int | None = None
         self.spool: Spool | None = None
         self.ingest: Ingest | None = None
@@ -127,6 +129,10 @@ class Daemon:
         self.status.post("spool", **self.spool.status())
         self.status.post("engine", session=self.ingest.session_id, **self.runner.engine.stats())
         self.status.post("ingest", overflow=self.ingest.overflow, unmapped=dict(self.ingest.unmapped))
+        if self.replays is not None:
+            self.status.post("replays", replays=[{k: r[k] for k in ("session", "state", "elapsed_s", "duration_s",
+                                                                   "results", "factor")}
+                                                 for r in self.replays.statuses()])
         if self.forwarder is not None:
             self.status.post("kafka", enabled=True, **self.forwarder.link.snapshot())
         else:
@@ -157,15 +163,19 @@ class Daemon:
             self.status.post("daemon", state="running", pid=os.getpid(), web_port=self.web_port)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 try:
-                    self._loop.add_signal_handler(sig, self._stop.set)
+                    self._loop.add_signal_handler(sig, self._on_signal, sig)
                     handled.append(sig)
                 except (RuntimeError, ValueError):
                     pass  # not the main thread (tests run the daemon in a thread): stop() still works
             tasks = self._sources()
             await self._start_replays()
+            await asyncio.to_thread(self._post_status)
+            self.supervisor.tick()
+            self.supervisor.ready()  # the spool is open and the page is listening
             await self._tick_until_stopped()
             log.info("stopping")
         finally:
+            self.supervisor.stopping()
             for sig in handled:
                 self._loop.remove_signal_handler(sig)
             for task in tasks:
@@ -180,6 +190,24 @@ class Daemon:
                 self.server.stop()
             self.status.post("daemon", state="stopped", pid=os.getpid())
 
+    def _on_signal(self, sig: int) -> None:
+        if self._stop is not None and self._stop.is_set():
+            # A second signal: stop now. Everything accepted is already committed to the spool;
+            # only what a source handed over in the last batch interval is not.
+            log.warning("second %s: stopping at once", signal.Signals(sig).name)
+            if self.ingest is not None:
+                self.ingest.stop(timeout=1.0)
+            os._exit(128 + sig)
+        log.info("%s received: stopping (a second one forces it)", signal.Signals(sig).name)
+        if self._stop is not None:
+            self._stop.set()
+
+    def health(self) -> dict[str, Any]:
+        threads = {"spool": self.spool is not None and self.ingest is not None and self.ingest.alive}
+        if self.forwarder is not None:
+            threads["forwarder"] = self.forwarder.alive
+        return self.supervisor.alive(web_ok=True, threads=threads)
+
     def start_web(self) -> Any:
         """Serve the page (again: tests stop and restart it under a running pipeline)."""
         from gateway.web.app import create_app
@@ -190,7 +218,7 @@ class Daemon:
         server = WebServer(None, web["host"], self.web_port if self.web_port is not None else self.port)
         server.set_app(create_app(self.config, self.status, spool=self.spool, replays=self.replays,
                                   bridge=LoopBridge(self._loop), broadcaster=self.broadcaster,  # type: ignore[arg-type]
-                                  stop=server.stop_streams))
+                                  stop=server.stop_streams, health=self.health))
         server.start()
         self.web_port = server.port
         self.server = server
@@ -214,7 +242,7 @@ class Daemon:
     async def _tick_until_stopped(self) -> None:
         assert self._stop is not None and self.runner is not None and self.spool is not None
         last_touch = 0.0
-        interval = 0.5 if self.progress else 1.0
+        interval = 0.5 if self.progress else self.supervisor.tick_interval
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), interval)
@@ -225,6 +253,7 @@ class Daemon:
                 break
             self.runner.tick()
             await asyncio.to_thread(self._post_status)
+            self.supervisor.tick()
             if time.time() - last_touch > 60:
                 session.touch(self.spool)
                 last_touch = time.time()

@@ -16,7 +16,6 @@ log = logging.getLogger("gateway")
 
 # Commands whose capability lands with a later issue: (issue, what it will do).
 _PENDING = {
-    "status": (8, "reads the running daemon's status"),
     "decode": (5, "decodes ANT+ and BLE power payloads given in hex"),
 }
 
@@ -63,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["csv", "json", "xlsx"], default="csv")
     export.add_argument("--output", type=Path, help="file to write (default: standard output; xlsx needs one)")
 
-    status = sub.add_parser("status", help=_PENDING["status"][1])
-    status.add_argument("--state-dir", type=Path)
+    status = sub.add_parser("status", help="the running daemon's status: sources, backlog, uplink, disk, clock")
+    status.add_argument("--state-dir", type=Path, help="the daemon's state directory (default: from the config)")
+    status.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
+    status.add_argument("--json", action="store_true")
 
     decode = sub.add_parser("decode", help=_PENDING["decode"][1])
     decode.add_argument("kind", choices=["ant-power", "ble-power"])
@@ -135,6 +136,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return export(args.state_dir, args.session, args.format, args.output)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from gateway import config
+    from gateway.status_report import report
+    from gateway.supervise import read_status_file
+
+    state_dir = args.state_dir or config.load(args.config).state_dir
+    doc = read_status_file(state_dir)
+    if doc is None:
+        print(f"trackside-gateway is not running here: no status in {state_dir}")
+        return 3
+    print(json.dumps(doc, indent=2, default=str) if args.json else report(doc))
+    return 3 if doc["stale"] else 0
+
+
 def _pending(name: str) -> Callable[[argparse.Namespace], int]:
     def run(_: argparse.Namespace) -> int:
         issue, what = _PENDING[name]
@@ -149,6 +166,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "metrics": cmd_metrics,
     "replay": cmd_replay,
     "export": cmd_export,
+    "status": cmd_status,
     **{name: _pending(name) for name in _PENDING},
 }
 

@@ -96,6 +96,10 @@ class Forwarder:
         self._thread.start()
         return self
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Deliver what can be delivered within ``timeout``; the rest stays in the spool for next time."""
         self.stop_timeout = timeout

@@ -109,6 +109,10 @@ class Ingest:
         self.unmapped: dict[str, int] = {}
 
     @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def pending(self) -> int:
         """Events submitted but not yet committed."""
         return len(self._queue)

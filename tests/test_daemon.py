@@ -56,6 +56,8 @@ def test_serves_page_and_health_then_stops_on_sigterm(tmp_path: Path, gateway_en
         assert b"http://" not in page and b"https://" not in page
         cfg = json.loads(get(base + "/api/config")[1])
         assert [r["name"] for r in cfg["riders"]][:2] == ["Anna", "Lea"]
+        status, svg = get(base + "/qr.svg")
+        assert status == 200 and svg.startswith(b"<?xml") and b"<svg" in svg
         state = json.loads(get(base + "/api/status")[1])
         assert state["components"]["daemon"]["state"] == "running"
         assert (tmp_path / "state").is_dir()

@@ -69,6 +69,7 @@ class SegmentEngine:
 
     def stats(self) -> dict[str, Any]:
         return {
+            "riders_seen": sum(1 for r in self._riders.values() if r.crossings or r.t),
             "duplicates": self.duplicates,
             "unknown_transponders": dict(self.unknown_transponders),
             "unknown_gates": dict(self.unknown_gates),

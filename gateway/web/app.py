@@ -16,7 +16,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 def create_app(config: Config, status: StatusBoard, *, spool: Any = None, replays: Any = None,
-               bridge: Any = None, broadcaster: Any = None, stop: threading.Event | None = None) -> Flask:
+               bridge: Any = None, broadcaster: Any = None, stop: threading.Event | None = None,
+               health: Any = None) -> Flask:
     from gateway.web.api import create_api, register_errors
     from gateway.web.stream import parse_last_id, stream_response
 
@@ -49,9 +50,21 @@ def create_app(config: Config, status: StatusBoard, *, spool: Any = None, replay
         last_id = parse_last_id(request.headers.get("Last-Event-ID"), request.args.get("last_id"))
         return stream_response(broadcaster, last_id, stop)
 
+    @app.get("/qr.svg")
+    def qr() -> Response:
+        """A QR code of this page's own address, for the next phone at the course."""
+        import io
+
+        import segno
+
+        out = io.BytesIO()
+        segno.make(request.host_url, error="m").save(out, kind="svg", scale=6, border=2)
+        return Response(out.getvalue(), mimetype="image/svg+xml", headers={"Cache-Control": "no-cache"})
+
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
-        return jsonify({"ok": True, "version": __version__}), 200
+        verdict = health() if health is not None else {"ok": True, "checks": {}}
+        return jsonify({**verdict, "version": __version__}), 200 if verdict["ok"] else 503
 
     @app.get("/api/status")
     def api_status() -> Response:

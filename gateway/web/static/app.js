@@ -201,6 +201,7 @@ function matrixPage() {
       for (const [name, part] of Object.entries(s)) {
         if (name.startsWith("source.")) items.push({ label: name.slice(7), text: part.state, level: part.state === "connected" ? "ok" : "warn" });
       }
+      for (const w of (s.health && s.health.warnings) || []) items.push({ label: "!", text: w, level: "bad" });
       const drift = Math.abs(Date.now() / 1000 - this.status.time);
       items.push({ label: "clock", text: new Date(this.status.time * 1000).toLocaleTimeString() + (drift > 5 ? ` (phone ${Math.round(drift)} s off)` : ""),
         level: drift > 5 ? "warn" : "" });
