@@ -25,10 +25,6 @@ from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
-# Sources whose capability has not landed yet are named, not silently ignored.
-_PENDING_SOURCES = ("ant", "ble", "serial")
-
-
 def prepare_state_dir(path: Path) -> Path:
     """Create the state directory and prove it is writable, or say what to do."""
     try:
@@ -69,6 +65,7 @@ class Daemon:
         self.progress = progress
         self.replays: Any = None
         self.broadcaster: Any = None
+        self._serial: Any = None
         self.server: Any = None
         self.status = StatusBoard()
         self.supervisor = Supervisor(self.status, self.state_dir)
@@ -108,9 +105,28 @@ class Daemon:
     def _sources(self) -> list[asyncio.Task[None]]:
         cfg = self.config
         tasks = []
-        for name in _PENDING_SOURCES:
-            if cfg.section("sources")[name]["enabled"]:
-                log.warning("source '%s' is enabled but not built into this version yet; it is skipped", name)
+        sources = cfg.section("sources")
+        meters = [m for r in cfg.section("riders") for m in r["power_meters"]]
+        if sources["ant"]["enabled"]:
+            from gateway.sources.ant import AntSource
+
+            ant = AntSource(self.ingest.submit, [m["ant"] for m in meters if "ant" in m], status=self.status,  # type: ignore[union-attr]
+                            retry_max_s=sources["ant"]["retry_max_s"])
+            tasks.append(asyncio.create_task(ant.run(), name="source.ant"))
+        if sources["ble"]["enabled"]:
+            from gateway.sources.ble import BleSource
+
+            ble = BleSource(self.ingest.submit, [m["ble"] for m in meters if "ble" in m], status=self.status,  # type: ignore[union-attr]
+                            scan_timeout_s=sources["ble"]["scan_timeout_s"], retry_max_s=sources["ble"]["retry_max_s"])
+            tasks.append(asyncio.create_task(ble.run(), name="source.ble"))
+        if sources["serial"]["enabled"]:
+            from gateway.decode.lines import LineFormat
+            from gateway.sources.serial import SerialSource
+
+            serial = sources["serial"]
+            self._serial = SerialSource(self.ingest.submit, serial["port"], serial["baudrate"],  # type: ignore[union-attr]
+                                        LineFormat.from_config(serial), status=self.status)
+            tasks.append(asyncio.create_task(self._serial.run(), name="source.serial"))
         load = cfg.section("sources")["load"]
         if load["enabled"]:
             from gateway.sources.load import LoadSource
@@ -178,6 +194,8 @@ class Daemon:
             self.supervisor.stopping()
             for sig in handled:
                 self._loop.remove_signal_handler(sig)
+            if self._serial is not None:
+                self._serial.stop()
             for task in tasks:
                 task.cancel()
             for task in tasks:

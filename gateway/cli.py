@@ -10,14 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway import __version__
-from gateway.errors import ConfigError, GatewayError, NotAvailableError
+from gateway.errors import ConfigError, GatewayError
 
 log = logging.getLogger("gateway")
-
-# Commands whose capability lands with a later issue: (issue, what it will do).
-_PENDING = {
-    "decode": (5, "decodes ANT+ and BLE power payloads given in hex"),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
     status.add_argument("--json", action="store_true")
 
-    decode = sub.add_parser("decode", help=_PENDING["decode"][1])
+    decode = sub.add_parser("decode", help="decode ANT+ power pages or BLE 0x2A63 notifications given in hex",
+                            description="One payload per argument (quote it if it has spaces); prints one "
+                                        "JSON object per payload, with power and cadence once two allow it.")
     decode.add_argument("kind", choices=["ant-power", "ble-power"])
     decode.add_argument("hex", nargs="+")
     return parser
@@ -152,12 +149,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 3 if doc["stale"] else 0
 
 
-def _pending(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(_: argparse.Namespace) -> int:
-        issue, what = _PENDING[name]
-        raise NotAvailableError(f"`{name}` ({what}) is not built into this version yet; it lands with issue #{issue}")
+def cmd_decode(args: argparse.Namespace) -> int:
+    from gateway.decode.cli import main as decode_main
 
-    return run
+    return decode_main(args.kind, args.hex)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -167,7 +162,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "replay": cmd_replay,
     "export": cmd_export,
     "status": cmd_status,
-    **{name: _pending(name) for name in _PENDING},
+    "decode": cmd_decode,
 }
 
 

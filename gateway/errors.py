@@ -94,7 +94,3 @@ class DeviceError(GatewayError):
 
 class SpoolError(GatewayError):
     """The on-box event store cannot accept or return events."""
-
-
-class NotAvailableError(GatewayError):
-    """A command whose capability has not been built yet."""

@@ -6,10 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from gateway.cli import main
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,21 +26,6 @@ def test_console_script_is_installed() -> None:
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
     assert out.stdout.startswith("trackside-gateway ")
-
-
-@pytest.mark.parametrize(
-    ("argv", "issue"),
-    [
-        (["status"], 8),
-        (["decode", "ble-power", "00 00 D2 04"], 5),
-    ],
-)
-def test_commands_not_built_yet_say_so_and_exit_2(argv: list[str], issue: int,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert f"lands with issue #{issue}" in err
 
 
 def test_run_refuses_an_invalid_config_without_a_traceback(tmp_path: Path, gateway_env: dict[str, str]) -> None:

@@ -1,0 +1,115 @@
+"""ANT+ power meters through openant: one channel per configured meter on one USB stick.
+
+openant owns the stick, the node and the channels; pages are decoded here (gateway.decode.ant_power).
+``Node.start()`` blocks, so it runs in a thread and hands pages to the event loop. A missing or
+unplugged stick is a status ("no adapter", "lost") and a retry with backoff, never a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.decode.ant_power import AntPowerDecoder
+from gateway.errors import DecodeError
+from gateway.model import PowerSample
+from gateway.sources.link import Link, backoff
+from gateway.status import StatusBoard
+
+log = logging.getLogger(__name__)
+
+ANTPLUS_KEY = [0xB9, 0xA5, 0x21, 0xFB, 0xBD, 0x72, 0xC3, 0x45]
+POWER_DEVICE_TYPE, POWER_PERIOD, ANTPLUS_RF = 11, 8182, 57
+
+
+def _openant_node() -> Any:
+    from openant.easy.node import Node
+
+    return Node()
+
+
+class AntSource:
+    def __init__(self, submit: Callable[[PowerSample], object], meters: list[int], *,
+                 status: StatusBoard | None = None, node_factory: Callable[[], Any] = _openant_node,
+                 retry_max_s: float = 30.0) -> None:
+        self.submit = submit
+        self.meters = meters
+        self.node_factory = node_factory
+        self.retry_max_s = retry_max_s
+        self.link = Link(status, "ant")
+        self.decoders = {m: AntPowerDecoder() for m in meters}
+        self._node: Any = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        try:
+            while True:
+                self.link.set("searching")
+                try:
+                    self._node = await asyncio.to_thread(self.node_factory)
+                except Exception as exc:  # usb.core.USBError, DriverNotFound, ImportError...
+                    self.link.set("no adapter", f"{type(exc).__name__}: {exc}")
+                    attempt += 1
+                    await asyncio.sleep(backoff(attempt, self.retry_max_s))
+                    continue
+                attempt = 0
+                # A new pairing: the first page of each meter only sets the reference again.
+                self.decoders = {m: AntPowerDecoder() for m in self.meters}
+                self._open_channels(loop)
+                self.link.set("connected", f"{len(self.meters)} meter channel(s)")
+                try:
+                    await asyncio.to_thread(self._node.start)
+                    self.link.set("lost", "the ANT+ stick stopped")
+                except Exception as exc:
+                    self.link.set("lost", f"{type(exc).__name__}: {exc}")
+                self._stop_node()
+                await asyncio.sleep(1.0)
+        finally:
+            self._stop_node()
+
+    def _stop_node(self) -> None:
+        if self._node is not None:
+            node, self._node = self._node, None
+            try:
+                node.stop()
+            except Exception as exc:
+                log.debug("ant: stopping the node: %s", exc)
+
+    def _open_channels(self, loop: asyncio.AbstractEventLoop) -> None:
+        from openant.easy.channel import Channel
+
+        self._node.set_network_key(0x00, ANTPLUS_KEY)
+        for device in self.meters:
+            channel = self._node.new_channel(Channel.Type.BIDIRECTIONAL_RECEIVE, 0x00, 0x00)
+            channel.on_broadcast_data = self._handler(loop, device)
+            channel.on_burst_data = self._handler(loop, device)
+            channel.set_id(device, POWER_DEVICE_TYPE, 0)
+            channel.set_period(POWER_PERIOD)
+            channel.set_search_timeout(255)
+            channel.set_rf_freq(ANTPLUS_RF)
+            channel.open()
+
+    def _handler(self, loop: asyncio.AbstractEventLoop, device: int) -> Callable[[Any], None]:
+        def on_data(data: Any) -> None:  # on openant's thread
+            loop.call_soon_threadsafe(self.on_page, device, bytes(data), time.time(), time.monotonic())
+
+        return on_data
+
+    def on_page(self, device: int, page: bytes, wall: float, mono: float) -> None:
+        """Decode one data page of meter ``device`` and submit the power it yields."""
+        self.link.count("pages")
+        try:
+            fields = self.decoders[device].feed(page)
+        except DecodeError as exc:
+            self.link.count("bad_pages")
+            log.warning("ant: meter %d sent a page that cannot be decoded: %s (%s)", device, exc, page.hex(" "))
+            return
+        self.link.device(str(device), **self.decoders[device].info)
+        if "power_w" in fields:
+            self.submit(PowerSample(f"ant:{device}", str(device), wall, float(fields["power_w"]),
+                                    fields.get("cadence_rpm"), fields.get("torque_nm"), mono))
+            self.link.count("samples")

@@ -1,0 +1,108 @@
+"""Timing gates over a serial port (pyserial): lines in, gate crossings out.
+
+Reads run in a thread. Partial lines wait for their end; garbage bytes, undecodable and
+malformed lines are counted and logged with their raw text, never fatal. An unplugged device is
+reopened with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.decode.lines import LineFormat, decode_line
+from gateway.errors import DecodeError
+from gateway.model import GateCrossing
+from gateway.sources.link import Link, backoff
+from gateway.status import StatusBoard
+
+log = logging.getLogger(__name__)
+MAX_LINE = 512
+
+
+class SerialSource:
+    def __init__(self, submit: Callable[[GateCrossing], object], port: str, baudrate: int, fmt: LineFormat, *,
+                 status: StatusBoard | None = None, retry_max_s: float = 30.0) -> None:
+        self.submit = submit
+        self.port = port
+        self.baudrate = baudrate
+        self.fmt = fmt
+        self.retry_max_s = retry_max_s
+        self.link = Link(status, "serial")
+        self._stop = threading.Event()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self._read_forever, loop)
+        finally:
+            self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _read_forever(self, loop: asyncio.AbstractEventLoop) -> None:
+        import serial
+
+        attempt = 0
+        while not self._stop.is_set() and not loop.is_closed():
+            try:
+                port = serial.Serial(self.port, self.baudrate, timeout=0.2)
+            except (serial.SerialException, OSError) as exc:
+                self.link.set("no adapter", f"{self.port}: {exc}")
+                attempt += 1
+                self._stop.wait(backoff(attempt, self.retry_max_s))
+                continue
+            attempt = 0
+            self.link.set("connected", self.port)
+            try:
+                self._read(port, loop)
+            except (serial.SerialException, OSError) as exc:
+                self.link.set("lost", f"{self.port}: {exc}")
+                self.link.count("unplugged")
+            finally:
+                with contextlib.suppress(serial.SerialException, OSError):
+                    port.close()
+            self._stop.wait(1.0)
+
+    def _read(self, port: Any, loop: asyncio.AbstractEventLoop) -> None:
+        buffer = b""
+        while not self._stop.is_set():
+            chunk = port.read(256)
+            if not chunk:
+                if not port.is_open:
+                    raise OSError("the port closed")
+                continue
+            buffer += chunk
+            *lines, buffer = buffer.replace(b"\r", b"\n").split(b"\n")
+            if len(buffer) > MAX_LINE:
+                self._bad(buffer, "a line longer than 512 bytes: dropped")
+                buffer = b""
+            for raw in lines:
+                if raw.strip():
+                    self._line(raw, loop)
+
+    def _line(self, raw: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        self.link.count("lines")
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            self._bad(raw, "garbage bytes")
+            return
+        try:
+            transponder, gate, t = decode_line(text, self.fmt)
+        except DecodeError as exc:
+            self._bad(raw, exc.message)
+            return
+        crossing = GateCrossing(f"serial:{self.port}", transponder, gate, t, time.monotonic())
+        loop.call_soon_threadsafe(self.submit, crossing)
+        self.link.count("crossings")
+
+    def _bad(self, raw: bytes, why: str) -> None:
+        self.link.count("bad_lines")
+        log.warning("serial %s: %s: %r", self.port, why, raw[:200])
