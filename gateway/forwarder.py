@@ -88,6 +88,9 @@ class Forwarder:
         self._poisoned: set[int] = set()
         self._next_topic_try = 0.0
         self.stop_timeout = 10.0
+        self.mark_every_s = 1.0
+        self._acked: list[int] = []
+        self._last_mark = 0.0
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -129,6 +132,7 @@ class Forwarder:
     def _new_producer(self) -> None:
         from confluent_kafka import Producer
 
+        self._mark(force=True)
         self._producer = Producer(self._config())
         self._cursor = 0  # re-read from the oldest undelivered row
         self._in_flight.clear()
@@ -173,6 +177,7 @@ class Forwarder:
                 self._send_more()
                 self._producer.poll(0.05)
                 self._settle()
+                self._mark()
                 now = self.clock()
                 if now >= next_backlog:
                     self._update_backlog()
@@ -243,7 +248,7 @@ class Forwarder:
         self._in_flight.difference_update(ok)
         self._in_flight.difference_update(failed)
         if ok:
-            self.spool.mark_delivered(ok, self.clock())
+            self._acked += ok
             with self.link.lock:
                 if not self.link.connected:
                     log.info("kafka: connected to %s", self.bootstrap)
@@ -265,6 +270,15 @@ class Forwarder:
         with self.link.lock:
             self.link.in_flight = len(self._in_flight)
 
+    def _mark(self, force: bool = False) -> None:
+        """Record deliveries in the spool about once a second: every mark rewrites spool pages, and
+        an SD card counts writes. A crash in between only means those rows are sent again."""
+        if self._acked and (force or len(self._acked) >= 20_000
+                            or time.monotonic() - self._last_mark >= self.mark_every_s):
+            self.spool.mark_delivered(self._acked, self.clock())
+            self._acked = []
+            self._last_mark = time.monotonic()
+
     def _update_backlog(self) -> None:
         rows, oldest = self.spool.backlog()
         with self.link.lock:
@@ -283,6 +297,7 @@ class Forwarder:
             self._settle()
             if not self._in_flight and not self.spool.undelivered(self._cursor, 1):
                 break
+        self._mark(force=True)
         # What is still unacknowledged stays undelivered in the spool and is sent again next time.
         self._producer = None
 

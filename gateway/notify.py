@@ -43,8 +43,12 @@ class Notifier:
         target = "\0" + self.address[1:] if self.address.startswith("@") else self.address
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never block the event loop on a receiver that does not read (systemd always does).
+                sock.setblocking(False)
                 sock.sendto(message.encode("utf-8"), target)
             return True
+        except BlockingIOError:
+            return False
         except OSError as exc:
             log.warning("sd_notify to %s failed: %s", self.address, exc)
             return False

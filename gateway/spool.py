@@ -171,6 +171,8 @@ class Spool:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.policy.synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")
+        # A small page cache per connection: several threads hold one, and the box has little RAM.
+        conn.execute("PRAGMA cache_size=-1024")
         with self._conn_lock:
             self._connections.append(conn)
         return conn

@@ -55,8 +55,15 @@ def test_catch_up_then_live_with_no_gap_and_no_duplicate(spool: Spool) -> None:
     assert ids == [2, 3, 4]
     last = frames(got)[-1][1]
     assert last["result"]["rider_id"] == "a" and last["result"]["number"] == "2.1"
-    # The whole terrain group comes with it, rescored: four results of segment 1 now.
-    assert len(last["group"]) == 4 and all(g["time_zscore"] is not None for g in last["group"])
+    # The terrain group's statistics come with it (four results of segment 1 now), and the result
+    # is scored against them.
+    durations = [100.0, 110.0, 90.0, 95.0]
+    time_stats = last["stats"]["time"]
+    assert time_stats["n"] == 4 and time_stats["mean"] == pytest.approx(sum(durations) / 4)
+    import statistics
+
+    assert time_stats["std"] == pytest.approx(statistics.pstdev(durations))
+    assert last["result"]["time_zscore"] == pytest.approx((95.0 - 98.75) / statistics.pstdev(durations))
     assert b.clients == 0
 
 

@@ -58,11 +58,13 @@ class WebServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_streams.set()  # event streams end within a second
-        self._server.close()
-        # Let the streams finish their responses before connections are cut.
+        # Let the streams finish their responses while waitress can still wake its loop (close()
+        # closes that trigger, and a task finishing afterwards would fail on it).
+        dispatcher = getattr(self._server, "task_dispatcher", None)
         deadline = time.monotonic() + 2.0
-        while getattr(self._server, "_map", None) and time.monotonic() < deadline:
+        while dispatcher is not None and dispatcher.active_count and time.monotonic() < deadline:
             time.sleep(0.05)
+        self._server.close()
         task_dispatcher = getattr(self._server, "task_dispatcher", None)
         if task_dispatcher is not None:
             task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)

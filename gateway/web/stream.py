@@ -3,22 +3,25 @@
 Each event's ``id`` is the spool sequence number of the result, so a page that reconnects with
 ``Last-Event-ID`` (or ``?last_id=``) is sent exactly what it missed, read back from the spool, then
 the live stream, with nothing missing and nothing twice. Each event carries the new result and
-the refreshed scores of its whole terrain group (same session and course segment), since one new
-result moves every z-score of its group. Each client has a bounded queue: a phone that falls too
-far behind gets a ``resync`` event (reload the results, then reconnect) instead of slowing others.
+the statistics of its terrain group (same session and course segment), since one new result
+moves every z-score of its group: the page rescores its rows from them. Each client has a
+bounded queue: a phone that falls too far behind gets a ``resync`` event (reload the results,
+then reconnect) instead of slowing others.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
-from gateway.engine.normalize import score
+from gateway.engine.normalize import Spread, score
 from gateway.ingest import Accepted
 from gateway.model import SegmentResult
 from gateway.results import session_results
@@ -81,15 +84,15 @@ class Broadcaster:
         else:
             results[_key(result)] = result
         group = [r for r in results.values() if r.segment is not None and r.segment == result.segment]
-        scores = score(group, group).rows() if group else []
-        row_of_result = next((s for s in scores if s["rider_id"] == result.rider_id and s["number"] == result.number
-                              and s["start"] == result.start), None)
-        if row_of_result is None:
-            row_of_result = score([result], []).row(0)
+        stats = {}
+        if result.segment is not None:
+            stats = {"time": asdict(Spread.of([r.duration for r in group])),
+                     "power": asdict(Spread.of([r.power_avg for r in group if r.power_avg is not None]))}
         data = {
-            "seq": row.seq, "session": result.session_id, "result": row_of_result,
-            "group": [{k: s[k] for k in ("rider_id", "number", "start", "time_zscore", "power_zscore",
-                                          "time_modified_zscore", "power_modified_zscore")} for s in scores],
+            "seq": row.seq, "session": result.session_id, "result": score([result], group).row(0),
+            # The terrain group's statistics, not its rows: the page rescores its own rows from them,
+            # so an event stays small however long the session grows.
+            "segment": result.segment, "stats": _finite(stats),
             "committed": row.recv_time,
             "crossing_received": self._crossings.get((result.rider_id, result.end_gate, result.end)),
         }
@@ -155,6 +158,11 @@ class Broadcaster:
         finally:
             with self._lock:
                 self._clients.discard(q)
+
+
+def _finite(stats: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    return {k: {f: (None if isinstance(v, float) and math.isnan(v) else v) for f, v in d.items()}
+            for k, d in stats.items()}
 
 
 def _frame(seq: int, data: str) -> str:

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-MODULES = ["benchmarks.engine", "benchmarks.spool", "benchmarks.replay", "benchmarks.page"]
+MODULES = ["benchmarks.engine", "benchmarks.spool", "benchmarks.replay", "benchmarks.page", "benchmarks.daemon"]
 
 
 def main() -> int:

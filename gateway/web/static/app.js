@@ -3,10 +3,19 @@
 
 const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324",
   "#469990", "#800000", "#808000", "#000075"];
-const SCORE_KEYS = ["time_zscore", "power_zscore", "time_modified_zscore", "power_modified_zscore"];
 
 // Chart.js must not be wrapped in Alpine's reactive proxy: the chart lives outside the component.
 let CHART = null;
+
+// The same definitions as gateway/engine/normalize.py (Spread.z and Spread.modified_z).
+function scores(metric, x, s) {
+  const out = { [`${metric}_zscore`]: null, [`${metric}_modified_zscore`]: null };
+  if (x === null || x === undefined || !s) return out;
+  if (s.n >= 2 && s.std > 0) out[`${metric}_zscore`] = (x - s.mean) / s.std;
+  if (s.n >= 3 && s.mad > 0) out[`${metric}_modified_zscore`] = 0.6745 * (x - s.median) / s.mad;
+  else if (s.n >= 3 && s.mean_ad > 0) out[`${metric}_modified_zscore`] = (x - s.median) / (1.253314 * s.mean_ad);
+  return out;
+}
 
 function rowKey(r) { return `${r.session_id}|${r.rider_id}|${r.number}|${r.start}`; }
 
@@ -88,9 +97,11 @@ function matrixPage() {
       this.received[r.key] = (this.received[r.key] || 0) + 1;
       if ((r.flags || []).includes("withdrawn")) delete this.rows[r.key];
       else this.rows[r.key] = r;
-      for (const g of data.group) {
-        const row = this.rows[`${data.session}|${g.rider_id}|${g.number}|${g.start}`];
-        if (row) for (const k of SCORE_KEYS) row[k] = g[k];
+      if (data.segment !== null && data.stats.time) {
+        for (const row of Object.values(this.rows)) {
+          if (row.segment !== data.segment) continue;
+          Object.assign(row, scores("time", row.duration, data.stats.time), scores("power", row.power_avg, data.stats.power));
+        }
       }
       this.redraw();
       const since = data.crossing_received || data.committed;
