@@ -225,12 +225,8 @@ def test_gateway_killed_mid_stream_and_started_again(tmp_path: Path, running_bro
         # Caught up: what is left is the last second or so of the stream (deliveries are recorded
         # once a second); the graceful stop below delivers it.
         wait_for(lambda: caught_up(port), 60, "the backlog to drain")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_gracefully(proc)
     text = log.read_text()
     assert "Traceback" not in text
     n = assert_exactly_once_in_order(running_broker.bootstrap, topics, spool_path)
@@ -246,6 +242,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop_gracefully(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, which must end the daemon cleanly within 20 s (it delivers what is left first)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def caught_up(port: int) -> bool:
@@ -282,12 +290,8 @@ def test_a_corrupt_spool_at_start_up_is_recovered(tmp_path: Path, running_broker
     try:
         wait_for(lambda: kafka_backlog(port) is not None, 60, "the page to answer")
         wait_for(lambda: caught_up(port), 60, "the salvaged rows to be delivered")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_gracefully(proc)
     text = log.read_text()
     assert "failed its integrity check" in text and "salvaged" in text
     assert len([p for p in (tmp_path / "state").glob("spool.sqlite.corrupt-*") if p.suffix != ".sqlite-wal"]) >= 1

@@ -47,14 +47,18 @@ def crossings_from_boundaries(source: str, transponder: str, gates: list[str], t
 _CLOCK = re.compile(r"^\+?\s*(?:(\d+):)?(\d+(?:[.,]\d+)?)(?:\s*\(\d+\))?$")
 
 
+def _number(value: object) -> float | None:
+    """A plain number as float, None for anything else; an empty cell (None, NaN, bool) is an error."""
+    if isinstance(value, bool) or value is None or (isinstance(value, float) and math.isnan(value)):
+        raise ValueError("empty")
+    return float(value) if isinstance(value, int | float) else None
+
+
 def seconds_of(value: object) -> float:
     """Seconds from a number, a timedelta, a time of day, or text like '1:23.45', '83,45', '+50.1 (2)'."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError("empty")
-    if isinstance(value, int | float):
-        if math.isnan(value):
-            raise ValueError("empty")
-        return float(value)
+    number = _number(value)
+    if number is not None:
+        return number
     if isinstance(value, dt.timedelta):
         return value.total_seconds()
     if isinstance(value, dt.time):
@@ -68,12 +72,9 @@ def seconds_of(value: object) -> float:
 
 def unix_time(value: object) -> float:
     """Unix seconds from a number (unix seconds), a datetime (UTC unless it says), or ISO text."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError("empty")
-    if isinstance(value, int | float):
-        if math.isnan(value):
-            raise ValueError("empty")
-        return float(value)
+    number = _number(value)
+    if number is not None:
+        return number
     if hasattr(value, "to_pydatetime"):
         value = value.to_pydatetime()  # pandas Timestamp
     if isinstance(value, str):
