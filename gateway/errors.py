@@ -84,13 +84,5 @@ class DecodeError(GatewayError):
         super().__init__(message, where=where)
 
 
-class DeviceError(GatewayError):
-    """A radio or serial device is missing, busy or not permitted."""
-
-    def __init__(self, device: str, message: str, *, hint: str | None = None) -> None:
-        self.device = device
-        super().__init__(message, where=device, hint=hint)
-
-
 class SpoolError(GatewayError):
     """The on-box event store cannot accept or return events."""

@@ -30,10 +30,6 @@ class Notifier:
             except ImportError:
                 pass
 
-    @property
-    def enabled(self) -> bool:
-        return self.address is not None
-
     def send(self, *fields: str) -> bool:
         if not self.address:
             return False

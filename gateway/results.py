@@ -10,10 +10,8 @@ from gateway.spool import Spool
 
 def sessions(spool: Spool) -> list[dict[str, Any]]:
     """Every session that has segment results, oldest first."""
-    rows = spool._conn().execute(
-        "SELECT session_id, COUNT(*), MIN(wall_time), MAX(wall_time), MIN(seq) FROM events "
-        "WHERE kind = 'segment' GROUP BY session_id ORDER BY MIN(seq)").fetchall()
-    return [{"session": s, "results": n, "first": first, "last": last} for s, n, first, last, _ in rows]
+    return [{"session": s, "results": n, "first": first, "last": last}
+            for s, n, first, last in spool.segment_sessions()]
 
 
 def session_results(spool: Spool, session_ids: list[str] | str) -> list[SegmentResult]:
@@ -21,7 +19,7 @@ def session_results(spool: Spool, session_ids: list[str] | str) -> list[SegmentR
     wanted = [session_ids] if isinstance(session_ids, str) else session_ids
     out: dict[tuple[str, str, float, float, str], SegmentResult] = {}
     for session in wanted:
-        for row in spool.since(0, kinds=("segment",), session_id=session):
+        for row in spool.segment_rows(session):
             result = SegmentResult.from_wire(row.message)
             key = (result.session_id, result.rider_id, result.start, result.end, result.number)
             if "withdrawn" in result.flags:

@@ -39,7 +39,7 @@ from gateway.errors import SpoolError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KINDS = ("power", "crossing", "segment")
 
 # Each entry brings the schema from version N-1 to N, in one transaction.
@@ -59,6 +59,11 @@ MIGRATIONS: dict[int, str] = {
         );
         CREATE INDEX IF NOT EXISTS events_undelivered ON events(seq) WHERE delivered_at IS NULL;
         CREATE INDEX IF NOT EXISTS events_delivered ON events(delivered_at) WHERE delivered_at IS NOT NULL;
+    """,
+    # Segment results are few among many power samples: the page, export and restore read them by
+    # session without scanning the samples.
+    2: """
+        CREATE INDEX IF NOT EXISTS events_segments ON events(session_id, seq) WHERE kind = 'segment';
     """,
 }
 
@@ -153,6 +158,7 @@ class Spool:
         self._connections: list[sqlite3.Connection] = []
         self._conn_lock = threading.Lock()
         self._next_seq = 1
+        self._undelivered = 0
         self._opened = False
 
     # -- connections ---------------------------------------------------------------------------
@@ -194,6 +200,7 @@ class Spool:
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         top = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
         self._next_seq = max(top, row[0] if row else 0) + 1
+        self._undelivered = conn.execute("SELECT COUNT(*) FROM events WHERE delivered_at IS NULL").fetchone()[0]
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('gateway_id', ?)", (self.gateway_id,))
         return self
 
@@ -246,6 +253,7 @@ class Spool:
                         continue
                     return self._reject(events, f"no space left ({exc})")
                 self._next_seq += len(rows)
+                self._undelivered += len(rows)
                 self.counters.appended += len(rows)
                 self.counters.full_since = None
                 return rows
@@ -307,6 +315,7 @@ class Spool:
         dropped = conn.execute(
             "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE delivered_at IS NULL "
             "ORDER BY seq LIMIT ?)", (max(wanted * 2, 500),)).rowcount
+        self._undelivered -= dropped
         if dropped:
             if self.counters.dropped == 0 or self.counters.full_since is None:
                 log.error("spool %s: full of undelivered events: dropping the oldest (policy drop_oldest)",
@@ -319,9 +328,12 @@ class Spool:
         if not seqs:
             return
         at = time.time() if at is None else at
-        with self._write_lock, transaction(self._conn()) as conn:
-            conn.executemany("UPDATE events SET delivered_at = ? WHERE seq BETWEEN ? AND ? AND delivered_at IS NULL",
-                             [(at, lo, hi) for lo, hi in _ranges(seqs)])
+        with self._write_lock:
+            with transaction(self._conn()) as conn:
+                marked = conn.executemany(
+                    "UPDATE events SET delivered_at = ? WHERE seq BETWEEN ? AND ? AND delivered_at IS NULL",
+                    [(at, lo, hi) for lo, hi in _ranges(seqs)]).rowcount
+            self._undelivered -= marked
 
     def prune(self, now: float | None = None) -> int:
         """Delete delivered rows older than the retention period; returns how many."""
@@ -341,16 +353,17 @@ class Spool:
             "WHERE delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
         return self._checked(cur)
 
-    def rows(self, seqs: Sequence[int]) -> list[Row]:
-        out: list[Row] = []
-        conn = self._conn()
-        for i in range(0, len(seqs), 500):
-            chunk = list(seqs[i:i + 500])
-            marks = ",".join("?" * len(chunk))
-            out += self._checked(conn.execute(
-                "SELECT seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc FROM events "
-                f"WHERE seq IN ({marks}) ORDER BY seq", chunk))
-        return out
+    def segment_rows(self, session_id: str) -> list[Row]:
+        """Every segment result of a session, in order (through the partial index of version 2)."""
+        return self._checked(self._conn().execute(
+            "SELECT seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc FROM events "
+            "WHERE kind = 'segment' AND session_id = ? ORDER BY seq", (session_id,)))
+
+    def segment_sessions(self) -> list[tuple[str, int, float | None, float | None]]:
+        """(session, results, first, last) of every session with results, oldest first."""
+        return self._conn().execute(
+            "SELECT session_id, COUNT(*), MIN(wall_time), MAX(wall_time) FROM events WHERE kind = 'segment' "
+            "GROUP BY session_id ORDER BY MIN(seq)").fetchall()
 
     def since(self, after_seq: int, *, kinds: Sequence[str] = KINDS, session_id: str | None = None,
               batch: int = 5000) -> Iterator[Row]:
@@ -381,10 +394,14 @@ class Spool:
         return out
 
     def backlog(self) -> tuple[int, float | None]:
-        """(undelivered rows, receive time of the oldest one)."""
-        count, oldest = self._conn().execute(
-            "SELECT COUNT(*), MIN(recv_time) FROM events WHERE delivered_at IS NULL").fetchone()
-        return int(count), oldest
+        """(undelivered rows, receive time of the oldest one).
+
+        The count is kept as rows come and go (counted once at open), so the status every second
+        costs one index lookup, not a scan of a spool that grows all session with Kafka off.
+        """
+        row = self._conn().execute(
+            "SELECT recv_time FROM events WHERE delivered_at IS NULL ORDER BY seq LIMIT 1").fetchone()
+        return self._undelivered, row[0] if row else None
 
     def last_seq(self) -> int:
         return self._next_seq - 1

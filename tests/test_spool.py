@@ -91,6 +91,7 @@ def test_full_spool_with_drop_oldest_keeps_the_newest(tmp_path: Path) -> None:
     seqs = [r.seq for r in sp.since(0)]
     assert seqs[-1] == 10_000 and len(seqs) == 10_000 - status["dropped"]
     assert seqs == list(range(seqs[0], 10_001))
+    assert sp.backlog()[0] == len(seqs)
     sp.close()
 
 
@@ -170,12 +171,38 @@ def test_a_damaged_row_is_skipped_and_counted(tmp_path: Path) -> None:
     sp.close()
 
 
-def test_schema_is_versioned(tmp_path: Path) -> None:
+def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
+    from gateway.spool import MIGRATIONS
+
+    # A spool written by a version-1 gateway, with an event in it.
+    raw = sqlite3.connect(tmp_path / "s.sqlite")
+    for statement in MIGRATIONS[1].split(";"):
+        if statement.strip():
+            raw.execute(statement)
+    raw.execute("PRAGMA user_version=1")
+    raw.commit()
+    raw.close()
     sp = open_spool(tmp_path / "s.sqlite")
+    sp.append([NewEvent("segment", "r01", "s1", 1.0, {"number": "1.1"})])
     sp.close()
     raw = sqlite3.connect(tmp_path / "s.sqlite")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+    plan = raw.execute("EXPLAIN QUERY PLAN SELECT seq FROM events WHERE kind = 'segment' AND session_id = 's1'")
+    assert "events_segments" in str(plan.fetchall())
     raw.execute("PRAGMA user_version=99")
     raw.close()
-    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 1"):
+    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 2"):
         open_spool(tmp_path / "s.sqlite")
+
+
+def test_backlog_count_is_kept_across_appends_deliveries_drops_and_restarts(tmp_path: Path) -> None:
+    sp = open_spool(tmp_path / "s.sqlite")
+    sp.append([power(i) for i in range(10)], now=5.0)
+    sp.mark_delivered([1, 2, 3, 3, 9])
+    assert sp.backlog() == (6, 5.0)
+    sp.mark_delivered([1, 2])  # delivered twice (a re-send): counted once
+    assert sp.backlog()[0] == 6
+    sp.close()
+    sp = open_spool(tmp_path / "s.sqlite")
+    assert sp.backlog() == (6, 5.0)
+    sp.close()

@@ -31,11 +31,6 @@ class Recording:
             [GateCrossing(c.source, c.transponder, c.gate, c.wall_time + offset_s) for c in self.crossings],
         )
 
-    @property
-    def start(self) -> float | None:
-        times = [e.wall_time for e in (self.samples[:1] + self.crossings[:1])]  # type: ignore[operator]
-        return min(times) if times else None
-
 
 def crossings_from_boundaries(source: str, transponder: str, gates: list[str], times: list[float],
                               first_gate: int = 0) -> list[GateCrossing]:

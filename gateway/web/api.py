@@ -74,7 +74,10 @@ def create_api(config: Config, spool: Any, replays: Any, bridge: Any) -> Bluepri
             return jsonify({"session": None, "last_seq": spool.last_seq(), "results": []})
         population, wanted = _population(config, session, request.args.get("population"))
         targets = session_results(spool, session)
-        pool = session_results(spool, wanted if wanted is not None else [s["session"] for s in known])
+        if wanted == [session]:
+            pool = targets  # the default population: the session itself, already read
+        else:
+            pool = session_results(spool, wanted if wanted is not None else [s["session"] for s in known])
         pool = [r for r in pool if population.admits(r, squads.get)]
         return jsonify({"session": session, "population": request.args.get("population") or "session",
                         "last_seq": spool.last_seq(), "results": annotate(targets, pool)})
