@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -18,26 +20,104 @@ from gateway.engine.course import Course
 from gateway.engine.runner import EngineRunner
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.errors import GatewayError
-from gateway.ingest import Ingest, Roster
+from gateway.ingest import Ingest, Plausible, Roster
 from gateway.spool import Policy, Spool
 from gateway.status import StatusBoard
 from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
-def prepare_state_dir(path: Path) -> Path:
-    """Create the state directory and prove it is writable, or say what to do."""
+def prepare_state_dir(path: Path) -> bool:
+    """Create the state directory and prove it is writable, or say what to do.
+
+    Returns True when the disk is full: the daemon then starts degraded (intake refused, uplink and
+    page running), since refusing to start would keep the backlog, the one thing that frees space.
+    """
+    probe = path / ".write-test"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            with contextlib.suppress(OSError):
+                probe.unlink()
+            return True
         raise GatewayError(
             f"cannot use the state directory: {exc.strerror or exc}",
             where=str(path), hint="set gateway.state_dir in the config or pass --state-dir",
         ) from None
-    return path
+    return False
+
+
+class DiskReserve:
+    """A file of ``size`` bytes kept in the state directory while the disk has room, and released when
+    the disk is found full at start-up: SQLite cannot even open a WAL database on a disk with no
+    free block, and the spool must open for its backlog to drain (the one thing that frees space)."""
+
+    NAME = "reserve.bin"
+
+    def __init__(self, state_dir: Path, size: int) -> None:
+        self.path = state_dir / self.NAME
+        self.size = size
+
+    def release(self) -> bool:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def ensure(self) -> None:
+        if not self.size or self.path.exists() or shutil.disk_usage(self.path.parent).free < 10 * self.size:
+            return
+        try:
+            with self.path.open("wb") as f:
+                os.posix_fallocate(f.fileno(), 0, self.size)
+        except OSError as exc:
+            log.warning("cannot keep %d MB in reserve in %s: %s", self.size // 2**20, self.path.parent, exc)
+            self.release()
+
+    def room(self) -> bool:
+        """Enough free space to leave degraded mode."""
+        return shutil.disk_usage(self.path.parent).free > max(4 * self.size, 2**20)
+
+
+class StateLock:
+    """An exclusive lock on the state directory: two daemons on one spool would both lose batches."""
+
+    NAME = "gateway.lock"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / self.NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> StateLock:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise GatewayError(f"another trackside-gateway (pid {holder}) is already using this state directory",
+                               where=str(self.path.parent),
+                               hint="stop it first (systemctl stop trackside-gateway), or give this one its own "
+                                    "--state-dir") from None
+        except OSError:
+            os.close(fd)
+            raise
+        with contextlib.suppress(OSError):  # a full disk: the lock holds, the pid is just not written
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
 
 
 def open_spool(config: Config, state_dir: Path) -> Spool:
@@ -70,12 +150,18 @@ class Daemon:
         self.status = StatusBoard()
         self.supervisor = Supervisor(self.status, self.state_dir)
         self.web_port: int | None = None
+        self._degraded = False
+        self.reserve = DiskReserve(self.state_dir, 0)
         self.spool: Spool | None = None
         self.ingest: Ingest | None = None
         self.runner: EngineRunner | None = None
         self.forwarder: Any = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def spool_error(self) -> str | None:
+        return self.spool.counters.last_error if self.spool is not None else None
 
     def stop(self) -> None:
         """Ask a running daemon to stop; safe from any thread."""
@@ -85,10 +171,15 @@ class Daemon:
     def _start_pipeline(self) -> None:
         cfg = self.config
         self.spool = open_spool(cfg, self.state_dir)
+        if self._degraded:
+            self.spool.intake_paused = "degraded: the disk is full"
+        else:
+            self.reserve.ensure()
         session_id = session.live_session(self.spool, cfg.gateway_id, cfg.section("gateway")["session_gap_h"])
         sp = cfg.section("spool")
         self.ingest = Ingest(self.spool, Roster(cfg.section("riders")), session_id,
-                             batch_interval_s=sp["batch_interval_ms"] / 1000.0, batch_size=sp["batch_size"])
+                             batch_interval_s=sp["batch_interval_ms"] / 1000.0, batch_size=sp["batch_size"],
+                             plausible=Plausible.from_config(cfg.section("sources")["plausible"]))
         engine = SegmentEngine(Course.from_config(cfg.section("course")), RiderInfo.roster(cfg.section("riders")),
                                session_id)
         self.runner = EngineRunner(engine, self.ingest.submit)
@@ -121,11 +212,14 @@ class Daemon:
             tasks.append(asyncio.create_task(ble.run(), name="source.ble"))
         if sources["serial"]["enabled"]:
             from gateway.decode.lines import LineFormat
+            from gateway.sources.receiver_clock import ReceiverClock
             from gateway.sources.serial import SerialSource
 
             serial = sources["serial"]
+            clock: ReceiverClock[bytes] = ReceiverClock(tolerance_s=serial["clock_tolerance_s"],
+                                                        max_jump_s=serial["max_clock_jump_s"])
             self._serial = SerialSource(self.ingest.submit, serial["port"], serial["baudrate"],  # type: ignore[union-attr]
-                                        LineFormat.from_config(serial), status=self.status)
+                                        LineFormat.from_config(serial), status=self.status, clock=clock)
             tasks.append(asyncio.create_task(self._serial.run(), name="source.serial"))
         load = cfg.section("sources")["load"]
         if load["enabled"]:
@@ -142,9 +236,16 @@ class Daemon:
 
     def _post_status(self) -> None:
         assert self.spool is not None and self.ingest is not None and self.runner is not None
+        if self._degraded and self.reserve.room():
+            log.info("the disk has room again: new events are accepted (no longer degraded)")
+            self._degraded = False
+            self.spool.intake_paused = None
+            self.reserve.ensure()
+            self.status.post("degraded", reason=None)
         self.status.post("spool", **self.spool.status())
         self.status.post("engine", session=self.ingest.session_id, **self.runner.engine.stats())
-        self.status.post("ingest", overflow=self.ingest.overflow, unmapped=dict(self.ingest.unmapped))
+        self.status.post("ingest", overflow=self.ingest.overflow, rejected=self.ingest.rejected,
+                         unmapped=dict(self.ingest.unmapped), implausible=dict(self.ingest.implausible))
         if self.replays is not None:
             self.status.post("replays", replays=[{k: r[k] for k in ("session", "state", "elapsed_s", "duration_s",
                                                                    "results", "factor")}
@@ -157,13 +258,25 @@ class Daemon:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        prepare_state_dir(self.state_dir)
+        disk_full = prepare_state_dir(self.state_dir)
+        lock = StateLock(self.state_dir).acquire()
+        self.reserve = DiskReserve(self.state_dir, int(self.config.section("spool")["reserve_mb"] * 2**20))
+        self._degraded = disk_full
+        if disk_full:
+            released = self.reserve.release()
+            log.error("the disk holding %s is full: starting degraded%s: new events are refused until space is "
+                      "freed; the uplink still drains the backlog and the page runs", self.state_dir,
+                      " (released the space kept in reserve to open the spool)" if released else "")
+            self.status.post("degraded", reason="disk full at start-up: new events are refused until space is freed")
+        from gateway.web.guard import TokenGuard
+
+        self.status.post("security", weak_admin_token=TokenGuard(self.config.section("web")["admin_token"]).weak)
         log.info("trackside-gateway %s, box %s, config %s, state in %s",
                  __version__, self.config.gateway_id, self.config.source, self.state_dir.resolve())
-        self._start_pipeline()
         tasks: list[asyncio.Task[None]] = []
         handled = []
         try:
+            self._start_pipeline()
             from gateway.replay.manager import ReplayManager
 
             listeners = []
@@ -207,6 +320,7 @@ class Daemon:
             if self.server is not None:
                 self.server.stop()
             self.status.post("daemon", state="stopped", pid=os.getpid())
+            lock.release()
 
     def _on_signal(self, sig: int) -> None:
         if self._stop is not None and self._stop.is_set():
@@ -233,7 +347,9 @@ class Daemon:
         from gateway.web.server import WebServer
 
         web = self.config.section("web")
-        server = WebServer(None, web["host"], self.web_port if self.web_port is not None else self.port)
+        server = WebServer(None, web["host"], self.web_port if self.web_port is not None else self.port,
+                           streams=web["max_streams"], request_threads=web["request_threads"],
+                           max_body=web["max_body_kb"] * 1024)
         server.set_app(create_app(self.config, self.status, spool=self.spool, replays=self.replays,
                                   bridge=LoopBridge(self._loop), broadcaster=self.broadcaster,  # type: ignore[arg-type]
                                   stop=server.stop_streams, health=self.health))

@@ -116,15 +116,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config)
     logs.setup(args.log_level or cfg.section("gateway")["log_level"])
-    if args.speed is not None and args.speed < 0:
-        raise GatewayError(f"--speed must be 0 or more, got {args.speed:g}")
+    if args.speed is not None:
+        from gateway.replay.manager import check_factor
+
+        check_factor(args.speed)
     data = copy.deepcopy(cfg.data)
     data["sources"]["replay"]["enabled"] = False  # only the files given here
     cfg = config.Config(data, cfg.source)
     daemon = Daemon(cfg, state_dir=args.state_dir, port=args.port, web=not args.no_web, replay_files=args.files,
                     replay_factor=args.speed, exit_after_replay=args.no_web, progress=Progress())
     asyncio.run(daemon.run())
-    return 0
+    refused = [s for s in (daemon.replays.statuses() if daemon.replays else []) if s.get("rejected")]
+    for s in refused:
+        print(f"trackside-gateway: replay {s['session']}: {s['rejected']} of {s['position']} events were refused "
+              f"by the spool ({daemon.spool_error or 'spool full'}); {s['stored']} stored", file=sys.stderr)
+    return 1 if refused else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

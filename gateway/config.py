@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -97,12 +98,25 @@ def validate(data: Any) -> list[ConfigProblem]:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())
-    problems: list[ConfigProblem] = []
+    # JSON Schema compares NaN as neither too small nor too large: a .nan would pass every bound.
+    problems: list[ConfigProblem] = [ConfigProblem(path, f"expected a finite number, got {value!r}")
+                                     for path, value in _non_finite(data)]
+    bad_numbers = {p.path for p in problems}
     for err in validator.iter_errors(data):
-        problems.extend(_describe(err))
+        problems.extend(p for p in _describe(err) if p.path not in bad_numbers)
     if not problems:
         problems.extend(_cross_checks(fill_defaults(data)))
     return sorted(set(problems), key=lambda p: p.path)
+
+
+def _non_finite(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[str, float]]:
+    if isinstance(data, float) and not math.isfinite(data):
+        return [(format_path(path), data)]
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _non_finite(v, (*path, k))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in _non_finite(v, (*path, i))]
+    return []
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -113,6 +127,12 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, str):
+            # `yes:` is the boolean true in YAML 1.1, `? [a]` a list: neither names a setting.
+            what = (f"the key {key_node.value!r} is not text (put it in quotes if it is meant as a name)"
+                    if isinstance(key_node, yaml.ScalarNode) else f"a {key_node.id} cannot be a key")
+            raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark, what,
+                                                    key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 "while reading a mapping", node.start_mark,
@@ -270,6 +290,9 @@ def _cross_checks(cfg: dict[str, Any]) -> list[ConfigProblem]:
     meters = [(f"riders[{i}].power_meters[{j}]", next(iter(m.items())))
               for i, r in enumerate(riders) for j, m in enumerate(r["power_meters"])]
     problems += _duplicates(meters, "power meter")
+    for name, (lo, hi) in cfg["sources"]["plausible"].items():
+        if lo > hi:
+            problems.append(ConfigProblem(f"sources.plausible.{name}", f"expected [lowest, highest], got [{lo}, {hi}]"))
     views = cfg["web"]["chart"]["views"]
     problems += _duplicates([(f"web.chart.views[{i}].id", v["id"]) for i, v in enumerate(views)], "view id")
     known = {v["id"] for v in views}

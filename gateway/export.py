@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from gateway.engine.normalize import annotate
 from gateway.errors import GatewayError
@@ -31,7 +36,7 @@ def export(state_dir: Path, session: str | None, fmt: str, output: Path | None) 
     path = state_dir / "spool.sqlite"
     if not path.exists():
         raise GatewayError("no spool here", where=str(state_dir), hint="give the gateway's state directory")
-    spool = Spool(path, "export").open()
+    spool = Spool(path, "export", readonly=True).open()
     try:
         known = sessions(spool)
         if session == "list":
@@ -47,29 +52,68 @@ def export(state_dir: Path, session: str | None, fmt: str, output: Path | None) 
     finally:
         spool.close()
     columns = LEAD + [k for k in rows[0] if k not in LEAD] if rows else LEAD
+    target = output or (Path(f"{chosen}.xlsx") if fmt == "xlsx" else None)
+    if target is None:
+        _write(sys.stdout, fmt, chosen, columns, rows)
+        return 0
+    with atomic_output(target, binary=fmt == "xlsx") as out:
+        _write(out, fmt, chosen, columns, rows)
+    print(f"{len(rows)} results of {chosen} written to {target}", file=sys.stderr)
+    return 0
+
+
+def _write(out: IO[Any], fmt: str, chosen: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
     if fmt == "xlsx":
         import openpyxl
 
-        target = output or Path(f"{chosen}.xlsx")
         wb = openpyxl.Workbook()
         ws = wb.active
         ws.title = "Results"
         ws.append(columns)
         for row in rows:
             ws.append([row.get(c) for c in columns])
-        wb.save(target)
-        print(f"{len(rows)} results of {chosen} written to {target}", file=sys.stderr)
-        return 0
-    out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+        # Built in memory, then written: a zip half-written to a full disk would complain at exit.
+        buffer = io.BytesIO()
+        wb.save(buffer)
+        out.write(buffer.getvalue())
+    elif fmt == "json":
+        json.dump({"session": chosen, "results": [{c: r.get(c) for c in columns} for r in rows]}, out, indent=2)
+        out.write("\n")
+    else:
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@contextlib.contextmanager
+def atomic_output(target: Path, *, binary: bool = False) -> Iterator[IO[Any]]:
+    """Write ``target`` whole or not at all: into a temporary file beside it, renamed at the end.
+
+    A full disk, a missing directory or a directory given as the file is one GatewayError, and no
+    truncated file is left behind. A device or pipe (``/dev/stdout``) is written directly.
+    """
+    mode = "wb" if binary else "w"
+    text = {} if binary else {"newline": "", "encoding": "utf-8"}
     try:
-        if fmt == "json":
-            json.dump({"session": chosen, "results": [{c: r.get(c) for c in columns} for r in rows]}, out, indent=2)
-            out.write("\n")
-        else:
-            writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-    finally:
-        if output:
-            out.close()
-    return 0
+        if target.exists() and not target.is_file():
+            if target.is_dir():
+                raise GatewayError("is a directory: give a file name", where=str(target))
+            with target.open(mode, **text) as direct:  # type: ignore[call-overload]
+                yield direct
+            return
+        if not target.parent.is_dir():
+            raise GatewayError("no such directory", where=str(target.parent), hint="create it first")
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, mode, **text) as out:
+                yield out
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise GatewayError(f"cannot write the export: {exc.strerror or exc}", where=str(target),
+                           hint="nothing was written; free some space or choose another place") from None

@@ -275,8 +275,8 @@ class Forwarder:
         an SD card counts writes. A crash in between only means those rows are sent again."""
         if self._acked and (force or len(self._acked) >= 20_000
                             or time.monotonic() - self._last_mark >= self.mark_every_s):
-            self.spool.mark_delivered(self._acked, self.clock())
-            self._acked = []
+            if self.spool.mark_delivered(self._acked, self.clock()):
+                self._acked = []
             self._last_mark = time.monotonic()
 
     def _update_backlog(self) -> None:

@@ -59,4 +59,9 @@ def warnings(components: dict[str, dict[str, Any]], disk_info: dict[str, Any], s
             out.append(f"{name[7:]}: {part['state']}" + (f" ({part['detail']})" if part.get("detail") else ""))
     if synced is False:
         out.append("clock not synchronised: segment times still come from the timing gates")
+    degraded = components.get("degraded", {})
+    if degraded.get("reason"):
+        out.insert(0, f"degraded: {degraded['reason']}")
+    if components.get("security", {}).get("weak_admin_token"):
+        out.append("the admin PIN is weak (the shipped example, or shorter than 8 characters): set web.admin_token")
     return out

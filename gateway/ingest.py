@@ -8,10 +8,12 @@ as ``Accepted`` records carrying the spool row (sequence number, event id, the K
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from gateway.model import GateCrossing, PowerSample, SegmentResult
@@ -24,11 +26,39 @@ ROLLING_S = 30.0
 
 
 class Accepted(NamedTuple):
-    """An event committed to the spool, with the rider it belongs to (None if unknown)."""
+    """An event committed to the spool, with the rider it belongs to (None if unknown).
+
+    ``usable`` is False for a power sample outside the plausible ranges: stored and forwarded with
+    its flag, never averaged into a segment.
+    """
 
     row: Row
     event: Event
     rider_id: str | None
+    usable: bool = True
+
+
+@dataclass(frozen=True)
+class Plausible:
+    """The ranges a real sensor reading falls in (``sources.plausible``); a glitch or a forged page does not."""
+
+    power_w: tuple[float, float] = (0.0, 3000.0)
+    cadence_rpm: tuple[float, float] = (0.0, 250.0)
+    torque_nm: tuple[float, float] = (-50.0, 400.0)
+
+    @classmethod
+    def from_config(cls, ranges: dict[str, Any]) -> Plausible:
+        return cls(tuple(ranges["power_w"]), tuple(ranges["cadence_rpm"]), tuple(ranges["torque_nm"]))  # type: ignore[arg-type]
+
+    def problems(self, sample: PowerSample) -> list[str]:
+        """The fields of ``sample`` outside their range (NaN and infinities included)."""
+        out = []
+        checks = (("power", sample.power, self.power_w), ("cadence", sample.cadence, self.cadence_rpm),
+                  ("torque", sample.torque, self.torque_nm))
+        for name, value, (lo, hi) in checks:
+            if value is not None and not lo <= value <= hi:
+                out.append(name)
+        return out
 
 
 class Roster:
@@ -68,6 +98,11 @@ class Roster:
         return rider
 
 
+def _finite(value: float | None) -> float | None:
+    """The raw value as stored: a NaN or an infinity is no JSON number (orjson writes null anyway)."""
+    return value if value is None or math.isfinite(value) else None
+
+
 class _Rolling:
     """30 s rolling mean power per rider: the seed system's ``normalizedPower`` field."""
 
@@ -89,9 +124,11 @@ class Ingest:
     """Batches submitted events into spool transactions on its own thread."""
 
     def __init__(self, spool: Spool, roster: Roster, session_id: str, *, batch_interval_s: float = 0.05,
-                 batch_size: int = 500, max_queue: int = 200_000) -> None:
+                 batch_size: int = 500, max_queue: int = 200_000, plausible: Plausible | None = None) -> None:
         self.spool = spool
         self.roster = roster
+        self.plausible = plausible or Plausible()
+        self.implausible: Counter[str] = Counter()
         self.session_id = session_id
         self.batch_interval_s = batch_interval_s
         self.batch_size = batch_size
@@ -106,6 +143,7 @@ class Ingest:
         self._urgent = False
         self._thread: threading.Thread | None = None
         self.overflow = 0
+        self.rejected = 0  # refused by the spool (full, or the disk is)
         self.unmapped: dict[str, int] = {}
 
     @property
@@ -168,6 +206,12 @@ class Ingest:
             self._thread = None
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self.spool.release_thread()
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
@@ -195,8 +239,10 @@ class Ingest:
         prepared = [self._prepare(ev) for ev in batch]
         rows = self.spool.append([p[0] for p in prepared])
         if not rows:
+            self.rejected += len(batch)
             return
-        accepted = [Accepted(row, ev, rider) for row, (_, ev, rider) in zip(rows, prepared, strict=True)]
+        accepted = [Accepted(row, ev, rider, "implausible" not in new.body)
+                    for row, (new, ev, rider) in zip(rows, prepared, strict=True)]
         for callback in self._subscribers:
             try:
                 callback(accepted)
@@ -208,10 +254,15 @@ class Ingest:
             rider = self.roster.rider_for_power(ev.source, ev.sensor)
             if rider is None:
                 self._count_unmapped(f"{ev.source}")
-            rolling = self._rolling.add(rider or ev.source, ev.wall_time, ev.power)
-            body = {"wallTime": ev.wall_time, "instantPower": ev.power, "cadence": ev.cadence,
-                    "torque": ev.torque, "normalizedPower": rolling,
-                    "name": self.roster.names.get(rider) if rider else None, "rider_id": rider, "source": ev.source}
+            bad = self.plausible.problems(ev)
+            rolling = None if bad else self._rolling.add(rider or ev.source, ev.wall_time, ev.power)
+            body: dict[str, Any] = {
+                "wallTime": ev.wall_time, "instantPower": _finite(ev.power), "cadence": _finite(ev.cadence),
+                "torque": _finite(ev.torque), "normalizedPower": rolling,
+                "name": self.roster.names.get(rider) if rider else None, "rider_id": rider, "source": ev.source}
+            if bad:
+                body["implausible"] = bad
+                self._count_implausible(ev, bad)
             return NewEvent("power", rider, self.session_id, ev.wall_time, body), ev, rider
         if isinstance(ev, GateCrossing):
             rider = self.roster.rider_for_crossing(ev.source, ev.transponder)
@@ -219,8 +270,17 @@ class Ingest:
                 self._count_unmapped(f"transponder:{ev.transponder}")
             body = {"wallTime": ev.wall_time, "transponder": ev.transponder, "gate": ev.gate,
                     "rider_id": rider, "source": ev.source}
+            if ev.receiver_time is not None and ev.receiver_time != ev.wall_time:
+                body["receiverTime"] = ev.receiver_time
             return NewEvent("crossing", rider, self.session_id, ev.wall_time, body), ev, rider
         return NewEvent("segment", ev.rider_id, ev.session_id, ev.end, ev.to_wire()), ev, ev.rider_id
+
+    def _count_implausible(self, ev: PowerSample, bad: list[str]) -> None:
+        n = self.implausible[ev.source]
+        self.implausible[ev.source] = n + 1
+        if n == 0 or (n + 1) % 1000 == 0:
+            log.warning("ingest: %s sent an implausible %s (%s W, %s rpm, %s Nm); kept flagged, never averaged "
+                        "(%d so far)", ev.source, " and ".join(bad), ev.power, ev.cadence, ev.torque, n + 1)
 
     def _count_unmapped(self, key: str) -> None:
         n = self.unmapped.get(key, 0)

@@ -24,13 +24,18 @@ class PowerSample:
 
 @dataclass(frozen=True, slots=True)
 class GateCrossing:
-    """A transponder passing a timing gate, timed by the timing system's own clock."""
+    """A transponder passing a timing gate.
+
+    ``wall_time`` is on the box's timeline; ``receiver_time`` is the timing system's own clock when
+    the two differed and the crossing was moved (None when they agree, and for files).
+    """
 
     source: str
     transponder: str
     gate: str
     wall_time: float
     mono_time: float | None = None
+    receiver_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,9 @@ def describe(status: dict[str, Any], width: int = 24) -> tuple[str, str]:
     tty = f"{status['session']} [{bar}] {share:4.0%} {times} {speed} {status['state']}, {status['results']} results"
     plain = (f"replay {status['session']}: {status['state']}, {share:.0%} ({times}), speed {speed}, "
              f"{status['position']}/{status['events']} events, {status['results']} segment results")
+    if status.get("rejected"):
+        refused = f", {status['rejected']} events REFUSED by the spool"
+        tty, plain = tty + refused, plain + refused
     return tty, plain
 
 

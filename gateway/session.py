@@ -6,6 +6,8 @@ import time
 
 from gateway.spool import Spool
 
+CLOCK_SLACK_S = 300.0
+
 
 def live_session(spool: Spool, gateway_id: str, gap_h: float, now: float | None = None) -> str:
     """The session recorded in the spool, unless the spool has been quiet for ``gap_h`` hours.
@@ -16,9 +18,13 @@ def live_session(spool: Spool, gateway_id: str, gap_h: float, now: float | None 
     now = time.time() if now is None else now
     current = spool.meta("live_session")
     last = spool.meta("live_session_seen")
-    if current and last and now - float(last) < gap_h * 3600:
+    # A clock that went backwards (a box without NTP that booted on an old time) is not "a restart in
+    # the middle of a training": it could be last month's session.
+    if current and last and -CLOCK_SLACK_S <= now - float(last) < gap_h * 3600:
         return current
     session = f"{gateway_id}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}"
+    if session == current:
+        session += "-2"
     spool.set_meta("live_session", session)
     spool.set_meta("live_session_seen", repr(now))
     return session

@@ -150,6 +150,7 @@ class Spool:
     gateway_id: str
     policy: Policy = field(default_factory=Policy)
     counters: SpoolCounters = field(default_factory=SpoolCounters)
+    readonly: bool = False  # for `export` and other readers: never migrates, salvages or writes
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -160,6 +161,9 @@ class Spool:
         self._next_seq = 1
         self._undelivered = 0
         self._opened = False
+        # Set (to the reason) while the disk is too full to take new events safely: what is stored
+        # can still be read, sent and pruned.
+        self.intake_paused: str | None = None
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -173,8 +177,12 @@ class Spool:
         return conn
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        if self.readonly:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+        else:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.policy.synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")
         # A small page cache per connection: several threads hold one, and the box has little RAM.
@@ -187,6 +195,8 @@ class Spool:
         """Create or open the file: integrity check (salvaging a corrupt file), migrations."""
         from gateway.spool_recovery import check_or_salvage, salvage
 
+        if self.readonly:
+            return self._open_readonly()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         corrupt = check_or_salvage(self)
         self._opened = True
@@ -201,15 +211,33 @@ class Spool:
         top = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
         self._next_seq = max(top, row[0] if row else 0) + 1
         self._undelivered = conn.execute("SELECT COUNT(*) FROM events WHERE delivered_at IS NULL").fetchone()[0]
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('gateway_id', ?)", (self.gateway_id,))
+        self.set_meta("gateway_id", self.gateway_id, replace=False)
         return self
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    def _open_readonly(self) -> Spool:
+        if not self.path.is_file():
+            raise SpoolError("no spool here", where=str(self.path), hint="give the gateway's state directory")
+        self._opened = True
+        try:
+            conn = self._conn()
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            top = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise SpoolError(f"cannot read the spool: {exc}", where=str(self.path)) from None
+        self._check_version(version)
+        self._next_seq = top + 1
+        return self
+
+    def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise SpoolError(f"the spool has schema version {version}, newer than this gateway's "
                              f"{SCHEMA_VERSION}", where=str(self.path),
                              hint="upgrade the gateway, or move the file aside to start a new spool")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        self._check_version(version)
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with transaction(conn):
                 for statement in MIGRATIONS[target].split(";"):
@@ -217,6 +245,19 @@ class Spool:
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={target}")
             log.info("spool %s: schema migrated to version %d", self.path, target)
+
+    def release_thread(self) -> None:
+        """Close the calling thread's connection: a thread that ends (a finished replay's ingest) must
+        not leave its file descriptors and page cache behind."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        with self._conn_lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
 
     def close(self) -> None:
         with self._conn_lock:
@@ -238,6 +279,8 @@ class Spool:
             return []
         now = time.time() if now is None else now
         with self._write_lock:
+            if self.intake_paused is not None:
+                return self._reject(events, self.intake_paused)
             if self.used_bytes() >= self.policy.max_bytes and not self._make_room(len(events)):
                 return self._reject(events, "the spool is full")
             for attempt in range(2):
@@ -324,16 +367,26 @@ class Spool:
             self.counters.full_since = self.counters.full_since or time.time()
         return dropped > 0
 
-    def mark_delivered(self, seqs: Sequence[int], at: float | None = None) -> None:
+    def mark_delivered(self, seqs: Sequence[int], at: float | None = None) -> bool:
+        """Record deliveries; False when the disk is full (the caller keeps them and tries again)."""
         if not seqs:
-            return
+            return True
         at = time.time() if at is None else at
         with self._write_lock:
-            with transaction(self._conn()) as conn:
-                marked = conn.executemany(
-                    "UPDATE events SET delivered_at = ? WHERE seq BETWEEN ? AND ? AND delivered_at IS NULL",
-                    [(at, lo, hi) for lo, hi in _ranges(seqs)]).rowcount
+            try:
+                with transaction(self._conn()) as conn:
+                    marked = conn.executemany(
+                        "UPDATE events SET delivered_at = ? WHERE seq BETWEEN ? AND ? AND delivered_at IS NULL",
+                        [(at, lo, hi) for lo, hi in _ranges(seqs)]).rowcount
+            except sqlite3.OperationalError as exc:
+                if "full" not in str(exc).lower():
+                    raise
+                # The rows stay undelivered and are sent again: at least once, never lost.
+                self.counters.disk_full += 1
+                self.counters.last_error = f"disk full: {exc}"
+                return False
             self._undelivered -= marked
+        return True
 
     def prune(self, now: float | None = None) -> int:
         """Delete delivered rows older than the retention period; returns how many."""
@@ -415,9 +468,19 @@ class Spool:
         row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def set_meta(self, key: str, value: str) -> None:
+    def set_meta(self, key: str, value: str, *, replace: bool = True) -> bool:
+        """Store a setting; False (counted, not raised) when the disk is full."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         with self._write_lock:
-            self._conn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            try:
+                self._conn().execute(f"{verb} INTO meta VALUES (?, ?)", (key, value))
+            except sqlite3.OperationalError as exc:
+                if "full" not in str(exc).lower():
+                    raise SpoolError(f"cannot write: {exc}", where=str(self.path)) from None
+                self.counters.disk_full += 1
+                self.counters.last_error = f"disk full: {exc}"
+                return False
+        return True
 
     def status(self) -> dict[str, Any]:
         rows, oldest = self.backlog()

@@ -20,8 +20,42 @@ log = logging.getLogger(__name__)
 SIDE_FILES = ("-wal", "-shm")
 
 
+# Only these mean the file itself is damaged; anything else (no permission, locked, I/O) is a
+# problem around a file that may be perfectly healthy, and salvaging it would orphan its backlog.
+CORRUPTION_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def check_openable(path: Path) -> None:
+    """Raise SpoolError (file untouched) when the spool exists but this process cannot use it."""
+    import os
+
+    from gateway.errors import SpoolError
+
+    for target in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if target.exists() and not os.access(target, os.R_OK | os.W_OK):
+            st = target.stat()
+            raise SpoolError(f"cannot open the spool: no permission to read and write {target.name} (owner uid "
+                             f"{st.st_uid}, mode {st.st_mode & 0o777:o}; this process runs as uid {os.getuid()})",
+                             where=str(path), hint="give the file to the gateway's user (chown), or run the "
+                                                    "gateway as that user; the file was left as it is")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise SpoolError("cannot write in the spool's directory", where=str(path.parent),
+                         hint="give the directory to the gateway's user")
+
+
+def _disk_full(path: Path) -> bool:
+    import shutil
+
+    return shutil.disk_usage(path.parent).free < 64 * 1024
+
+
 def integrity_problem(path: Path) -> str | None:
-    """None if ``path`` is a sound SQLite database (or absent), else what is wrong with it."""
+    """None if ``path`` is a sound SQLite database (or absent), else what is wrong with it.
+
+    Raises SpoolError for a file that cannot be checked (locked, unreadable): that is not corruption.
+    """
+    from gateway.errors import SpoolError
+
     if not path.exists():
         return None
     try:
@@ -31,7 +65,18 @@ def integrity_problem(path: Path) -> str | None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        return str(exc)
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code in CORRUPTION_CODES:
+            return str(exc)
+        if code is not None and code & 0xFF == 10 and _disk_full(path):
+            # SQLITE_IOERR creating the read-only check's shared-memory file on a full disk: the
+            # file may be fine, and the daemon starts degraded; the check runs at the next start.
+            log.warning("spool %s: the disk is full: integrity check skipped", path)
+            return None
+        locked = code is not None and code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+        raise SpoolError(f"cannot open the spool: {exc}", where=str(path),
+                         hint=("is another program using it? " if locked else "") + "the file was left as it is"
+                         ) from None
     if result == ["ok"]:
         return None
     lines = [line for r in result for line in str(r).splitlines() if not line.startswith("***")]
@@ -126,6 +171,7 @@ def salvage(corrupt: Path, spool: Spool, budget_s: float = 120.0) -> tuple[int, 
 
 def check_or_salvage(spool: Spool) -> Path | None:
     """Quarantine a corrupt spool file before it is opened; returns where it went (or None)."""
+    check_openable(spool.path)
     problem = integrity_problem(spool.path)
     if problem is None:
         return None

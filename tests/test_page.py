@@ -26,9 +26,9 @@ pytestmark = pytest.mark.allow_threads("asyncio_")
 
 
 class RunningDaemon:
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, token: str = TOKEN) -> None:
         data = config.load(None).data
-        data["web"].update(admin_token=TOKEN, host="127.0.0.1")
+        data["web"].update(admin_token=token, host="127.0.0.1")
         data["sources"]["replay"]["enabled"] = False
         self.daemon = Daemon(config.Config(data, "test"), state_dir=state, port=0)
         self.thread = threading.Thread(target=lambda: asyncio.run(self.daemon.run()), name="daemon")
@@ -167,7 +167,7 @@ def test_control_without_the_pin_is_refused(browser, running: RunningDaemon) -> 
         wait_until(page, "window.trackside.replays.length === 1", 20)
         page.get_by_role("button", name="pause").click()
         wait_until(page, "window.trackside.message !== ''", 10)
-        assert page.locator("#control-message").inner_text().startswith("refused: this needs the admin token")
+        assert page.locator("#control-message").inner_text().startswith("refused: this needs the admin PIN")
         assert running.api(f"/api/replays/{started['session']}")["state"] == "playing"
         page.fill("#pin", TOKEN)
         page.get_by_role("button", name="pause").click()

@@ -230,19 +230,21 @@ def test_serial_through_a_real_pty_survives_garbage_and_an_unplug(tmp_path: Path
             await asyncio.sleep(0.01)
         raise AssertionError(f"timed out waiting for {what}; state {source.link.state}, {source.link.counters}")
 
+    t0 = int(time.time())  # a receiver whose clock agrees with the box's
+
     async def scenario() -> None:
         nonlocal pty
         task = asyncio.create_task(source.run())
         await until(lambda: source.link.state == "connected", "the port to open")
-        pty.write(b"BD-1,SF,1000.5\r\nBD-2,SF,10")
-        pty.write(b"01.25\n\xff\xfe\x00garbage\nnot,a\nBD-3,TOP,1002\n")
+        pty.write(f"BD-1,SF,{t0}.5\r\nBD-2,SF,{t0}".encode())
+        pty.write(f".25\n\xff\xfe\x00garbage\nnot,a\nBD-3,TOP,{t0 + 1}\n".encode("latin-1"))
         await until(lambda: len(got) == 3, "three crossings")
         pty.close()  # unplugged
         link.unlink()
         await until(lambda: source.link.state in ("lost", "no adapter"), "the loss to be seen")
         pty = Pty(link)  # plugged in again
         await until(lambda: source.link.state == "connected", "the port to reopen")
-        pty.write(b"BD-4,SF,1003\n")
+        pty.write(f"BD-4,SF,{t0 + 2}\n".encode())
         await until(lambda: len(got) == 4, "the fourth crossing")
         source.stop()
         await asyncio.wait_for(task, 5)
@@ -252,7 +254,7 @@ def test_serial_through_a_real_pty_survives_garbage_and_an_unplug(tmp_path: Path
     finally:
         pty.close()
     assert [(c.transponder, c.gate, c.wall_time) for c in got] == [
-        ("BD-1", "SF", 1000.5), ("BD-2", "SF", 1001.25), ("BD-3", "TOP", 1002.0), ("BD-4", "SF", 1003.0)]
+        ("BD-1", "SF", t0 + 0.5), ("BD-2", "SF", t0 + 0.25), ("BD-3", "TOP", t0 + 1.0), ("BD-4", "SF", t0 + 2.0)]
     assert source.link.counters["bad_lines"] == 2 and source.link.counters["unplugged"] == 1
     assert all(c.source == f"serial:{link}" and c.mono_time is not None for c in got)
 

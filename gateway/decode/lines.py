@@ -12,6 +12,7 @@ Freelap publishes no serial protocol, so the serial source takes a pluggable lin
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from gateway.errors import DecodeError
@@ -62,7 +63,9 @@ def decode_line(text: str, fmt: LineFormat, today: dt.date | None = None) -> tup
                 day = today or dt.datetime.now(dt.UTC).date()
                 parsed = dt.datetime.combine(day, parsed.time())
             t = parsed.replace(tzinfo=parsed.tzinfo or dt.UTC).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError):
         raise DecodeError(KIND, f"field {fmt.time} {raw!r} is not a time ({fmt.time_format}): {text.strip()!r}"
                           ) from None
+    if not math.isfinite(t) or t <= 0:
+        raise DecodeError(KIND, f"field {fmt.time} {raw!r} is not a usable time: {text.strip()!r}")
     return transponder, gate, t

@@ -19,6 +19,7 @@ class Course:
     gates: tuple[str, ...]
     segment_names: tuple[str | None, ...] = ()
     debounce_s: float = 5.0
+    max_segment_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.gates:
@@ -28,7 +29,7 @@ class Course:
     def from_config(cls, course: dict[str, Any]) -> Course:
         gates = tuple(str(g["id"]) for g in course["gates"])
         names = tuple(s.get("name") for s in course.get("segments") or ())
-        return cls(gates, names, float(course.get("debounce_s", 5.0)))
+        return cls(gates, names, float(course.get("debounce_s", 5.0)), float(course.get("max_segment_s", 3600.0)))
 
     @property
     def size(self) -> int:
@@ -62,12 +63,13 @@ class Span:
 
     @property
     def number(self) -> str:
-        return f"{self.lap}.{self.first}" if self.segment is not None else f"{self.lap}.{self.first}-{self.last}"
+        return f"{self.lap}.{self.first}" if "missed_gate" not in self.flags else f"{self.lap}.{self.first}-{self.last}"
 
     @property
     def segment(self) -> int | None:
-        """The single course segment this span is, or None when it covers missed gates."""
-        return None if "missed_gate" in self.flags else self.first
+        """The single course segment this span is, or None when it covers missed gates or is too long
+        to be a ride over one piece of terrain."""
+        return None if "missed_gate" in self.flags or "too_long" in self.flags else self.first
 
     @property
     def key(self) -> tuple[float, float, str]:
@@ -88,6 +90,8 @@ def assemble(crossings: Iterable[Crossing], course: Course) -> Assembly:
     - Consecutive crossings that skip gates make one span flagged ``missed_gate`` covering every
       segment in between (never silently split or merged into a normal segment).
     - A crossing at a gate the course does not have is set aside in ``unknown_gates``.
+    - A span longer than ``course.max_segment_s`` is flagged ``too_long``: it is a rider who left the
+      course or a clock that jumped, not a segment, and its power is never resampled.
     """
     out = Assembly()
     n = course.size
@@ -107,6 +111,8 @@ def assemble(crossings: Iterable[Crossing], course: Course) -> Assembly:
             first = prev_i + 1
             last = (prev_i + steps - 1) % n + 1
             flags = ("missed_gate",) if steps > 1 else ()
+            if c.time - prev.time > course.max_segment_s:
+                flags = (*flags, "too_long")
             out.spans.append(Span(lap, first, last, prev.time, c.time, prev.gate, c.gate, flags))
             # A start/finish passed without a crossing still ends the lap.
             lap += sum(1 for k in range(1, steps) if (prev_i + k) % n == 0)

@@ -22,12 +22,24 @@ class EngineRunner:
         self.engine = engine
         self.emit = emit
         self._lock = threading.Lock()
+        self.errors = 0
 
     def on_accepted(self, batch: list[Accepted]) -> None:
         with self._lock:
-            results = [r for a in batch for r in self._feed(a.event, a.rider_id)]
+            results = [r for a in batch if a.usable for r in self._guarded(a.event, a.rider_id, a.row.seq)]
         for result in results:
             self.emit(result)
+
+    def _guarded(self, event: object, rider_id: str | None, seq: int | None) -> list[SegmentResult]:
+        """One event that breaks the engine is logged and skipped: it stays in the spool, and it must
+        never stop the daemon or a restart that reloads it."""
+        try:
+            return self._feed(event, rider_id)
+        except Exception as exc:  # MemoryError included
+            self.errors += 1
+            log.error("engine: event %s (%r) could not be used and is skipped: %s: %s", seq, event,
+                      type(exc).__name__, exc)
+            return []
 
     def _feed(self, event: object, rider_id: str | None) -> list[SegmentResult]:
         if isinstance(event, PowerSample):
@@ -41,7 +53,12 @@ class EngineRunner:
 
     def tick(self, now: float | None = None) -> None:
         with self._lock:
-            results = self.engine.tick(time.time() if now is None else now)
+            try:
+                results = self.engine.tick(time.time() if now is None else now)
+            except Exception as exc:
+                self.errors += 1
+                log.error("engine: closing segments failed: %s: %s", type(exc).__name__, exc)
+                return
         for result in results:
             self.emit(result)
 
@@ -55,42 +72,62 @@ class EngineRunner:
         """Rebuild the open segments of this session from the spool; returns how many rows were read.
 
         Crossings and results of the session are read in full (they are few); power samples only
-        from the earliest segment still open, so a restart mid-segment yields the full result.
+        from the earliest segment still open, so a restart mid-segment yields the full result. A row
+        the engine cannot use is logged and skipped: no single stored event can stop a restart.
         """
         session = self.engine.session_id
-        crossings, stored = [], []
+        crossings: list[tuple[int, GateCrossing, str | None]] = []
+        stored = []
         count = 0
         with self._lock:
             for row in spool.since(0, kinds=("crossing", "segment"), session_id=session):
                 count += 1
-                (stored if row.kind == "segment" else crossings).append(row.message)
-            for msg in crossings:
-                if msg.get("rider_id"):
-                    self.engine.add_crossing(msg["rider_id"], msg["gate"], msg["wallTime"])
-                else:
-                    self.engine.add_unknown_crossing(msg["transponder"], msg["gate"], msg["wallTime"])
+                msg = row.message
+                try:
+                    if row.kind == "segment":
+                        stored.append((msg["rider_id"], msg["start"], msg["end"], msg["number"],
+                                       "withdrawn" in (msg.get("flags") or ())))
+                    else:
+                        crossing = GateCrossing(msg.get("source", ""), msg["transponder"], msg["gate"],
+                                                float(msg["wallTime"]))
+                        crossings.append((row.seq, crossing, msg.get("rider_id")))
+                except (KeyError, TypeError, ValueError) as exc:
+                    self._skip(row.seq, exc)
+            for seq, crossing, rider in crossings:
+                self._guarded(crossing, rider, seq)
             # After the crossings, so the spans exist: a stored result marks its span done, a
             # withdrawn one undoes that.
-            for msg in stored:
-                if "withdrawn" in msg.get("flags", ()):
-                    self.engine.forget_emitted(msg["rider_id"], msg["start"], msg["end"], msg["number"])
+            for rider, start, end, number, withdrawn in stored:
+                if withdrawn:
+                    self.engine.forget_emitted(rider, start, end, number)
                 else:
-                    self.engine.mark_emitted(msg["rider_id"], msg["start"], msg["end"], msg["number"])
+                    self.engine.mark_emitted(rider, start, end, number)
             horizon = self.engine.open_since()
             if horizon is None:
                 return count
             # Rows are in acceptance order, power samples a little behind or ahead of crossings:
             # start scanning well before the first crossing near the horizon.
-            start_seq = min((m["seq"] for m in crossings if m["wallTime"] >= horizon - 60.0), default=0)
+            start_seq = min((seq for seq, c, _ in crossings if c.wall_time >= horizon - 60.0), default=0)
             results: list[SegmentResult] = []
             for row in spool.since(max(start_seq - 5000, 0), kinds=("power",), session_id=session):
                 count += 1
                 msg = row.message
-                if msg.get("rider_id") and msg["wallTime"] >= horizon - 1.0:
-                    results += self.engine.add_power(msg["rider_id"], msg["wallTime"], msg["instantPower"],
-                                                     msg.get("cadence"))
+                if not msg.get("rider_id") or "implausible" in msg:
+                    continue
+                try:
+                    sample = PowerSample(msg.get("source", ""), "", float(msg["wallTime"]), float(msg["instantPower"]),
+                                         msg.get("cadence"))
+                except (KeyError, TypeError, ValueError) as exc:
+                    self._skip(row.seq, exc)
+                    continue
+                if sample.wall_time >= horizon - 1.0:
+                    results += self._guarded(sample, msg["rider_id"], row.seq)
         for result in results:
             self.emit(result)
         log.info("engine: session %s restored from %d spool rows; %d result(s) completed", session, count,
                  len(results))
         return count
+
+    def _skip(self, seq: int, exc: Exception) -> None:
+        self.errors += 1
+        log.error("engine: spool row %d is not a usable event (%s: %s); skipped", seq, type(exc).__name__, exc)

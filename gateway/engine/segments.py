@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.engine.course import Course, Crossing, Span, assemble
-from gateway.engine.metrics import DEFAULT_MAX_GAP_S, power_metrics
+from gateway.engine.metrics import DEFAULT_MAX_GAP_S, PowerMetrics, power_metrics
 from gateway.model import SegmentResult
 
 
@@ -175,11 +175,14 @@ class SegmentEngine:
         return out
 
     def _result(self, rider: _Rider, span: Span) -> SegmentResult:
-        lo = bisect.bisect_left(rider.t, span.start)
-        hi = bisect.bisect_left(rider.t, span.end)
         info = rider.info
-        m = power_metrics(rider.t[lo:hi], rider.p[lo:hi], rider.c[lo:hi], span.start, span.end,
-                          ftp_w=info.ftp_w, weight_kg=info.weight_kg, max_gap_s=self.max_gap_s)
+        if "too_long" in span.flags:
+            m = PowerMetrics(span.end - span.start, 0, 0.0, None, None, None, None, None, None)
+        else:
+            lo = bisect.bisect_left(rider.t, span.start)
+            hi = bisect.bisect_left(rider.t, span.end)
+            m = power_metrics(rider.t[lo:hi], rider.p[lo:hi], rider.c[lo:hi], span.start, span.end,
+                              ftp_w=info.ftp_w, weight_kg=info.weight_kg, max_gap_s=self.max_gap_s)
         return SegmentResult(
             session_id=self.session_id, rider_id=info.rider_id, name=info.name, number=span.number,
             lap=span.lap, segment=span.segment, start=span.start, end=span.end,

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.errors import InputFileError
 from gateway.model import PowerSample
-from gateway.readers.recording import Recording, crossings_from_boundaries, seconds_of, unix_time
+from gateway.readers.recording import Recording, crossings_from_boundaries, duration_of, plausible_time, power_of
 
 SEGMENT_COLUMNS = ("Number", "StartTime", "Duration")
 POWER_COLUMNS = ("WallTime", "InstantPower")
@@ -72,14 +72,14 @@ def read_axiamo(path: str | Path, rider: str, gates: list[str]) -> Recording:
     cadence = power["Cadence"] if "Cadence" in power.columns else None
     torque = power["Torque"] if "Torque" in power.columns else None
     for i, (wall, watts) in enumerate(zip(power["WallTime"], power["InstantPower"], strict=True)):
-        t = _cell(name, "PowerData", i, "WallTime", wall, unix_time, "a time")
-        p = _cell(name, "PowerData", i, "InstantPower", watts, float, "a power in watts")
+        t = _cell(name, "PowerData", i, "WallTime", wall, plausible_time, "a time")
+        p = _cell(name, "PowerData", i, "InstantPower", watts, power_of, "a power in watts (0 to 10000)")
         samples.append(PowerSample(source, rider, t, p, _optional(cadence.iloc[i]) if cadence is not None else None,
                                    _optional(torque.iloc[i]) if torque is not None else None))
     boundaries: list[float] = []
     for i, (start, duration) in enumerate(zip(segments["StartTime"], segments["Duration"], strict=True)):
-        t0 = _cell(name, "Segments", i, "StartTime", start, unix_time, "a time")
-        d = _cell(name, "Segments", i, "Duration", duration, seconds_of, "a duration in seconds")
+        t0 = _cell(name, "Segments", i, "StartTime", start, plausible_time, "a time")
+        d = _cell(name, "Segments", i, "Duration", duration, duration_of, "a duration in seconds (under 24 h)")
         if not boundaries:
             boundaries.append(t0)
         elif abs(t0 - boundaries[-1]) > 1.0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from numpy.typing import NDArray
 from gateway.errors import InputFileError
 
 CYCLING_SPORTS = {"cycling", "e_biking"}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,10 @@ def read_fit(path: str | Path) -> Ride:
     weight = None
     ftp_zone = None
     try:
-        with fitdecode.FitReader(name) as reader:
+        # A checksum that does not match is a corrupt file: an error, not a library warning.
+        with warnings.catch_warnings(record=True) as caught, \
+                fitdecode.FitReader(name, check_crc=fitdecode.CrcCheck.RAISE) as reader:
+            warnings.simplefilter("always")
             for frame in reader:
                 if not isinstance(frame, fitdecode.FitDataMessage):
                     continue
@@ -120,6 +126,8 @@ def read_fit(path: str | Path) -> Ride:
     except OSError as exc:
         raise InputFileError(name, f"cannot read the file: {exc.strerror or exc}") from None
 
+    for warning in caught:
+        log.warning("%s: %s", name, str(warning.message).splitlines()[0])
     sport = str(_value(session, "sport")) if session is not None and _value(session, "sport") else None
     if sport is not None and sport not in CYCLING_SPORTS:
         raise InputFileError(name, f"this is a {sport} activity, not a ride",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from gateway.errors import InputFileError
 from gateway.model import GateCrossing
-from gateway.readers.recording import Recording, seconds_of
+from gateway.readers.recording import Recording, duration_of
 
 BLOCK_GAP_S = 300.0
 DAY_START_S = 10 * 3600.0
@@ -57,14 +57,18 @@ def _decode(path: str) -> str:
     raise InputFileError(path, "the text encoding is not UTF-8, cp1252 or latin-1")  # pragma: no cover
 
 
-def _session_date(lines: list[str]) -> dt.date | None:
-    for line in lines:
+def _session_date(path: str, lines: list[str]) -> dt.date | None:
+    for number, line in enumerate(lines, start=1):
         cells = [c.strip() for c in line.split(";")]
         if cells and cells[0].lower() in ("date", "datum"):
             match = _DATE.search(";".join(cells[1:]))
             if match:
                 d, m, y, iy, im, id_ = match.groups()
-                return dt.date(int(iy), int(im), int(id_)) if iy else dt.date(int(y), int(m), int(d))
+                try:
+                    return dt.date(int(iy), int(im), int(id_)) if iy else dt.date(int(y), int(m), int(d))
+                except ValueError as exc:
+                    raise InputFileError(path, f"the session date {match.group(0)!r} is not a date ({exc})",
+                                         location=f"line {number}") from None
     return None
 
 
@@ -86,19 +90,19 @@ def parse_freelap(path: str | Path) -> tuple[dt.date | None, dict[str, list[Bloc
             raise InputFileError(name, f"expected N;ID;TEMPS;...; got {line!r}", location=f"line {number}")
         transponder = cells[1]
         try:
-            lap_time = seconds_of(cells[2])
+            lap_time = duration_of(cells[2])
         except ValueError:
-            raise InputFileError(name, f"cannot read {cells[2]!r} as a lap time (mm:ss.cc or ss.cc)",
+            raise InputFileError(name, f"cannot read {cells[2]!r} as a lap time (mm:ss.cc or ss.cc, under 24 h)",
                                  location=f"line {number}, column {columns[2] if len(columns) > 2 else 'TEMPS'}"
                                  ) from None
         splits = []
         for k, cell in enumerate(cells[4:], start=4):
             if cell:
                 try:
-                    splits.append(seconds_of(cell))
+                    splits.append(duration_of(cell))
                 except ValueError:
                     column = columns[k] if k < len(columns) else f"column {k + 1}"
-                    raise InputFileError(name, f"cannot read {cell!r} as a split time",
+                    raise InputFileError(name, f"cannot read {cell!r} as a split time (under 24 h)",
                                          location=f"line {number}, column {column}") from None
         own = blocks[transponder]
         if not splits:
@@ -109,7 +113,7 @@ def parse_freelap(path: str | Path) -> tuple[dt.date | None, dict[str, list[Bloc
             own[-1].laps.append(Lap(lap_time, splits))
     if not blocks:
         raise InputFileError(name, "the export has a header but no laps")
-    return _session_date(lines[:header]), dict(blocks), label
+    return _session_date(name, lines[:header]), dict(blocks), label
 
 
 def read_freelap(path: str | Path, gates: list[str]) -> Recording:

@@ -65,6 +65,26 @@ def seconds_of(value: object) -> float:
     return int(minutes or 0) * 60 + float(seconds.replace(",", "."))
 
 
+MAX_DURATION_S = 24 * 3600.0
+MAX_POWER_W = 10_000.0  # beyond any rider: a broken cell, not a sprint
+
+
+def duration_of(value: object) -> float:
+    """A lap, split or segment time in seconds: finite, 0 or more, at most a day."""
+    seconds = seconds_of(value)
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DURATION_S:
+        raise ValueError(f"{value!r} is not a duration between 0 and 24 h")
+    return seconds
+
+
+def power_of(value: object) -> float:
+    """A power reading in watts from a file: finite, 0 or more, at most 10 kW."""
+    watts = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(watts) or not 0 <= watts <= MAX_POWER_W:
+        raise ValueError(f"{value!r} is not a power between 0 and {MAX_POWER_W:.0f} W")
+    return watts
+
+
 def unix_time(value: object) -> float:
     """Unix seconds from a number (unix seconds), a datetime (UTC unless it says), or ISO text."""
     number = _number(value)
@@ -82,3 +102,12 @@ def unix_time(value: object) -> float:
             value = value.replace(tzinfo=dt.UTC)
         return value.timestamp()
     raise ValueError(f"{value!r} is not a time")
+
+
+def plausible_time(value: object) -> float:
+    """``unix_time`` between 1990 and 2100: anything else is a broken cell, and would be a session of
+    decades on the replay's clock."""
+    t = unix_time(value)
+    if not math.isfinite(t) or not 631_152_000.0 <= t <= 4_102_444_800.0:
+        raise ValueError(f"{value!r} is not a time between 1990 and 2100")
+    return t

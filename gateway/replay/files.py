@@ -76,7 +76,11 @@ def rider_of(spec: FileSpec, riders: list[dict[str, Any]]) -> tuple[str, str]:
 
 
 def _kind(path: str) -> str:
-    suffix = Path(path).suffix.lower()
+    target = Path(path)
+    if target.exists() and not target.is_file():
+        # A FIFO would block the reader for good (and a directory is no recording).
+        raise InputFileError(path, "is not a regular file", hint="give the recorded file itself")
+    suffix = target.suffix.lower()
     if suffix == ".fit":
         return "fit"
     if suffix in (".xlsx", ".xlsm"):

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,16 +18,27 @@ from gateway.engine.course import Course
 from gateway.engine.runner import EngineRunner
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.errors import GatewayError
-from gateway.ingest import Accepted, Ingest, Roster
+from gateway.ingest import Accepted, Ingest, Plausible, Roster
 from gateway.replay.files import expand, load_session, merged
 from gateway.replay.player import Clock, Player
 from gateway.spool import Spool
 
 log = logging.getLogger(__name__)
 
+KEEP_FINISHED = 5  # finished replays whose final status stays listed (a looping demo makes one a minute)
+
 
 class ReplayError(GatewayError):
     """A replay control that cannot be done (unknown session, bad speed)."""
+
+
+def check_factor(factor: object) -> float:
+    """A speed factor from outside (config, API, command line): a finite number from 0 to 1000."""
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not math.isfinite(factor) \
+            or not 0 <= factor <= 1000:
+        raise ReplayError(f"the speed factor must be a number from 0 to 1000, got {factor!r}", where="replay",
+                          hint="1 = real time, 0.5 = twice as fast, 0 = as fast as possible")
+    return float(factor)
 
 
 @dataclass
@@ -37,6 +50,7 @@ class Replay:
     loop: bool
     task: asyncio.Task[None] | None = None
     results: int = 0
+    stored: int = 0
     started: float = field(default_factory=time.time)
 
 
@@ -48,6 +62,9 @@ class ReplayManager:
         self.clock = clock
         self.listeners = listeners or []
         self.replays: dict[str, Replay] = {}
+        # Final statuses of finished replays; the replays themselves (their events, their ingest
+        # thread and its spool connection) are released when they end.
+        self.finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._counter = itertools.count(1)
 
     def _session_id(self) -> str:
@@ -58,8 +75,11 @@ class ReplayManager:
         """Read every file, then start playing; returns the new session id (raises on a bad file)."""
         cfg = self.config
         factor = cfg.section("replay")["simulationFactor"] if factor is None else factor
-        if factor < 0:
-            raise ReplayError("the speed factor cannot be negative", where="replay")
+        check_factor(factor)
+        if loop and factor <= 0:
+            # At full speed a loop would start a new replay (and store a whole session) every second.
+            raise ReplayError(f"a looping replay needs a speed factor above 0, got {factor:g}", where="replay",
+                              hint="use 0.05 for twenty times real time")
         gates = [g["id"] for g in cfg.section("course")["gates"]]
         specs = expand(files)
         if offset_s:
@@ -69,7 +89,8 @@ class ReplayManager:
         session = self._session_id()
         sp = cfg.section("spool")
         ingest = Ingest(self.spool, Roster(riders), session, batch_interval_s=sp["batch_interval_ms"] / 1000.0,
-                        batch_size=sp["batch_size"])
+                        batch_size=sp["batch_size"],
+                        plausible=Plausible.from_config(cfg.section("sources")["plausible"]))
         engine = SegmentEngine(Course.from_config(cfg.section("course")), RiderInfo.roster(riders), session)
         runner = EngineRunner(engine, ingest.submit)
         replay = Replay(Player(session, merged(recordings), ingest.submit, factor=factor, clock=self.clock,
@@ -89,6 +110,7 @@ class ReplayManager:
     @staticmethod
     def _count(replay: Replay, batch: list[Accepted]) -> None:
         replay.results += sum(1 for a in batch if a.row.kind == "segment")
+        replay.stored += len(batch)
 
     async def _play(self, replay: Replay) -> None:
         ticker = asyncio.create_task(self._tick(replay))
@@ -104,10 +126,27 @@ class ReplayManager:
                 await asyncio.to_thread(replay.ingest.flush, 60.0)
                 replay.runner.flush()
             await asyncio.to_thread(replay.ingest.stop)
-        log.info("replay %s %s after %d events, %d segment results", replay.player.session_id, state,
-                 replay.player.position, replay.results)
+            self._release(replay)
+        session = replay.player.session_id
+        if replay.ingest.rejected:
+            log.error("replay %s %s: %d of %d events stored, %d refused by the spool (%s)", session, state,
+                      replay.stored, replay.player.position, replay.ingest.rejected,
+                      self.spool.counters.last_error or "full")
+        else:
+            log.info("replay %s %s after %d events, %d segment results", session, state, replay.player.position,
+                     replay.results)
         if state == "finished" and replay.loop:
-            await self.start(replay.files, factor=replay.player.factor, loop=True)
+            try:
+                await self.start(replay.files, factor=replay.player.factor, loop=True)
+            except GatewayError as exc:
+                log.error("replay %s cannot start again: %s", session, exc)
+
+    def _release(self, replay: Replay) -> None:
+        session = replay.player.session_id
+        self.finished[session] = self._status_of(replay, final=True)
+        self.replays.pop(session, None)
+        while len(self.finished) > KEEP_FINISHED:
+            self.finished.popitem(last=False)
 
     async def _tick(self, replay: Replay) -> None:
         # Time-only riders (no power stream) finish their segments on the recording's clock.
@@ -119,6 +158,8 @@ class ReplayManager:
         try:
             return self.replays[session]
         except KeyError:
+            if session in self.finished:
+                raise ReplayError(f"replay {session} has ended: start a new one", where="replay") from None
             raise ReplayError(f"no replay with session id {session!r}", where="replay") from None
 
     def control(self, session: str, action: str, factor: float | None = None) -> dict[str, Any]:
@@ -130,27 +171,38 @@ class ReplayManager:
         elif action == "stop":
             player.stop()
         elif action == "speed":
-            if factor is None or factor < 0:
+            if factor is None:
                 raise ReplayError("speed needs a factor of 0 or more (1 = real time, 0.5 = twice as fast)")
+            check_factor(factor)
             player.set_speed(factor)
         else:
             raise ReplayError(f"unknown action {action!r}: use pause, resume, stop or speed")
         return self.status(session)
 
     def status(self, session: str) -> dict[str, Any]:
-        replay = self.get(session)
-        status = {**replay.player.status(), "results": replay.results, "files": replay.files}
-        if status["state"] in ("finished", "stopped") and replay.task is not None and not replay.task.done():
+        if session in self.finished:
+            return dict(self.finished[session])
+        return self._status_of(self.get(session))
+
+    @staticmethod
+    def _status_of(replay: Replay, final: bool = False) -> dict[str, Any]:
+        status = {**replay.player.status(), "results": replay.results, "files": replay.files,
+                  "stored": replay.stored, "rejected": replay.ingest.rejected}
+        if not final and status["state"] in ("finished", "stopped") and replay.task is not None \
+                and not replay.task.done():
             status["state"] = "finishing"  # the last segments are being closed and stored
         return status
 
     def statuses(self) -> list[dict[str, Any]]:
-        return [self.status(s) for s in self.replays]
+        """Finished replays (the last few) first, then the running ones, oldest first."""
+        return [dict(s) for s in self.finished.values()] + [self._status_of(r) for r in self.replays.values()]
 
     def active(self) -> list[str]:
         return [s for s, r in self.replays.items() if r.task is not None and not r.task.done()]
 
     async def wait(self, session: str) -> None:
+        if session in self.finished:
+            return
         replay = self.get(session)
         if replay.task is not None:
             await replay.task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -10,33 +11,42 @@ from gateway.status import StatusBoard
 
 
 class Link:
+    """Read live by the status board at every snapshot, so counters are never stale."""
+
     def __init__(self, status: StatusBoard | None, name: str) -> None:
-        self.status = status
         self.name = name
         self.state = "starting"
         self.since = time.time()
         self.detail: str | None = None
         self.counters: Counter[str] = Counter()
         self.devices: dict[str, Any] = {}
-        self._post()
+        self.extra: dict[str, Any] = {}
+        self._lock = threading.Lock()  # sources count on their own threads; the board reads on others
+        if status is not None:
+            status.provide(f"source.{name}", self.snapshot)
 
     def set(self, state: str, detail: str | None = None) -> None:
-        if state != self.state or detail != self.detail:
-            self.state, self.detail, self.since = state, detail, time.time()
-            self._post()
+        with self._lock:
+            if state != self.state or detail != self.detail:
+                self.state, self.detail, self.since = state, detail, time.time()
 
     def count(self, key: str, n: int = 1) -> None:
-        self.counters[key] += n
-        if self.counters[key] == 1 or self.counters[key] % 100 == 0:
-            self._post()
+        with self._lock:
+            self.counters[key] += n
 
     def device(self, key: str, **info: Any) -> None:
-        self.devices[key] = {**self.devices.get(key, {}), **info, "seen": time.time()}
+        with self._lock:
+            self.devices[key] = {**self.devices.get(key, {}), **info, "seen": time.time()}
 
-    def _post(self) -> None:
-        if self.status is not None:
-            self.status.post(f"source.{self.name}", state=self.state, since=self.since, detail=self.detail,
-                             counters=dict(self.counters), devices=self.devices)
+    def note(self, **info: Any) -> None:
+        """Extra state for the status page (a receiver's clock offset, ...)."""
+        with self._lock:
+            self.extra.update(info)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"state": self.state, "since": self.since, "detail": self.detail, "counters": dict(self.counters),
+                    "devices": {k: dict(v) for k, v in self.devices.items()}, **self.extra}
 
 
 def backoff(attempt: int, ceiling: float) -> float:

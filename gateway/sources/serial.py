@@ -19,6 +19,7 @@ from gateway.decode.lines import LineFormat, decode_line
 from gateway.errors import DecodeError
 from gateway.model import GateCrossing
 from gateway.sources.link import Link, backoff
+from gateway.sources.receiver_clock import ReceiverClock
 from gateway.status import StatusBoard
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,15 @@ MAX_LINE = 512
 
 class SerialSource:
     def __init__(self, submit: Callable[[GateCrossing], object], port: str, baudrate: int, fmt: LineFormat, *,
-                 status: StatusBoard | None = None, retry_max_s: float = 30.0) -> None:
+                 status: StatusBoard | None = None, retry_max_s: float = 30.0,
+                 clock: ReceiverClock[bytes] | None = None) -> None:
         self.submit = submit
         self.port = port
         self.baudrate = baudrate
         self.fmt = fmt
         self.retry_max_s = retry_max_s
         self.link = Link(status, "serial")
+        self.clock: ReceiverClock[bytes] = clock or ReceiverClock()
         self._stop = threading.Event()
 
     async def run(self) -> None:
@@ -99,9 +102,17 @@ class SerialSource:
         except DecodeError as exc:
             self._bad(raw, exc.message)
             return
-        crossing = GateCrossing(f"serial:{self.port}", transponder, gate, t, time.monotonic())
-        loop.call_soon_threadsafe(self.submit, crossing)
-        self.link.count("crossings")
+        placed = self.clock.feed(raw, t, time.time())
+        for line, why in placed.rejected:
+            self.link.count("rejected_times")
+            log.warning("serial %s: crossing rejected: %s: %r", self.port, why, line[:200])
+        for line, box_time in placed.placed:
+            transponder, gate, t = decode_line(line.decode("ascii"), self.fmt)
+            crossing = GateCrossing(f"serial:{self.port}", transponder, gate, box_time, time.monotonic(), t)
+            loop.call_soon_threadsafe(self.submit, crossing)
+            self.link.count("crossings")
+        offset = self.clock.offset_s
+        self.link.note(clock_offset_s=None if offset is None else round(offset, 3), clock_aligned=self.clock.applied)
 
     def _bad(self, raw: bytes, why: str) -> None:
         self.link.count("bad_lines")

@@ -2,38 +2,52 @@
 
 from __future__ import annotations
 
-import hmac
+from pathlib import PurePath
 from typing import Any
 
+import orjson
 from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.config import Config
 from gateway.engine.normalize import Population, annotate
 from gateway.errors import GatewayError
+from gateway.replay.manager import check_factor
 from gateway.results import session_results, sessions
+from gateway.web.guard import TokenGuard
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
-def _token_ok(config: Config) -> None:
-    token = config.section("web")["admin_token"]
-    if not token:
+def _token_ok(guard: TokenGuard) -> None:
+    if guard.token is None:
         raise ApiError(403, "control is switched off on this box: set web.admin_token in the config")
+    address = request.remote_addr or "?"
+    wait = guard.blocked_for(address)
+    if wait:
+        raise ApiError(429, f"too many wrong PINs from this address: try again in {int(wait) + 1} s",
+                       headers={"Retry-After": str(int(wait) + 1)})
     given = request.headers.get("X-Admin-Token") or request.headers.get("Authorization", "").removeprefix("Bearer ")
-    if not given or not hmac.compare_digest(given.strip(), token):
-        raise ApiError(401, "this needs the admin token (header X-Admin-Token)")
+    if not guard.check(address, given or None, f"{request.method} {request.path}"):
+        if not given:
+            raise ApiError(401, "this needs the admin PIN (header X-Admin-Token)")
+        raise ApiError(401, "wrong admin PIN")
 
 
 def _body() -> dict[str, Any]:
     if not request.data:
         return {}
-    data = request.get_json(silent=True)
+    try:
+        # orjson: NaN, Infinity and numbers too large for a double are refused, not read as inf.
+        data = orjson.loads(request.data)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return data
@@ -56,7 +70,15 @@ def _population(config: Config, session: str, spec: str | None) -> tuple[Populat
     raise ApiError(400, f"unknown population {spec!r}: use session, all, squad:NAME, rider:ID or sessions:A,B")
 
 
-def create_api(config: Config, spool: Any, replays: Any, bridge: Any) -> Blueprint:
+def _viewer_safe(status: dict[str, Any]) -> dict[str, Any]:
+    """A replay's status without the box's directories: file names only."""
+    out = dict(status)
+    out["files"] = [PurePath(f).name for f in status.get("files", [])]
+    out["label"] = ", ".join(PurePath(p.strip()).name for p in str(status.get("label", "")).split(",") if p.strip())
+    return out
+
+
+def create_api(config: Config, spool: Any, replays: Any, bridge: Any, guard: TokenGuard) -> Blueprint:
     api = Blueprint("api", __name__)
     squads = {r["id"]: r.get("squad") for r in config.section("riders")}
 
@@ -84,40 +106,40 @@ def create_api(config: Config, spool: Any, replays: Any, bridge: Any) -> Bluepri
 
     @api.get("/api/replays")
     def list_replays() -> Response:
-        return jsonify(bridge.call(replays.statuses) if replays is not None else [])
+        return jsonify([_viewer_safe(s) for s in bridge.call(replays.statuses)] if replays is not None else [])
 
     @api.post("/api/replays")
     def start_replay() -> tuple[Response, int]:
-        _token_ok(config)
+        _token_ok(guard)
         body = _body()
         files = body.get("files") or ["@sample"]
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             raise ApiError(400, "files must be a list of file names")
         speed = body.get("speed")
-        if speed is not None and (not isinstance(speed, int | float) or isinstance(speed, bool) or speed < 0):
-            raise ApiError(400, "speed must be a number of 0 or more (1 = real time, 0.5 = twice as fast)")
+        if speed is not None:
+            check_factor(speed)
         session = bridge.call(replays.start, files, factor=speed, loop=bool(body.get("loop", False)))
-        return jsonify(bridge.call(replays.status, session)), 201
+        return jsonify(_viewer_safe(bridge.call(replays.status, session))), 201
 
     @api.get("/api/replays/<session>")
     def replay_status(session: str) -> Response:
-        return jsonify(bridge.call(replays.status, session))
+        return jsonify(_viewer_safe(bridge.call(replays.status, session)))
 
     @api.post("/api/replays/<session>/<action>")
     def control(session: str, action: str) -> Response:
-        _token_ok(config)
+        _token_ok(guard)
         factor = _body().get("factor")
-        if factor is not None and (not isinstance(factor, int | float) or isinstance(factor, bool)):
-            raise ApiError(400, "factor must be a number")
-        return jsonify(bridge.call(replays.control, session, action, factor))
+        if factor is not None:
+            check_factor(factor)
+        return jsonify(_viewer_safe(bridge.call(replays.control, session, action, factor)))
 
     return api
 
 
 def register_errors(app: Flask) -> None:
     @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> tuple[Response, int]:
-        return jsonify({"error": exc.message}), exc.status
+    def api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
+        return jsonify({"error": exc.message}), exc.status, exc.headers
 
     @app.errorhandler(GatewayError)
     def gateway_error(exc: GatewayError) -> tuple[Response, int]:
@@ -125,7 +147,8 @@ def register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
-        words = {404: "no such page or API endpoint", 405: "method not allowed here"}
+        words = {404: "no such page or API endpoint", 405: "method not allowed here",
+                 413: "the request body is too large"}
         code = exc.code or 500
         return jsonify({"error": words.get(code, exc.description or exc.name)}), code
 

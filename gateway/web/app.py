@@ -3,23 +3,47 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
+import orjson
 from flask import Flask, Response, jsonify, request, send_from_directory
+from flask.json.provider import JSONProvider
 
 from gateway import __version__
 from gateway.config import Config
 from gateway.status import StatusBoard
+from gateway.web.guard import StreamBudget, TokenGuard
 
 STATIC = Path(__file__).resolve().parent / "static"
+
+# Alpine.js evaluates its attributes with Function(): 'unsafe-eval' for scripts; Chart.js sizes its
+# canvas with inline styles. Everything else comes from the box itself, and nothing may frame it.
+CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'")
+
+
+class StrictJSON(JSONProvider):
+    """Every JSON the box emits is strict: NaN and infinities become null (a phone's JSON.parse
+    refuses bare NaN, and the whole status strip would die with it)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return orjson.loads(s)
 
 
 def create_app(config: Config, status: StatusBoard, *, spool: Any = None, replays: Any = None,
                bridge: Any = None, broadcaster: Any = None, stop: threading.Event | None = None,
-               health: Any = None) -> Flask:
+               health: Any = None, budget: StreamBudget | None = None, guard: TokenGuard | None = None) -> Flask:
     from gateway.web.api import create_api, register_errors
     from gateway.web.stream import parse_last_id, stream_response
+
+    web = config.section("web")
+    budget = budget or StreamBudget(web["max_streams"], web["streams_per_address"])
+    guard = guard or TokenGuard(web["admin_token"])
 
     if not (STATIC / "vendor" / "chart.umd.min.js").exists():
         import logging
@@ -27,9 +51,19 @@ def create_app(config: Config, status: StatusBoard, *, spool: Any = None, replay
         logging.getLogger(__name__).error(
             "the page's libraries are missing from %s: run tools/build-page (make demo does)", STATIC / "vendor")
     app = Flask("gateway.web", static_folder=None)
-    app.register_blueprint(create_api(config, spool, replays, bridge))
+    app.json = StrictJSON(app)
+    app.config["MAX_CONTENT_LENGTH"] = web["max_body_kb"] * 1024
+    app.register_blueprint(create_api(config, spool, replays, bridge, guard))
     register_errors(app)
     stop = stop or threading.Event()
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
 
     @app.get("/")
     def index() -> Response:
@@ -48,7 +82,11 @@ def create_app(config: Config, status: StatusBoard, *, spool: Any = None, replay
         if broadcaster is None:
             return jsonify({"error": "no live stream on this server"}), 503
         last_id = parse_last_id(request.headers.get("Last-Event-ID"), request.args.get("last_id"))
-        return stream_response(broadcaster, last_id, stop)
+        address = request.remote_addr or "?"
+        refused = budget.acquire(address)
+        if refused is not None:
+            return jsonify({"error": refused}), 429, {"Retry-After": "30"}
+        return stream_response(broadcaster, last_id, stop, on_close=lambda: budget.release(address))
 
     @app.get("/qr.svg")
     def qr() -> Response:
@@ -69,8 +107,14 @@ def create_app(config: Config, status: StatusBoard, *, spool: Any = None, replay
     @app.get("/api/status")
     def api_status() -> Response:
         snap = status.snapshot()
+        parts = snap["components"]
         if broadcaster is not None:
-            snap["components"]["web"] = {"sse_clients": broadcaster.clients, "resyncs": broadcaster.resyncs}
+            parts["web"] = {"sse_clients": broadcaster.clients, "resyncs": broadcaster.resyncs,
+                            "streams_refused": budget.refused, "failed_pins": guard.failed}
+        if "spool" in parts and parts["spool"].get("path"):
+            parts["spool"]["path"] = PurePath(parts["spool"]["path"]).name  # viewers see no directories
+        for replay in parts.get("replays", {}).get("replays", []):
+            replay.pop("files", None)
         return jsonify(snap)
 
     @app.get("/api/config")

@@ -12,20 +12,27 @@ from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
 
+# Open sockets cost no thread (waitress holds them in one select loop, and closes idle ones after
+# channel_timeout): this bounds only file descriptors. The unit's LimitNOFILE leaves room for it.
+CONNECTION_LIMIT = 1024
+
 
 class WebServer:
     """waitress serving ``app`` on ``host:port`` (port 0 picks a free one) in a daemon thread."""
 
-    def __init__(self, app: Any, host: str, port: int, threads: int = 48,
-                 stop: threading.Event | None = None) -> None:
-        # Each open page holds one thread for its event stream: 48 threads serve ~40 phones.
+    def __init__(self, app: Any, host: str, port: int, *, streams: int = 64, request_threads: int = 16,
+                 max_body: int = 256 * 1024, stop: threading.Event | None = None) -> None:
+        # Each open page holds one thread for its event stream. The app admits at most ``streams`` of
+        # them (see web/guard.py), so ``request_threads`` always remain for the page, the API and
+        # /healthz, whatever the streams do.
         self.stop_streams = stop or threading.Event()
         from waitress.server import create_server
 
         self.app = app
         try:
-            self._server = create_server(self._dispatch, host=host, port=port, threads=threads,
-                                         channel_timeout=30, ident="trackside-gateway")
+            self._server = create_server(self._dispatch, host=host, port=port, threads=streams + request_threads,
+                                         channel_timeout=30, ident="trackside-gateway",
+                                         max_request_body_size=max_body, connection_limit=CONNECTION_LIMIT)
         except OSError as exc:
             raise GatewayError(
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}",

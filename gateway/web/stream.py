@@ -11,15 +11,16 @@ then reconnect) instead of slowing others.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
+
+import orjson
 
 from gateway.engine.normalize import Spread, score
 from gateway.ingest import Accepted
@@ -96,7 +97,7 @@ class Broadcaster:
             "committed": row.recv_time,
             "crossing_received": self._crossings.get((result.rider_id, result.end_gate, result.end)),
         }
-        return row.seq, json.dumps(data, separators=(",", ":"))
+        return row.seq, orjson.dumps(data).decode()  # strict JSON: NaN becomes null
 
     def _publish(self, event: tuple[int, str]) -> None:
         with self._lock:
@@ -169,18 +170,27 @@ def _frame(seq: int, data: str) -> str:
     return f"id: {seq}\nevent: segment\ndata: {data}\n\n"
 
 
+MAX_ID = 2**53  # beyond this an id is no sequence number of ours (and no SQLite integer)
+
+
 def parse_last_id(header: str | None, param: str | None) -> int | None:
     for value in (header, param):
         if value:
             try:
-                return max(0, int(value.strip()))
+                seq = int(value.strip())
             except ValueError:
                 continue
+            if 0 <= seq < MAX_ID:
+                return seq
     return None
 
 
-def stream_response(broadcaster: Broadcaster, last_id: int | None, stop: threading.Event) -> Any:
+def stream_response(broadcaster: Broadcaster, last_id: int | None, stop: threading.Event,
+                    on_close: Callable[[], None] | None = None) -> Any:
     from flask import Response
 
-    return Response(broadcaster.stream(last_id, stop), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = Response(broadcaster.stream(last_id, stop), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    if on_close is not None:
+        response.call_on_close(on_close)  # the server closes every response, started or not
+    return response

@@ -84,4 +84,41 @@ def replay_to_spool() -> list[tuple[str, dict[str, object]]]:
     ]
 
 
-BENCHMARKS = [("replay", replay_to_spool)]
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def demo_loops(loops: int = 50) -> list[tuple[str, dict[str, object]]]:
+    """The demo replays the bundled sample over and over: memory and descriptors must stay flat."""
+    data = config.load(None).data
+    data["sources"]["replay"]["enabled"] = False
+    cfg = config.Config(data, "bench")
+    with tempfile.TemporaryDirectory() as d:
+        spool = Spool(Path(d) / "spool.sqlite", "demo").open()
+
+        async def run() -> list[tuple[int, int]]:
+            manager = ReplayManager(cfg, spool)
+            marks = []
+            for i in range(loops):
+                await manager.wait(await manager.start(["@sample"], factor=0))
+                if i + 1 in (5, loops):
+                    marks.append((_rss_kb(), len(list(Path("/proc/self/fd").iterdir()))))
+            await manager.close()
+            return marks
+
+        (rss5, fd5), (rss_n, fd_n) = asyncio.run(run())
+        spool.close()
+    growth = (rss_n - rss5) / 1024
+    return [
+        (f"replay.demo_rss_after_{loops}_loops", {"value": round(rss_n / 1024, 1), "unit": "MB",
+                                                 "target": "flat (+<15 MB)", "ok": growth < 15,
+                                                 "after_5_loops_mb": round(rss5 / 1024, 1)}),
+        (f"replay.demo_fds_after_{loops}_loops", {"value": fd_n, "unit": "fds", "target": "flat",
+                                                 "ok": fd_n <= fd5, "after_5_loops": fd5}),
+    ]
+
+
+BENCHMARKS = [("replay", replay_to_spool), ("replay.demo", demo_loops)]

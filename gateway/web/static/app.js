@@ -210,7 +210,15 @@ function matrixPage() {
       items.push(k.enabled ? { label: "uplink", text: k.connected ? "connected" : "down", level: k.connected ? "ok" : "warn" }
         : { label: "uplink", text: "off", level: "" });
       for (const [name, part] of Object.entries(s)) {
-        if (name.startsWith("source.")) items.push({ label: name.slice(7), text: part.state, level: part.state === "connected" ? "ok" : "warn" });
+        if (!name.startsWith("source.")) continue;
+        let text = part.state;
+        // A timing receiver whose clock is off the box's: its crossings are moved onto the box's timeline.
+        if (part.clock_aligned && part.clock_offset_s !== null && part.clock_offset_s !== undefined) {
+          const off = -part.clock_offset_s, abs = Math.abs(off);
+          const size = abs >= 3600 ? `${Math.floor(abs / 3600)} h ${Math.round((abs % 3600) / 60)} min` : abs >= 60 ? `${Math.round(abs / 60)} min` : `${abs.toFixed(1)} s`;
+          text += `, receiver clock ${size} ${off > 0 ? "ahead" : "behind"} (corrected)`;
+        }
+        items.push({ label: name.slice(7), text, level: part.state === "connected" ? "ok" : "warn" });
       }
       for (const w of (s.health && s.health.warnings) || []) items.push({ label: "!", text: w, level: "bad" });
       const drift = Math.abs(Date.now() / 1000 - this.status.time);
