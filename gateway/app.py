@@ -134,7 +134,7 @@ class Daemon:
     def __init__(self, config: Config, *, state_dir: Path | None = None, port: int | None = None,
                  web: bool | None = None, replay_files: list[str] | None = None,
                  replay_factor: float | None = None, exit_after_replay: bool = False,
-                 progress: Callable[[Any], None] | None = None) -> None:
+                 progress: Callable[[Any], None] | None = None, course_from_file: bool | None = None) -> None:
         self.config = config
         self.state_dir = state_dir or config.state_dir
         self.port = config.section("web")["port"] if port is None else port
@@ -143,6 +143,7 @@ class Daemon:
         self.replay_factor = replay_factor
         self.exit_after_replay = exit_after_replay
         self.progress = progress
+        self.course_from_file = course_from_file
         self.replays: Any = None
         self.broadcaster: Any = None
         self._serial: Any = None
@@ -181,7 +182,7 @@ class Daemon:
                              batch_interval_s=sp["batch_interval_ms"] / 1000.0, batch_size=sp["batch_size"],
                              plausible=Plausible.from_config(cfg.section("sources")["plausible"]))
         engine = SegmentEngine(Course.from_config(cfg.section("course")), RiderInfo.roster(cfg.section("riders")),
-                               session_id)
+                               session_id, np_window=cfg.section("metrics")["np_window"])
         self.runner = EngineRunner(engine, self.ingest.submit)
         self.ingest.subscribe(self.runner.on_accepted)
         self.runner.restore(self.spool)
@@ -371,7 +372,8 @@ class Daemon:
             except GatewayError as exc:  # the page and live sources still serve
                 log.error("replay from the config cannot start: %s", exc)
         if self.replay_files:
-            await self.replays.start(self.replay_files, factor=self.replay_factor)
+            await self.replays.start(self.replay_files, factor=self.replay_factor,
+                                     course_from_file=self.course_from_file)
 
     async def _tick_until_stopped(self) -> None:
         assert self._stop is not None and self.runner is not None and self.spool is not None

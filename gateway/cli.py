@@ -42,13 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--state-dir", type=Path, help="override gateway.state_dir")
     replay.add_argument("--port", type=int, help="override web.port")
     replay.add_argument("--no-web", action="store_true", help="no page: exit when the replay ends")
+    replay.add_argument("--course-from-file", action="store_true",
+                        help="take the course (segments a lap) from the files, not from the config; the default "
+                             "when no --config is given")
 
     metrics = sub.add_parser("metrics", help="NP, IF, TSS and W/kg of a recorded ride (FIT) and of each lap")
     metrics.add_argument("file")
     metrics.add_argument("--ftp", type=float, help="FTP in W (default: what the file records)")
     metrics.add_argument("--weight", type=float, help="rider weight in kg (default: what the file records)")
-    metrics.add_argument("--tss-time", choices=["timer", "nonzero"], default="timer",
-                         help="seconds TSS counts: the timer time (default) or only seconds with non-zero power")
+    metrics.add_argument("--tss-time", choices=["rolling", "timer", "nonzero"], default="rolling",
+                         help="seconds TSS counts: the number of 30-s rolling values, as Garmin head units count "
+                              "(default); the timer time; or only seconds with non-zero power")
+    metrics.add_argument("--np-window", choices=["segment", "ride"], default="segment",
+                         help="lap NP: the rolling mean restarted at each lap (default, as the live engine does by "
+                              "default) or the ride-long rolling mean restricted to the lap, as head units do")
+    metrics.add_argument("--session", type=int, help="with several cycling sessions in the file (a triathlon, a "
+                                                     "multi-ride file): which one, from 1 (default 1)")
     metrics.add_argument("--json", action="store_true", help="one JSON object with keys ride and laps")
 
     export = sub.add_parser("export", help="a session's segment results with z-scores, as CSV, JSON or Excel")
@@ -102,7 +111,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     for value, what in ((args.ftp, "--ftp"), (args.weight, "--weight")):
         if value is not None and value <= 0:
             raise GatewayError(f"{what} must be a positive number, got {value:g}")
-    report = ride_report(read_fit(args.file), ftp_w=args.ftp, weight_kg=args.weight, tss_time=args.tss_time)
+    report = ride_report(read_fit(args.file, session=args.session), ftp_w=args.ftp, weight_kg=args.weight,
+                         tss_time=args.tss_time, np_window=args.np_window)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
@@ -124,7 +134,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     data["sources"]["replay"]["enabled"] = False  # only the files given here
     cfg = config.Config(data, cfg.source)
     daemon = Daemon(cfg, state_dir=args.state_dir, port=args.port, web=not args.no_web, replay_files=args.files,
-                    replay_factor=args.speed, exit_after_replay=args.no_web, progress=Progress())
+                    replay_factor=args.speed, exit_after_replay=args.no_web, progress=Progress(),
+                    course_from_file=True if args.course_from_file else None)
     asyncio.run(daemon.run())
     refused = [s for s in (daemon.replays.statuses() if daemon.replays else []) if s.get("rejected")]
     for s in refused:

@@ -272,6 +272,8 @@ class Ingest:
                     "rider_id": rider, "source": ev.source}
             if ev.receiver_time is not None and ev.receiver_time != ev.wall_time:
                 body["receiverTime"] = ev.receiver_time
+            if ev.lap is not None:
+                body["lap"] = ev.lap
             return NewEvent("crossing", rider, self.session_id, ev.wall_time, body), ev, rider
         return NewEvent("segment", ev.rider_id, ev.session_id, ev.end, ev.to_wire()), ev, ev.rider_id
 

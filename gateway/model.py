@@ -27,7 +27,8 @@ class GateCrossing:
     """A transponder passing a timing gate.
 
     ``wall_time`` is on the box's timeline; ``receiver_time`` is the timing system's own clock when
-    the two differed and the crossing was moved (None when they agree, and for files).
+    the two differed and the crossing was moved (None when they agree, and for files). ``lap`` is
+    set by files that number their laps (None: the engine counts start/finish crossings).
     """
 
     source: str
@@ -36,6 +37,7 @@ class GateCrossing:
     wall_time: float
     mono_time: float | None = None
     receiver_time: float | None = None
+    lap: int | None = None  # from a file that numbers its laps: the lap of the segment starting here
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ class SegmentResult:
     samples: int
     coverage: float
     flags: tuple[str, ...] = ()
+    np_window: str = "segment"  # which NP convention (gateway.engine.metrics.NP_WINDOWS)
 
     def to_wire(self) -> dict[str, object]:
         """The segments topic's JSON fields (DESIGN.md, "Events on the wire")."""
@@ -92,6 +95,7 @@ class SegmentResult:
             "samples": self.samples,
             "coverage": self.coverage,
             "flags": list(self.flags),
+            "np_window": self.np_window,
         }
 
     @classmethod
@@ -99,4 +103,5 @@ class SegmentResult:
         """The inverse of ``to_wire`` (extra identity fields such as event_id are ignored)."""
         fields = {name: msg.get(name) for name in cls.__dataclass_fields__}
         fields["flags"] = tuple(msg.get("flags") or ())  # type: ignore[arg-type]
+        fields["np_window"] = msg.get("np_window") or "segment"  # results stored before it was said
         return cls(**fields)  # type: ignore[arg-type]

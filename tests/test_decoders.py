@@ -86,6 +86,14 @@ def test_common_pages_manufacturer_product_battery() -> None:
     assert product["serial_number"] == 0x12345678 and product["software_version"] == 4.2
     battery = parse_page(page(0x52, 0xFF, 0x00, 0, 0, 0, 0x80, 0x13))
     assert battery["battery_voltage_v"] == pytest.approx(3.5) and battery["battery_status"] == "new"
+    # Byte 2 packs two fields: a meter with two batteries (bits 0-3 = 2) reporting on battery 1
+    # (bits 4-7 = 1); 1000 ticks of 2 s operating time (byte 7 bit 7 set), 2.75 V, status "good".
+    second = parse_page(page(0x52, 0xFF, 0x12, 0xE8, 0x03, 0x00, 0xC0, 0xA2))
+    assert (second["battery_count"], second["battery_id"]) == (2, 1)
+    assert second["battery_voltage_v"] == pytest.approx(2.75) and second["battery_status"] == "good"
+    assert second["operating_time_s"] == 2000
+    unused = parse_page(page(0x52, 0xFF, 0xFF, 0, 0, 0, 0x00, 0x3F))
+    assert (unused["battery_count"], unused["battery_id"], unused["battery_voltage_v"]) == (None, None, None)
 
 
 @pytest.mark.parametrize(("payload", "message", "offset"), [

@@ -70,8 +70,9 @@ def test_axiamo_errors_name_the_sheet_row_and_column(tmp_path: Path, build, mess
 
 
 def test_fit_rides_replay_their_power_and_laps() -> None:
-    recs, strangers = load_session([FileSpec(str(FIT / "Edge810-Vector-2013-08-16-15-35-10.fit"), "Anna")],
-                                   GATES, [{"id": "r01", "name": "Anna"}])
+    loaded = load_session([FileSpec(str(FIT / "Edge810-Vector-2013-08-16-15-35-10.fit"), "Anna")],
+                          GATES, [{"id": "r01", "name": "Anna"}])
+    recs, strangers = loaded.recordings, loaded.strangers
     (rec,) = recs
     assert strangers == []
     assert rec.rider == "r01" and len(rec.samples) == 4700
@@ -130,7 +131,7 @@ def test_session_of_power_files_and_a_timing_file_aligned_with_an_offset(tmp_pat
     freelap_csv(tmp_path / "times.csv", laps, marker=0.0)
     riders = [{"id": "r01", "name": "Anna", "transponder": "BD-2525"}]
     specs = [FileSpec(str(tmp_path / "anna.xlsx"), offset_s=30.0), FileSpec(str(tmp_path / "times.csv"))]
-    recs, _ = load_session(specs, ["SF", "TOP"], riders)
+    recs = load_session(specs, ["SF", "TOP"], riders).recordings
     events = merged(recs)
     assert events[0].wall_time == day - 30  # the head unit's clock was 30 s behind
     crossings = [e for e in events if hasattr(e, "transponder")]

@@ -114,7 +114,7 @@ def test_a_full_pipeline_is_waited_for_never_dropped() -> None:
 
 def direct_results(files: list[str], cfg: config.Config) -> list[tuple]:
     gates = [g["id"] for g in cfg.section("course")["gates"]]
-    recs, _ = load_session(expand(files), gates, cfg.section("riders"))
+    recs = load_session(expand(files), gates, cfg.section("riders")).recordings
     engine = SegmentEngine(Course.from_config(cfg.section("course")), RiderInfo.roster(cfg.section("riders")), "d")
     out = []
     for ev in merged(recs):

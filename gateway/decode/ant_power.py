@@ -63,10 +63,15 @@ def parse_page(payload: bytes) -> dict[str, Any]:
         return {"page": page, "name": "product", "software_version": sw / 10 if payload[2] == 0xFF else sw / 1000,
                 "serial_number": int.from_bytes(payload[4:8], "little")}
     if page == 0x52:
+        # Byte 2: number of batteries in bits 0-3, this battery's identifier in bits 4-7 (0x0F/0xF0
+        # when not used); bytes 3-5 cumulative operating time in 2 s or 16 s ticks (byte 7 bit 7).
+        count, ident = payload[2] & 0x0F, payload[2] >> 4
         voltage = None if payload[7] & 0x0F == 0x0F else (payload[7] & 0x0F) + payload[6] / 256
         status = ["reserved", "new", "good", "ok", "low", "critical", "reserved", "invalid"][(payload[7] >> 4) & 0x07]
-        return {"page": page, "name": "battery", "battery_id": payload[2], "battery_voltage_v": voltage,
-                "battery_status": status}
+        ticks = int.from_bytes(payload[3:6], "little")
+        return {"page": page, "name": "battery", "battery_count": None if count == 0x0F else count,
+                "battery_id": None if ident == 0x0F else ident, "battery_voltage_v": voltage,
+                "battery_status": status, "operating_time_s": ticks * (2 if payload[7] & 0x80 else 16)}
     raise DecodeError(KIND, f"unknown data page 0x{page:02X}", offset=0)
 
 

@@ -46,6 +46,7 @@ class Course:
 class Crossing:
     time: float
     gate: str
+    lap: int | None = field(default=None, compare=False)  # a file's own lap number (see assemble)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ def assemble(crossings: Iterable[Crossing], course: Course) -> Assembly:
     - Consecutive crossings that skip gates make one span flagged ``missed_gate`` covering every
       segment in between (never silently split or merged into a normal segment).
     - A crossing at a gate the course does not have is set aside in ``unknown_gates``.
+    - A crossing that carries a lap number (from a file that numbers its laps) sets the lap of the
+      segment starting there; otherwise laps count start/finish crossings.
     - A span longer than ``course.max_segment_s`` is flagged ``too_long``: it is a rider who left the
       course or a clock that jumped, not a segment, and its power is never resampled.
     """
@@ -116,7 +119,9 @@ def assemble(crossings: Iterable[Crossing], course: Course) -> Assembly:
             out.spans.append(Span(lap, first, last, prev.time, c.time, prev.gate, c.gate, flags))
             # A start/finish passed without a crossing still ends the lap.
             lap += sum(1 for k in range(1, steps) if (prev_i + k) % n == 0)
-        if i == 0:
+        if c.lap is not None:
+            lap = c.lap  # a file that numbers its laps (e.g. starts at lap 2) keeps its numbers
+        elif i == 0:
             lap += 1
         prev, prev_i = c, i
     return out

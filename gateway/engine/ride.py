@@ -2,34 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
-import numpy as np
-
-from gateway.engine.metrics import PowerMetrics, power_metrics
+from gateway.engine.metrics import PowerMetrics, power_metrics, training_stress_score, tss_seconds
 from gateway.readers.fit import Ride
-
-# How many seconds TSS counts for a ride or lap:
-#   timer   - the head unit's timer time (pauses left out): DESIGN's definition, and what the
-#             Edge 810 / Edge 1000 files in tests/data store;
-#   nonzero - only the seconds with non-zero power, as the Edge 800 file in tests/data stores.
-TSS_TIME_CHOICES = ("timer", "nonzero")
 
 REPORT_KEYS = ("duration_s", "power_avg", "cadence_avg", "normalized_power", "intensity_factor", "tss",
                "watts_per_kg", "coverage", "samples", "flags")
 
 
 def _stretch(ride: Ride, start: float, end: float, timer: float, ftp: float | None, weight: float | None,
-             tss_time: str) -> PowerMetrics:
+             tss_time: str, np_window: str) -> PowerMetrics:
     m = power_metrics(ride.times, ride.power, ride.cadence, start, end, ftp_w=ftp, weight_kg=weight,
-                      duration_s=timer)
-    if tss_time == "nonzero" and m.tss is not None and m.normalized_power and ftp:
-        inside = (ride.times >= start) & (ride.times < end)
-        seconds = float(np.count_nonzero(ride.power[inside] > 0))
-        tss = seconds * m.normalized_power ** 2 / (ftp * ftp * 3600.0) * 100.0
-        return PowerMetrics(**{**asdict(m), "tss": tss, "flags": m.flags})
-    return m
+                      duration_s=timer, np_window=np_window)
+    if m.normalized_power is None or not ftp:
+        return m
+    inside = (ride.times >= start) & (ride.times < end)
+    seconds = tss_seconds(tss_time, m, ride.power[inside])
+    return replace(m, tss=training_stress_score(seconds, m.normalized_power, ftp))
 
 
 def _as_dict(m: PowerMetrics) -> dict[str, Any]:
@@ -39,21 +30,27 @@ def _as_dict(m: PowerMetrics) -> dict[str, Any]:
 
 
 def ride_report(ride: Ride, *, ftp_w: float | None = None, weight_kg: float | None = None,
-                tss_time: str = "timer") -> dict[str, Any]:
-    """The ride's and each lap's metrics; FTP and weight default to what the file records."""
+                tss_time: str = "rolling", np_window: str = "segment") -> dict[str, Any]:
+    """The ride's and each lap's metrics; FTP and weight default to what the file records.
+
+    The ride's NP is the same under both windows (the ride is its own window); laps differ.
+    """
     ftp = ftp_w if ftp_w is not None else ride.ftp_w
     weight = weight_kg if weight_kg is not None else ride.weight_kg
-    whole = _stretch(ride, ride.start, ride.end, ride.timer_time, ftp, weight, tss_time)
+    whole = _stretch(ride, ride.start, ride.end, ride.timer_time, ftp, weight, tss_time, "segment")
     laps = [
-        {"lap": i + 1, **_as_dict(_stretch(ride, lap.start, lap.end, lap.timer_time, ftp, weight, tss_time))}
+        {"lap": i + 1, **_as_dict(_stretch(ride, lap.start, lap.end, lap.timer_time, ftp, weight, tss_time,
+                                           np_window))}
         for i, lap in enumerate(ride.laps)
     ]
     return {
         "file": ride.path,
         "sport": ride.sport,
+        "note": ride.note,
         "ftp_w": ftp,
         "weight_kg": weight,
         "tss_time": tss_time,
+        "np_window": np_window,
         "ride": _as_dict(whole),
         "laps": laps,
         "device": asdict(ride.device),
@@ -73,7 +70,8 @@ def format_report(report: dict[str, Any]) -> str:
     ftp, weight = report["ftp_w"], report["weight_kg"]
     lines = [
         f"{report['file']}: {report['sport'] or 'unknown sport'}, "
-        f"FTP {_fmt(ftp, '.0f')} W, weight {_fmt(weight, '.1f')} kg, TSS time: {report['tss_time']}",
+        f"FTP {_fmt(ftp, '.0f')} W, weight {_fmt(weight, '.1f')} kg, TSS time: {report['tss_time']}, "
+        f"lap NP window: {report['np_window']}",
         f"{'':8} {'duration':>9} {'avg W':>7} {'NP W':>7} {'IF':>6} {'TSS':>7} {'W/kg':>6} {'cover':>6}",
     ]
     rows = [("ride", report["ride"])] + [(f"lap {lap['lap']}", lap) for lap in report["laps"]]
@@ -84,6 +82,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"{_fmt(m['tss'], '.1f'):>7} {_fmt(m['watts_per_kg'], '.2f'):>6} {m['coverage']:>6.0%}"
             + (f"  {', '.join(m['flags'])}" if m["flags"] else "")
         )
+    if report.get("note"):
+        lines.insert(1, report["note"])
     dev = report["device"]
     if dev.get("normalized_power") is not None:
         lines.append(f"head unit: NP {_fmt(dev['normalized_power'], '.0f')} W, "

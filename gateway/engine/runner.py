@@ -48,7 +48,7 @@ class EngineRunner:
             if rider_id is None:
                 self.engine.add_unknown_crossing(event.transponder, event.gate, event.wall_time)
                 return []
-            return self.engine.add_crossing(rider_id, event.gate, event.wall_time)
+            return self.engine.add_crossing(rider_id, event.gate, event.wall_time, event.lap)
         return []
 
     def tick(self, now: float | None = None) -> None:
@@ -89,7 +89,7 @@ class EngineRunner:
                                        "withdrawn" in (msg.get("flags") or ())))
                     else:
                         crossing = GateCrossing(msg.get("source", ""), msg["transponder"], msg["gate"],
-                                                float(msg["wallTime"]))
+                                                float(msg["wallTime"]), lap=msg.get("lap"))
                         crossings.append((row.seq, crossing, msg.get("rider_id")))
                 except (KeyError, TypeError, ValueError) as exc:
                     self._skip(row.seq, exc)

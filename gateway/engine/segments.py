@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.engine.course import Course, Crossing, Span, assemble
-from gateway.engine.metrics import DEFAULT_MAX_GAP_S, PowerMetrics, power_metrics
+from gateway.engine.metrics import DEFAULT_MAX_GAP_S, PREROLL_S, PowerMetrics, power_metrics
 from gateway.model import SegmentResult
 
 
@@ -54,9 +54,11 @@ class SegmentEngine:
     """Assembles segments and computes their results for one session."""
 
     def __init__(self, course: Course, riders: dict[str, RiderInfo], session_id: str, *,
-                 max_gap_s: float = DEFAULT_MAX_GAP_S, grace_s: float = 3.0, keep_s: float = 120.0) -> None:
+                 max_gap_s: float = DEFAULT_MAX_GAP_S, grace_s: float = 3.0, keep_s: float = PREROLL_S,
+                 np_window: str = "segment") -> None:
         self.course = course
         self.session_id = session_id
+        self.np_window = np_window
         self.max_gap_s = max_gap_s
         self.grace_s = grace_s
         self.keep_s = keep_s
@@ -109,14 +111,14 @@ class SegmentEngine:
         """A transponder the roster does not know: counted for the status page, not assembled."""
         self.unknown_transponders[transponder] += 1
 
-    def add_crossing(self, rider_id: str, gate: str, t: float) -> list[SegmentResult]:
+    def add_crossing(self, rider_id: str, gate: str, t: float, lap: int | None = None) -> list[SegmentResult]:
         rider = self._rider(rider_id)
         if rider is None:
             return []
         if self.course.index(gate) is None:
             self.unknown_gates[gate] += 1
             return []
-        bisect.insort(rider.crossings, Crossing(t, gate))
+        bisect.insort(rider.crossings, Crossing(t, gate, lap))
         assembly = assemble(rider.crossings, self.course)
         rider.duplicates = len(assembly.duplicates)
         spans = {span.key: span for span in assembly.spans}
@@ -177,12 +179,15 @@ class SegmentEngine:
     def _result(self, rider: _Rider, span: Span) -> SegmentResult:
         info = rider.info
         if "too_long" in span.flags:
-            m = PowerMetrics(span.end - span.start, 0, 0.0, None, None, None, None, None, None)
+            m = PowerMetrics(span.end - span.start, 0, 0.0, None, None, None, None, None, None,
+                             np_window=self.np_window)
         else:
-            lo = bisect.bisect_left(rider.t, span.start)
+            # The ride window's first rolling values reach back before the start gate.
+            lo = bisect.bisect_left(rider.t, span.start - (PREROLL_S if self.np_window == "ride" else 0.0))
             hi = bisect.bisect_left(rider.t, span.end)
             m = power_metrics(rider.t[lo:hi], rider.p[lo:hi], rider.c[lo:hi], span.start, span.end,
-                              ftp_w=info.ftp_w, weight_kg=info.weight_kg, max_gap_s=self.max_gap_s)
+                              ftp_w=info.ftp_w, weight_kg=info.weight_kg, max_gap_s=self.max_gap_s,
+                              np_window=self.np_window)
         return SegmentResult(
             session_id=self.session_id, rider_id=info.rider_id, name=info.name, number=span.number,
             lap=span.lap, segment=span.segment, start=span.start, end=span.end,
@@ -190,7 +195,7 @@ class SegmentEngine:
             start_gate=span.start_gate, end_gate=span.end_gate, power_avg=m.power_avg,
             cadence_avg=m.cadence_avg, normalized_power=m.normalized_power,
             intensity_factor=m.intensity_factor, tss=m.tss, watts_per_kg=m.watts_per_kg,
-            samples=m.samples, coverage=m.coverage, flags=(*span.flags, *m.flags),
+            samples=m.samples, coverage=m.coverage, flags=(*span.flags, *m.flags), np_window=m.np_window,
         )
 
     def _prune(self, rider: _Rider) -> None:

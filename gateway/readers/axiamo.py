@@ -1,7 +1,9 @@
 """The Axiamo Excel export of the seed system: sheet Segments (timing) and sheet PowerData (power).
 
-One rider per file. ``Segments`` has columns ``Number``, ``StartTime``, ``Duration``; each segment's
-start and end become gate crossings, walking the course's gates in order from the start/finish.
+One rider per file. ``Segments`` has columns ``Number`` ("lap.segment"), ``StartTime``,
+``Duration``; the file's numbers are the truth: segment k of a lap runs from gate k-1 to gate k of
+the course, and the laps keep their numbers (see ``segment_numbers`` and
+``recording.crossings_from_segments``).
 ``PowerData`` has a frame index column, ``WallTime``, ``InstantPower``, ``Cadence`` and
 ``Torque`` (the last two optional). Times are unix seconds, Excel date-times (UTC) or ISO text.
 The whole file is read and checked before anything is returned: nothing is half-ingested.
@@ -9,12 +11,22 @@ The whole file is read and checked before anything is returned: nothing is half-
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gateway.errors import InputFileError
-from gateway.model import PowerSample
-from gateway.readers.recording import Recording, crossings_from_boundaries, duration_of, plausible_time, power_of
+from gateway.model import GateCrossing, PowerSample
+from gateway.readers.recording import (
+    CONTIGUOUS_S,
+    FileSegment,
+    Recording,
+    crossings_from_segments,
+    duration_of,
+    plausible_time,
+    power_of,
+)
 
 SEGMENT_COLUMNS = ("Number", "StartTime", "Duration")
 POWER_COLUMNS = ("WallTime", "InstantPower")
@@ -62,7 +74,47 @@ def _optional(value: object) -> float | None:
     return None if v != v else v
 
 
-def read_axiamo(path: str | Path, rider: str, gates: list[str]) -> Recording:
+def segment_numbers(path: str, values: Sequence[object]) -> list[tuple[int, int]]:
+    """(lap, segment) of each row of the ``Number`` column, "lap.segment".
+
+    Text is read exactly ("1.10" is lap 1, segment 10; "1,10" too). A number is what Excel made of
+    the text: it drops trailing zeros, so 1.1 can be segment 1 or segment 10. The row before decides:
+    within a lap, segment numbers rise, so 1.1 after 1.9 is segment 10 (and 1.2 after 1.19 is 20),
+    while 1.1 after anything of lap 0 or at a lap's start is segment 1. Write the column as text to
+    leave no doubt.
+    """
+    out: list[tuple[int, int]] = []
+    for i, value in enumerate(values):
+        where = f"sheet Segments, row {i + 2}, column Number"
+        try:
+            if isinstance(value, str):
+                lap_text, _, seg_text = value.strip().replace(",", ".").partition(".")
+                lap, seg = int(lap_text), int(seg_text)
+            elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                lap_text, _, digits = f"{float(value):.6f}".rstrip("0").partition(".")
+                lap, seg = int(lap_text), int(digits or "x")
+                prev_lap, prev_seg = out[-1] if out else (lap, 0)
+                for scale in (1, 10, 100):
+                    if prev_lap != lap or seg * scale > prev_seg:
+                        seg *= scale
+                        break
+            else:
+                raise ValueError
+        except ValueError:
+            raise InputFileError(path, f"cannot read {value!r} as a segment number lap.segment (e.g. 1.3)",
+                                 location=where) from None
+        if lap < 0 or seg < 1:
+            raise InputFileError(path, f"{value!r} is not a segment number: laps count from 0, segments from 1",
+                                 location=where)
+        if out and (lap, seg) <= out[-1]:
+            raise InputFileError(path, f"segment {lap}.{seg} comes after {out[-1][0]}.{out[-1][1]}: the rows "
+                                 "must follow the ride in order", location=where)
+        out.append((lap, seg))
+    return out
+
+
+def read_axiamo(path: str | Path, rider: str, gates: Sequence[str]) -> Recording:
+    """One rider's file; its crossings are laid on ``gates``, and ``build`` lays them on another course."""
     name = str(path)
     sheets = _sheets(name)
     segments = _require(name, sheets, "Segments", SEGMENT_COLUMNS)
@@ -76,20 +128,26 @@ def read_axiamo(path: str | Path, rider: str, gates: list[str]) -> Recording:
         p = _cell(name, "PowerData", i, "InstantPower", watts, power_of, "a power in watts (0 to 10000)")
         samples.append(PowerSample(source, rider, t, p, _optional(cadence.iloc[i]) if cadence is not None else None,
                                    _optional(torque.iloc[i]) if torque is not None else None))
-    boundaries: list[float] = []
-    for i, (start, duration) in enumerate(zip(segments["StartTime"], segments["Duration"], strict=True)):
+    numbers = segment_numbers(name, list(segments["Number"]))
+    timed: list[FileSegment] = []
+    for i, ((lap, seg), start, duration) in enumerate(zip(numbers, segments["StartTime"], segments["Duration"],
+                                                          strict=True)):
         t0 = _cell(name, "Segments", i, "StartTime", start, plausible_time, "a time")
         d = _cell(name, "Segments", i, "Duration", duration, duration_of, "a duration in seconds (under 24 h)")
-        if not boundaries:
-            boundaries.append(t0)
-        elif abs(t0 - boundaries[-1]) > 1.0:
-            # A gap between segments: the rider left the course; restart from the start/finish.
-            raise InputFileError(name, f"segment starts at {t0:.1f} but the previous one ended at "
-                                 f"{boundaries[-1]:.1f}", location=f"sheet Segments, row {i + 2}",
-                                 hint="segments must follow each other; split the file per outing")
-        boundaries.append(t0 + d)
-    if not samples and not boundaries:
+        if timed and t0 < timed[-1].end - CONTIGUOUS_S:
+            raise InputFileError(name, f"segment {lap}.{seg} starts at {t0:.1f}, before {timed[-1].lap}."
+                                 f"{timed[-1].segment} ended ({timed[-1].end:.1f})",
+                                 location=f"sheet Segments, row {i + 2}", hint="segments cannot overlap")
+        timed.append(FileSegment(lap, seg, t0, t0 + d))
+    if not samples and not timed:
         raise InputFileError(name, "the sheets Segments and PowerData are both empty")
-    crossings = crossings_from_boundaries(source, rider, gates, boundaries)
     samples.sort(key=lambda s: s.wall_time)
-    return Recording(name, "axiamo", rider, samples, crossings)
+    shapes: dict[int, int] = {}
+    for seg in timed:
+        shapes[seg.lap] = max(shapes.get(seg.lap, 0), seg.segment)
+
+    def build(course_gates: Sequence[str]) -> list[GateCrossing]:
+        return crossings_from_segments(source, rider, course_gates, timed)
+
+    return Recording(name, "axiamo", rider, samples, build(gates), per_lap=max(shapes.values(), default=None),
+                     lap_shapes=shapes, build=build)

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from gateway.errors import InputFileError
 
 CYCLING_SPORTS = {"cycling", "e_biking"}
+MAX_SPAN_S = 7 * 86400.0
 log = logging.getLogger(__name__)
 
 
@@ -47,6 +48,7 @@ class Ride:
     laps: list[Lap] = field(default_factory=list)
     device: DeviceSummary = field(default_factory=DeviceSummary)
     weight_kg: float | None = None
+    note: str | None = None  # which session of a multi-session file this is
 
     @property
     def ftp_w(self) -> float | None:
@@ -61,7 +63,14 @@ def _num(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _lap(frame: object) -> Lap | None:
+@dataclass(frozen=True)
+class _RawLap:
+    start: float
+    end: float
+    timer: float | None
+
+
+def _lap(frame: object) -> _RawLap | None:
     start, stamp = _value(frame, "start_time"), _value(frame, "timestamp")
     if start is None or stamp is None:
         return None
@@ -69,19 +78,51 @@ def _lap(frame: object) -> Lap | None:
     # The lap message can be written long after the lap ended (saved later): the elapsed time
     # is the lap's real extent, the timestamp only a fallback.
     elapsed = _num(_value(frame, "total_elapsed_time"))
-    end = t0 + elapsed if elapsed is not None else stamp.timestamp()  # type: ignore[attr-defined]
-    timer = _num(_value(frame, "total_timer_time"))
-    return Lap(t0, end, timer if timer is not None else end - t0)
+    end = t0 + elapsed if elapsed else stamp.timestamp()  # type: ignore[attr-defined]
+    return _RawLap(t0, end, _num(_value(frame, "total_timer_time")))
 
 
-def read_fit(path: str | Path) -> Ride:
-    """Read a FIT activity; raise InputFileError naming the file and the problem."""
+def _timer(raw: _RawLap, times: NDArray[np.float64]) -> float:
+    """The lap's timer time; a head unit that writes 0 there (Sigma ROX) gets the elapsed time, or
+    the span of its records, never a 0-s lap."""
+    if raw.timer:
+        return raw.timer
+    if raw.end > raw.start:
+        return raw.end - raw.start
+    inside = times[(times >= raw.start) & (times <= raw.end)]
+    return float(inside[-1] - inside[0] + 1.0) if inside.size else 0.0
+
+
+@dataclass(frozen=True)
+class _Session:
+    sport: str | None
+    start: float | None
+    end: float | None
+    frame: object
+
+
+def _session(frame: object) -> _Session:
+    sport = _value(frame, "sport")
+    start = _value(frame, "start_time")
+    t0 = start.timestamp() if start is not None else None  # type: ignore[attr-defined]
+    elapsed = _num(_value(frame, "total_elapsed_time"))
+    stamp = _value(frame, "timestamp")
+    end = t0 + elapsed if t0 is not None and elapsed else (stamp.timestamp() if stamp is not None else None)  # type: ignore[attr-defined]
+    return _Session(str(sport) if sport is not None else None, t0, end, frame)
+
+
+def read_fit(path: str | Path, session: int | None = None) -> Ride:
+    """Read a FIT activity; raise InputFileError naming the file and the problem.
+
+    A file with several sessions (a triathlon) yields its cycling session; with several cycling
+    sessions, ``session`` (1-based) picks one and the default is the first (``Ride.note`` says so).
+    """
     import fitdecode
 
     name = str(path)
     rows: list[tuple[float, float, float]] = []
-    laps: list[Lap] = []
-    session = None
+    raw_laps: list[_RawLap] = []
+    sessions: list[_Session] = []
     weight = None
     ftp_zone = None
     try:
@@ -102,9 +143,9 @@ def read_fit(path: str | Path) -> Ride:
                 elif frame.name == "lap":
                     lap = _lap(frame)
                     if lap is not None:
-                        laps.append(lap)
-                elif frame.name == "session" and session is None:
-                    session = frame
+                        raw_laps.append(lap)
+                elif frame.name == "session":
+                    sessions.append(_session(frame))
                 elif frame.name == "user_profile":
                     weight = _num(_value(frame, "weight")) or weight
                 elif frame.name == "zones_target":
@@ -128,32 +169,57 @@ def read_fit(path: str | Path) -> Ride:
 
     for warning in caught:
         log.warning("%s: %s", name, str(warning.message).splitlines()[0])
-    sport = str(_value(session, "sport")) if session is not None and _value(session, "sport") else None
-    if sport is not None and sport not in CYCLING_SPORTS:
-        raise InputFileError(name, f"this is a {sport} activity, not a ride",
-                             hint="power metrics here are for cycling files")
+    chosen, note = _choose(name, sessions, session)
+    if chosen is not None and chosen.start is not None and chosen.end is not None and len(sessions) > 1:
+        # Only this session's records and laps: a triathlon's swim and run are not part of the ride.
+        lo, hi = chosen.start, chosen.end
+        rows = [r for r in rows if lo <= r[0] <= hi]
+        raw_laps = [lap for lap in raw_laps if lo <= lap.start < hi]
     if not rows:
         raise InputFileError(name, "the file has no records (no samples over time)")
     data = np.array(sorted(rows), dtype=np.float64)
     times, power, cadence = data[:, 0], data[:, 1], data[:, 2]
     if np.isnan(power).all():
         raise InputFileError(name, "the file has no power data", hint="was a power meter paired?")
-    if session is not None and _value(session, "start_time") is not None:
-        start = _value(session, "start_time").timestamp()  # type: ignore[union-attr]
-    else:
-        start = float(times[0])
+    if times[-1] - times[0] > MAX_SPAN_S:
+        raise InputFileError(name, f"the records span {(times[-1] - times[0]) / 86400:.0f} days: a clock jumped "
+                             "in the file", hint="a ride spans hours, not days")
+    laps = [Lap(lap.start, lap.end, _timer(lap, times)) for lap in raw_laps]
+    frame = chosen.frame if chosen is not None else None
+    start = chosen.start if chosen is not None and chosen.start is not None else float(times[0])
     end = float(times[-1]) + 1.0
-    timer = _num(_value(session, "total_timer_time")) if session is not None else None
-    device = DeviceSummary()
-    if session is not None:
+    timer = _num(_value(frame, "total_timer_time")) if frame is not None else None
+    device = DeviceSummary(ftp_w=ftp_zone)
+    if frame is not None:
         device = DeviceSummary(
-            normalized_power=_num(_value(session, "normalized_power")),
-            intensity_factor=_num(_value(session, "intensity_factor")),
-            tss=_num(_value(session, "training_stress_score")),
-            ftp_w=_num(_value(session, "threshold_power")) or ftp_zone,
-            avg_power=_num(_value(session, "avg_power")),
+            normalized_power=_num(_value(frame, "normalized_power")),
+            intensity_factor=_num(_value(frame, "intensity_factor")),
+            tss=_num(_value(frame, "training_stress_score")),
+            ftp_w=_num(_value(frame, "threshold_power")) or ftp_zone,
+            avg_power=_num(_value(frame, "avg_power")),
         )
-    elif ftp_zone:
-        device = DeviceSummary(ftp_w=ftp_zone)
-    return Ride(name, sport, float(start), end, timer if timer is not None else end - start,
-                times, power, cadence, laps, device, weight)
+    return Ride(name, chosen.sport if chosen is not None else None, float(start), end,
+                timer if timer else end - start, times, power, cadence, laps, device, weight, note)
+
+
+def _choose(name: str, sessions: list[_Session], wanted: int | None) -> tuple[_Session | None, str | None]:
+    """The cycling session to read, and a note when the choice was not obvious."""
+    if not sessions:
+        if wanted not in (None, 1):
+            raise InputFileError(name, f"the file has no session message, so no session {wanted}")
+        return None, None
+    cycling = [s for s in sessions if s.sport is None or s.sport in CYCLING_SPORTS]
+    if not cycling:
+        sports = ", ".join(sorted({s.sport or "unknown" for s in sessions}))
+        raise InputFileError(name, f"this is a {sports} activity, not a ride",
+                             hint="power metrics here are for cycling files")
+    if wanted is not None and not 1 <= wanted <= len(cycling):
+        raise InputFileError(name, f"the file has {len(cycling)} cycling session(s), not a session {wanted}",
+                             hint=f"use --session 1 to {len(cycling)}")
+    chosen = cycling[(wanted or 1) - 1]
+    note = None
+    if len(sessions) > 1:
+        others = ", ".join(s.sport or "unknown" for s in sessions)
+        note = (f"{len(sessions)} sessions in the file ({others}): cycling session {(wanted or 1)} of "
+                f"{len(cycling)} used" + (" (--session N picks another)" if len(cycling) > 1 else ""))
+    return chosen, note

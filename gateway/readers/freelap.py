@@ -17,12 +17,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.errors import InputFileError
 from gateway.model import GateCrossing
-from gateway.readers.recording import Recording, duration_of
+from gateway.readers.recording import CONTIGUOUS_S, Recording, duration_of
 
 BLOCK_GAP_S = 300.0
 DAY_START_S = 10 * 3600.0
@@ -116,31 +117,44 @@ def parse_freelap(path: str | Path) -> tuple[dt.date | None, dict[str, list[Bloc
     return _session_date(name, lines[:header]), dict(blocks), label
 
 
-def read_freelap(path: str | Path, gates: list[str]) -> Recording:
+def read_freelap(path: str | Path, gates: Sequence[str]) -> Recording:
+    """The export's crossings laid on ``gates``; ``build`` lays them on another course.
+
+    A lap has as many segments as splits, plus one when the lap time is longer than the splits
+    (the last stretch back to the start/finish has no split of its own).
+    """
     name = str(path)
     date, blocks, _ = parse_freelap(name)
     day = dt.datetime.combine(date or dt.date(1970, 1, 2), dt.time(), dt.UTC).timestamp() + DAY_START_S
     source = f"replay:{Path(name).name}"
-    crossings: list[GateCrossing] = []
-    n_blocks = max(len(b) for b in blocks.values())
-    start = day
-    for k in range(n_blocks):
-        longest = 0.0
-        for transponder, own in blocks.items():
-            if k >= len(own):
-                continue
-            t = start
-            crossings.append(GateCrossing(source, transponder, gates[0], t))
-            for lap in own[k].laps:
-                lap_start = t
-                if len(lap.splits) >= len(gates) - 1 and len(gates) > 1:
-                    # Splits are the times between successive gates; the lap closes at start/finish.
-                    for i, split in enumerate(lap.splits[: len(gates) - 1], start=1):
-                        t += split
-                        crossings.append(GateCrossing(source, transponder, gates[i], t))
-                t = lap_start + lap.time
-                crossings.append(GateCrossing(source, transponder, gates[0], t))
-            longest = max(longest, t - start)
-        start += longest + BLOCK_GAP_S
-    crossings.sort(key=lambda c: c.wall_time)
-    return Recording(name, "freelap", None, [], crossings)
+    laps = [lap for own in blocks.values() for block in own for lap in block.laps]
+    per_lap = max((len(lap.splits) + (1 if lap.time - sum(lap.splits) > CONTIGUOUS_S else 0) for lap in laps),
+                  default=None)
+
+    def build(course: Sequence[str]) -> list[GateCrossing]:
+        crossings: list[GateCrossing] = []
+        n_blocks = max(len(b) for b in blocks.values())
+        start = day
+        for k in range(n_blocks):
+            longest = 0.0
+            for transponder, own in blocks.items():
+                if k >= len(own):
+                    continue
+                t = start
+                crossings.append(GateCrossing(source, transponder, course[0], t))
+                for lap in own[k].laps:
+                    lap_start = t
+                    if len(lap.splits) >= len(course) - 1 and len(course) > 1:
+                        # Splits are the times between successive gates; the lap closes at start/finish.
+                        for i, split in enumerate(lap.splits[: len(course) - 1], start=1):
+                            t += split
+                            crossings.append(GateCrossing(source, transponder, course[i], t))
+                    t = lap_start + lap.time
+                    crossings.append(GateCrossing(source, transponder, course[0], t))
+                longest = max(longest, t - start)
+            start += longest + BLOCK_GAP_S
+        crossings.sort(key=lambda c: c.wall_time)
+        return crossings
+
+    return Recording(name, "freelap", None, [], build(gates), per_lap=per_lap,
+                     lap_shapes={1: per_lap} if per_lap else {}, build=build)

@@ -5,34 +5,83 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from gateway.model import GateCrossing, PowerSample
 
 
+@dataclass(frozen=True)
+class FileSegment:
+    """One timed segment as a file numbers it: ``lap.segment``, from ``start`` to ``end``."""
+
+    lap: int
+    segment: int
+    start: float
+    end: float
+
+
 @dataclass
 class Recording:
-    """Events from one file; ``rider`` is who the power belongs to (None for a timing file)."""
+    """Events from one file; ``rider`` is who the power belongs to (None for a timing file).
+
+    A file that times segments itself says how many a lap has (``per_lap``, the highest segment
+    number it uses; ``lap_shapes`` gives each lap's), and ``build`` lays its crossings on any
+    course's gates: the course may come from the file.
+    """
 
     path: str
     kind: str
     rider: str | None = None
     samples: list[PowerSample] = field(default_factory=list)
     crossings: list[GateCrossing] = field(default_factory=list)
+    per_lap: int | None = None
+    lap_shapes: dict[int, int] = field(default_factory=dict)
+    build: Callable[[Sequence[str]], list[GateCrossing]] | None = field(default=None, repr=False)
 
     def shifted(self, offset_s: float) -> Recording:
         """The same recording with every time moved by ``offset_s`` (a head unit whose clock was off)."""
         if not offset_s:
             return self
-        return Recording(
-            self.path, self.kind, self.rider,
-            [PowerSample(s.source, s.sensor, s.wall_time + offset_s, s.power, s.cadence, s.torque)
-             for s in self.samples],
-            [GateCrossing(c.source, c.transponder, c.gate, c.wall_time + offset_s) for c in self.crossings],
+        return replace(
+            self,
+            samples=[PowerSample(s.source, s.sensor, s.wall_time + offset_s, s.power, s.cadence, s.torque)
+                     for s in self.samples],
+            crossings=[replace(c, wall_time=c.wall_time + offset_s) for c in self.crossings],
+            build=None,
         )
 
 
-def crossings_from_boundaries(source: str, transponder: str, gates: list[str], times: list[float],
+def crossings_from_segments(source: str, transponder: str, gates: Sequence[str],
+                            segments: Sequence[FileSegment]) -> list[GateCrossing]:
+    """Crossings that make the engine number its segments as the file does.
+
+    Segment k of a lap runs from gate k-1 to gate k (gate 0 the start/finish, reached again at the
+    end of the last segment); each crossing says which lap the segment starting at it belongs to,
+    so a file that starts at lap 2 or skips a lap keeps its lap numbers. Rows that follow each
+    other share one crossing; where the file skips a segment number between two rows that follow
+    each other, the shared crossing is the later row's gate, so the earlier row becomes a span over
+    a missed gate (``1.2-3``), flagged and kept out of terrain comparisons, never a renumbered one.
+    """
+    n = len(gates)
+    out: list[GateCrossing] = []
+    for seg in sorted(segments, key=lambda s: s.start):
+        start_gate = (seg.segment - 1) % n
+        end_gate = seg.segment % n
+        start = GateCrossing(source, transponder, gates[start_gate], seg.start, lap=seg.lap)
+        if out and abs(seg.start - out[-1].wall_time) <= CONTIGUOUS_S:
+            out[-1] = replace(start, wall_time=out[-1].wall_time)
+        else:
+            out.append(start)
+        out.append(GateCrossing(source, transponder, gates[end_gate], seg.end,
+                                lap=seg.lap + 1 if end_gate == 0 else seg.lap))
+    return out
+
+
+CONTIGUOUS_S = 1.0
+
+
+def crossings_from_boundaries(source: str, transponder: str, gates: Sequence[str], times: list[float],
                               first_gate: int = 0) -> list[GateCrossing]:
     """Crossings at successive boundaries (lap or segment ends), walking the course's gates in order."""
     n = len(gates)

@@ -10,6 +10,7 @@ before anything is replayed, so a bad file stops the replay before a single even
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -99,38 +100,86 @@ def _read_fit(spec: FileSpec, rider: str, gates: list[str]) -> Recording:
     samples = [PowerSample(source, rider, float(t), float(p), None if c != c else float(c))
                for t, p, c in zip(ride.times, ride.power, ride.cadence, strict=True) if p == p]
     boundaries = [ride.laps[0].start] + [lap.end for lap in ride.laps] if ride.laps else []
-    return Recording(spec.path, "fit", rider, samples, crossings_from_boundaries(source, rider, gates, boundaries))
+
+    def build(course: Sequence[str]) -> list[GateCrossing]:
+        return crossings_from_boundaries(source, rider, course, boundaries)
+
+    return Recording(spec.path, "fit", rider, samples, build(gates), build=build)
 
 
-def load_session(specs: list[FileSpec], gates: list[str], riders: list[dict[str, Any]]
-                 ) -> tuple[list[Recording], list[dict[str, Any]]]:
-    """Every file read and checked; returns the recordings and the riders they add to the roster."""
+@dataclass
+class LoadedSession:
+    """Every file of a replay, read and checked, on the course they are replayed on."""
+
+    recordings: list[Recording]
+    strangers: list[dict[str, Any]]  # riders the files add to the roster
+    gates: list[str]  # the course's gates: the configured ones, or as many as the files' segments a lap
+
+
+def load_session(specs: list[FileSpec], gates: list[str], riders: list[dict[str, Any]], *,
+                 from_file: bool = False) -> LoadedSession:
+    """Read every file; then settle the course and lay every file's crossings on it.
+
+    Files that time segments themselves (Axiamo, MyFreelap) say how many a lap has. With a
+    configured course each must agree with it; with ``from_file`` they must agree with each other,
+    and the course has that many gates (the configured one's, when it has as many). Raises
+    InputFileError naming the file, the lap and the counts: nothing is replayed half.
+    """
     if not specs:
         raise InputFileError("replay", "no files given")
     recordings: list[Recording] = []
+    offsets: list[float] = []
     strangers: dict[str, dict[str, Any]] = {}
     for spec in specs:
         kind = _kind(spec.path)
+        offsets.append(spec.offset_s)
         if kind == "freelap":
             from gateway.readers.freelap import read_freelap
 
-            recordings.append(read_freelap(spec.path, gates).shifted(spec.offset_s))
+            recordings.append(read_freelap(spec.path, gates))
             continue
         rider, name = rider_of(spec, riders)
         if not any(r["id"] == rider for r in riders):
             strangers[rider] = {"id": rider, "name": name}
         if kind == "fit":
-            recordings.append(_read_fit(spec, rider, gates).shifted(spec.offset_s))
+            recordings.append(_read_fit(spec, rider, gates))
         else:
             from gateway.readers.axiamo import read_axiamo
 
-            recordings.append(read_axiamo(spec.path, rider, gates).shifted(spec.offset_s))
+            recordings.append(read_axiamo(spec.path, rider, gates))
+    course = _course_of(recordings, gates, from_file)
+    for r in recordings:
+        if course != gates and r.build is not None:
+            r.crossings = r.build(course)
     if any(r.kind == "freelap" for r in recordings):
         # The timing file is the timing system: power files' own laps are not gates.
         for r in recordings:
             if r.kind == "fit":
                 r.crossings = []
-    return recordings, list(strangers.values())
+    shifted = [r.shifted(offset) for r, offset in zip(recordings, offsets, strict=True)]
+    return LoadedSession(shifted, list(strangers.values()), course)
+
+
+def _course_of(recordings: list[Recording], gates: list[str], from_file: bool) -> list[str]:
+    timed = [r for r in recordings if r.per_lap]
+    if not timed:
+        return gates
+    if not from_file:
+        for r in timed:
+            if r.per_lap != len(gates):
+                lap = next(lap for lap, n in sorted(r.lap_shapes.items()) if n == r.per_lap)
+                raise InputFileError(r.path, f"lap {lap} has {r.per_lap} segments, but the configured course has "
+                                     f"{len(gates)} (one per gate)",
+                                     hint=f"configure a course of {r.per_lap} gates, or replay with --course-from-file")
+        return gates
+    first = timed[0]
+    for r in timed[1:]:
+        if r.per_lap != first.per_lap:
+            lap = next(lap for lap, n in sorted(r.lap_shapes.items()) if n == r.per_lap)
+            raise InputFileError(r.path, f"lap {lap} has {r.per_lap} segments, but {Path(first.path).name} has "
+                                 f"{first.per_lap} a lap", hint="the files of one session must ride the same course")
+    n = first.per_lap or len(gates)
+    return gates if len(gates) == n else ["SF", *(f"G{i}" for i in range(1, n))]
 
 
 def merged(recordings: list[Recording]) -> list[PowerSample | GateCrossing]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import math
 import time
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config import Config
+from gateway.config import EMBEDDED, Config
 from gateway.engine.course import Course
 from gateway.engine.runner import EngineRunner
 from gateway.engine.segments import RiderInfo, SegmentEngine
@@ -71,9 +72,14 @@ class ReplayManager:
         return f"replay-{time.strftime('%Y%m%d-%H%M%S')}-{next(self._counter)}"
 
     async def start(self, files: list[str], *, factor: float | None = None, loop: bool = False,
-                    offset_s: float = 0.0) -> str:
-        """Read every file, then start playing; returns the new session id (raises on a bad file)."""
+                    offset_s: float = 0.0, course_from_file: bool | None = None) -> str:
+        """Read every file, then start playing; returns the new session id (raises on a bad file).
+
+        The course comes from the files when ``course_from_file`` is set, and by default when the
+        box runs on its embedded defaults (no course of its own): see ``files.load_session``.
+        """
         cfg = self.config
+        from_file = cfg.source == EMBEDDED if course_from_file is None else course_from_file
         factor = cfg.section("replay")["simulationFactor"] if factor is None else factor
         check_factor(factor)
         if loop and factor <= 0:
@@ -84,14 +90,24 @@ class ReplayManager:
         specs = expand(files)
         if offset_s:
             specs = [type(s)(s.path, s.rider, s.offset_s + offset_s) for s in specs]
-        recordings, strangers = await asyncio.to_thread(load_session, specs, gates, cfg.section("riders"))
-        riders = cfg.section("riders") + strangers
+        loaded = await asyncio.to_thread(load_session, specs, gates, cfg.section("riders"), from_file=from_file)
+        recordings = loaded.recordings
+        riders = cfg.section("riders") + loaded.strangers
+        course = Course.from_config(cfg.section("course"))
+        if loaded.gates != gates:
+            course = Course(tuple(loaded.gates), tuple(f"Segment {k}" for k in range(1, len(loaded.gates) + 1)),
+                            course.debounce_s, course.max_segment_s)
         session = self._session_id()
         sp = cfg.section("spool")
         ingest = Ingest(self.spool, Roster(riders), session, batch_interval_s=sp["batch_interval_ms"] / 1000.0,
                         batch_size=sp["batch_size"],
                         plausible=Plausible.from_config(cfg.section("sources")["plausible"]))
-        engine = SegmentEngine(Course.from_config(cfg.section("course")), RiderInfo.roster(riders), session)
+        engine = SegmentEngine(course, RiderInfo.roster(riders), session, np_window=cfg.section("metrics")["np_window"])
+        if loaded.gates != gates:
+            # The page names a session's segments from its course: this one is the files'.
+            await asyncio.to_thread(self.spool.set_meta, f"course:{session}",
+                                    json.dumps({"gates": [{"id": g} for g in course.gates],
+                                                "segments": [{"name": n} for n in course.segment_names]}))
         runner = EngineRunner(engine, ingest.submit)
         replay = Replay(Player(session, merged(recordings), ingest.submit, factor=factor, clock=self.clock,
                                backlog=lambda: ingest.pending, label=", ".join(r.path for r in recordings)),

@@ -102,7 +102,13 @@ def create_api(config: Config, spool: Any, replays: Any, bridge: Any, guard: Tok
             pool = session_results(spool, wanted if wanted is not None else [s["session"] for s in known])
         pool = [r for r in pool if population.admits(r, squads.get)]
         return jsonify({"session": session, "population": request.args.get("population") or "session",
-                        "last_seq": spool.last_seq(), "results": annotate(targets, pool)})
+                        "last_seq": spool.last_seq(), "course": _course_of(session),
+                        "results": annotate(targets, pool)})
+
+    def _course_of(session: str) -> dict[str, Any]:
+        """The session's course: a replay's files may bring their own; otherwise the configured one."""
+        stored = spool.meta(f"course:{session}")
+        return orjson.loads(stored) if stored else config.section("course")
 
     @api.get("/api/replays")
     def list_replays() -> Response:
@@ -118,7 +124,11 @@ def create_api(config: Config, spool: Any, replays: Any, bridge: Any, guard: Tok
         speed = body.get("speed")
         if speed is not None:
             check_factor(speed)
-        session = bridge.call(replays.start, files, factor=speed, loop=bool(body.get("loop", False)))
+        from_file = body.get("course_from_file")
+        if from_file is not None and not isinstance(from_file, bool):
+            raise ApiError(400, "course_from_file must be true or false")
+        session = bridge.call(replays.start, files, factor=speed, loop=bool(body.get("loop", False)),
+                              course_from_file=from_file)
         return jsonify(_viewer_safe(bridge.call(replays.status, session))), 201
 
     @api.get("/api/replays/<session>")

@@ -60,6 +60,8 @@ function matrixPage() {
       const data = await this.getJSON("/api/results" + q);
       this.rows = {};
       this.session = data.session;
+      // A replay whose files bring their own course (segments a lap) names its segments from it.
+      if (data.course) this.segmentNames = (data.course.segments || data.course.gates).map((s, i) => s.name || `segment ${i + 1}`);
       this.lastSeq = data.last_seq || 0;
       for (const r of data.results) { r.key = rowKey(r); this.rows[r.key] = r; }
       this.redraw();
@@ -91,6 +93,7 @@ function matrixPage() {
         if (this.session && data.session < this.session) return;  // an older session's catch-up
         this.session = data.session;  // a new session (e.g. the demo starting over): follow it
         this.rows = {};
+        this.reload();  // its course (segment names) may differ; its results so far come with it
       }
       const r = data.result;
       r.key = rowKey(r);
