@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from gateway import config
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -276,7 +276,7 @@ def test_a_triathlon_yields_its_ride(tmp_path: Path) -> None:
 
 def test_several_rides_in_one_file_pick_one_and_say_the_default(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from gateway.cli import main
+    from gateway.cli.main import main
 
     path = triathlon(tmp_path / "two.fit", rides=2)
     assert main(["metrics", str(path)]) == 0

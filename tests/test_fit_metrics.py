@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.engine.ride import ride_report
 from gateway.readers.fit import read_fit
 

@@ -22,7 +22,7 @@ from test_daemon import free_port, get, start, wait_for_page
 from gateway import config
 from gateway.errors import SpoolError
 from gateway.replay.manager import KEEP_FINISHED, ReplayManager
-from gateway.spool import NewEvent, Spool
+from gateway.spool.store import NewEvent, Spool
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

@@ -15,13 +15,13 @@ from gateway.decode.ant_power import AntPowerDecoder
 from gateway.decode.ble_power import BlePowerDecoder, CrankCadence
 from gateway.decode.lines import LineFormat, decode_line
 from gateway.engine.course import Course
-from gateway.engine.runner import EngineRunner
 from gateway.engine.segments import RiderInfo, SegmentEngine
-from gateway.errors import DecodeError
-from gateway.ingest import Accepted, Ingest, Plausible, Roster
+from gateway.errors import ConfigError, DecodeError
 from gateway.model import GateCrossing, PowerSample, SegmentResult
+from gateway.pipeline.ingest import Accepted, Ingest, Plausible, Roster
+from gateway.pipeline.runner import EngineRunner
 from gateway.sources.receiver_clock import ReceiverClock
-from gateway.spool import NewEvent, Spool
+from gateway.spool.store import NewEvent, Spool
 
 NOW = 1_790_000_000.0
 COURSE = Course(("SF", "TOP"), max_segment_s=3600.0)
@@ -128,7 +128,7 @@ def test_a_clock_reset_mid_session_is_held_then_confirmed_or_rejected() -> None:
 
 
 def test_a_box_whose_clock_went_back_starts_a_new_session(spool: Spool) -> None:
-    from gateway import session
+    from gateway.pipeline import session
 
     first = session.live_session(spool, "box1", 6.0, now=NOW)
     assert session.live_session(spool, "box1", 6.0, now=NOW + 60) == first  # a restart: same session
@@ -191,7 +191,7 @@ def test_plausible_ranges_come_from_the_config() -> None:
     assert p.problems(PowerSample("ant:1", "1", 0.0, 2100.0)) == ["power"]
     assert p.problems(PowerSample("ant:1", "1", 0.0, 1900.0, 240.0)) == []
     assert p.problems(PowerSample("ant:1", "1", 0.0, 100.0, float("nan"))) == ["cadence"]
-    with pytest.raises(config.ConfigError, match=r"sources.plausible.power_w: expected \[lowest, highest\]"):
+    with pytest.raises(ConfigError, match=r"sources.plausible.power_w: expected \[lowest, highest\]"):
         config.parse("gateway: {id: b}\ncourse: {gates: [{id: SF}]}\nriders: []\n"
                      "sources: {plausible: {power_w: [2000, 0]}}\n")
 

@@ -10,11 +10,11 @@ import pytest
 
 from gateway.engine.course import Course
 from gateway.engine.metrics import power_metrics
-from gateway.engine.runner import EngineRunner
 from gateway.engine.segments import RiderInfo, SegmentEngine
-from gateway.ingest import Accepted, Ingest, Roster
 from gateway.model import GateCrossing, PowerSample, SegmentResult
-from gateway.spool import Spool
+from gateway.pipeline.ingest import Accepted, Ingest, Roster
+from gateway.pipeline.runner import EngineRunner
+from gateway.spool.store import Spool
 
 RIDERS = [
     {"id": "r01", "name": "Anna", "ftp_w": 250, "weight_kg": 58, "transponder": "BD-1",

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from kafka_check import assert_exactly_once_in_order
 
-from gateway.forwarder import Forwarder
-from gateway.ingest import Ingest, Roster
 from gateway.model import PowerSample
-from gateway.spool import NewEvent, Policy, Spool
+from gateway.pipeline.ingest import Ingest, Roster
+from gateway.spool.store import NewEvent, Policy, Spool
+from gateway.uplink.forwarder import Forwarder
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parent.parent

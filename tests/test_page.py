@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import pytest
 
 from gateway import config
-from gateway.app import Daemon
+from gateway.service.daemon import Daemon
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

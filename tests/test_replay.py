@@ -18,15 +18,15 @@ import openpyxl
 import pytest
 
 from gateway import config
-from gateway.app import Daemon
 from gateway.engine.course import Course
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.model import GateCrossing, PowerSample
 from gateway.replay.files import expand, load_session, merged
 from gateway.replay.manager import ReplayManager
 from gateway.replay.player import Player
-from gateway.results import session_results
-from gateway.spool import Spool
+from gateway.results.store import session_results
+from gateway.service.daemon import Daemon
+from gateway.spool.store import Spool
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import SpoolError
-from gateway.spool import NewEvent, Policy, Spool
+from gateway.spool.store import NewEvent, Policy, Spool
 
 
 def power(i: int, rider: str = "r01") -> NewEvent:
@@ -172,7 +172,7 @@ def test_a_damaged_row_is_skipped_and_counted(tmp_path: Path) -> None:
 
 
 def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
-    from gateway.spool import MIGRATIONS
+    from gateway.spool.store import MIGRATIONS
 
     # A spool written by a version-1 gateway, with an event in it.
     raw = sqlite3.connect(tmp_path / "s.sqlite")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ingest import Accepted
 from gateway.model import SegmentResult
-from gateway.spool import NewEvent, Spool
+from gateway.pipeline.ingest import Accepted
+from gateway.spool.store import NewEvent, Spool
 from gateway.web import stream as sse
 
 

@@ -16,13 +16,13 @@ from typing import Any
 
 from gateway.config import EMBEDDED, Config
 from gateway.engine.course import Course
-from gateway.engine.runner import EngineRunner
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.errors import GatewayError
-from gateway.ingest import Accepted, Ingest, Plausible, Roster
+from gateway.pipeline.ingest import Accepted, Ingest, Plausible, Roster
+from gateway.pipeline.runner import EngineRunner
 from gateway.replay.files import expand, load_session, merged
 from gateway.replay.player import Clock, Player
-from gateway.spool import Spool
+from gateway.spool.store import Spool
 
 log = logging.getLogger(__name__)
 

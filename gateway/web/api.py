@@ -13,7 +13,7 @@ from gateway.config import Config
 from gateway.engine.normalize import Population, annotate
 from gateway.errors import GatewayError
 from gateway.replay.manager import check_factor
-from gateway.results import session_results, sessions
+from gateway.results.store import session_results, sessions
 from gateway.web.guard import TokenGuard
 
 

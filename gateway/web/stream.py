@@ -23,10 +23,10 @@ from typing import Any
 import orjson
 
 from gateway.engine.normalize import Spread, score
-from gateway.ingest import Accepted
 from gateway.model import SegmentResult
-from gateway.results import session_results
-from gateway.spool import Row, Spool
+from gateway.pipeline.ingest import Accepted
+from gateway.results.store import session_results
+from gateway.spool.store import Row, Spool
 
 log = logging.getLogger(__name__)
 

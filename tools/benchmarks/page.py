@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from gateway import config
-from gateway.app import Daemon
+from gateway.service.daemon import Daemon
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]

@@ -16,7 +16,7 @@ import openpyxl
 
 from gateway import config
 from gateway.replay.manager import ReplayManager
-from gateway.spool import Spool
+from gateway.spool.store import Spool
 
 RIDERS, HOURS, RATE = 10, 2, 4
 T0 = 1_781_427_600.0

@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.forwarder import Forwarder
-from gateway.ingest import Ingest, Roster
 from gateway.model import PowerSample
-from gateway.spool import MIGRATIONS, NewEvent, Spool, crc
+from gateway.pipeline.ingest import Ingest, Roster
+from gateway.spool.store import MIGRATIONS, NewEvent, Spool, crc
+from gateway.uplink.forwarder import Forwarder
 
 RIDERS = [{"id": f"r{i:03d}", "name": f"Rider {i}", "power_meters": [{"ant": 1000 + i}]} for i in range(100)]
 INGEST_EVENTS = 200_000

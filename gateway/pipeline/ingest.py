@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from gateway.model import GateCrossing, PowerSample, SegmentResult
-from gateway.spool import NewEvent, Row, Spool
+from gateway.spool.store import NewEvent, Row, Spool
 
 log = logging.getLogger(__name__)
 

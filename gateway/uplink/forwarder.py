@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.spool import Row, Spool
+from gateway.spool.store import Row, Spool
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import IO, Any
 
 from gateway.engine.normalize import annotate
 from gateway.errors import GatewayError
-from gateway.results import session_results, sessions
-from gateway.spool import Spool
+from gateway.results.store import session_results, sessions
+from gateway.spool.store import Spool
 
 # The chart views' data keys first, then every segment field.
 LEAD = ["session_id", "rider_id", "name", "number", "lap", "segment", "time_absolute", "power_absolute",

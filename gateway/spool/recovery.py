@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.spool import Spool
+    from gateway.spool.store import Spool
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def salvage(corrupt: Path, spool: Spool, budget_s: float = 120.0) -> tuple[int, 
     between the first and last saved rows that could not be saved. A time budget (enforced inside
     SQLite too) bounds the work whatever the damage.
     """
-    from gateway.spool import crc, transaction
+    from gateway.spool.store import crc, transaction
 
     deadline = time.monotonic() + budget_s
     try:

@@ -193,7 +193,7 @@ class Spool:
 
     def open(self) -> Spool:
         """Create or open the file: integrity check (salvaging a corrupt file), migrations."""
-        from gateway.spool_recovery import check_or_salvage, salvage
+        from gateway.spool.recovery import check_or_salvage, salvage
 
         if self.readonly:
             return self._open_readonly()

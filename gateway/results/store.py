@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.model import SegmentResult
-from gateway.spool import Spool
+from gateway.spool.store import Spool
 
 
 def sessions(spool: Spool) -> list[dict[str, Any]]:

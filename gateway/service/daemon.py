@@ -14,16 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway import __version__, session
+from gateway import __version__
 from gateway.config import Config
 from gateway.engine.course import Course
-from gateway.engine.runner import EngineRunner
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.errors import GatewayError
-from gateway.ingest import Ingest, Plausible, Roster
-from gateway.spool import Policy, Spool
+from gateway.pipeline import session
+from gateway.pipeline.ingest import Ingest, Plausible, Roster
+from gateway.pipeline.runner import EngineRunner
+from gateway.service.supervise import Supervisor
+from gateway.spool.store import Policy, Spool
 from gateway.status import StatusBoard
-from gateway.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class Daemon:
         self.runner.restore(self.spool)
         self.ingest.start()
         if cfg.section("kafka")["enabled"]:
-            from gateway.forwarder import Forwarder
+            from gateway.uplink.forwarder import Forwarder
 
             self.forwarder = Forwarder(self.spool, cfg.section("kafka")).start()
         log.info("session %s; spool %s holds %d events (%d undelivered)", session_id, self.spool.path,

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway import health
-from gateway.notify import Notifier
+from gateway.service import health
+from gateway.service.notify import Notifier
 from gateway.status import StatusBoard
 
 STATUS_FILE = "status.json"

@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 
 from gateway.engine.segments import SegmentEngine
-from gateway.ingest import Accepted
 from gateway.model import GateCrossing, PowerSample, SegmentResult
-from gateway.spool import Spool
+from gateway.pipeline.ingest import Accepted
+from gateway.spool.store import Spool
 
 log = logging.getLogger(__name__)
 

@@ -93,8 +93,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway import config, logs
-    from gateway.app import Daemon
+    from gateway import config
+    from gateway.service import logs
+    from gateway.service.daemon import Daemon
 
     cfg = config.load(args.config)
     logs.setup(args.log_level or cfg.section("gateway")["log_level"])
@@ -120,9 +121,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     import copy
 
-    from gateway import config, logs
-    from gateway.app import Daemon
-    from gateway.progress import Progress
+    from gateway import config
+    from gateway.cli.progress import Progress
+    from gateway.service import logs
+    from gateway.service.daemon import Daemon
 
     cfg = config.load(args.config)
     logs.setup(args.log_level or cfg.section("gateway")["log_level"])
@@ -145,7 +147,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from gateway.export import export
+    from gateway.results.export import export
 
     return export(args.state_dir, args.session, args.format, args.output)
 
@@ -154,8 +156,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from gateway import config
-    from gateway.status_report import report
-    from gateway.supervise import read_status_file
+    from gateway.cli.status_report import report
+    from gateway.service.supervise import read_status_file
 
     state_dir = args.state_dir or config.load(args.config).state_dir
     doc = read_status_file(state_dir)
@@ -167,7 +169,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from gateway.decode.cli import main as decode_main
+    from gateway.cli.decode import main as decode_main
 
     return decode_main(args.kind, args.hex)
 
@@ -186,7 +188,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
-        from gateway import logs
+        from gateway.service import logs
 
         logs.setup(args.log_level or "info")
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.spool import Spool
+from gateway.spool.store import Spool
 
 CLOCK_SLACK_S = 300.0
 

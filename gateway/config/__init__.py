@@ -1,0 +1,8 @@
+"""The configuration: one YAML file validated against config/schema.json, with every default filled in.
+
+``load`` and ``parse`` return a ``Config``; ``validate`` reports every problem with its path and line.
+"""
+
+from gateway.config.validate import EMBEDDED, Config, fill_defaults, load, parse, schema, validate
+
+__all__ = ["EMBEDDED", "Config", "fill_defaults", "load", "parse", "schema", "validate"]
