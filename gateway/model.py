@@ -71,37 +71,8 @@ class SegmentResult:
     flags: tuple[str, ...] = ()
     np_window: str = "segment"  # which NP convention (gateway.engine.metrics.NP_WINDOWS)
 
-    def to_wire(self) -> dict[str, object]:
-        """The segments topic's JSON fields (DESIGN.md, "Events on the wire")."""
-        return {
-            "session_id": self.session_id,
-            "simulation_id": self.session_id,
-            "rider_id": self.rider_id,
-            "name": self.name,
-            "number": self.number,
-            "lap": self.lap,
-            "segment": self.segment,
-            "start": self.start,
-            "end": self.end,
-            "duration": self.duration,
-            "start_gate": self.start_gate,
-            "end_gate": self.end_gate,
-            "power_avg": self.power_avg,
-            "cadence_avg": self.cadence_avg,
-            "normalized_power": self.normalized_power,
-            "intensity_factor": self.intensity_factor,
-            "tss": self.tss,
-            "watts_per_kg": self.watts_per_kg,
-            "samples": self.samples,
-            "coverage": self.coverage,
-            "flags": list(self.flags),
-            "np_window": self.np_window,
-        }
-
-    @classmethod
-    def from_wire(cls, msg: dict[str, object]) -> SegmentResult:
-        """The inverse of ``to_wire`` (extra identity fields such as event_id are ignored)."""
-        fields = {name: msg.get(name) for name in cls.__dataclass_fields__}
-        fields["flags"] = tuple(msg.get("flags") or ())  # type: ignore[arg-type]
-        fields["np_window"] = msg.get("np_window") or "segment"  # results stored before it was said
-        return cls(**fields)  # type: ignore[arg-type]
+    @property
+    def key(self) -> tuple[str, str, str, float]:
+        """What a correction shares with the result it replaces (a withdrawn result and its
+        re-emission have the same): session, rider, number and start."""
+        return (self.session_id, self.rider_id, self.number, self.start)

@@ -24,7 +24,7 @@ from gateway.model import GateCrossing, PowerSample
 from gateway.replay.files import expand, load_session, merged
 from gateway.replay.manager import ReplayManager
 from gateway.replay.player import Player
-from gateway.results.store import session_results
+from gateway.results.sqlite import SpoolResults
 from gateway.service.daemon import Daemon
 from gateway.spool.store import Spool
 
@@ -150,7 +150,7 @@ def test_replay_at_factor_0_equals_computing_from_the_files(tmp_path: Path) -> N
         want = direct_results(["@sample"], cfg)
         for session in sessions:
             got = sorted((r.rider_id, r.number, r.duration, round(r.normalized_power, 9), r.samples)
-                         for r in session_results(spool, session))
+                         for r in SpoolResults(spool).results([session]))
             assert got == want
     finally:
         spool.close()

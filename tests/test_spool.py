@@ -30,7 +30,7 @@ def test_rows_get_sequence_ids_and_the_full_wire_message(tmp_path: Path) -> None
     msg = rows[1].message
     assert msg["event_id"] == "box1:2" and msg["seq"] == 2 and msg["gateway_id"] == "box1"
     assert msg["session_id"] == msg["simulation_id"] == "s1"
-    assert msg["instantPower"] == 201 and msg["schema"] == 1
+    assert msg["instantPower"] == 201 and msg["schema"] == 2
     sp.close()
 
 

@@ -10,8 +10,10 @@ import pytest
 
 from gateway.model import SegmentResult
 from gateway.pipeline.ingest import Accepted
+from gateway.results.sqlite import SpoolResults
 from gateway.spool.store import NewEvent, Spool
 from gateway.web import stream as sse
+from gateway.wire import segment_body
 
 
 def result(rider: str, lap: int, duration: float) -> SegmentResult:
@@ -27,7 +29,7 @@ def spool(tmp_path: Path):
 
 
 def store(spool: Spool, broadcaster: sse.Broadcaster, results: list[SegmentResult]) -> None:
-    rows = spool.append([NewEvent("segment", r.rider_id, r.session_id, r.end, r.to_wire()) for r in results])
+    rows = spool.append([NewEvent("segment", r.rider_id, r.session_id, r.end, segment_body(r)) for r in results])
     broadcaster.on_accepted([Accepted(row, r, r.rider_id) for row, r in zip(rows, results, strict=True)])
 
 
@@ -41,7 +43,7 @@ def frames(chunks: list[str]) -> list[tuple[int, dict]]:
 
 
 def test_catch_up_then_live_with_no_gap_and_no_duplicate(spool: Spool) -> None:
-    b = sse.Broadcaster(spool)
+    b = sse.Broadcaster(SpoolResults(spool))
     store(spool, b, [result("a", 1, 100.0), result("b", 1, 110.0), result("c", 1, 90.0)])
     stop = threading.Event()
     gen = b.stream(last_id=1, stop=stop, heartbeat_s=60)
@@ -68,7 +70,7 @@ def test_catch_up_then_live_with_no_gap_and_no_duplicate(spool: Spool) -> None:
 
 
 def test_heartbeat_keeps_the_connection_alive(spool: Spool) -> None:
-    b = sse.Broadcaster(spool)
+    b = sse.Broadcaster(SpoolResults(spool))
     stop = threading.Event()
     gen = b.stream(last_id=None, stop=stop, heartbeat_s=0.05)
     next(gen)
@@ -79,7 +81,7 @@ def test_heartbeat_keeps_the_connection_alive(spool: Spool) -> None:
 
 def test_a_client_that_falls_behind_is_told_to_resync(spool: Spool, monkeypatch) -> None:
     monkeypatch.setattr(sse, "CLIENT_QUEUE", 5)
-    b = sse.Broadcaster(spool)
+    b = sse.Broadcaster(SpoolResults(spool))
     stop = threading.Event()
     slow = b.stream(last_id=None, stop=stop, heartbeat_s=60)
     next(slow)  # connected, then reads nothing while ten results arrive

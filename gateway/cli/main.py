@@ -148,8 +148,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from gateway.results.export import export
+    from gateway.results.sqlite import SpoolResults
+    from gateway.spool.store import Spool
 
-    return export(args.state_dir, args.session, args.format, args.output)
+    path = args.state_dir / "spool.sqlite"
+    if not path.exists():
+        raise GatewayError("no spool here", where=str(args.state_dir), hint="give the gateway's state directory")
+    spool = Spool(path, "export", readonly=True).open()  # never migrates, salvages or writes
+    try:
+        return export(SpoolResults(spool), str(path), args.session, args.format, args.output)
+    finally:
+        spool.close()
 
 
 def cmd_status(args: argparse.Namespace) -> int:

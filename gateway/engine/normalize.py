@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from gateway.model import SegmentResult
+from gateway.wire import segment_body
 
 MODIFIED_Z_K = 0.6745
 MEAN_AD_K = 1.253314
@@ -111,7 +112,7 @@ class Scores:
 
     def row(self, i: int) -> dict[str, Any]:
         r = self.targets[i]
-        row: dict[str, Any] = r.to_wire()
+        row: dict[str, Any] = {"session_id": r.session_id, **segment_body(r)}
         row["time_absolute"] = r.duration
         row["power_absolute"] = r.power_avg
         row["watts_per_kilo"] = r.watts_per_kg

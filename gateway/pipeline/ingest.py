@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from gateway.model import GateCrossing, PowerSample, SegmentResult
 from gateway.spool.store import NewEvent, Row, Spool
+from gateway.wire import segment_body
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +276,7 @@ class Ingest:
             if ev.lap is not None:
                 body["lap"] = ev.lap
             return NewEvent("crossing", rider, self.session_id, ev.wall_time, body), ev, rider
-        return NewEvent("segment", ev.rider_id, ev.session_id, ev.end, ev.to_wire()), ev, ev.rider_id
+        return NewEvent("segment", ev.rider_id, ev.session_id, ev.end, segment_body(ev)), ev, ev.rider_id
 
     def _count_implausible(self, ev: PowerSample, bad: list[str]) -> None:
         n = self.implausible[ev.source]

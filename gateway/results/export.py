@@ -15,54 +15,46 @@ from typing import IO, Any
 
 from gateway.engine.normalize import annotate
 from gateway.errors import GatewayError
-from gateway.results.store import session_results, sessions
-from gateway.spool.store import Spool
+from gateway.results.store import ResultsStore
 
 # The chart views' data keys first, then every segment field.
 LEAD = ["session_id", "rider_id", "name", "number", "lap", "segment", "time_absolute", "power_absolute",
         "watts_per_kilo", "time_zscore", "power_zscore", "time_modified_zscore", "power_modified_zscore"]
 
 
-def rows_of(spool: Spool, session: str) -> list[dict[str, Any]]:
-    results = session_results(spool, session)
+def rows_of(store: ResultsStore, session: str) -> list[dict[str, Any]]:
+    results = store.results([session])
     rows = annotate(results, results)
     for row in rows:
         row["flags"] = ",".join(row["flags"])
-        row.pop("simulation_id", None)
     return rows
 
 
-def export(state_dir: Path, session: str | None, fmt: str, output: Path | None) -> int:
-    path = state_dir / "spool.sqlite"
-    if not path.exists():
-        raise GatewayError("no spool here", where=str(state_dir), hint="give the gateway's state directory")
-    spool = Spool(path, "export", readonly=True).open()
-    try:
-        known = sessions(spool)
-        if session == "list":
-            for s in known:
-                print(f"{s['session']}\t{s['results']} results")
-            return 0
-        if not known:
-            raise GatewayError("no segment results in this spool yet", where=str(path))
-        chosen = session or known[-1]["session"]
-        if chosen not in {s["session"] for s in known}:
-            raise GatewayError(f"no session {chosen!r} (try --session list)", where=str(path))
-        rows = rows_of(spool, chosen)
-    finally:
-        spool.close()
+def export(store: ResultsStore, where: str, session: str | None, fmt: str, output: Path | None) -> int:
+    """Write one session's results (the latest by default); ``session`` "list" lists them instead."""
+    known = store.sessions()
+    if session == "list":
+        for s in known:
+            print(f"{s['session']}\t{s['results']} results")
+        return 0
+    if not known:
+        raise GatewayError("no segment results here yet", where=where)
+    chosen = session or known[-1]["session"]
+    if chosen not in {s["session"] for s in known}:
+        raise GatewayError(f"no session {chosen!r} (try --session list)", where=where)
+    rows = rows_of(store, chosen)
     columns = LEAD + [k for k in rows[0] if k not in LEAD] if rows else LEAD
     target = output or (Path(f"{chosen}.xlsx") if fmt == "xlsx" else None)
     if target is None:
-        _write(sys.stdout, fmt, chosen, columns, rows)
+        write(sys.stdout, fmt, chosen, columns, rows)
         return 0
     with atomic_output(target, binary=fmt == "xlsx") as out:
-        _write(out, fmt, chosen, columns, rows)
+        write(out, fmt, chosen, columns, rows)
     print(f"{len(rows)} results of {chosen} written to {target}", file=sys.stderr)
     return 0
 
 
-def _write(out: IO[Any], fmt: str, chosen: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
+def write(out: IO[Any], fmt: str, chosen: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
     if fmt == "xlsx":
         import openpyxl
 

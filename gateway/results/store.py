@@ -1,29 +1,50 @@
-"""Segment results as stored in the spool: per session, with withdrawn results taken out."""
+"""The one interface through which the page, the API, exports, SSE catch-up and populations read
+segment results: on the box the SQLite spool implements it (``gateway.results.sqlite``), on the hub
+PostgreSQL does. Nothing above this layer knows which."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
+from gateway.engine.normalize import Population
 from gateway.model import SegmentResult
-from gateway.spool.store import Spool
 
 
-def sessions(spool: Spool) -> list[dict[str, Any]]:
-    """Every session that has segment results, oldest first."""
-    return [{"session": s, "results": n, "first": first, "last": last}
-            for s, n, first, last in spool.segment_sessions()]
+class ResultsStore(Protocol):
+    def sessions(self) -> list[dict[str, Any]]:
+        """Every session with results, oldest first: ``session``, ``results``, ``first``, ``last``, and
+        what else the store knows of it (name, box, course, live or replay)."""
+        ...
+
+    def results(self, sessions: Sequence[str]) -> list[SegmentResult]:
+        """The current results of these sessions (withdrawn ones taken out), in the order produced."""
+        ...
+
+    def population(self, population: Population) -> list[SegmentResult]:
+        """The current results a population admits (sessions, squad, rider; on the hub also course and dates)."""
+        ...
+
+    def last_seq(self) -> int:
+        """The newest stored event's sequence number (the SSE id a page resumes from)."""
+        ...
+
+    def results_since(self, seq: int) -> Iterator[tuple[int, SegmentResult]]:
+        """Every stored result after ``seq`` with its sequence number, withdrawals included, in order."""
+        ...
+
+    def course(self, session: str) -> dict[str, Any] | None:
+        """The course a session was ridden on, when it is not the configured one."""
+        ...
 
 
-def session_results(spool: Spool, session_ids: list[str] | str) -> list[SegmentResult]:
-    """The valid results of the given sessions, in the order they were produced."""
-    wanted = [session_ids] if isinstance(session_ids, str) else session_ids
-    out: dict[tuple[str, str, float, float, str], SegmentResult] = {}
-    for session in wanted:
-        for row in spool.segment_rows(session):
-            result = SegmentResult.from_wire(row.message)
-            key = (result.session_id, result.rider_id, result.start, result.end, result.number)
-            if "withdrawn" in result.flags:
-                out.pop(key, None)
-            else:
-                out[key] = result
+def current(results: Iterable[SegmentResult]) -> list[SegmentResult]:
+    """Results in the order produced, with every withdrawn one taken out (a correction re-emits it
+    with the flag ``withdrawn``, then the corrected results follow)."""
+    out: dict[tuple[str, str, str, float], SegmentResult] = {}
+    for result in results:
+        if "withdrawn" in result.flags:
+            out.pop(result.key, None)
+        else:
+            out[result.key] = result
     return list(out.values())

@@ -22,6 +22,7 @@ from gateway.errors import GatewayError
 from gateway.pipeline import session
 from gateway.pipeline.ingest import Ingest, Plausible, Roster
 from gateway.pipeline.runner import EngineRunner
+from gateway.results.sqlite import SpoolResults
 from gateway.service.supervise import Supervisor
 from gateway.spool.store import Policy, Spool
 from gateway.status import StatusBoard
@@ -173,6 +174,8 @@ class Daemon:
     def _start_pipeline(self) -> None:
         cfg = self.config
         self.spool = open_spool(cfg, self.state_dir)
+        squads = {r["id"]: r.get("squad") for r in cfg.section("riders")}
+        self.results = SpoolResults(self.spool, squads.get)
         if self._degraded:
             self.spool.intake_paused = "degraded: the disk is full"
         else:
@@ -285,7 +288,7 @@ class Daemon:
             if self.web_enabled:
                 from gateway.web.stream import Broadcaster
 
-                self.broadcaster = Broadcaster(self.spool)  # type: ignore[arg-type]
+                self.broadcaster = Broadcaster(self.results)
                 self.ingest.subscribe(self.broadcaster.on_accepted)  # type: ignore[union-attr]
                 listeners.append(self.broadcaster.on_accepted)
             self.replays = ReplayManager(self.config, self.spool, listeners=listeners)  # type: ignore[arg-type]
@@ -352,7 +355,7 @@ class Daemon:
         server = WebServer(None, web["host"], self.web_port if self.web_port is not None else self.port,
                            streams=web["max_streams"], request_threads=web["request_threads"],
                            max_body=web["max_body_kb"] * 1024)
-        server.set_app(create_app(self.config, self.status, spool=self.spool, replays=self.replays,
+        server.set_app(create_app(self.config, self.status, results=self.results, replays=self.replays,
                                   bridge=LoopBridge(self._loop), broadcaster=self.broadcaster,  # type: ignore[arg-type]
                                   stop=server.stop_streams, health=self.health))
         server.start()

@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from gateway.errors import SpoolError
+from gateway.wire import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class Spool:
         self._connections: list[sqlite3.Connection] = []
         self._conn_lock = threading.Lock()
         self._next_seq = 1
+        self._encoder = Encoder(self.gateway_id)
         self._undelivered = 0
         self._opened = False
         # Set (to the reason) while the disk is too full to take new events safely: what is stored
@@ -303,20 +305,13 @@ class Spool:
         return []  # pragma: no cover - the loop always returns
 
     def _rows(self, events: Sequence[NewEvent], now: float) -> list[Row]:
-        """Rows with their Kafka message: identity fields first ("event_id" leads every message),
-        then the event's own fields (orjson: NaN becomes null)."""
-        rows = []
+        """Rows with their Kafka message (gateway.wire), sequence numbers from the next free one."""
+        encode = self._encoder.encode
         seq = self._next_seq
-        gw = self.gateway_id  # the schema allows no character that JSON would escape
-        sessions: dict[str | None, bytes] = {}
+        rows = []
         for ev in events:
-            sid = sessions.get(ev.session_id)
-            if sid is None:
-                sid = sessions[ev.session_id] = orjson.dumps(ev.session_id)
-            head = b'{"event_id":"%s:%d","gateway_id":"%s","seq":%d,"schema":1,"session_id":%s,"simulation_id":%s,' % (
-                gw.encode(), seq, gw.encode(), seq, sid, sid)
             rows.append(Row(seq, ev.kind, ev.rider_id, ev.session_id, ev.wall_time, now,
-                            head + orjson.dumps(ev.body)[1:]))
+                            encode(seq, ev.session_id, ev.body)))
             seq += 1
         return rows
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.spool.store import Row, Spool
+from gateway.wire import TOPIC_KEYS, seq_of
 
 log = logging.getLogger(__name__)
 
-TOPIC_KEYS = {"power": "power", "crossing": "crossings", "segment": "segments"}
 
 
 class _EveryMinute(logging.Filter):
@@ -156,10 +156,8 @@ class Forwarder:
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         # One callback for all messages (cheaper than a closure each): the sequence number is in
-        # the message itself, which always begins {"event_id":"<gateway>:<seq>", ...
-        value = msg.value()
-        end = value.index(b'"', 13)
-        seq = int(value[value.rindex(b":", 0, end) + 1:end])
+        # the message itself.
+        seq = seq_of(msg.value())
         self._done.append(seq if err is None else -seq)
 
     # -- the loop ----------------------------------------------------------------------------

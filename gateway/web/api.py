@@ -13,7 +13,7 @@ from gateway.config import Config
 from gateway.engine.normalize import Population, annotate
 from gateway.errors import GatewayError
 from gateway.replay.manager import check_factor
-from gateway.results.store import session_results, sessions
+from gateway.results.store import ResultsStore
 from gateway.web.guard import TokenGuard
 
 
@@ -53,20 +53,19 @@ def _body() -> dict[str, Any]:
     return data
 
 
-def _population(config: Config, session: str, spec: str | None) -> tuple[Population, list[str] | None]:
+def population_of(session: str, spec: str | None) -> Population:
     """?population=session (default) | all | squad:NAME | rider:ID | sessions:A,B"""
     if not spec or spec == "session":
-        return Population(frozenset({session})), [session]
+        return Population(frozenset({session}))
     if spec == "all":
-        return Population(), None
+        return Population()
     kind, _, value = spec.partition(":")
     if kind == "squad" and value:
-        return Population(squad=value), None
+        return Population(squad=value)
     if kind == "rider" and value:
-        return Population(rider_id=value), None
+        return Population(rider_id=value)
     if kind == "sessions" and value:
-        names = [v for v in value.split(",") if v]
-        return Population(frozenset(names)), names
+        return Population(frozenset(v for v in value.split(",") if v))
     raise ApiError(400, f"unknown population {spec!r}: use session, all, squad:NAME, rider:ID or sessions:A,B")
 
 
@@ -78,37 +77,34 @@ def _viewer_safe(status: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def create_api(config: Config, spool: Any, replays: Any, bridge: Any, guard: TokenGuard) -> Blueprint:
+def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge: Any, guard: TokenGuard) -> Blueprint:
     api = Blueprint("api", __name__)
-    squads = {r["id"]: r.get("squad") for r in config.section("riders")}
+
+    def opened() -> ResultsStore:
+        if store is None:
+            raise ApiError(503, "no results on this server")
+        return store
 
     @api.get("/api/sessions")
     def list_sessions() -> Response:
-        return jsonify(sessions(spool) if spool is not None else [])
+        return jsonify(store.sessions() if store is not None else [])
 
     @api.get("/api/results")
     def results() -> Response:
-        if spool is None:
-            raise ApiError(503, "the spool is not open")
-        known = sessions(spool)
+        results_store = opened()
+        known = results_store.sessions()
         session = request.args.get("session") or (known[-1]["session"] if known else None)
         if session is None:
-            return jsonify({"session": None, "last_seq": spool.last_seq(), "results": []})
-        population, wanted = _population(config, session, request.args.get("population"))
-        targets = session_results(spool, session)
-        if wanted == [session]:
-            pool = targets  # the default population: the session itself, already read
-        else:
-            pool = session_results(spool, wanted if wanted is not None else [s["session"] for s in known])
-        pool = [r for r in pool if population.admits(r, squads.get)]
-        return jsonify({"session": session, "population": request.args.get("population") or "session",
-                        "last_seq": spool.last_seq(), "course": _course_of(session),
+            return jsonify({"session": None, "last_seq": results_store.last_seq(), "results": []})
+        spec = request.args.get("population")
+        population = population_of(session, spec)
+        targets = results_store.results([session])
+        # The default population is the session itself, already read.
+        pool = targets if population.sessions == {session} and population.rider_id is None \
+            and population.squad is None else results_store.population(population)
+        return jsonify({"session": session, "population": spec or "session", "last_seq": results_store.last_seq(),
+                        "course": results_store.course(session) or config.section("course"),
                         "results": annotate(targets, pool)})
-
-    def _course_of(session: str) -> dict[str, Any]:
-        """The session's course: a replay's files may bring their own; otherwise the configured one."""
-        stored = spool.meta(f"course:{session}")
-        return orjson.loads(stored) if stored else config.section("course")
 
     @api.get("/api/replays")
     def list_replays() -> Response:

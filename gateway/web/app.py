@@ -12,6 +12,7 @@ from flask.json.provider import JSONProvider
 
 from gateway import __version__
 from gateway.config import Config
+from gateway.results.store import ResultsStore
 from gateway.status import StatusBoard
 from gateway.web.guard import StreamBudget, TokenGuard
 
@@ -35,7 +36,7 @@ class StrictJSON(JSONProvider):
         return orjson.loads(s)
 
 
-def create_app(config: Config, status: StatusBoard, *, spool: Any = None, replays: Any = None,
+def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | None = None, replays: Any = None,
                bridge: Any = None, broadcaster: Any = None, stop: threading.Event | None = None,
                health: Any = None, budget: StreamBudget | None = None, guard: TokenGuard | None = None) -> Flask:
     from gateway.web.api import create_api, register_errors
@@ -53,7 +54,7 @@ def create_app(config: Config, status: StatusBoard, *, spool: Any = None, replay
     app = Flask("gateway.web", static_folder=None)
     app.json = StrictJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = web["max_body_kb"] * 1024
-    app.register_blueprint(create_api(config, spool, replays, bridge, guard))
+    app.register_blueprint(create_api(config, results, replays, bridge, guard))
     register_errors(app)
     stop = stop or threading.Event()
 

@@ -25,8 +25,8 @@ import orjson
 from gateway.engine.normalize import Spread, score
 from gateway.model import SegmentResult
 from gateway.pipeline.ingest import Accepted
-from gateway.results.store import session_results
-from gateway.spool.store import Row, Spool
+from gateway.results.store import ResultsStore
+from gateway.wire import segment_result
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +35,16 @@ RETRY_MS = 3000
 CLIENT_QUEUE = 500
 
 
-def _key(r: SegmentResult) -> str:
-    return f"{r.session_id}|{r.rider_id}|{r.number}|{r.start}"
-
-
 class Broadcaster:
-    """Fed by every ingest (as a subscriber); turns segment rows into SSE events for every client."""
+    """Fed by every ingest (as a subscriber, on each ingest's thread); turns segment rows into SSE
+    events for every client. Its lock guards only memory (the client set and the sessions' current
+    results); the results store is read outside it."""
 
-    def __init__(self, spool: Spool) -> None:
-        self.spool = spool
+    def __init__(self, store: ResultsStore) -> None:
+        self.store = store
         self._lock = threading.Lock()
         self._clients: set[queue.Queue[tuple[int, str] | None]] = set()
-        self._sessions: dict[str, dict[str, SegmentResult]] = {}
+        self._sessions: dict[str, dict[tuple[str, str, str, float], SegmentResult]] = {}
         self._crossings: dict[tuple[str, str, float], float] = {}
         self.sent = 0
         self.resyncs = 0
@@ -55,49 +53,51 @@ class Broadcaster:
 
     def on_accepted(self, batch: list[Accepted]) -> None:
         events = []
-        with self._lock:
-            for a in batch:
-                if a.row.kind == "crossing" and a.rider_id:
-                    msg = a.row.message
+        for a in batch:
+            if a.row.kind == "crossing" and a.rider_id:
+                msg = a.row.message
+                with self._lock:
                     self._crossings[(a.rider_id, msg["gate"], msg["wallTime"])] = a.row.recv_time
                     if len(self._crossings) > 20_000:
                         self._crossings.pop(next(iter(self._crossings)))
-                elif a.row.kind == "segment":
-                    events.append(self._event(a.row))
+            elif a.row.kind == "segment":
+                result = a.event if isinstance(a.event, SegmentResult) else segment_result(a.row.message)
+                events.append(self._live_event(a.row.seq, a.row.recv_time, result))
         for event in events:
             self._publish(event)
 
-    def _results_of(self, session: str) -> dict[str, SegmentResult]:
-        cached = self._sessions.get(session)
+    def _session(self, session: str) -> dict[tuple[str, str, str, float], SegmentResult]:
+        with self._lock:
+            cached = self._sessions.get(session)
         if cached is None:
-            cached = self._sessions[session] = {_key(r): r for r in session_results(self.spool, session)}
-            while len(self._sessions) > 20:
-                self._sessions.pop(next(iter(self._sessions)))
+            loaded = {r.key: r for r in self.store.results([session])}  # read outside the lock
+            with self._lock:
+                cached = self._sessions.setdefault(session, loaded)
+                while len(self._sessions) > 20:
+                    self._sessions.pop(next(iter(self._sessions)))
         return cached
 
-    def _event(self, row: Row) -> tuple[int, str]:
-        """The SSE event for a stored result row (its group scored as of now)."""
-        msg = row.message
-        result = SegmentResult.from_wire(msg)
-        results = self._results_of(result.session_id)
-        if "withdrawn" in result.flags:
-            results.pop(_key(result), None)
-        else:
-            results[_key(result)] = result
-        group = [r for r in results.values() if r.segment is not None and r.segment == result.segment]
-        stats = {}
-        if result.segment is not None:
-            stats = {"time": asdict(Spread.of([r.duration for r in group])),
-                     "power": asdict(Spread.of([r.power_avg for r in group if r.power_avg is not None]))}
-        data = {
-            "seq": row.seq, "session": result.session_id, "result": score([result], group).row(0),
-            # The terrain group's statistics, not its rows: the page rescores its own rows from them,
-            # so an event stays small however long the session grows.
-            "segment": result.segment, "stats": _finite(stats),
-            "committed": row.recv_time,
-            "crossing_received": self._crossings.get((result.rider_id, result.end_gate, result.end)),
-        }
-        return row.seq, orjson.dumps(data).decode()  # strict JSON: NaN becomes null
+    def _group_now(self, result: SegmentResult) -> list[SegmentResult]:
+        """The current results on the same terrain as ``result`` (read only: catch-up never changes
+        what the live events are computed from)."""
+        results = self._session(result.session_id)
+        with self._lock:
+            group = [r for r in results.values() if r.segment is not None and r.segment == result.segment]
+            missing = result.key not in results
+        if missing and "withdrawn" not in result.flags and result.segment is not None:
+            group.append(result)  # stored, but its ingest has not handed it to us yet
+        return group
+
+    def _live_event(self, seq: int, committed: float, result: SegmentResult) -> tuple[int, str]:
+        results = self._session(result.session_id)
+        with self._lock:
+            if "withdrawn" in result.flags:
+                results.pop(result.key, None)
+            else:
+                results[result.key] = result
+            group = [r for r in results.values() if r.segment is not None and r.segment == result.segment]
+            crossing = self._crossings.get((result.rider_id, result.end_gate, result.end))
+        return event_of(seq, result, group, committed, crossing)
 
     def _publish(self, event: tuple[int, str]) -> None:
         with self._lock:
@@ -134,11 +134,11 @@ class Broadcaster:
             yield f"retry: {RETRY_MS}\n\n"
             sent_up_to = last_id or 0
             if last_id is not None:
-                for row in self.spool.since(last_id, kinds=("segment",)):
-                    with self._lock:
-                        event = self._event(row)
-                    yield _frame(*event)
-                    sent_up_to = row.seq
+                # What the page missed, read back from the store and scored against each session's
+                # results as they stand now (as live events are).
+                for seq, result in self.store.results_since(last_id):
+                    yield _frame(*event_of(seq, result, self._group_now(result), None, None))
+                    sent_up_to = seq
             next_beat = time.monotonic() + heartbeat_s
             while not stop.is_set():
                 try:
@@ -159,6 +159,22 @@ class Broadcaster:
         finally:
             with self._lock:
                 self._clients.discard(q)
+
+
+def event_of(seq: int, result: SegmentResult, group: list[SegmentResult], committed: float | None,
+             crossing_received: float | None) -> tuple[int, str]:
+    """The SSE event of a stored result, with its terrain group's statistics (not its rows: the page
+    rescores its own rows from them, so an event stays small however long the session grows)."""
+    stats = {}
+    if result.segment is not None:
+        stats = {"time": asdict(Spread.of([r.duration for r in group])),
+                 "power": asdict(Spread.of([r.power_avg for r in group if r.power_avg is not None]))}
+    data = {
+        "seq": seq, "session": result.session_id, "result": score([result], group).row(0),
+        "segment": result.segment, "stats": _finite(stats), "committed": committed,
+        "crossing_received": crossing_received,
+    }
+    return seq, orjson.dumps(data).decode()  # strict JSON: NaN becomes null
 
 
 def _finite(stats: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:

@@ -1,0 +1,45 @@
+"""The results store of the box: segment results read from the SQLite spool (through its partial
+index on segment rows: samples are never scanned)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from gateway.engine.normalize import Population
+from gateway.model import SegmentResult
+from gateway.results.store import current
+from gateway.spool.store import Spool
+from gateway.wire import segment_result
+
+
+class SpoolResults:
+    """``ResultsStore`` over a spool; ``squad_of`` maps a rider to a squad for squad populations."""
+
+    def __init__(self, spool: Spool, squad_of: Callable[[str], str | None] = lambda _: None) -> None:
+        self.spool = spool
+        self.squad_of = squad_of
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return [{"session": s, "results": n, "first": first, "last": last}
+                for s, n, first, last in self.spool.segment_sessions()]
+
+    def results(self, sessions: Sequence[str]) -> list[SegmentResult]:
+        return current(segment_result(row.message) for s in sessions for row in self.spool.segment_rows(s))
+
+    def population(self, population: Population) -> list[SegmentResult]:
+        sessions = population.sessions if population.sessions is not None else [s["session"] for s in self.sessions()]
+        return [r for r in self.results(sorted(sessions)) if population.admits(r, self.squad_of)]
+
+    def last_seq(self) -> int:
+        return self.spool.last_seq()
+
+    def results_since(self, seq: int) -> Iterator[tuple[int, SegmentResult]]:
+        for row in self.spool.since(seq, kinds=("segment",)):
+            yield row.seq, segment_result(row.message)
+
+    def course(self, session: str) -> dict[str, Any] | None:
+        stored = self.spool.meta(f"course:{session}")
+        return orjson.loads(stored) if stored else None

@@ -1,0 +1,85 @@
+"""The wire format: every message kind the box writes parses strictly and decodes back; bad ones say why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.model import GateCrossing, PowerSample, SegmentResult
+from gateway.pipeline.ingest import Ingest, Roster
+from gateway.spool.store import Spool
+from gateway.wire import SCHEMA, WireError, decode, parse_strict, segment_body, segment_result, seq_of
+
+RIDERS = [{"id": "r01", "name": "Anna", "transponder": "BD-1", "power_meters": [{"ant": 23456}]}]
+RESULT = SegmentResult("s1", "r01", "Anna", "2.3", 2, 3, 1000.0, 1061.5, 61.5, "G2", "G3", 250.0, 88.0, 262.5,
+                       0.95, 1.6, 4.3, 246, 1.0, ("power_gap",), "ride")
+
+
+@pytest.fixture
+def stored(tmp_path: Path) -> list:
+    spool = Spool(tmp_path / "spool.sqlite", "box-7").open()
+    ingest = Ingest(spool, Roster(RIDERS), "s1", batch_interval_s=0.01)
+    seen: list = []
+    ingest.subscribe(seen.extend)
+    ingest.start()
+    try:
+        ingest.submit(PowerSample("ant:23456", "23456", 1000.0, 250.0, 88.0, 30.5))
+        ingest.submit(PowerSample("ant:23456", "23456", 1000.25, 9999.0))  # implausible: flagged
+        ingest.submit(GateCrossing("serial:/dev/ttyUSB0", "BD-1", "SF", 1000.0, receiver_time=8200.0, lap=2))
+        ingest.submit(RESULT)
+        assert ingest.flush()
+    finally:
+        ingest.stop()
+        spool.close()
+    return seen
+
+
+def test_every_kind_parses_strictly_and_round_trips(stored: list) -> None:
+    kinds = [a.row.kind for a in stored]
+    assert kinds == ["power", "power", "crossing", "segment"]
+    for a in stored:
+        strict = parse_strict(a.row.payload)  # no duplicate key, no NaN
+        msg = decode(a.row.payload, a.row.kind)
+        assert msg.fields == strict
+        assert msg.schema == SCHEMA and msg.gateway_id == "box-7" and msg.session_id == "s1"
+        assert msg.event_id == f"box-7:{msg.seq}" and seq_of(a.row.payload) == msg.seq == a.row.seq
+        assert list(strict)[:6] == ["event_id", "gateway_id", "seq", "schema", "session_id", "simulation_id"]
+        assert strict["simulation_id"] == strict["session_id"]
+    power, flagged, crossing, segment = (decode(a.row.payload, a.row.kind).fields for a in stored)
+    assert (power["instantPower"], power["cadence"], power["torque"], power["rider_id"]) == (250.0, 88.0, 30.5, "r01")
+    assert flagged["implausible"] == ["power"]
+    assert (crossing["receiverTime"], crossing["lap"], crossing["gate"]) == (8200.0, 2, "SF")
+    assert segment_result(segment) == RESULT
+    assert segment_body(RESULT).keys().isdisjoint({"session_id", "simulation_id", "event_id"})
+
+
+@pytest.mark.parametrize("payload, kind, reason", [
+    (b"not json", "power", "not JSON"),
+    (b"[1, 2]", "power", "not a JSON object"),
+    (b'{"event_id":"b:1","gateway_id":"b","seq":1,"schema":2,"session_id":"s","wallTime":NaN,"instantPower":1,'
+     b'"rider_id":null,"source":"x"}', "power", "not JSON"),
+    (b'{"event_id":"b:1","gateway_id":"b","seq":1,"schema":9,"session_id":"s"}', "power", "unknown schema version 9"),
+    (b'{"event_id":"b:1","gateway_id":"b","seq":1,"schema":2,"session_id":"s","wallTime":1.0,"instantPower":1,'
+     b'"rider_id":null}', "power", "needs 'source'"),
+    (b'{"event_id":"b:1","gateway_id":"b","seq":1,"schema":2,"session_id":"s","wallTime":"soon","transponder":"T",'
+     b'"gate":"SF","rider_id":null}', "crossing", "'wallTime' of a crossing message has the wrong type"),
+    (b'{"event_id":"b:2","gateway_id":"b","seq":1,"schema":2,"session_id":"s"}', "power", "does not match"),
+    (b'{"event_id":"b:1","gateway_id":"b","seq":1,"schema":2,"session_id":"s","gate":"SF","gate":"G1",'
+     b'"wallTime":1.0,"transponder":"T","rider_id":null}', "crossing", "the key 'gate' appears twice"),
+])
+def test_bad_messages_are_refused_with_the_reason(payload: bytes, kind: str, reason: str) -> None:
+    with pytest.raises(WireError, match=reason):
+        decode(payload, kind)
+
+
+def test_schema_1_segments_with_their_doubled_session_still_decode() -> None:
+    """What boxes sent before: session_id and simulation_id twice in one object."""
+    body = segment_body(RESULT)
+    import orjson
+
+    old = (b'{"event_id":"b:5","gateway_id":"b","seq":5,"schema":1,"session_id":"s1","simulation_id":"s1",'
+           + orjson.dumps({"session_id": "s1", "simulation_id": "s1", **body})[1:])
+    with pytest.raises(WireError, match="appears twice"):
+        parse_strict(old)
+    assert segment_result(decode(old, "segment").fields) == RESULT
