@@ -11,9 +11,14 @@ from dataclasses import dataclass
 
 
 class GatewayError(Exception):
-    """Root of every error the gateway expects and explains to its user."""
+    """Root of every error the gateway expects and explains to its user.
+
+    ``exit_code`` is the command line's; ``http_status`` the API's (400: the request was wrong,
+    unless a subclass says whose fault it is).
+    """
 
     exit_code = 2
+    http_status = 400
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
         self.message = message
@@ -85,4 +90,16 @@ class DecodeError(GatewayError):
 
 
 class SpoolError(GatewayError):
-    """The on-box event store cannot accept or return events."""
+    """The on-box event store cannot accept or return events (not the client's fault: HTTP 503)."""
+
+    http_status = 503
+
+
+class ReplayError(GatewayError):
+    """A replay that cannot be started or controlled (a bad speed, an unknown or ended replay)."""
+
+
+class NotFound(GatewayError):
+    """Something asked for by name does not exist (HTTP 404)."""
+
+    http_status = 404

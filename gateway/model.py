@@ -9,8 +9,7 @@ from dataclasses import dataclass
 class PowerSample:
     """One power reading from a meter, as the source saw it (no rider yet: ingest maps that).
 
-    ``wall_time`` is unix seconds from the box's or the file's clock; ``mono_time`` is the box's
-    monotonic receive time (None for replayed files), kept because the box often has no NTP.
+    ``wall_time`` is unix seconds from the box's or the file's clock.
     """
 
     source: str
@@ -19,7 +18,6 @@ class PowerSample:
     power: float
     cadence: float | None = None
     torque: float | None = None
-    mono_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +33,6 @@ class GateCrossing:
     transponder: str
     gate: str
     wall_time: float
-    mono_time: float | None = None
     receiver_time: float | None = None
     lap: int | None = None  # from a file that numbers its laps: the lap of the segment starting here
 

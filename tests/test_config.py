@@ -36,12 +36,12 @@ def test_example_and_embedded_defaults_validate() -> None:
     defaults = config.load(None)
     assert defaults.source == config.EMBEDDED
     assert defaults.state_dir == Path("./var")
-    assert defaults.section("kafka")["enabled"] is False
-    assert defaults.section("web")["port"] == 8080
+    assert defaults.settings.kafka.enabled is False
+    assert defaults.settings.web.port == 8080
 
 
 def test_example_carries_the_three_seed_views_with_auto_scales() -> None:
-    views = config.load(EXAMPLE).section("web")["chart"]["views"]
+    views = config.load(EXAMPLE).settings.web.chart["views"]
     assert [v["name"] for v in views] == [
         "Power vs. Time (Z-Score)",
         "Power vs. Time (Modified Z-Score)",
@@ -53,13 +53,14 @@ def test_example_carries_the_three_seed_views_with_auto_scales() -> None:
 
 def test_defaults_come_from_the_schema() -> None:
     cfg = config.parse(MINIMAL)
-    assert cfg.section("spool")["synchronous"] == "NORMAL"
-    assert cfg.section("spool")["full_policy"] == "reject"
-    assert cfg.section("kafka")["topics"] == {"power": "power", "crossings": "crossings", "segments": "segments"}
-    assert cfg.section("riders")[0]["power_meters"] == []
-    assert cfg.section("replay")["simulationFactor"] == 1.0
-    assert cfg.section("web")["chart"]["quadrants"]["efficient"]["label"] == "Efficient"
-    assert cfg.spool_path == Path("/var/lib/trackside-gateway/spool.sqlite")
+    s = cfg.settings
+    assert s.spool.synchronous == "NORMAL"
+    assert s.spool.full_policy == "reject"
+    assert s.kafka.topics == {"power": "power", "crossings": "crossings", "segments": "segments"}
+    assert s.riders[0].power_meters == ()
+    assert s.replay.simulationFactor == 1.0
+    assert s.web.chart["quadrants"]["efficient"]["label"] == "Efficient"
+    assert s.spool_path == Path("/var/lib/trackside-gateway/spool.sqlite")
 
 
 def test_wrong_type_names_path_line_expected_and_found() -> None:

@@ -14,6 +14,7 @@ import pytest
 from fitwriter import FitFile, Lap, Session
 from replay_files import axiamo
 
+from gateway.config import riders
 from gateway.engine.course import Course
 from gateway.engine.metrics import power_metrics
 from gateway.engine.ride import ride_report
@@ -44,10 +45,10 @@ def export(path: Path, numbers: list[object], durations: list[float] | None = No
 
 
 def replay_results(files: list[Path], gates: list[str], *, from_file: bool) -> tuple[list[str], list]:
-    loaded = load_session([FileSpec(str(f)) for f in files], gates, [{"id": "r01", "name": "Anna"}],
+    loaded = load_session([FileSpec(str(f)) for f in files], gates, riders([{"id": "r01", "name": "Anna"}]),
                           from_file=from_file)
-    riders = {r: RiderInfo(r, r) for r in {"r01", *(s["id"] for s in loaded.strangers)}}
-    engine = SegmentEngine(Course(tuple(loaded.gates)), riders, "s1")
+    infos = {r: RiderInfo(r, r) for r in {"r01", *(s["id"] for s in loaded.strangers)}}
+    engine = SegmentEngine(Course(tuple(loaded.gates)), infos, "s1")
     results = []
     for ev in merged(loaded.recordings):
         if isinstance(ev, GateCrossing):

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.config import riders
 from gateway.engine.course import Course
 from gateway.engine.metrics import power_metrics
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.model import GateCrossing, PowerSample, SegmentResult
-from gateway.pipeline.ingest import Accepted, Ingest, Roster
+from gateway.pipeline.ingest import Accepted, Ingest
+from gateway.pipeline.roster import Roster
 from gateway.pipeline.runner import EngineRunner
 from gateway.spool.store import Spool
 
@@ -33,7 +35,7 @@ def spool(tmp_path: Path):
 
 def test_sensors_and_transponders_map_to_riders(spool: Spool) -> None:
     seen: list[Accepted] = []
-    ingest = Ingest(spool, Roster(RIDERS), "s1", batch_interval_s=0.01)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
     ingest.subscribe(seen.extend)
     ingest.start()
     try:
@@ -63,7 +65,7 @@ def test_subscribers_see_only_committed_events_in_batches(spool: Spool) -> None:
         batches.append(len(batch))
         committed_when_seen.append(spool.last_seq() >= batch[-1].row.seq)
 
-    ingest = Ingest(spool, Roster(RIDERS), "s1", batch_interval_s=0.05, batch_size=100)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.05, batch_size=100)
     ingest.subscribe(check)
     ingest.start()
     try:
@@ -78,7 +80,7 @@ def test_subscribers_see_only_committed_events_in_batches(spool: Spool) -> None:
 
 
 def test_stop_commits_everything_queued(spool: Spool) -> None:
-    ingest = Ingest(spool, Roster(RIDERS), "s1", batch_interval_s=5.0, batch_size=10_000).start()
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=5.0, batch_size=10_000).start()
     for i in range(300):
         ingest.submit(PowerSample("ant:23456", "23456", float(i), 200.0))
     ingest.stop()
@@ -87,7 +89,7 @@ def test_stop_commits_everything_queued(spool: Spool) -> None:
 
 def test_rolling_30s_power_is_the_seed_normalized_power_field(spool: Spool) -> None:
     seen: list[Accepted] = []
-    ingest = Ingest(spool, Roster(RIDERS), "s1", batch_interval_s=0.01)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
     ingest.subscribe(seen.extend)
     ingest.start()
     for i in range(60):
@@ -100,8 +102,8 @@ def test_rolling_30s_power_is_the_seed_normalized_power_field(spool: Spool) -> N
 
 
 def run_pipeline(spool: Spool, events: list, results: list[SegmentResult]) -> tuple[Ingest, EngineRunner]:
-    ingest = Ingest(spool, Roster(RIDERS), "s1", batch_interval_s=0.01)
-    engine = SegmentEngine(COURSE, RiderInfo.roster(RIDERS), "s1")
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
+    engine = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")
     lock = threading.Lock()
 
     def emit(result: SegmentResult) -> None:

@@ -22,8 +22,11 @@ from pathlib import Path
 import pytest
 from kafka_check import assert_exactly_once_in_order
 
+from gateway.config import riders
+from gateway.config.settings import KafkaSettings
 from gateway.model import PowerSample
-from gateway.pipeline.ingest import Ingest, Roster
+from gateway.pipeline.ingest import Ingest
+from gateway.pipeline.roster import Roster
 from gateway.spool.store import NewEvent, Policy, Spool
 from gateway.uplink.forwarder import Forwarder
 
@@ -96,11 +99,21 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def drained(spool: Spool, timeout: float) -> bool:
+    """Wait until the spool has no undelivered row."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if spool.backlog()[0] == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def pipeline(tmp_path: Path, bootstrap: str, **policy: object) -> tuple[Spool, Ingest, Forwarder, list[str]]:
     kafka, topics = kafka_config(bootstrap)
     spool = Spool(tmp_path / "spool.sqlite", "box1", Policy(**policy)).open()  # type: ignore[arg-type]
-    ingest = Ingest(spool, Roster(RIDERS), "s1", batch_interval_s=0.05).start()
-    return spool, ingest, Forwarder(spool, kafka), topics
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.05).start()
+    return spool, ingest, Forwarder(spool, KafkaSettings(**kafka)), topics
 
 
 def test_broker_stopped_during_a_steady_stream(tmp_path: Path, running_broker) -> None:
@@ -119,7 +132,7 @@ def test_broker_stopped_during_a_steady_stream(tmp_path: Path, running_broker) -
             wait_for(lambda: forwarder.link.snapshot()["connected"], 60, "the link to come back")
             time.sleep(1)
         ingest.flush()
-        assert forwarder.drain(90)
+        assert drained(spool, 90)
     finally:
         forwarder.stop()
         ingest.stop()
@@ -139,7 +152,7 @@ def test_broker_restarted_while_a_large_backlog_drains(tmp_path: Path, running_b
         wait_for(lambda: forwarder.link.delivered > 10_000, 60, "the backlog to start draining")
         running_broker.stop()
         running_broker.start()
-        assert forwarder.drain(120)
+        assert drained(spool, 120)
     finally:
         forwarder.stop()
         spool.close()
@@ -167,7 +180,7 @@ def test_spool_limit_with_the_broker_down(tmp_path: Path, running_broker, policy
             assert status["appended"] == stream.sent
         assert ingest.submit(PowerSample("ant:100", "100", 5.0, 100.0))
         running_broker.start()
-        assert forwarder.drain(90)
+        assert drained(spool, 90)
     finally:
         forwarder.stop()
         ingest.stop()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from replay_files import axiamo, freelap_csv, real_freelap_laps
 
+from gateway.config import riders
 from gateway.engine.course import Course
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.errors import InputFileError
@@ -71,7 +72,7 @@ def test_axiamo_errors_name_the_sheet_row_and_column(tmp_path: Path, build, mess
 
 def test_fit_rides_replay_their_power_and_laps() -> None:
     loaded = load_session([FileSpec(str(FIT / "Edge810-Vector-2013-08-16-15-35-10.fit"), "Anna")],
-                          GATES, [{"id": "r01", "name": "Anna"}])
+                          GATES, riders([{"id": "r01", "name": "Anna"}]))
     recs, strangers = loaded.recordings, loaded.strangers
     (rec,) = recs
     assert strangers == []
@@ -81,11 +82,11 @@ def test_fit_rides_replay_their_power_and_laps() -> None:
 
 
 def test_rider_from_file_name_or_command_line() -> None:
-    riders = [{"id": "r01", "name": "Anna"}, {"id": "r02", "name": "Lea"}]
-    assert rider_of(FileSpec("/x/anna.xlsx"), riders) == ("r01", "Anna")
-    assert rider_of(FileSpec("/x/r02_intervals.fit"), riders) == ("r02", "Lea")
-    assert rider_of(FileSpec("/x/ride.fit", rider="lea"), riders) == ("r02", "Lea")
-    assert rider_of(FileSpec("/x/Tom Pidcock.fit"), riders) == ("Tom-Pidcock", "Tom Pidcock")
+    roster = riders([{"id": "r01", "name": "Anna"}, {"id": "r02", "name": "Lea"}])
+    assert rider_of(FileSpec("/x/anna.xlsx"), roster) == ("r01", "Anna")
+    assert rider_of(FileSpec("/x/r02_intervals.fit"), roster) == ("r02", "Lea")
+    assert rider_of(FileSpec("/x/ride.fit", rider="lea"), roster) == ("r02", "Lea")
+    assert rider_of(FileSpec("/x/Tom Pidcock.fit"), roster) == ("Tom-Pidcock", "Tom Pidcock")
     assert FileSpec.parse("Lea=/x/ride.fit@-3.5") == FileSpec("/x/ride.fit", "Lea", -3.5)
 
 
@@ -94,8 +95,8 @@ def test_real_freelap_times_come_back_as_segment_durations(tmp_path: Path, encod
     laps = real_freelap_laps()
     path = freelap_csv(tmp_path / "export.csv", laps, encoding=encoding)
     rec = read_freelap(path, ["SF", "TOP"])
-    riders = {t: RiderInfo(t, t) for t in laps}
-    engine = SegmentEngine(Course(("SF", "TOP")), riders, "s")
+    infos = {t: RiderInfo(t, t) for t in laps}
+    engine = SegmentEngine(Course(("SF", "TOP")), infos, "s")
     for c in rec.crossings:
         engine.add_crossing(c.transponder, c.gate, c.wall_time)
     results = engine.flush()
@@ -129,9 +130,9 @@ def test_session_of_power_files_and_a_timing_file_aligned_with_an_offset(tmp_pat
     axiamo(tmp_path / "anna.xlsx", [], power)
     laps = {"BD-2525": [[(100.0, 60.0, 40.0)]]}
     freelap_csv(tmp_path / "times.csv", laps, marker=0.0)
-    riders = [{"id": "r01", "name": "Anna", "transponder": "BD-2525"}]
+    roster = riders([{"id": "r01", "name": "Anna", "transponder": "BD-2525"}])
     specs = [FileSpec(str(tmp_path / "anna.xlsx"), offset_s=30.0), FileSpec(str(tmp_path / "times.csv"))]
-    recs = load_session(specs, ["SF", "TOP"], riders).recordings
+    recs = load_session(specs, ["SF", "TOP"], roster).recordings
     events = merged(recs)
     assert events[0].wall_time == day - 30  # the head unit's clock was 30 s behind
     crossings = [e for e in events if hasattr(e, "transponder")]

@@ -113,9 +113,9 @@ def test_a_full_pipeline_is_waited_for_never_dropped() -> None:
 
 
 def direct_results(files: list[str], cfg: config.Config) -> list[tuple]:
-    gates = [g["id"] for g in cfg.section("course")["gates"]]
-    recs = load_session(expand(files), gates, cfg.section("riders")).recordings
-    engine = SegmentEngine(Course.from_config(cfg.section("course")), RiderInfo.roster(cfg.section("riders")), "d")
+    gates = cfg.settings.course.gate_ids
+    recs = load_session(expand(files), gates, cfg.settings.riders).recordings
+    engine = SegmentEngine(Course.from_settings(cfg.settings.course), RiderInfo.roster(cfg.settings.riders), "d")
     out = []
     for ev in merged(recs):
         if isinstance(ev, GateCrossing):

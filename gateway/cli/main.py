@@ -98,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.service.daemon import Daemon
 
     cfg = config.load(args.config)
-    logs.setup(args.log_level or cfg.section("gateway")["log_level"])
+    logs.setup(args.log_level or cfg.settings.gateway.log_level)
     asyncio.run(Daemon(cfg, state_dir=args.state_dir, port=args.port).run())
     return 0
 
@@ -127,7 +127,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from gateway.service.daemon import Daemon
 
     cfg = config.load(args.config)
-    logs.setup(args.log_level or cfg.section("gateway")["log_level"])
+    logs.setup(args.log_level or cfg.settings.gateway.log_level)
     if args.speed is not None:
         from gateway.replay.manager import check_factor
 

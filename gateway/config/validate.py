@@ -12,13 +12,14 @@ import difflib
 import json
 import math
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gateway.config.settings import Settings, from_document
 from gateway.errors import ConfigError, ConfigProblem
 
 EMBEDDED = "<embedded defaults>"
@@ -36,26 +37,23 @@ _TYPE_WORDS = {
 
 @dataclass(frozen=True)
 class Config:
-    """A validated configuration with every default filled in."""
+    """A validated configuration with every default filled in: ``settings`` is its typed form,
+    ``data`` the document (for the page, which shows the chart views as they are written)."""
 
     data: dict[str, Any]
     source: str
 
-    def section(self, name: str) -> dict[str, Any]:
-        return self.data[name]
+    @cached_property
+    def settings(self) -> Settings:
+        return from_document(self.data)
 
     @property
     def gateway_id(self) -> str:
-        return str(self.data["gateway"]["id"])
+        return self.settings.gateway.id
 
     @property
     def state_dir(self) -> Path:
-        return Path(self.data["gateway"]["state_dir"])
-
-    @property
-    def spool_path(self) -> Path:
-        path = self.data["spool"]["path"]
-        return Path(path) if path else self.state_dir / "spool.sqlite"
+        return self.settings.gateway.state_dir
 
 
 @cache

@@ -15,6 +15,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
+from gateway.config.settings import SerialSettings
 from gateway.errors import DecodeError
 
 KIND = "serial line"
@@ -30,14 +31,15 @@ class LineFormat:
     default_gate: str | None = None
 
     @classmethod
-    def from_config(cls, serial: dict[str, object]) -> LineFormat:
-        decoder = serial.get("decoder") or {}
-        if not isinstance(decoder, dict) or decoder.get("format", "line") == "line":
-            return cls(default_gate=serial.get("gate"))  # type: ignore[arg-type]
+    def from_settings(cls, serial: SerialSettings) -> LineFormat:
+        decoder = serial.decoder
+        if decoder.get("format", "line") == "line":
+            return cls(default_gate=serial.gate)
         fields = decoder.get("fields") or {}
-        return cls(str(decoder.get("separator", ",")), int(fields.get("transponder", 0)),  # type: ignore[union-attr]
-                   fields.get("gate", 1), int(fields.get("time", 2)),  # type: ignore[union-attr]
-                   str(decoder.get("time_format", "unix")), serial.get("gate"))  # type: ignore[arg-type]
+        gate = fields.get("gate", 1)
+        return cls(str(decoder.get("separator", ",")), int(fields.get("transponder", 0)),
+                   None if gate is None else int(gate), int(fields.get("time", 2)),
+                   str(decoder.get("time_format", "unix")), serial.gate)
 
 
 def decode_line(text: str, fmt: LineFormat, today: dt.date | None = None) -> tuple[str, str, float]:

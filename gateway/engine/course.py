@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+
+from gateway.config.settings import CourseSettings
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,9 @@ class Course:
             raise ValueError("a course needs at least one gate")
 
     @classmethod
-    def from_config(cls, course: dict[str, Any]) -> Course:
-        gates = tuple(str(g["id"]) for g in course["gates"])
-        names = tuple(s.get("name") for s in course.get("segments") or ())
-        return cls(gates, names, float(course.get("debounce_s", 5.0)), float(course.get("max_segment_s", 3600.0)))
+    def from_settings(cls, course: CourseSettings) -> Course:
+        return cls(tuple(course.gate_ids), tuple(s.name for s in course.segments), course.debounce_s,
+                   course.max_segment_s)
 
     @property
     def size(self) -> int:

@@ -14,9 +14,11 @@ import bisect
 import math
 from array import array
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gateway.config.settings import RiderSettings
 from gateway.engine.course import Course, Crossing, Span, assemble
 from gateway.engine.metrics import DEFAULT_MAX_GAP_S, PREROLL_S, PowerMetrics, power_metrics
 from gateway.model import SegmentResult
@@ -31,9 +33,8 @@ class RiderInfo:
     squad: str | None = None
 
     @classmethod
-    def roster(cls, riders: list[dict[str, Any]]) -> dict[str, RiderInfo]:
-        return {r["id"]: cls(r["id"], r["name"], r.get("ftp_w"), r.get("weight_kg"), r.get("squad"))
-                for r in riders}
+    def roster(cls, riders: Sequence[RiderSettings]) -> dict[str, RiderInfo]:
+        return {r.id: cls(r.id, r.name, r.ftp_w, r.weight_kg, r.squad) for r in riders}
 
 
 @dataclass

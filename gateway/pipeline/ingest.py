@@ -3,6 +3,11 @@
 An event is accepted once it is committed; only then do subscribers (the engine, the page) see it,
 as ``Accepted`` records carrying the spool row (sequence number, event id, the Kafka message).
 ``submit`` never blocks a source: events wait in a bounded queue for the writer thread.
+
+The writer thread is also where the session's engine lives: subscribers run on it, ``every`` runs
+a function on it at an interval (the engine's clock tick), and ``call`` runs one once everything
+submitted before it is committed (closing a replay's open segments). The engine is never touched
+from another thread, so it needs no lock.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from gateway.model import GateCrossing, PowerSample, SegmentResult
+from gateway.pipeline.plausible import Plausible
+from gateway.pipeline.roster import Roster
 from gateway.spool.store import NewEvent, Row, Spool
 from gateway.wire import segment_body
 
@@ -37,66 +43,6 @@ class Accepted(NamedTuple):
     event: Event
     rider_id: str | None
     usable: bool = True
-
-
-@dataclass(frozen=True)
-class Plausible:
-    """The ranges a real sensor reading falls in (``sources.plausible``); a glitch or a forged page does not."""
-
-    power_w: tuple[float, float] = (0.0, 3000.0)
-    cadence_rpm: tuple[float, float] = (0.0, 250.0)
-    torque_nm: tuple[float, float] = (-50.0, 400.0)
-
-    @classmethod
-    def from_config(cls, ranges: dict[str, Any]) -> Plausible:
-        return cls(tuple(ranges["power_w"]), tuple(ranges["cadence_rpm"]), tuple(ranges["torque_nm"]))  # type: ignore[arg-type]
-
-    def problems(self, sample: PowerSample) -> list[str]:
-        """The fields of ``sample`` outside their range (NaN and infinities included)."""
-        out = []
-        checks = (("power", sample.power, self.power_w), ("cadence", sample.cadence, self.cadence_rpm),
-                  ("torque", sample.torque, self.torque_nm))
-        for name, value, (lo, hi) in checks:
-            if value is not None and not lo <= value <= hi:
-                out.append(name)
-        return out
-
-
-class Roster:
-    """Who is who: ANT+ device numbers, BLE ids and transponders to rider ids and names."""
-
-    def __init__(self, riders: list[dict[str, Any]]) -> None:
-        self.names = {r["id"]: r["name"] for r in riders}
-        self._power_cache: dict[tuple[str, str], str | None] = {}
-        self._meters: dict[tuple[str, str], str] = {}
-        self._transponders: dict[str, str] = {}
-        for r in riders:
-            for meter in r.get("power_meters") or ():
-                kind, value = next(iter(meter.items()))
-                self._meters[(kind, str(value).lower())] = r["id"]
-            if r.get("transponder"):
-                self._transponders[str(r["transponder"])] = r["id"]
-
-    def rider_for_power(self, source: str, sensor: str) -> str | None:
-        key = (source, sensor)
-        try:
-            return self._power_cache[key]
-        except KeyError:
-            rider = self._power_cache[key] = self._lookup_power(source, sensor)
-            return rider
-
-    def _lookup_power(self, source: str, sensor: str) -> str | None:
-        kind = source.split(":", 1)[0]
-        if kind in ("ant", "ble"):
-            return self._meters.get((kind, sensor.lower()))
-        # Replayed files and generated load name their rider directly.
-        return sensor if sensor in self.names else None
-
-    def rider_for_crossing(self, source: str, transponder: str) -> str | None:
-        rider = self._transponders.get(transponder)
-        if rider is None and source.startswith("replay:") and transponder in self.names:
-            return transponder  # a power file's own laps: the "transponder" is its rider
-        return rider
 
 
 def _finite(value: float | None) -> float | None:
@@ -134,7 +80,8 @@ class Ingest:
         self.batch_interval_s = batch_interval_s
         self.batch_size = batch_size
         self.max_queue = max_queue
-        self._queue: deque[Event] = deque()
+        self._queue: deque[Event | Callable[[], object]] = deque()
+        self._periodic: list[list[Any]] = []  # [interval, next due, function]
         self._cond = threading.Condition()
         self._subscribers: list[Callable[[list[Accepted]], None]] = []
         self._rolling = _Rolling()
@@ -159,6 +106,18 @@ class Ingest:
     def subscribe(self, callback: Callable[[list[Accepted]], None]) -> None:
         """``callback`` gets every committed batch, in order, on the ingest thread: keep it quick."""
         self._subscribers.append(callback)
+
+    def every(self, interval_s: float, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the writer thread about every ``interval_s`` (before ``start``)."""
+        self._periodic.append([interval_s, time.monotonic() + interval_s, fn])
+
+    def call(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the writer thread once everything submitted before it is committed."""
+        with self._cond:
+            self._queue.append(fn)
+            self._submitted += 1
+            self._urgent = True
+            self._cond.notify_all()
 
     def start(self) -> Ingest:
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
@@ -216,7 +175,8 @@ class Ingest:
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
-                    self._cond.wait()
+                    if not self._cond.wait(self._until_due()):
+                        break  # a periodic function is due
                 if not self._queue and self._stopping:
                     return
                 deadline = time.monotonic() + self.batch_interval_s
@@ -225,18 +185,45 @@ class Ingest:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-                batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+                batch: list[Event] = []
+                call: Callable[[], object] | None = None
+                while self._queue and len(batch) < self.batch_size:
+                    item = self._queue.popleft()
+                    if not isinstance(item, PowerSample | GateCrossing | SegmentResult):
+                        call = item  # commit what came before it, then run it
+                        break
+                    batch.append(item)
                 self._urgent = False
-            try:
-                self._commit(batch)
-            except Exception:
-                log.exception("ingest: a batch of %d events could not be committed", len(batch))
-            finally:
-                with self._cond:
-                    self._committed += len(batch)
-                    self._cond.notify_all()
+            self._guard(f"a batch of {len(batch)} events could not be committed", self._commit, batch)
+            if call is not None:
+                self._guard("a call on the ingest thread failed", call)
+            self._run_due()
+            with self._cond:
+                self._committed += len(batch) + (call is not None)
+                self._cond.notify_all()
+
+    def _until_due(self) -> float | None:
+        if not self._periodic:
+            return None
+        return max(0.0, min(p[1] for p in self._periodic) - time.monotonic())
+
+    def _run_due(self) -> None:
+        now = time.monotonic()
+        for entry in self._periodic:
+            if now >= entry[1]:
+                entry[1] = now + entry[0]
+                self._guard("a periodic function failed", entry[2])
+
+    @staticmethod
+    def _guard(what: str, fn: Callable[..., object], *args: object) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("ingest: %s", what)
 
     def _commit(self, batch: list[Event]) -> None:
+        if not batch:
+            return
         prepared = [self._prepare(ev) for ev in batch]
         rows = self.spool.append([p[0] for p in prepared])
         if not rows:

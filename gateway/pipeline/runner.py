@@ -1,9 +1,12 @@
-"""Feeds accepted events to the segment engine and its results back into ingest; restores after a restart."""
+"""Feeds accepted events to the segment engine and its results back into ingest; restores after a restart.
+
+Everything here runs on the session's ingest thread (see pipeline.ingest): the engine needs no lock.
+``stats`` is a snapshot refreshed on that thread, for the status page to read from any other.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -16,17 +19,16 @@ log = logging.getLogger(__name__)
 
 
 class EngineRunner:
-    """Thread-safe glue: ``on_accepted`` is an ingest subscriber, ``tick`` runs on a timer."""
+    """``on_accepted`` is an ingest subscriber; ``tick`` and ``flush`` run on the ingest thread too."""
 
     def __init__(self, engine: SegmentEngine, emit: Callable[[SegmentResult], object]) -> None:
         self.engine = engine
         self.emit = emit
-        self._lock = threading.Lock()
         self.errors = 0
+        self.stats: dict[str, object] = engine.stats()
 
     def on_accepted(self, batch: list[Accepted]) -> None:
-        with self._lock:
-            results = [r for a in batch if a.usable for r in self._guarded(a.event, a.rider_id, a.row.seq)]
+        results = [r for a in batch if a.usable for r in self._guarded(a.event, a.rider_id, a.row.seq)]
         for result in results:
             self.emit(result)
 
@@ -52,20 +54,20 @@ class EngineRunner:
         return []
 
     def tick(self, now: float | None = None) -> None:
-        with self._lock:
-            try:
-                results = self.engine.tick(time.time() if now is None else now)
-            except Exception as exc:
-                self.errors += 1
-                log.error("engine: closing segments failed: %s: %s", type(exc).__name__, exc)
-                return
+        """Close segments whose power stream went quiet (on the engine's clock: the box's, or a
+        replay's recorded time); refresh ``stats``."""
+        try:
+            results = self.engine.tick(time.time() if now is None else now)
+        except Exception as exc:
+            self.errors += 1
+            log.error("engine: closing segments failed: %s: %s", type(exc).__name__, exc)
+            results = []
+        self.stats = self.engine.stats()
         for result in results:
             self.emit(result)
 
     def flush(self) -> None:
-        with self._lock:
-            results = self.engine.flush()
-        for result in results:
+        for result in self.engine.flush():
             self.emit(result)
 
     def restore(self, spool: Spool) -> int:
@@ -79,49 +81,49 @@ class EngineRunner:
         crossings: list[tuple[int, GateCrossing, str | None]] = []
         stored = []
         count = 0
-        with self._lock:
-            for row in spool.since(0, kinds=("crossing", "segment"), session_id=session):
-                count += 1
-                msg = row.message
-                try:
-                    if row.kind == "segment":
-                        stored.append((msg["rider_id"], msg["start"], msg["end"], msg["number"],
-                                       "withdrawn" in (msg.get("flags") or ())))
-                    else:
-                        crossing = GateCrossing(msg.get("source", ""), msg["transponder"], msg["gate"],
-                                                float(msg["wallTime"]), lap=msg.get("lap"))
-                        crossings.append((row.seq, crossing, msg.get("rider_id")))
-                except (KeyError, TypeError, ValueError) as exc:
-                    self._skip(row.seq, exc)
-            for seq, crossing, rider in crossings:
-                self._guarded(crossing, rider, seq)
-            # After the crossings, so the spans exist: a stored result marks its span done, a
-            # withdrawn one undoes that.
-            for rider, start, end, number, withdrawn in stored:
-                if withdrawn:
-                    self.engine.forget_emitted(rider, start, end, number)
+        # Before the ingest thread starts: nothing else touches the engine yet.
+        for row in spool.since(0, kinds=("crossing", "segment"), session_id=session):
+            count += 1
+            msg = row.message
+            try:
+                if row.kind == "segment":
+                    stored.append((msg["rider_id"], msg["start"], msg["end"], msg["number"],
+                                   "withdrawn" in (msg.get("flags") or ())))
                 else:
-                    self.engine.mark_emitted(rider, start, end, number)
-            horizon = self.engine.open_since()
-            if horizon is None:
-                return count
-            # Rows are in acceptance order, power samples a little behind or ahead of crossings:
-            # start scanning well before the first crossing near the horizon.
-            start_seq = min((seq for seq, c, _ in crossings if c.wall_time >= horizon - 60.0), default=0)
-            results: list[SegmentResult] = []
-            for row in spool.since(max(start_seq - 5000, 0), kinds=("power",), session_id=session):
-                count += 1
-                msg = row.message
-                if not msg.get("rider_id") or "implausible" in msg:
-                    continue
-                try:
-                    sample = PowerSample(msg.get("source", ""), "", float(msg["wallTime"]), float(msg["instantPower"]),
-                                         msg.get("cadence"))
-                except (KeyError, TypeError, ValueError) as exc:
-                    self._skip(row.seq, exc)
-                    continue
-                if sample.wall_time >= horizon - 1.0:
-                    results += self._guarded(sample, msg["rider_id"], row.seq)
+                    crossing = GateCrossing(msg.get("source", ""), msg["transponder"], msg["gate"],
+                                            float(msg["wallTime"]), lap=msg.get("lap"))
+                    crossings.append((row.seq, crossing, msg.get("rider_id")))
+            except (KeyError, TypeError, ValueError) as exc:
+                self._skip(row.seq, exc)
+        for seq, crossing, rider in crossings:
+            self._guarded(crossing, rider, seq)
+        # After the crossings, so the spans exist: a stored result marks its span done, a
+        # withdrawn one undoes that.
+        for rider, start, end, number, withdrawn in stored:
+            if withdrawn:
+                self.engine.forget_emitted(rider, start, end, number)
+            else:
+                self.engine.mark_emitted(rider, start, end, number)
+        horizon = self.engine.open_since()
+        if horizon is None:
+            return count
+        # Rows are in acceptance order, power samples a little behind or ahead of crossings:
+        # start scanning well before the first crossing near the horizon.
+        start_seq = min((seq for seq, c, _ in crossings if c.wall_time >= horizon - 60.0), default=0)
+        results: list[SegmentResult] = []
+        for row in spool.since(max(start_seq - 5000, 0), kinds=("power",), session_id=session):
+            count += 1
+            msg = row.message
+            if not msg.get("rider_id") or "implausible" in msg:
+                continue
+            try:
+                sample = PowerSample(msg.get("source", ""), "", float(msg["wallTime"]), float(msg["instantPower"]),
+                                     msg.get("cadence"))
+            except (KeyError, TypeError, ValueError) as exc:
+                self._skip(row.seq, exc)
+                continue
+            if sample.wall_time >= horizon - 1.0:
+                results += self._guarded(sample, msg["rider_id"], row.seq)
         for result in results:
             self.emit(result)
         log.info("engine: session %s restored from %d spool rows; %d result(s) completed", session, count,

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from gateway.config.settings import RiderSettings
 from gateway.errors import InputFileError
 from gateway.model import GateCrossing, PowerSample
 from gateway.readers.recording import Recording, crossings_from_boundaries
@@ -62,17 +63,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:64] or "rider"
 
 
-def rider_of(spec: FileSpec, riders: list[dict[str, Any]]) -> tuple[str, str]:
+def rider_of(spec: FileSpec, riders: Sequence[RiderSettings]) -> tuple[str, str]:
     """(rider id, name): from ``RIDER=``, else from the file name; a stranger gets an id from the name."""
     wanted = spec.rider or Path(spec.path).stem
     for r in riders:
-        if wanted.lower() in (r["id"].lower(), r["name"].lower()):
-            return r["id"], r["name"]
+        if wanted.lower() in (r.id.lower(), r.name.lower()):
+            return r.id, r.name
     if spec.rider is None:
         stem = Path(spec.path).stem.lower()
         for r in riders:
-            if re.match(rf"^({re.escape(r['id'].lower())}|{re.escape(r['name'].lower())})[-_ .]", stem):
-                return r["id"], r["name"]
+            if re.match(rf"^({re.escape(r.id.lower())}|{re.escape(r.name.lower())})[-_ .]", stem):
+                return r.id, r.name
     return _slug(wanted), wanted
 
 
@@ -116,7 +117,7 @@ class LoadedSession:
     gates: list[str]  # the course's gates: the configured ones, or as many as the files' segments a lap
 
 
-def load_session(specs: list[FileSpec], gates: list[str], riders: list[dict[str, Any]], *,
+def load_session(specs: list[FileSpec], gates: list[str], riders: Sequence[RiderSettings], *,
                  from_file: bool = False) -> LoadedSession:
     """Read every file; then settle the course and lay every file's crossings on it.
 
@@ -139,7 +140,7 @@ def load_session(specs: list[FileSpec], gates: list[str], riders: list[dict[str,
             recordings.append(read_freelap(spec.path, gates))
             continue
         rider, name = rider_of(spec, riders)
-        if not any(r["id"] == rider for r in riders):
+        if not any(r.id == rider for r in riders):
             strangers[rider] = {"id": rider, "name": name}
         if kind == "fit":
             recordings.append(_read_fit(spec, rider, gates))

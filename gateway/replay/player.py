@@ -8,13 +8,25 @@ from an injectable clock, so tests never sleep.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from gateway.errors import ReplayError
 from gateway.model import GateCrossing, PowerSample
 
 Event = PowerSample | GateCrossing
+MAX_FACTOR = 1000.0
+
+
+def check_factor(factor: object) -> float:
+    """A speed factor from outside (config, API, command line): a finite number from 0 to 1000."""
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not math.isfinite(factor) \
+            or not 0 <= factor <= MAX_FACTOR:
+        raise ReplayError(f"the speed factor must be a number from 0 to {MAX_FACTOR:g}, got {factor!r}",
+                          where="replay", hint="1 = real time, 0.5 = twice as fast, 0 = as fast as possible")
+    return float(factor)
 
 
 class Clock(Protocol):
@@ -37,8 +49,7 @@ class Player:
     def __init__(self, session_id: str, events: Sequence[Event], submit: Callable[[Event], bool], *,
                  factor: float = 1.0, clock: Clock | None = None, backlog: Callable[[], int] = lambda: 0,
                  max_backlog: int = 50_000, label: str = "") -> None:
-        if factor < 0:
-            raise ValueError("the speed factor cannot be negative")
+        check_factor(factor)
         self.session_id = session_id
         self.events = events
         self.submit = submit
@@ -98,9 +109,7 @@ class Player:
             self._changed.set()
 
     def set_speed(self, factor: float) -> None:
-        if factor < 0:
-            raise ValueError("the speed factor cannot be negative")
-        self.factor = factor
+        self.factor = check_factor(factor)
         self._reanchor()
         self._changed.set()
 

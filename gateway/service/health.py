@@ -55,6 +55,8 @@ def warnings(components: dict[str, dict[str, Any]], disk_info: dict[str, Any], s
         if down > UPLINK_DOWN_WARN_S:
             out.append(f"uplink down for {int(down // 60)} min: events are kept on the box")
     for name, part in components.items():
+        if name.startswith("task.") and part.get("state") == "restarting":
+            out.append(f"{name[5:]} failed {part.get('failures')} times, restarted ({part.get('error')})")
         if name.startswith("source.") and part.get("state") in ("lost", "no adapter", "error"):
             out.append(f"{name[7:]}: {part['state']}" + (f" ({part['detail']})" if part.get("detail") else ""))
     if synced is False:

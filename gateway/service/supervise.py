@@ -6,7 +6,10 @@ The status file (``<state_dir>/status.json``, rewritten every tick) is what
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -14,7 +17,10 @@ from typing import Any
 
 from gateway.service import health
 from gateway.service.notify import Notifier
+from gateway.sources.source import Source
 from gateway.status import StatusBoard
+
+log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
 STALE_S = 10.0
@@ -86,3 +92,24 @@ def read_status_file(state_dir: Path) -> dict[str, Any] | None:
         return None
     doc["stale"] = time.time() - doc.get("time", 0) > STALE_S
     return doc
+
+
+async def supervised(source: Source, status: StatusBoard, retry_max_s: float = 30.0) -> None:
+    """Run a source as long as the daemon runs: one whose task fails is logged, shown on the status
+    (``task.<name>``) and started again with backoff, never left dead in silence."""
+    failures = 0
+    while True:
+        try:
+            await source.run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures += 1
+            wait = min(retry_max_s, 2.0 ** min(failures, 10))
+            log.exception("source %s failed (%d times); starting it again in %.0f s", source.name, failures, wait)
+            status.post(f"task.{source.name}", state="restarting", failures=failures,
+                        error=f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):
+                source.stop()
+            await asyncio.sleep(wait)

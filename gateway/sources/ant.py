@@ -13,16 +13,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateway.config.settings import Settings
 from gateway.decode.ant_power import AntPowerDecoder
 from gateway.errors import DecodeError
 from gateway.model import PowerSample
 from gateway.sources.link import Link, backoff
+from gateway.sources.source import Submit
 from gateway.status import StatusBoard
 
 log = logging.getLogger(__name__)
 
 ANTPLUS_KEY = [0xB9, 0xA5, 0x21, 0xFB, 0xBD, 0x72, 0xC3, 0x45]
 POWER_DEVICE_TYPE, POWER_PERIOD, ANTPLUS_RF = 11, 8182, 57
+
+
+def build(settings: Settings, submit: Submit, status: StatusBoard) -> AntSource:
+    meters = [int(m.id) for r in settings.riders for m in r.power_meters if m.kind == "ant"]
+    return AntSource(submit, meters, status=status, retry_max_s=settings.sources.ant.retry_max_s)
 
 
 def _openant_node() -> Any:
@@ -32,7 +39,9 @@ def _openant_node() -> Any:
 
 
 class AntSource:
-    def __init__(self, submit: Callable[[PowerSample], object], meters: list[int], *,
+    name = "ant"
+
+    def __init__(self, submit: Submit, meters: list[int], *,
                  status: StatusBoard | None = None, node_factory: Callable[[], Any] = _openant_node,
                  retry_max_s: float = 30.0) -> None:
         self.submit = submit
@@ -71,6 +80,10 @@ class AntSource:
         finally:
             self._stop_node()
 
+    def stop(self) -> None:
+        """Stop the node, so the thread blocked in ``Node.start()`` returns."""
+        self._stop_node()
+
     def _stop_node(self) -> None:
         if self._node is not None:
             node, self._node = self._node, None
@@ -95,11 +108,11 @@ class AntSource:
 
     def _handler(self, loop: asyncio.AbstractEventLoop, device: int) -> Callable[[Any], None]:
         def on_data(data: Any) -> None:  # on openant's thread
-            loop.call_soon_threadsafe(self.on_page, device, bytes(data), time.time(), time.monotonic())
+            loop.call_soon_threadsafe(self.on_page, device, bytes(data), time.time())
 
         return on_data
 
-    def on_page(self, device: int, page: bytes, wall: float, mono: float) -> None:
+    def on_page(self, device: int, page: bytes, wall: float) -> None:
         """Decode one data page of meter ``device`` and submit the power it yields."""
         self.link.count("pages")
         try:
@@ -111,5 +124,5 @@ class AntSource:
         self.link.device(str(device), **self.decoders[device].info)
         if "power_w" in fields:
             self.submit(PowerSample(f"ant:{device}", str(device), wall, float(fields["power_w"]),
-                                    fields.get("cadence_rpm"), fields.get("torque_nm"), mono))
+                                    fields.get("cadence_rpm"), fields.get("torque_nm")))
             self.link.count("samples")

@@ -13,17 +13,27 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateway.config.settings import Settings
 from gateway.decode.ble_power import MEASUREMENT, SERVICE, BlePowerDecoder, CrankCadence
 from gateway.errors import DecodeError
 from gateway.model import PowerSample
 from gateway.sources.link import Link, backoff
+from gateway.sources.source import Submit
 from gateway.status import StatusBoard
 
 log = logging.getLogger(__name__)
 
 
+def build(settings: Settings, submit: Submit, status: StatusBoard) -> BleSource:
+    ble = settings.sources.ble
+    meters = [m.id for r in settings.riders for m in r.power_meters if m.kind == "ble"]
+    return BleSource(submit, meters, status=status, scan_timeout_s=ble.scan_timeout_s, retry_max_s=ble.retry_max_s)
+
+
 class BleSource:
-    def __init__(self, submit: Callable[[PowerSample], object], meters: list[str], *,
+    name = "ble"
+
+    def __init__(self, submit: Submit, meters: list[str], *,
                  status: StatusBoard | None = None, scan_timeout_s: float = 10.0, retry_max_s: float = 30.0,
                  scanner: Any = None, client_factory: Any = None) -> None:
         self.submit = submit
@@ -41,6 +51,9 @@ class BleSource:
 
             return self._scanner or BleakScanner, self._client_factory or BleakClient
         return self._scanner, self._client_factory
+
+    def stop(self) -> None:
+        """Nothing to let go of: cancelling ``run`` disconnects."""
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._meter(m), name=f"ble {m}") for m in sorted(self.wanted)]
@@ -109,5 +122,4 @@ class BleSource:
             self.link.count("bad_notifications")
             log.warning("ble: %s sent a measurement that cannot be decoded: %s (%s)", key, exc, data.hex(" "))
             return
-        self.submit(PowerSample(f"ble:{key}", key, time.time(), fields["power_w"], fields.get("cadence_rpm"), None,
-                                time.monotonic()))
+        self.submit(PowerSample(f"ble:{key}", key, time.time(), fields["power_w"], fields.get("cadence_rpm")))

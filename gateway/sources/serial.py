@@ -12,22 +12,33 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
+from gateway.config.settings import Settings
 from gateway.decode.lines import LineFormat, decode_line
 from gateway.errors import DecodeError
 from gateway.model import GateCrossing
 from gateway.sources.link import Link, backoff
 from gateway.sources.receiver_clock import ReceiverClock
+from gateway.sources.source import Submit
 from gateway.status import StatusBoard
 
 log = logging.getLogger(__name__)
 MAX_LINE = 512
 
 
+def build(settings: Settings, submit: Submit, status: StatusBoard) -> SerialSource:
+    serial = settings.sources.serial
+    clock: ReceiverClock[bytes] = ReceiverClock(tolerance_s=serial.clock_tolerance_s,
+                                                max_jump_s=serial.max_clock_jump_s)
+    return SerialSource(submit, serial.port, serial.baudrate, LineFormat.from_settings(serial), status=status,
+                        clock=clock)
+
+
 class SerialSource:
-    def __init__(self, submit: Callable[[GateCrossing], object], port: str, baudrate: int, fmt: LineFormat, *,
+    name = "serial"
+
+    def __init__(self, submit: Submit, port: str, baudrate: int, fmt: LineFormat, *,
                  status: StatusBoard | None = None, retry_max_s: float = 30.0,
                  clock: ReceiverClock[bytes] | None = None) -> None:
         self.submit = submit
@@ -108,7 +119,7 @@ class SerialSource:
             log.warning("serial %s: crossing rejected: %s: %r", self.port, why, line[:200])
         for line, box_time in placed.placed:
             transponder, gate, t = decode_line(line.decode("ascii"), self.fmt)
-            crossing = GateCrossing(f"serial:{self.port}", transponder, gate, box_time, time.monotonic(), t)
+            crossing = GateCrossing(f"serial:{self.port}", transponder, gate, box_time, receiver_time=t)
             loop.call_soon_threadsafe(self.submit, crossing)
             self.link.count("crossings")
         offset = self.clock.offset_s

@@ -103,7 +103,7 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
         pool = targets if population.sessions == {session} and population.rider_id is None \
             and population.squad is None else results_store.population(population)
         return jsonify({"session": session, "population": spec or "session", "last_seq": results_store.last_seq(),
-                        "course": results_store.course(session) or config.section("course"),
+                        "course": results_store.course(session) or config.settings.course.as_dict(),
                         "results": annotate(targets, pool)})
 
     @api.get("/api/replays")

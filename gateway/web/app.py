@@ -42,9 +42,9 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
     from gateway.web.api import create_api, register_errors
     from gateway.web.stream import parse_last_id, stream_response
 
-    web = config.section("web")
-    budget = budget or StreamBudget(web["max_streams"], web["streams_per_address"])
-    guard = guard or TokenGuard(web["admin_token"])
+    web = config.settings.web
+    budget = budget or StreamBudget(web.max_streams, web.streams_per_address)
+    guard = guard or TokenGuard(web.admin_token)
 
     if not (STATIC / "vendor" / "chart.umd.min.js").exists():
         import logging
@@ -53,7 +53,7 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
             "the page's libraries are missing from %s: run tools/build-page (make demo does)", STATIC / "vendor")
     app = Flask("gateway.web", static_folder=None)
     app.json = StrictJSON(app)
-    app.config["MAX_CONTENT_LENGTH"] = web["max_body_kb"] * 1024
+    app.config["MAX_CONTENT_LENGTH"] = web.max_body_kb * 1024
     app.register_blueprint(create_api(config, results, replays, bridge, guard))
     register_errors(app)
     stop = stop or threading.Event()
@@ -127,7 +127,8 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
 
 def _public_config(config: Config) -> dict[str, Any]:
     """What the page may know: never the admin token."""
-    web = {k: v for k, v in config.section("web").items() if k != "admin_token"}
-    web["control"] = bool(config.section("web")["admin_token"])
-    riders = [{k: r[k] for k in ("id", "name", "squad")} for r in config.section("riders")]
-    return {"gateway": {"id": config.gateway_id}, "course": config.section("course"), "riders": riders, "web": web}
+    s = config.settings
+    web = {"host": s.web.host, "port": s.web.port, "chart": s.web.chart, "view_sets": s.web.view_sets,
+           "control": bool(s.web.admin_token)}
+    riders = [{"id": r.id, "name": r.name, "squad": r.squad} for r in s.riders]
+    return {"gateway": {"id": config.gateway_id}, "course": s.course.as_dict(), "riders": riders, "web": web}

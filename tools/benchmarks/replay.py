@@ -60,8 +60,8 @@ def replay_to_spool() -> list[tuple[str, dict[str, object]]]:
             t0 = time.perf_counter()
             from gateway.replay.files import expand, load_session
 
-            gates = [g["id"] for g in cfg.section("course")["gates"]]
-            load_session(expand(files), gates, cfg.section("riders"))
+            gates = cfg.settings.course.gate_ids
+            load_session(expand(files), gates, cfg.settings.riders)
             load_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             session = await manager.start(files, factor=0)

@@ -15,8 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from gateway.config import riders
+from gateway.config.settings import KafkaSettings
 from gateway.model import PowerSample
-from gateway.pipeline.ingest import Ingest, Roster
+from gateway.pipeline.ingest import Ingest
+from gateway.pipeline.roster import Roster
 from gateway.spool.store import MIGRATIONS, NewEvent, Spool, crc
 from gateway.uplink.forwarder import Forwarder
 
@@ -38,7 +41,7 @@ def ingest_vs_executemany() -> list[tuple[str, dict[str, object]]]:
     samples = _samples(INGEST_EVENTS)
     with tempfile.TemporaryDirectory() as d:
         spool = Spool(Path(d) / "spool.sqlite", "bench").open()
-        ingest = Ingest(spool, Roster(RIDERS), "bench", batch_interval_s=0.2, batch_size=500).start()
+        ingest = Ingest(spool, Roster(riders(RIDERS)), "bench", batch_interval_s=0.2, batch_size=500).start()
         t0 = time.perf_counter()
         for s in samples:
             ingest.submit(s)
@@ -96,12 +99,15 @@ def drain_vs_produce_loop() -> list[tuple[str, dict[str, object]]]:
                               for i in range(b, min(b + batch, BACKLOG_EVENTS))])
             fill_s = time.perf_counter() - t0
             disk = _disk_bytes(spool.path)
-            kafka = {"bootstrap_servers": bootstrap, "properties": {},
-                     "topics": {"power": "bench-power", "crossings": "bench-crossings", "segments": "bench-segments"}}
+            kafka = KafkaSettings(True, bootstrap, {"power": "bench-power", "crossings": "bench-crossings",
+                                                    "segments": "bench-segments"})
             forwarder = Forwarder(spool, kafka)
             t0 = time.perf_counter()
             forwarder.start()
-            drained = forwarder.drain(600)
+            deadline = time.monotonic() + 600
+            while spool.backlog()[0] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            drained = spool.backlog()[0] == 0
             drain_s = time.perf_counter() - t0
             forwarder.stop()
             messages = [(r.rider_id, r.payload) for r in spool.since(0)]

@@ -17,6 +17,12 @@ function scores(metric, x, s) {
   return out;
 }
 
+// A course names its segments, or has one per gate (segment k ends at gate k).
+function segmentNames(course) {
+  const named = course.segments && course.segments.length ? course.segments : course.gates;
+  return named.map((s, i) => (course.segments && course.segments[i] && course.segments[i].name) || `segment ${i + 1}`);
+}
+
 function rowKey(r) { return `${r.session_id}|${r.rider_id}|${r.number}|${r.start}`; }
 
 function matrixPage() {
@@ -38,7 +44,7 @@ function matrixPage() {
       const wanted = set && cfg.web.view_sets[set] ? cfg.web.view_sets[set] : null;
       this.views = wanted ? wanted.map(id => all.find(v => v.id === id)).filter(Boolean) : all;
       this.viewId = (this.views[0] || {}).id || "";
-      this.segmentNames = (cfg.course.segments || cfg.course.gates).map((s, i) => s.name || `segment ${i + 1}`);
+      this.segmentNames = segmentNames(cfg.course);
       cfg.riders.forEach((r, i) => { this.riders[r.id] = r; this.colours[r.id] = PALETTE[i % PALETTE.length]; });
       this.makeChart();
       await this.reload();
@@ -61,7 +67,7 @@ function matrixPage() {
       this.rows = {};
       this.session = data.session;
       // A replay whose files bring their own course (segments a lap) names its segments from it.
-      if (data.course) this.segmentNames = (data.course.segments || data.course.gates).map((s, i) => s.name || `segment ${i + 1}`);
+      if (data.course) this.segmentNames = segmentNames(data.course);
       this.lastSeq = data.last_seq || 0;
       for (const r of data.results) { r.key = rowKey(r); this.rows[r.key] = r; }
       this.redraw();

@@ -1,0 +1,74 @@
+"""One session's pipeline, built in one place for the live box and for every replay.
+
+ingest (its own thread: batches into the spool) -> subscribers on that thread: the engine runner
+(whose results go back through ingest), the page's broadcaster, counters. The engine's clock tick
+runs on the same thread, so the engine is never shared between threads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from gateway.config.settings import CourseSettings, GateSettings, RiderSettings, SegmentSettings, Settings
+from gateway.engine.course import Course
+from gateway.engine.segments import RiderInfo, SegmentEngine
+from gateway.pipeline.ingest import Accepted, Ingest
+from gateway.pipeline.plausible import Plausible
+from gateway.pipeline.roster import Roster
+from gateway.pipeline.runner import EngineRunner
+from gateway.spool.store import Spool
+
+TICK_S = 0.5
+
+
+@dataclass
+class SessionPipeline:
+    session_id: str
+    course: CourseSettings
+    ingest: Ingest
+    runner: EngineRunner
+    clock: Callable[[], float] = time.time  # the engine's time: a replay sets its recorded time before start
+
+    def start(self) -> SessionPipeline:
+        self.ingest.start()
+        return self
+
+    def finish(self, timeout: float = 60.0) -> None:
+        """Close every open segment once all that was submitted is in, then stop (a replay's end)."""
+        self.ingest.call(self.runner.flush)
+        self.stop(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, then stop the ingest thread."""
+        self.ingest.stop(timeout)
+
+
+def course_of(settings: Settings, gates: Sequence[str] | None) -> CourseSettings:
+    """The configured course, or one of ``gates`` (a replay whose files bring their own course)."""
+    course = settings.course
+    if gates is None or list(gates) == course.gate_ids:
+        return course
+    return replace(course, gates=tuple(GateSettings(g) for g in gates),
+                   segments=tuple(SegmentSettings(f"Segment {k}") for k in range(1, len(gates) + 1)))
+
+
+def build(settings: Settings, spool: Spool, session_id: str, *, riders: Sequence[RiderSettings] | None = None,
+          gates: Sequence[str] | None = None, clock: Callable[[], float] = time.time,
+          subscribers: Sequence[Callable[[list[Accepted]], None]] = ()) -> SessionPipeline:
+    """A session's ingest and engine on ``spool``; ``clock`` is the engine's time (a replay's recorded one)."""
+    riders = settings.riders if riders is None else riders
+    course = course_of(settings, gates)
+    sp = settings.spool
+    ingest = Ingest(spool, Roster(riders), session_id, batch_interval_s=sp.batch_interval_ms / 1000.0,
+                    batch_size=sp.batch_size, plausible=Plausible.from_settings(settings.sources.plausible))
+    engine = SegmentEngine(Course.from_settings(course), RiderInfo.roster(riders), session_id,
+                           np_window=settings.metrics.np_window)
+    runner = EngineRunner(engine, ingest.submit)
+    ingest.subscribe(runner.on_accepted)
+    for subscriber in subscribers:
+        ingest.subscribe(subscriber)
+    pipeline = SessionPipeline(session_id, course, ingest, runner, clock)
+    ingest.every(TICK_S, lambda: runner.tick(pipeline.clock()))
+    return pipeline
