@@ -29,6 +29,7 @@ test: $(BIN)/.installed $(VENDOR)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check gateway tests tools
+	$(BIN)/mypy
 
 bench: $(BIN)/.installed $(VENDOR)
 	tools/bench

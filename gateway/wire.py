@@ -84,7 +84,7 @@ def segment_body(result: SegmentResult) -> dict[str, Any]:
 
 def segment_result(msg: Mapping[str, Any]) -> SegmentResult:
     """A segment message (or a row of the same fields) back into a result."""
-    fields = {name: msg.get(name) for name in SegmentResult.__dataclass_fields__}
+    fields: dict[str, Any] = {name: msg.get(name) for name in SegmentResult.__dataclass_fields__}
     fields["flags"] = tuple(msg.get("flags") or ())
     fields["np_window"] = msg.get("np_window") or "segment"  # schema 1 results did not say
     return SegmentResult(**fields)
@@ -168,7 +168,8 @@ def decode(payload: bytes, kind: str) -> Message:
     if schema not in SCHEMAS:
         raise WireError(f"unknown schema version {schema!r} (this gateway reads {', '.join(map(str, SCHEMAS))})")
     event_id, gateway_id, seq = fields.get("event_id"), fields.get("gateway_id"), fields.get("seq")
-    if not (_text(event_id) and _text(gateway_id) and isinstance(seq, int) and not isinstance(seq, bool)):
+    if not (isinstance(event_id, str) and isinstance(gateway_id, str) and isinstance(seq, int)
+            and not isinstance(seq, bool)):
         raise WireError("the identity (event_id, gateway_id, seq) is missing or not of its type")
     if event_id != f"{gateway_id}:{seq}":
         raise WireError(f"event_id {event_id!r} does not match gateway_id and seq")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from test_daemon import free_port, get, start, wait_for_page
+from harness import free_port
+from test_daemon import get, start, wait_for_page
 
 from gateway import config
 from gateway.errors import SpoolError

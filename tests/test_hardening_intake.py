@@ -207,7 +207,7 @@ def test_a_receiver_two_hours_ahead_still_yields_segments_and_current_counters(s
     "lines: 1, crossings: 1" after four lines."""
     import asyncio
 
-    from test_sources import Pty
+    from harness import Pty
 
     from gateway.sources.serial import SerialSource
     from gateway.status import StatusBoard

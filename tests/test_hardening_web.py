@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from test_page import TOKEN, RunningDaemon
+from harness import TOKEN, RunningDaemon
 
 
 @pytest.fixture

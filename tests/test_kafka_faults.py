@@ -11,7 +11,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import free_port, spawn, wait_for
 from kafka_check import assert_exactly_once_in_order
 
 from gateway.config import riders
@@ -88,15 +88,6 @@ class Stream:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def drained(spool: Spool, timeout: float) -> bool:
@@ -217,8 +208,7 @@ def spool_rows(path: Path) -> int:
 
 
 def start_daemon(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+    return spawn(["run", "--config", str(config)], env, log)
 
 
 def test_gateway_killed_mid_stream_and_started_again(tmp_path: Path, running_broker, gateway_env) -> None:
@@ -247,14 +237,6 @@ def test_gateway_killed_mid_stream_and_started_again(tmp_path: Path, running_bro
     segments = [json.loads(p) for (p,) in sqlite3.connect(spool_path).execute(
         "SELECT payload FROM events WHERE kind = 'segment'")]
     assert len(segments) > 10  # the engine ran in both lives, and its results went out too
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stop_gracefully(proc: subprocess.Popen[bytes]) -> None:

@@ -2,58 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-
-from gateway import config
-from gateway.service.daemon import Daemon
+from harness import TOKEN, RunningDaemon
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-TOKEN = "s3cret"
 # Playwright's own event loop grows a thread pool ("asyncio_N") while the module's browser lives.
 pytestmark = pytest.mark.allow_threads("asyncio_")
-
-
-class RunningDaemon:
-    def __init__(self, state: Path, token: str = TOKEN) -> None:
-        data = config.load(None).data
-        data["web"].update(admin_token=token, host="127.0.0.1")
-        data["sources"]["replay"]["enabled"] = False
-        self.daemon = Daemon(config.Config(data, "test"), state_dir=state, port=0)
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.daemon.run()), name="daemon")
-
-    def __enter__(self) -> RunningDaemon:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while self.daemon.web_port is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.daemon.stop()
-        self.thread.join(30)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.daemon.web_port}"
-
-    def api(self, path: str, body: dict | None = None) -> dict:
-        request = urllib.request.Request(self.base + path, data=json.dumps(body).encode() if body is not None else None,
-                                         method="POST" if body is not None else "GET",
-                                         headers={"Content-Type": "application/json", "X-Admin-Token": TOKEN})
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return json.loads(reply.read())
 
 
 @pytest.fixture(scope="module")

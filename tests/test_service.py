@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from harness import free_port, spawn
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -66,18 +68,12 @@ def config_file(tmp_path: Path, port: int, load: bool = False) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def start(config: Path, env: dict[str, str], notify: Path | None, log: Path) -> subprocess.Popen[bytes]:
     env = dict(env)
     if notify is not None:
         env.update(NOTIFY_SOCKET=str(notify), WATCHDOG_USEC="600000")
-    return subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+    return spawn(["run", "--config", str(config)], env, log)
 
 
 def test_ready_watchdog_status_and_stopping(tmp_path: Path, gateway_env) -> None:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -16,6 +13,7 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
+from harness import Pty, spawn
 
 from gateway.decode.ble_power import MEASUREMENT, SERVICE
 from gateway.decode.lines import LineFormat, decode_line
@@ -85,10 +83,13 @@ def test_ant_meters_on_one_stick_no_adapter_then_data_then_unplug() -> None:
 
     async def scenario() -> None:
         task = asyncio.create_task(source.run())
-        while len(got) < 6:
-            await asyncio.sleep(0.005)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        try:
+            async with asyncio.timeout(20):  # openant missing or a hung fake: fail, never wait forever
+                while len(got) < 6:
+                    await asyncio.sleep(0.005)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(scenario())
     assert states[:7] == ["searching", "no adapter", "searching", "connected", "lost", "searching", "connected"]
@@ -202,21 +203,6 @@ def test_line_formats() -> None:
         decode_line("BD-1,SF,soon", LineFormat())
 
 
-class Pty:
-    def __init__(self, link: Path) -> None:
-        self.master, slave = os.openpty()
-        self.name = os.ttyname(slave)
-        os.close(slave)
-        link.unlink(missing_ok=True)
-        link.symlink_to(self.name)
-
-    def write(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def close(self) -> None:
-        os.close(self.master)
-
-
 def test_serial_through_a_real_pty_survives_garbage_and_an_unplug(tmp_path: Path) -> None:
     got = []
     link = tmp_path / "ttyGates"
@@ -277,8 +263,7 @@ def test_all_three_sources_start_and_say_no_adapter_here(tmp_path: Path, gateway
     path = tmp_path / "radios.yaml"
     path.write_text(json.dumps(cfg))
     log = tmp_path / "log"
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(path)], env=gateway_env,
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    proc = spawn(["run", "--config", str(path)], gateway_env, log)
     try:
         deadline = time.monotonic() + 40
         states: dict[str, str] = {}

@@ -111,7 +111,7 @@ def test_a_full_disk_is_survived_and_counted(tiny_disk) -> None:
     mount, mounted = tiny_disk
     sp = open_spool(mount / "s.sqlite", full_policy="reject")
     if not mounted:
-        sp._conn().execute("PRAGMA max_page_count=500")
+        sp.connection().execute("PRAGMA max_page_count=500")
     accepted = sum(len(sp.append([power(b * 100 + i) for i in range(100)])) for b in range(300))
     status = sp.status()
     assert status["disk_full"] >= 1 and status["rejected"] > 0
@@ -172,7 +172,7 @@ def test_a_damaged_row_is_skipped_and_counted(tmp_path: Path) -> None:
 
 
 def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
-    from gateway.spool.store import MIGRATIONS
+    from gateway.spool.schema import MIGRATIONS
 
     # A spool written by a version-1 gateway, with an event in it.
     raw = sqlite3.connect(tmp_path / "s.sqlite")

@@ -129,7 +129,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     logs.setup(args.log_level or cfg.settings.gateway.log_level)
     if args.speed is not None:
-        from gateway.replay.manager import check_factor
+        from gateway.replay.player import check_factor
 
         check_factor(args.speed)
     data = copy.deepcopy(cfg.data)

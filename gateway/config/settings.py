@@ -203,7 +203,7 @@ def riders(data: Sequence[Mapping[str, Any]]) -> tuple[RiderSettings, ...]:
 
 def from_document(data: Mapping[str, Any]) -> Settings:
     """Settings from a validated document with its defaults filled in (config.validate)."""
-    built = _build(Settings, {**data, "riders": ()})
+    built: Settings = _build(Settings, {**data, "riders": ()})
     return dataclasses.replace(built, riders=riders(data["riders"]))
 
 
@@ -224,7 +224,7 @@ def _value(hint: Any, value: Any) -> Any:
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
         return _value(inner[0], value) if len(inner) == 1 else value
     if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
-        return _build(hint, value)  # type: ignore[arg-type]
+        return _build(typing.cast(type[Any], hint), value)
     if origin is tuple:
         args = typing.get_args(hint)
         item = args[0]

@@ -59,7 +59,8 @@ class Config:
 @cache
 def schema() -> dict[str, Any]:
     text = resources.files("gateway").joinpath("resources/schema.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    document: dict[str, Any] = json.loads(text)
+    return document
 
 
 def load(path: str | Path | None = None) -> Config:

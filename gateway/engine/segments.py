@@ -42,9 +42,9 @@ class _Rider:
     info: RiderInfo
     crossings: list[Crossing] = field(default_factory=list)
     # Compact float arrays (8 bytes a value, not a 32-byte Python float): 100 riders at 4 Hz.
-    t: array = field(default_factory=lambda: array("d"))
-    p: array = field(default_factory=lambda: array("d"))
-    c: array = field(default_factory=lambda: array("d"))
+    t: array[float] = field(default_factory=lambda: array("d"))
+    p: array[float] = field(default_factory=lambda: array("d"))
+    c: array[float] = field(default_factory=lambda: array("d"))
     latest_sample: float = -math.inf
     pending: dict[tuple[float, float, str], Span] = field(default_factory=dict)
     emitted: dict[tuple[float, float, str], SegmentResult | None] = field(default_factory=dict)

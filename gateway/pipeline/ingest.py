@@ -205,7 +205,8 @@ class Ingest:
     def _until_due(self) -> float | None:
         if not self._periodic:
             return None
-        return max(0.0, min(p[1] for p in self._periodic) - time.monotonic())
+        due: float = min(p[1] for p in self._periodic)
+        return max(0.0, due - time.monotonic())
 
     def _run_due(self) -> None:
         now = time.monotonic()

@@ -12,6 +12,7 @@ The whole file is read and checked before anything is returned: nothing is half-
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ def _cell(path: str, sheet: str, row: int, column: str, value: object, parse: An
 
 def _optional(value: object) -> float | None:
     try:
-        v = float(value)  # type: ignore[arg-type]
+        v = float(value) if isinstance(value, numbers.Real | str) else math.nan
     except (TypeError, ValueError):
         return None
     return None if v != v else v
@@ -143,8 +144,8 @@ def read_axiamo(path: str | Path, rider: str, gates: Sequence[str]) -> Recording
         raise InputFileError(name, "the sheets Segments and PowerData are both empty")
     samples.sort(key=lambda s: s.wall_time)
     shapes: dict[int, int] = {}
-    for seg in timed:
-        shapes[seg.lap] = max(shapes.get(seg.lap, 0), seg.segment)
+    for row in timed:
+        shapes[row.lap] = max(shapes.get(row.lap, 0), row.segment)
 
     def build(course_gates: Sequence[str]) -> list[GateCrossing]:
         return crossings_from_segments(source, rider, course_gates, timed)

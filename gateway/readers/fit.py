@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,8 +57,13 @@ class Ride:
         return self.device.ftp_w
 
 
-def _value(msg: object, name: str) -> object:
-    return msg.get_value(name, fallback=None)  # type: ignore[attr-defined]
+def _value(msg: Any, name: str) -> object:
+    return msg.get_value(name, fallback=None)
+
+
+def _stamp(value: object) -> float | None:
+    """Unix seconds of a FIT date_time field (fitdecode gives datetimes)."""
+    return value.timestamp() if isinstance(value, dt.datetime) else None
 
 
 def _num(value: object) -> float | None:
@@ -74,11 +81,13 @@ def _lap(frame: object) -> _RawLap | None:
     start, stamp = _value(frame, "start_time"), _value(frame, "timestamp")
     if start is None or stamp is None:
         return None
-    t0 = start.timestamp()  # type: ignore[attr-defined]
+    t0 = _stamp(start)
+    if t0 is None:
+        return None
     # The lap message can be written long after the lap ended (saved later): the elapsed time
     # is the lap's real extent, the timestamp only a fallback.
     elapsed = _num(_value(frame, "total_elapsed_time"))
-    end = t0 + elapsed if elapsed else stamp.timestamp()  # type: ignore[attr-defined]
+    end = t0 + elapsed if elapsed else (_stamp(stamp) or t0)
     return _RawLap(t0, end, _num(_value(frame, "total_timer_time")))
 
 
@@ -104,10 +113,10 @@ class _Session:
 def _session(frame: object) -> _Session:
     sport = _value(frame, "sport")
     start = _value(frame, "start_time")
-    t0 = start.timestamp() if start is not None else None  # type: ignore[attr-defined]
+    t0 = _stamp(start)
     elapsed = _num(_value(frame, "total_elapsed_time"))
     stamp = _value(frame, "timestamp")
-    end = t0 + elapsed if t0 is not None and elapsed else (stamp.timestamp() if stamp is not None else None)  # type: ignore[attr-defined]
+    end = t0 + elapsed if t0 is not None and elapsed else _stamp(stamp)
     return _Session(str(sport) if sport is not None else None, t0, end, frame)
 
 
@@ -134,12 +143,11 @@ def read_fit(path: str | Path, session: int | None = None) -> Ride:
                 if not isinstance(frame, fitdecode.FitDataMessage):
                     continue
                 if frame.name == "record":
-                    ts = _value(frame, "timestamp")
+                    ts = _stamp(_value(frame, "timestamp"))
                     if ts is None:
                         continue
-                    power, cadence = _num(_value(frame, "power")), _num(_value(frame, "cadence"))
-                    rows.append((ts.timestamp(), np.nan if power is None else power,  # type: ignore[attr-defined]
-                                 np.nan if cadence is None else cadence))
+                    watts, rpm = _num(_value(frame, "power")), _num(_value(frame, "cadence"))
+                    rows.append((ts, np.nan if watts is None else watts, np.nan if rpm is None else rpm))
                 elif frame.name == "lap":
                     lap = _lap(frame)
                     if lap is not None:
@@ -178,7 +186,9 @@ def read_fit(path: str | Path, session: int | None = None) -> Ride:
     if not rows:
         raise InputFileError(name, "the file has no records (no samples over time)")
     data = np.array(sorted(rows), dtype=np.float64)
-    times, power, cadence = data[:, 0], data[:, 1], data[:, 2]
+    times: NDArray[np.float64] = data[:, 0]
+    power: NDArray[np.float64] = data[:, 1]
+    cadence: NDArray[np.float64] = data[:, 2]
     if np.isnan(power).all():
         raise InputFileError(name, "the file has no power data", hint="was a power meter paired?")
     if times[-1] - times[0] > MAX_SPAN_S:

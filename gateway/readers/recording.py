@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import numbers
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -128,7 +129,9 @@ def duration_of(value: object) -> float:
 
 def power_of(value: object) -> float:
     """A power reading in watts from a file: finite, 0 or more, at most 10 kW."""
-    watts = float(value)  # type: ignore[arg-type]
+    if not isinstance(value, numbers.Real | str) or isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    watts = float(value)
     if not math.isfinite(watts) or not 0 <= watts <= MAX_POWER_W:
         raise ValueError(f"{value!r} is not a power between 0 and {MAX_POWER_W:.0f} W")
     return watts

@@ -46,7 +46,7 @@ class FileSpec:
 def sample_files() -> list[str]:
     """The bundled sample session (made by tools/make_sample)."""
     root = resources.files("gateway").joinpath("resources/sample")
-    return sorted(str(p) for p in root.iterdir() if p.name.endswith(".xlsx"))  # type: ignore[attr-defined]
+    return sorted(str(p) for p in root.iterdir() if p.name.endswith(".xlsx"))
 
 
 def expand(specs: list[str]) -> list[FileSpec]:

@@ -85,19 +85,18 @@ def atomic_output(target: Path, *, binary: bool = False) -> Iterator[IO[Any]]:
     truncated file is left behind. A device or pipe (``/dev/stdout``) is written directly.
     """
     mode = "wb" if binary else "w"
-    text = {} if binary else {"newline": "", "encoding": "utf-8"}
     try:
         if target.exists() and not target.is_file():
             if target.is_dir():
                 raise GatewayError("is a directory: give a file name", where=str(target))
-            with target.open(mode, **text) as direct:  # type: ignore[call-overload]
+            with (target.open("wb") if binary else target.open("w", newline="", encoding="utf-8")) as direct:
                 yield direct
             return
         if not target.parent.is_dir():
             raise GatewayError("no such directory", where=str(target.parent), hint="create it first")
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
-            with os.fdopen(fd, mode, **text) as out:
+            with os.fdopen(fd, mode, -1, *(("utf-8", None, "") if not binary else ())) as out:
                 yield out
                 out.flush()
                 os.fsync(out.fileno())

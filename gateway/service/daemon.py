@@ -190,7 +190,7 @@ class Daemon:
 
     def _handle_signals(self) -> list[int]:
         assert self._loop is not None
-        handled = []
+        handled: list[int] = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 self._loop.add_signal_handler(sig, self._on_signal, sig)

@@ -29,7 +29,7 @@ def clock_synchronised() -> bool | None:
         return None
     if state < 0:
         return None
-    return state != TIME_ERROR
+    return bool(state != TIME_ERROR)
 
 
 def disk(path: Path) -> dict[str, Any]:

@@ -13,11 +13,10 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 def setup(level: str = "info") -> None:
     """Route the gateway's logs to stderr at ``level``; idempotent."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_trackside", False):
-            root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._trackside = True  # type: ignore[attr-defined]
+    for old in list(root.handlers):
+        if isinstance(old, _Handler):
+            root.removeHandler(old)
+    handler = _Handler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
         # Under systemd the journal stamps the time itself; a "<N>" prefix sets the priority.
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
@@ -28,6 +27,10 @@ def setup(level: str = "info") -> None:
     # Third-party chatter stays at warnings unless we debug.
     for noisy in ("waitress", "werkzeug", "urllib3", "openant", "bleak"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Ours, so that setting up again replaces it and leaves other handlers (pytest's) alone."""
 
 
 class _JournalFormatter(logging.Formatter):

@@ -7,6 +7,8 @@ path, or an abstract name starting with '@'). Outside systemd (no $NOTIFY_SOCKET
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import os
 import socket
@@ -23,12 +25,8 @@ class Notifier:
         self.watchdog_s = int(usec) / 1e6 if usec and usec.isdigit() and (not pid or pid == str(os.getpid())) else None
         self._native = None
         if self.address:
-            try:
-                from systemd import daemon  # type: ignore[import-not-found]
-
-                self._native = daemon.notify
-            except ImportError:
-                pass
+            with contextlib.suppress(ImportError):  # the systemd extra is optional
+                self._native = importlib.import_module("systemd.daemon").notify
 
     def send(self, *fields: str) -> bool:
         if not self.address:

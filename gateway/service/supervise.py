@@ -87,7 +87,7 @@ class Supervisor:
 
 def read_status_file(state_dir: Path) -> dict[str, Any] | None:
     try:
-        doc = json.loads((state_dir / STATUS_FILE).read_text())
+        doc: dict[str, Any] = json.loads((state_dir / STATUS_FILE).read_text())
     except (OSError, ValueError):
         return None
     doc["stale"] = time.time() - doc.get("time", 0) > STALE_S

@@ -10,10 +10,9 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from gateway.spool.store import Spool
+from gateway.spool.schema import COLUMNS, crc, transaction
+from gateway.spool.state import SpoolState
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +98,10 @@ def quarantine(path: Path) -> Path:
     return target
 
 
-_COLUMNS = "seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc, delivered_at"
+_COLUMNS = COLUMNS + ", delivered_at"
 
 
-def _probe(src: sqlite3.Connection, lo: int, hi: int) -> list[tuple]:
+def _probe(src: sqlite3.Connection, lo: int, hi: int) -> list[tuple[object, ...]]:
     out = []
     for seq in range(lo, hi + 1):
         try:
@@ -112,7 +111,7 @@ def _probe(src: sqlite3.Connection, lo: int, hi: int) -> list[tuple]:
     return out
 
 
-def salvage(corrupt: Path, spool: Spool, budget_s: float = 120.0) -> tuple[int, int]:
+def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> tuple[int, int]:
     """Copy every readable, checksum-valid row of ``corrupt`` into ``spool``; (saved, lost).
 
     Walks the table in sequence order; where a damaged page makes a read fail, it steps past the
@@ -120,7 +119,6 @@ def salvage(corrupt: Path, spool: Spool, budget_s: float = 120.0) -> tuple[int, 
     between the first and last saved rows that could not be saved. A time budget (enforced inside
     SQLite too) bounds the work whatever the damage.
     """
-    from gateway.spool.store import crc, transaction
 
     deadline = time.monotonic() + budget_s
     try:
@@ -132,7 +130,6 @@ def salvage(corrupt: Path, spool: Spool, budget_s: float = 120.0) -> tuple[int, 
     first = last_good = None
     last, skip = -(2**63), 1
     gap_start: int | None = None
-    dst = spool._conn()
     try:
         while time.monotonic() < deadline:
             try:
@@ -169,7 +166,7 @@ def salvage(corrupt: Path, spool: Spool, budget_s: float = 120.0) -> tuple[int, 
     return saved, lost
 
 
-def check_or_salvage(spool: Spool) -> Path | None:
+def check_or_salvage(spool: SpoolState) -> Path | None:
     """Quarantine a corrupt spool file before it is opened; returns where it went (or None)."""
     check_openable(spool.path)
     problem = integrity_problem(spool.path)

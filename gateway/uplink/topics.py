@@ -13,14 +13,16 @@ log = logging.getLogger(__name__)
 def ensure_topics(kafka: KafkaSettings, names: list[str], client_config: dict[str, Any]) -> None:
     """Create the topics in ``names`` that the cluster lacks; raises KafkaException when unreachable."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-    admin = AdminClient({**client_config, "logger": logging.getLogger("gateway.kafka.librdkafka")})
+    config: dict[str, Any] = {**client_config, "logger": logging.getLogger("gateway.kafka.librdkafka")}
+    admin = AdminClient(config)
     try:
         existing = set(admin.list_topics(timeout=2).topics)
-        config = {} if kafka.min_insync_replicas is None else {"min.insync.replicas": str(kafka.min_insync_replicas)}
+        settings = ({} if kafka.min_insync_replicas is None
+                    else {"min.insync.replicas": str(kafka.min_insync_replicas)})
         wanted = [NewTopic(t, num_partitions=kafka.partitions, replication_factor=kafka.replication_factor,
-                           config=config) for t in sorted(set(names)) if t not in existing]
+                           config=settings) for t in sorted(set(names)) if t not in existing]
         for topic, future in admin.create_topics(wanted).items() if wanted else ():
             try:
                 future.result(timeout=10)

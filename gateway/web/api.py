@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from gateway.config import Config
 from gateway.engine.normalize import Population, annotate
 from gateway.errors import GatewayError
-from gateway.replay.manager import check_factor
+from gateway.replay.player import check_factor
 from gateway.results.store import ResultsStore
 from gateway.web.guard import TokenGuard
 
@@ -100,7 +100,7 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
         population = population_of(session, spec)
         targets = results_store.results([session])
         # The default population is the session itself, already read.
-        pool = targets if population.sessions == {session} and population.rider_id is None \
+        pool = targets if population.sessions == frozenset({session}) and population.rider_id is None \
             and population.squad is None else results_store.population(population)
         return jsonify({"session": session, "population": spec or "session", "last_seq": results_store.last_seq(),
                         "course": results_store.course(session) or config.settings.course.as_dict(),

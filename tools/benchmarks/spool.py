@@ -48,7 +48,7 @@ def ingest_vs_executemany() -> list[tuple[str, dict[str, object]]]:
         ingest.flush(600)
         seconds = time.perf_counter() - t0
         ingest.stop()
-        spool._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        spool.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
         rows = [(r.seq, r.kind, r.rider_id, r.session_id, r.wall_time, r.recv_time, r.payload, crc(r.payload))
                 for r in spool.since(0)]
         bytes_per_event = _disk_bytes(spool.path) / INGEST_EVENTS

@@ -1,0 +1,95 @@
+"""What many tests share: a free loopback port, a bounded wait, the gateway as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway import config
+from gateway.service.daemon import Daemon
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "s3cret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.1) -> None:
+    """Poll ``predicate`` until it holds; fail saying what did not happen. Every wait has a deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``python -m gateway ARGS`` with its stderr appended to ``log`` (the handle is the child's alone)."""
+    with log.open("ab") as err:
+        return subprocess.Popen([sys.executable, "-m", "gateway", *args], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=err)
+
+
+class RunningDaemon:
+    """The daemon on its embedded defaults (no replay, page on a free loopback port) in a thread."""
+
+    def __init__(self, state: Path, token: str = TOKEN) -> None:
+        data = config.load(None).data
+        data["web"].update(admin_token=token, host="127.0.0.1")
+        data["sources"]["replay"]["enabled"] = False
+        self.daemon = Daemon(config.Config(data, "test"), state_dir=state, port=0)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.daemon.run()), name="daemon")
+
+    def __enter__(self) -> RunningDaemon:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while self.daemon.web_port is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.daemon.stop()
+        self.thread.join(30)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.daemon.web_port}"
+
+    def api(self, path: str, body: dict | None = None) -> dict:
+        request = urllib.request.Request(self.base + path, data=json.dumps(body).encode() if body is not None else None,
+                                         method="POST" if body is not None else "GET",
+                                         headers={"Content-Type": "application/json", "X-Admin-Token": TOKEN})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.loads(reply.read())
+
+
+class Pty:
+    """A real pseudo-terminal pair: the serial source opens the slave through ``link``; tests write
+    the receiver's bytes to the master."""
+
+    def __init__(self, link: Path) -> None:
+        self.master, slave = os.openpty()
+        self.name = os.ttyname(slave)
+        os.close(slave)
+        link.unlink(missing_ok=True)
+        link.symlink_to(self.name)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> None:
+        os.close(self.master)
