@@ -99,6 +99,15 @@ class ReplayError(GatewayError):
     """A replay that cannot be started or controlled (a bad speed, an unknown or ended replay)."""
 
 
+class ApiError(GatewayError):
+    """A request the API refuses, with its HTTP status (and headers such as Retry-After)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self.http_status = status
+        self.headers = headers or {}
+        super().__init__(message)
+
+
 class NotFound(GatewayError):
     """Something asked for by name does not exist (HTTP 404)."""
 

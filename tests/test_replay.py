@@ -235,7 +235,7 @@ def test_replay_control_over_http_needs_the_admin_token(tmp_path: Path) -> None:
         assert call("POST", f"{base}/{session}/speed", {"factor": 0.001}, token="s3cret")[1]["factor"] == 0.001
         status, err = call("POST", f"{base}/{session}/rewind", {}, token="s3cret")
         assert status == 400 and "unknown action" in err["error"]
-        assert call("GET", f"{base}/nope")[0] == 400
+        assert call("GET", f"{base}/nope")[0] == 404  # an unknown name, not a bad request
         listed = call("GET", base)[1]
         assert [r["session"] for r in listed] == [session]
         assert {"position", "elapsed_s", "remaining_s", "factor", "session"} <= listed[0].keys()

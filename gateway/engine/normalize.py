@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from gateway.model import SegmentResult
 from gateway.wire import segment_body
@@ -44,20 +45,32 @@ class Spread:
         dev = np.abs(x - med)
         return cls(int(x.size), float(x.mean()), float(x.std()), med, float(np.median(dev)), float(dev.mean()))
 
-    def z(self, x: float | None) -> float | None:
-        if x is None or self.n < 2 or not self.std > 0:
-            return None
+    def z_of(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The z-score of each value (NaN where undefined: fewer than 2 values or no spread)."""
+        if self.n < 2 or not self.std > 0:
+            return np.full(np.shape(x), np.nan)
         return (x - self.mean) / self.std
 
-    def modified_z(self, x: float | None) -> float | None:
-        if x is None or self.n < 3:
-            return None
+    def modified_z_of(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The modified z-score of each value (NaN where undefined: fewer than 3 values or no spread)."""
+        if self.n < 3:
+            return np.full(np.shape(x), np.nan)
         if self.mad > 0:
             return MODIFIED_Z_K * (x - self.median) / self.mad
         if self.mean_ad > 0:
             # More than half the values equal the median: fall back on the mean absolute deviation.
             return (x - self.median) / (MEAN_AD_K * self.mean_ad)
-        return None
+        return np.full(np.shape(x), np.nan)
+
+    def z(self, x: float | None) -> float | None:
+        return None if x is None else _defined(float(self.z_of(np.array([x]))[0]))
+
+    def modified_z(self, x: float | None) -> float | None:
+        return None if x is None else _defined(float(self.modified_z_of(np.array([x]))[0]))
+
+
+def _defined(value: float) -> float | None:
+    return None if np.isnan(value) else value
 
 
 def zscores(values: Sequence[float | None]) -> list[float | None]:
@@ -144,14 +157,9 @@ def score(targets: Sequence[SegmentResult], population: Iterable[SegmentResult])
         mz = np.full(len(targets), np.nan)
         for seg, spread in spreads.items():
             rows = np.flatnonzero((tgt_seg == seg) & ~np.isnan(x))
-            if rows.size == 0:
-                continue
-            if spread.n >= 2 and spread.std > 0:
-                z[rows] = (x[rows] - spread.mean) / spread.std
-            if spread.n >= 3 and spread.mad > 0:
-                mz[rows] = MODIFIED_Z_K * (x[rows] - spread.median) / spread.mad
-            elif spread.n >= 3 and spread.mean_ad > 0:
-                mz[rows] = (x[rows] - spread.median) / (MEAN_AD_K * spread.mean_ad)
+            if rows.size:
+                z[rows] = spread.z_of(x[rows])
+                mz[rows] = spread.modified_z_of(x[rows])
         columns[f"{metric}_zscore"] = z
         columns[f"{metric}_modified_zscore"] = mz
     return Scores(targets, columns)

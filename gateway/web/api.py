@@ -11,18 +11,10 @@ from werkzeug.exceptions import HTTPException
 
 from gateway.config import Config
 from gateway.engine.normalize import Population, annotate
-from gateway.errors import GatewayError
+from gateway.errors import ApiError, GatewayError
 from gateway.replay.player import check_factor
 from gateway.results.store import ResultsStore
 from gateway.web.guard import TokenGuard
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
 
 
 def _token_ok(guard: TokenGuard) -> None:
@@ -143,13 +135,12 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
 
 
 def register_errors(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
-        return jsonify({"error": exc.message}), exc.status, exc.headers
-
     @app.errorhandler(GatewayError)
-    def gateway_error(exc: GatewayError) -> tuple[Response, int]:
-        return jsonify({"error": str(exc)}), 400
+    def gateway_error(exc: GatewayError) -> tuple[Response, int, dict[str, str]]:
+        # Whose fault it is decides the status: a wrong request 400, an unknown name 404, a full
+        # spool 503 (not the client's), a refused PIN 401 or 429.
+        text = exc.message if isinstance(exc, ApiError) else str(exc)
+        return jsonify({"error": text}), exc.http_status, getattr(exc, "headers", {})
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
