@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean hub-demo
 
 VENDOR := gateway/web/static/vendor/.built
 
@@ -26,6 +26,11 @@ demo: $(BIN)/.installed $(VENDOR)
 test: $(BIN)/.installed $(VENDOR)
 	tools/install-system-deps test
 	tools/run-tests
+
+## hub-demo: a local try of the hub: Kafka, PostgreSQL, a box replaying the sample, the hub's page on :8090
+hub-demo: $(BIN)/.installed $(VENDOR)
+	tools/install-system-deps test
+	tools/hub-demo
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check gateway tests tools

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,23 @@ class GateCrossing:
     wall_time: float
     receiver_time: float | None = None
     lap: int | None = None  # from a file that numbers its laps: the lap of the segment starting here
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """What a consumer needs to read a session's other events without the box's YAML: sent when the
+    session starts and whenever it changes (the sessions topic is compacted: the latest wins)."""
+
+    session_id: str
+    kind: str  # "live" or "replay"
+    name: str
+    started: float
+    ended: float | None
+    course: Mapping[str, Any]  # id, name, gates, segments (names, terrains)
+    riders: tuple[Mapping[str, Any], ...]  # as used: id, name, squad, weight_kg, ftp_w
+    files: tuple[str, ...] = ()  # a replay's files (names only)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    notes: str = ""
 
 
 @dataclass(frozen=True, slots=True)

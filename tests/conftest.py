@@ -51,3 +51,32 @@ def gateway_env() -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("NOTIFY_SOCKET", None)
     return env
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real PostgreSQL server (Debian's package) for the session; each test takes its own database."""
+    import shutil
+    import tempfile
+
+    from postgres import Postgres
+
+    # The server runs as the postgres user (initdb refuses root): its directory must be reachable.
+    base = Path(tempfile.mkdtemp(prefix="trackside-pg-"))
+    base.chmod(0o755)
+    server = Postgres(base / "pg")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_dsn(postgres_server, request: pytest.FixtureRequest) -> str:
+    """A fresh database on the session's server, named after the test."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+    return postgres_server.create_database(name)

@@ -56,7 +56,8 @@ def test_defaults_come_from_the_schema() -> None:
     s = cfg.settings
     assert s.spool.synchronous == "NORMAL"
     assert s.spool.full_policy == "reject"
-    assert s.kafka.topics == {"power": "power", "crossings": "crossings", "segments": "segments"}
+    assert s.kafka.topics == {"power": "power", "crossings": "crossings", "segments": "segments",
+                              "sessions": "sessions"}
     assert s.riders[0].power_meters == ()
     assert s.replay.simulationFactor == 1.0
     assert s.web.chart["quadrants"]["efficient"]["label"] == "Efficient"

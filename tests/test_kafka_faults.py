@@ -56,7 +56,8 @@ def running_broker(broker) -> Iterator[object]:
 
 def kafka_config(bootstrap: str) -> tuple[dict, list[str]]:
     tag = uuid.uuid4().hex[:8]
-    topics = {"power": f"power-{tag}", "crossings": f"crossings-{tag}", "segments": f"segments-{tag}"}
+    topics = {"power": f"power-{tag}", "crossings": f"crossings-{tag}", "segments": f"segments-{tag}",
+              "sessions": f"sessions-{tag}"}
     return {"bootstrap_servers": bootstrap, "topics": topics, "properties": {}}, list(topics.values())
 
 

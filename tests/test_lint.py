@@ -34,7 +34,7 @@ def test_layers_import_downward_only_and_without_cycles() -> None:
     import ast
 
     order = ["errors", "model", "status", "wire", "config", "decode", "readers", "engine", "spool", "sources",
-             "pipeline", "uplink", "results", "replay", "web", "service", "cli"]
+             "pipeline", "uplink", "results", "replay", "web", "service", "hub", "cli"]
     rank = {name: i for i, name in enumerate(order)}
 
     def layer(module: str) -> str:
@@ -76,3 +76,14 @@ def test_layers_import_downward_only_and_without_cycles() -> None:
 
     cycles = [c for m in sorted(edges) if not state.get(m) and (c := visit(m, []))]
     assert cycles == []
+
+
+def test_every_benchmark_module_imports() -> None:
+    """tools/bench is not run by the suite (figures, not tests), but it must not rot unseen."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from benchmarks.run import MODULES
+
+    for name in MODULES:
+        assert importlib.import_module(name).BENCHMARKS

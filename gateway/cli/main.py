@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
     status.add_argument("--json", action="store_true")
 
+    hub = sub.add_parser("hub", help="the hub: every box's stream from Kafka into PostgreSQL, and the page over it",
+                         description="Reads the kafka section's topics in the consumer group hub.group_id and writes "
+                                     "them to the PostgreSQL database named by $TRACKSIDE_PG_DSN (or hub.dsn_file).")
+    hub.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
+    hub.add_argument("--port", type=int, help="override hub.port (0 picks a free port)")
+    hub.add_argument("--state-dir", type=Path, help="where the hub keeps its status file")
+
     decode = sub.add_parser("decode", help="decode ANT+ power pages or BLE 0x2A63 notifications given in hex",
                             description="One payload per argument (quote it if it has spaces); prints one "
                                         "JSON object per payload, with power and cadence once two allow it.")
@@ -177,6 +184,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 3 if doc["stale"] else 0
 
 
+def cmd_hub(args: argparse.Namespace) -> int:
+    from gateway import config
+    from gateway.service import logs
+
+    cfg = config.load(args.config)
+    logs.setup(args.log_level or cfg.settings.gateway.log_level)
+    try:
+        from gateway.hub.daemon import run
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "psycopg":
+            raise
+        raise GatewayError("the hub needs psycopg, which is not installed",
+                           hint="pip install 'trackside-gateway[hub]'") from None
+    run(cfg, port=args.port, state_dir=args.state_dir)
+    return 0
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     from gateway.cli.decode import main as decode_main
 
@@ -191,6 +215,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": cmd_export,
     "status": cmd_status,
     "decode": cmd_decode,
+    "hub": cmd_hub,
 }
 
 

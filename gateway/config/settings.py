@@ -7,6 +7,7 @@ defaults are; these classes only give the filled-in document types, so no layer 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -40,12 +41,20 @@ class CourseSettings:
     gates: tuple[GateSettings, ...]
     segments: tuple[SegmentSettings, ...] = ()
     name: str | None = None
+    id: str | None = None
     debounce_s: float = 5.0
     max_segment_s: float = 3600.0
 
     @property
     def gate_ids(self) -> list[str]:
         return [g.id for g in self.gates]
+
+    @property
+    def key(self) -> str:
+        """The course's id, or one made from its name: what results are compared on across sessions."""
+        if self.id:
+            return self.id
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", (self.name or "course").lower()).strip("-")[:64] or "course"
 
     def as_dict(self) -> dict[str, Any]:
         """The course as the page and the API show it."""
@@ -169,6 +178,18 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class HubSettings:
+    group_id: str = "trackside-hub"
+    dsn_env: str | None = "TRACKSIDE_PG_DSN"
+    dsn_file: str | None = None
+    batch_size: int = 20000
+    batch_ms: int = 250
+    host: str = "0.0.0.0"
+    port: int = 8090
+    web: bool = True
+
+
+@dataclass(frozen=True)
 class ReplaySettings:
     simulationFactor: float = 1.0
 
@@ -184,6 +205,7 @@ class Settings:
     kafka: KafkaSettings
     web: WebSettings
     replay: ReplaySettings
+    hub: HubSettings = HubSettings()
 
     @property
     def spool_path(self) -> Path:

@@ -87,16 +87,27 @@ def modified_zscores(values: Sequence[float | None]) -> list[float | None]:
 
 @dataclass(frozen=True)
 class Population:
-    """Which results form the population: all filters given must hold (None = no filter)."""
+    """Which results form the population: all filters given must hold (None = no filter).
+
+    ``course`` keeps a population across sessions on one course (terrain is only comparable on the
+    same course); ``since`` and ``until`` bound the results' end times (unix seconds).
+    """
 
     sessions: frozenset[str] | None = None
     squad: str | None = None
     rider_id: str | None = None
+    course: str | None = None
+    since: float | None = None
+    until: float | None = None
 
     def admits(self, result: SegmentResult, squad_of: Callable[[str], str | None]) -> bool:
         if self.sessions is not None and result.session_id not in self.sessions:
             return False
         if self.squad is not None and squad_of(result.rider_id) != self.squad:
+            return False
+        if self.since is not None and result.end < self.since:
+            return False
+        if self.until is not None and result.end >= self.until:
             return False
         return self.rider_id is None or result.rider_id == self.rider_id
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from gateway.config.settings import CourseSettings, GateSettings, RiderSettings, SegmentSettings, Settings
 from gateway.engine.course import Course
 from gateway.engine.segments import RiderInfo, SegmentEngine
+from gateway.model import SessionRecord
 from gateway.pipeline.ingest import Accepted, Ingest
 from gateway.pipeline.plausible import Plausible
 from gateway.pipeline.roster import Roster
@@ -27,9 +28,19 @@ TICK_S = 0.5
 class SessionPipeline:
     session_id: str
     course: CourseSettings
+    riders: Sequence[RiderSettings]
     ingest: Ingest
     runner: EngineRunner
     clock: Callable[[], float] = time.time  # the engine's time: a replay sets its recorded time before start
+
+    def publish(self, kind: str, *, started: float, ended: float | None = None, files: Sequence[str] = (),
+                name: str | None = None) -> None:
+        """Send the session's record (through the spool, to the compacted sessions topic)."""
+        course = {**self.course.as_dict(), "id": self.course.key}
+        riders = tuple({"id": r.id, "name": r.name, "squad": r.squad, "weight_kg": r.weight_kg, "ftp_w": r.ftp_w}
+                       for r in self.riders)
+        self.ingest.submit(SessionRecord(self.session_id, kind, name or self.session_id, started, ended, course,
+                                         riders, tuple(files)))
 
     def start(self) -> SessionPipeline:
         self.ingest.start()
@@ -50,7 +61,8 @@ def course_of(settings: Settings, gates: Sequence[str] | None) -> CourseSettings
     course = settings.course
     if gates is None or list(gates) == course.gate_ids:
         return course
-    return replace(course, gates=tuple(GateSettings(g) for g in gates),
+    # Another course than the configured one: its own id, so that it is never compared with it.
+    return replace(course, id=f"{course.key}-{len(gates)}", gates=tuple(GateSettings(g) for g in gates),
                    segments=tuple(SegmentSettings(f"Segment {k}") for k in range(1, len(gates) + 1)))
 
 
@@ -69,6 +81,6 @@ def build(settings: Settings, spool: Spool, session_id: str, *, riders: Sequence
     ingest.subscribe(runner.on_accepted)
     for subscriber in subscribers:
         ingest.subscribe(subscriber)
-    pipeline = SessionPipeline(session_id, course, ingest, runner, clock)
+    pipeline = SessionPipeline(session_id, course, riders, ingest, runner, clock)
     ingest.every(TICK_S, lambda: runner.tick(pipeline.clock()))
     return pipeline

@@ -20,15 +20,15 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from gateway.model import GateCrossing, PowerSample, SegmentResult
+from gateway.model import GateCrossing, PowerSample, SegmentResult, SessionRecord
 from gateway.pipeline.plausible import Plausible
 from gateway.pipeline.roster import Roster
 from gateway.spool.store import NewEvent, Row, Spool
-from gateway.wire import segment_body
+from gateway.wire import segment_body, session_body
 
 log = logging.getLogger(__name__)
 
-Event = PowerSample | GateCrossing | SegmentResult
+Event = PowerSample | GateCrossing | SegmentResult | SessionRecord
 ROLLING_S = 30.0
 
 
@@ -189,7 +189,7 @@ class Ingest:
                 call: Callable[[], object] | None = None
                 while self._queue and len(batch) < self.batch_size:
                     item = self._queue.popleft()
-                    if not isinstance(item, PowerSample | GateCrossing | SegmentResult):
+                    if not isinstance(item, PowerSample | GateCrossing | SegmentResult | SessionRecord):
                         call = item  # commit what came before it, then run it
                         break
                     batch.append(item)
@@ -264,6 +264,8 @@ class Ingest:
             if ev.lap is not None:
                 body["lap"] = ev.lap
             return NewEvent("crossing", rider, self.session_id, ev.wall_time, body), ev, rider
+        if isinstance(ev, SessionRecord):
+            return NewEvent("session", None, ev.session_id, ev.started, session_body(ev)), ev, None
         return NewEvent("segment", ev.rider_id, ev.session_id, ev.end, segment_body(ev)), ev, ev.rider_id
 
     def _count_implausible(self, ev: PowerSample, bad: list[str]) -> None:

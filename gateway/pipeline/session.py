@@ -25,6 +25,7 @@ def live_session(spool: Spool, gateway_id: str, gap_h: float, now: float | None 
     session = f"{gateway_id}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}"
     if session == current:
         session += "-2"
+    spool.set_meta("live_session_started", repr(now))
     spool.set_meta("live_session", session)
     spool.set_meta("live_session_seen", repr(now))
     return session

@@ -11,6 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from gateway.config import EMBEDDED, Config, rider
@@ -91,7 +92,8 @@ class ReplayManager:
                          gates=loaded.gates, subscribers=[lambda batch: _count(counts, batch), *self.listeners])
         if loaded.gates != gates:
             # The page names a session's segments from its course: this one is the files'.
-            await asyncio.to_thread(self.spool.set_meta, f"course:{session}", json.dumps(pipeline.course.as_dict()))
+            course = {**pipeline.course.as_dict(), "id": pipeline.course.key}
+            await asyncio.to_thread(self.spool.set_meta, f"course:{session}", json.dumps(course))
         player = Player(session, merged(loaded.recordings), pipeline.ingest.submit, factor=factor, clock=self.clock,
                         backlog=lambda: pipeline.ingest.pending,
                         label=", ".join(r.path for r in loaded.recordings))
@@ -99,6 +101,7 @@ class ReplayManager:
         pipeline.clock = player.recorded_now
         replay = Replay(player, pipeline, files, loop, counts=counts)
         pipeline.start()
+        pipeline.publish("replay", started=player.first, files=[PurePath(r.path).name for r in loaded.recordings])
         self.replays[session] = replay
         replay.task = asyncio.create_task(self._play(replay), name=f"replay {session}")
         log.info("replay %s: %d events from %d file(s) at factor %g", session, len(player.events),
@@ -109,7 +112,10 @@ class ReplayManager:
         try:
             state = await replay.player.run()
         finally:
-            if replay.player.state == "finished":
+            player = replay.player
+            replay.pipeline.publish("replay", started=player.first, ended=player.recorded_now(),
+                                    files=[PurePath(f).name for f in player.label.split(", ") if f])
+            if player.state == "finished":
                 # Everything played is committed before every open segment is closed.
                 await asyncio.to_thread(replay.pipeline.finish)
             else:

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from gateway.engine.normalize import annotate
 from gateway.errors import GatewayError
+from gateway.model import SegmentResult
 from gateway.results.store import ResultsStore
 
 # The chart views' data keys first, then every segment field.
@@ -22,12 +23,12 @@ LEAD = ["session_id", "rider_id", "name", "number", "lap", "segment", "time_abso
         "watts_per_kilo", "time_zscore", "power_zscore", "time_modified_zscore", "power_modified_zscore"]
 
 
-def rows_of(store: ResultsStore, session: str) -> list[dict[str, Any]]:
-    results = store.results([session])
-    rows = annotate(results, results)
+def table(targets: list[SegmentResult], pool: list[SegmentResult]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and rows of an export: each target scored against ``pool``."""
+    rows = annotate(targets, pool)
     for row in rows:
         row["flags"] = ",".join(row["flags"])
-    return rows
+    return (LEAD + [k for k in rows[0] if k not in LEAD] if rows else LEAD), rows
 
 
 def export(store: ResultsStore, where: str, session: str | None, fmt: str, output: Path | None) -> int:
@@ -42,8 +43,8 @@ def export(store: ResultsStore, where: str, session: str | None, fmt: str, outpu
     chosen = session or known[-1]["session"]
     if chosen not in {s["session"] for s in known}:
         raise GatewayError(f"no session {chosen!r} (try --session list)", where=where)
-    rows = rows_of(store, chosen)
-    columns = LEAD + [k for k in rows[0] if k not in LEAD] if rows else LEAD
+    results = store.results([chosen])
+    columns, rows = table(results, results)
     target = output or (Path(f"{chosen}.xlsx") if fmt == "xlsx" else None)
     if target is None:
         write(sys.stdout, fmt, chosen, columns, rows)

@@ -18,9 +18,11 @@ from gateway.wire import segment_result
 class SpoolResults:
     """``ResultsStore`` over a spool; ``squad_of`` maps a rider to a squad for squad populations."""
 
-    def __init__(self, spool: Spool, squad_of: Callable[[str], str | None] = lambda _: None) -> None:
+    def __init__(self, spool: Spool, squad_of: Callable[[str], str | None] = lambda _: None,
+                 course: str | None = None) -> None:
         self.spool = spool
         self.squad_of = squad_of
+        self.configured_course = course  # the configured course's id: every session's unless it stored its own
 
     def sessions(self) -> list[dict[str, Any]]:
         return [{"session": s, "results": n, "first": first, "last": last}
@@ -31,6 +33,8 @@ class SpoolResults:
 
     def population(self, population: Population) -> list[SegmentResult]:
         sessions = population.sessions if population.sessions is not None else [s["session"] for s in self.sessions()]
+        if population.course is not None:
+            sessions = [s for s in sessions if self.course_of(s) == population.course]
         return [r for r in self.results(sorted(sessions)) if population.admits(r, self.squad_of)]
 
     def last_seq(self) -> int:
@@ -43,3 +47,7 @@ class SpoolResults:
     def course(self, session: str) -> dict[str, Any] | None:
         stored = self.spool.meta(f"course:{session}")
         return orjson.loads(stored) if stored else None
+
+    def course_of(self, session: str) -> str | None:
+        stored = self.course(session)
+        return str(stored.get("id") or stored.get("name") or "") if stored else self.configured_course

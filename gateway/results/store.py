@@ -34,7 +34,11 @@ class ResultsStore(Protocol):
         ...
 
     def course(self, session: str) -> dict[str, Any] | None:
-        """The course a session was ridden on, when it is not the configured one."""
+        """The course a session was ridden on, when the store knows it (else the configured one)."""
+        ...
+
+    def course_of(self, session: str) -> str | None:
+        """The course id of a session: populations across sessions keep to it."""
         ...
 
 

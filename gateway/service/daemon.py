@@ -101,7 +101,7 @@ class Daemon:
     def _open(self) -> Spool:
         spool = self.spool = open_spool(self.config, self.state_dir)
         squads = {r.id: r.squad for r in self.settings.riders}
-        self.results = SpoolResults(spool, squads.get)
+        self.results = SpoolResults(spool, squads.get, self.settings.course.key)
         if self._degraded:
             spool.intake_paused = "degraded: the disk is full"
         else:
@@ -162,6 +162,8 @@ class Daemon:
             self.status.post("daemon", state="running", pid=os.getpid(), web_port=self.web_port)
             handled = self._handle_signals()
             sources = build_sources(self.settings, live.ingest.submit, self.status)
+            if sources:  # a box with sensors: its live session's record (a replay-only run has none)
+                live.publish("live", started=float(spool.meta("live_session_started") or time.time()))
             tasks = [asyncio.create_task(supervised(s, self.status), name=f"source.{s.name}") for s in sources]
             await self._start_replays()
             await asyncio.to_thread(self._post_status)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 SCHEMA_VERSION = 2
-KINDS = ("power", "crossing", "segment")
+KINDS = ("power", "crossing", "segment", "session")
 
 # Each entry brings the schema from version N-1 to N, in one transaction.
 MIGRATIONS: dict[int, str] = {

@@ -36,7 +36,7 @@ class Forwarder:
                  prune_every_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
         self.spool = spool
         self.kafka = kafka
-        self.topics = {kind: kafka.topics[key] for kind, key in TOPIC_KEYS.items()}
+        self.topics = {kind: kafka.topics.get(key, key) for kind, key in TOPIC_KEYS.items()}
         self.client = {"bootstrap.servers": kafka.bootstrap_servers, **kafka.properties}
         self.window = window
         self.batch = batch
@@ -136,7 +136,9 @@ class Forwarder:
             self._cursor = row.seq
 
     def _offer(self, output: KafkaOutput, row: Row) -> bool:
-        if not output.offer(self.topics[row.kind], row.rider_id or "unknown", row.payload):
+        # Keyed by rider (a rider's events keep their order); session records by session (compacted).
+        key = row.session_id if row.kind == "session" else row.rider_id
+        if not output.offer(self.topics[row.kind], key or "unknown", row.payload):
             return False
         self._in_flight.add(row.seq)
         return True

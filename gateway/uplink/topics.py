@@ -21,8 +21,10 @@ def ensure_topics(kafka: KafkaSettings, names: list[str], client_config: dict[st
         existing = set(admin.list_topics(timeout=2).topics)
         settings = ({} if kafka.min_insync_replicas is None
                     else {"min.insync.replicas": str(kafka.min_insync_replicas)})
+        compacted = kafka.topics.get("sessions")
         wanted = [NewTopic(t, num_partitions=kafka.partitions, replication_factor=kafka.replication_factor,
-                           config=settings) for t in sorted(set(names)) if t not in existing]
+                           config={**settings, **({"cleanup.policy": "compact"} if t == compacted else {})})
+                  for t in sorted(set(names)) if t not in existing]
         for topic, future in admin.create_topics(wanted).items() if wanted else ():
             try:
                 future.result(timeout=10)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import io
+from dataclasses import replace
 from pathlib import PurePath
 from typing import Any
 
@@ -11,8 +14,9 @@ from werkzeug.exceptions import HTTPException
 
 from gateway.config import Config
 from gateway.engine.normalize import Population, annotate
-from gateway.errors import ApiError, GatewayError
+from gateway.errors import ApiError, GatewayError, NotFound
 from gateway.replay.player import check_factor
+from gateway.results.export import table, write
 from gateway.results.store import ResultsStore
 from gateway.web.guard import TokenGuard
 
@@ -43,6 +47,17 @@ def _body() -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return data
+
+
+def _day(text: str | None, end: bool = False) -> float | None:
+    """?from=YYYY-MM-DD / ?to=YYYY-MM-DD (UTC days; ``to`` includes its day)."""
+    if not text:
+        return None
+    try:
+        day = dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise ApiError(400, f"{text!r} is not a date (YYYY-MM-DD)") from None
+    return (day + dt.timedelta(days=1 if end else 0)).timestamp()
 
 
 def population_of(session: str, spec: str | None) -> Population:
@@ -81,22 +96,51 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
     def list_sessions() -> Response:
         return jsonify(store.sessions() if store is not None else [])
 
+    def selected() -> tuple[ResultsStore, str | None, list[Any], list[Any]]:
+        """The session asked for (the latest by default), its results, and the population's."""
+        results_store = opened()
+        session = request.args.get("session")
+        if not session:
+            known = results_store.sessions()
+            session = known[-1]["session"] if known else None
+        if session is None:
+            return results_store, None, [], []
+        population = population_of(session, request.args.get("population"))
+        if population.sessions != frozenset({session}):
+            # Across sessions only on the same course: z-scores compare the same terrain.
+            population = replace(population, course=results_store.course_of(session),
+                                 since=_day(request.args.get("from")), until=_day(request.args.get("to"), end=True))
+        targets = results_store.results([session])
+        pool = targets if population == Population(frozenset({session})) else results_store.population(population)
+        return results_store, session, targets, pool
+
     @api.get("/api/results")
     def results() -> Response:
-        results_store = opened()
-        known = results_store.sessions()
-        session = request.args.get("session") or (known[-1]["session"] if known else None)
+        results_store, session, targets, pool = selected()
         if session is None:
             return jsonify({"session": None, "last_seq": results_store.last_seq(), "results": []})
-        spec = request.args.get("population")
-        population = population_of(session, spec)
-        targets = results_store.results([session])
-        # The default population is the session itself, already read.
-        pool = targets if population.sessions == frozenset({session}) and population.rider_id is None \
-            and population.squad is None else results_store.population(population)
-        return jsonify({"session": session, "population": spec or "session", "last_seq": results_store.last_seq(),
+        return jsonify({"session": session, "population": request.args.get("population") or "session",
+                        "last_seq": results_store.last_seq(),
                         "course": results_store.course(session) or config.settings.course.as_dict(),
                         "results": annotate(targets, pool)})
+
+    @api.get("/api/export")
+    def export_results() -> Response:
+        """The selection (a session, scored against its population) as csv, json or xlsx."""
+        fmt = request.args.get("format", "csv")
+        if fmt not in ("csv", "json", "xlsx"):
+            raise ApiError(400, "format must be csv, json or xlsx")
+        _, session, targets, pool = selected()
+        if session is None:
+            raise NotFound("no results to export yet")
+        columns, rows = table(targets, pool)
+        buffer = io.BytesIO() if fmt == "xlsx" else io.StringIO(newline="")
+        write(buffer, fmt, session, columns, rows)
+        data = buffer.getvalue()
+        mime = {"csv": "text/csv", "json": "application/json",
+                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[fmt]
+        return Response(data, mimetype=mime,
+                        headers={"Content-Disposition": f'attachment; filename="{session}.{fmt}"'})
 
     @api.get("/api/replays")
     def list_replays() -> Response:

@@ -38,7 +38,8 @@ class StrictJSON(JSONProvider):
 
 def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | None = None, replays: Any = None,
                bridge: Any = None, broadcaster: Any = None, stop: threading.Event | None = None,
-               health: Any = None, budget: StreamBudget | None = None, guard: TokenGuard | None = None) -> Flask:
+               health: Any = None, budget: StreamBudget | None = None, guard: TokenGuard | None = None,
+               hub: bool = False) -> Flask:
     from gateway.web.api import create_api, register_errors
     from gateway.web.stream import parse_last_id, stream_response
 
@@ -120,7 +121,12 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
 
     @app.get("/api/config")
     def api_config() -> Response:
-        return jsonify(_public_config(config))
+        public = _public_config(config)
+        if hub:  # the hub serves every box's sessions and controls no replay
+            public["gateway"] = {"id": "hub"}
+            public["web"]["control"] = False
+            public["mode"] = "hub"
+        return jsonify(public)
 
     return app
 

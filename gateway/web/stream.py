@@ -99,6 +99,10 @@ class Broadcaster:
             crossing = self._crossings.get((result.rider_id, result.end_gate, result.end))
         return event_of(seq, result, group, committed, crossing)
 
+    def publish(self, seq: int, result: SegmentResult, committed: float | None = None) -> None:
+        """A stored result from elsewhere than an ingest (the hub's database feed)."""
+        self._publish(self._live_event(seq, committed or time.time(), result))
+
     def _publish(self, event: tuple[int, str]) -> None:
         with self._lock:
             clients = list(self._clients)

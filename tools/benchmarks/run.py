@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-MODULES = ["benchmarks.engine", "benchmarks.spool", "benchmarks.replay", "benchmarks.page", "benchmarks.daemon"]
+MODULES = ["benchmarks.engine", "benchmarks.spool", "benchmarks.replay", "benchmarks.page", "benchmarks.daemon",
+           "benchmarks.hub"]
 
 
 def main() -> int:

@@ -20,7 +20,8 @@ from gateway.config.settings import KafkaSettings
 from gateway.model import PowerSample
 from gateway.pipeline.ingest import Ingest
 from gateway.pipeline.roster import Roster
-from gateway.spool.store import MIGRATIONS, NewEvent, Spool, crc
+from gateway.spool.schema import MIGRATIONS, crc
+from gateway.spool.store import NewEvent, Spool
 from gateway.uplink.forwarder import Forwarder
 
 RIDERS = [{"id": f"r{i:03d}", "name": f"Rider {i}", "power_meters": [{"ant": 1000 + i}]} for i in range(100)]

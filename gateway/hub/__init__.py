@@ -1,0 +1,1 @@
+"""The hub: every box's stream from Kafka into PostgreSQL, and the same page over it."""

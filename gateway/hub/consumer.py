@@ -1,0 +1,303 @@
+"""The hub's Kafka consumer: one group, every box's topics, each poll written in one transaction and
+only then committed. At-least-once from Kafka plus idempotent writes is each event once in the
+database. A message that is not a valid event goes to ``dead_letters`` with its bytes, place and
+reason, and the stream goes on. While PostgreSQL is away the batch is kept, the partitions are
+paused (the consumer stays in its group) and the write is tried again until it goes through.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config.settings import Settings
+from gateway.hub.writer import Batch, Written, write
+from gateway.wire import TOPIC_KEYS, WireError, decode, decode_power
+
+log = logging.getLogger(__name__)
+
+
+def rows_of(kind: str, fields: dict[str, Any], gateway: str, seq: int, session: str) -> tuple[Any, ...]:
+    """A decoded crossing or segment message as its table's row (writer.*_COLUMNS order)."""
+    if kind == "crossing":
+        return (gateway, seq, session, fields.get("rider_id"), fields["wallTime"], fields["transponder"],
+                fields["gate"], fields.get("source"), fields.get("lap"), fields.get("receiverTime"))
+    flags = [str(f) for f in fields.get("flags") or ()]
+    return (gateway, seq, session, fields["rider_id"], fields.get("name"), fields["number"], fields["lap"],
+            fields.get("segment"), fields["start"], fields["end"], fields["duration"], fields.get("start_gate"),
+            fields.get("end_gate"), fields.get("power_avg"), fields.get("cadence_avg"), fields.get("normalized_power"),
+            fields.get("intensity_factor"), fields.get("tss"), fields.get("watts_per_kg"), fields["samples"],
+            fields["coverage"], flags, fields.get("np_window") or "segment", "withdrawn" in flags)
+
+
+@dataclass
+class _Pending:
+    """A batch handed to the writer (``future`` None: to be written again), and where it ends."""
+
+    future: Future[Written] | None
+    batch: Batch
+    ends: list[Any]
+
+
+@dataclass
+class HubStats:
+    """What the hub's status shows: rows written, dead letters, lag per partition, last event per box."""
+
+    written: Written = field(default_factory=Written)
+    batches: int = 0
+    dead_letters: int = 0
+    lag: dict[str, int] = field(default_factory=dict)
+    last_event: dict[str, float] = field(default_factory=dict)  # gateway -> newest event time seen
+    db_connected: bool = False
+    db_error: str | None = None
+    assigned: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            w = self.written
+            return {"power_rows": w.power, "crossing_rows": w.crossings, "segment_rows": w.segments,
+                    "duplicates_skipped": w.duplicates, "dead_letters": self.dead_letters, "batches": self.batches,
+                    "lag": dict(self.lag), "last_event": dict(self.last_event), "db_connected": self.db_connected,
+                    "db_error": self.db_error, "assigned": list(self.assigned)}
+
+
+class HubConsumer:
+    def __init__(self, settings: Settings, connect: Callable[[], Any], *, client: str = "hub") -> None:
+        self.settings = settings
+        self.connect = connect
+        self.kinds = {settings.kafka.topics.get(key, key): kind for kind, key in TOPIC_KEYS.items()}
+        self.stats = HubStats()
+        self.client = client
+        self._conn: Any = None
+        self._pending: _Pending | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._next_lag = 0.0
+
+    def _consumer(self) -> Any:
+        from confluent_kafka import Consumer
+
+        hub = self.settings.hub
+        return Consumer({
+            "bootstrap.servers": self.settings.kafka.bootstrap_servers,
+            "group.id": hub.group_id,
+            "client.id": self.client,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            # Large fetches: a backlog of millions of small messages is read in few round trips.
+            "fetch.min.bytes": 262144,
+            "fetch.wait.max.ms": 100,
+            "max.partition.fetch.bytes": 8388608,
+            "queued.max.messages.kbytes": 262144,
+            "logger": logging.getLogger("gateway.kafka.librdkafka"),
+            **self.settings.kafka.properties,
+        })
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; the last written batch is committed, nothing is lost.
+
+        Two batches are in hand at once: one is written on the writer thread (PostgreSQL works on
+        its own core meanwhile) while the next is read and decoded here. Offsets are committed
+        only once their batch's transaction has committed."""
+        consumer = self._consumer()
+        consumer.subscribe(list(self.kinds), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                           on_lost=self._on_revoke)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="hub-writer")
+        try:
+            while not stop.is_set():
+                messages = consumer.consume(num_messages=self.settings.hub.batch_size,
+                                            timeout=self.settings.hub.batch_ms / 1000.0)
+                if messages:
+                    # Where this batch ends, taken now: the next consume moves the positions on.
+                    ends = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+                    batch = self.decode(messages)
+                    self._settle(consumer, stop)
+                    self._pending = _Pending(self._writer.submit(self._write_once, batch), batch, ends)
+                else:
+                    self._settle(consumer, stop)
+                self._update_lag(consumer)
+            self._settle(consumer, stop)
+        finally:
+            self._writer.shutdown(wait=True)
+            consumer.close()  # leaves the group: its partitions go to the others at once
+            if self._conn is not None:
+                self._conn.close()
+
+    def _write_once(self, batch: Batch) -> Written:
+        if self._conn is None or self._conn.closed:
+            self._conn = self.connect()
+        return write(self._conn, batch)
+
+    def _settle(self, consumer: Any, stop: threading.Event, *, in_callback: bool = False) -> None:
+        """Wait for the batch in flight and commit its offsets. If the database was away, the batch
+        is written again until it goes in (in a rebalance callback, where the consumer may not be
+        polled, it is kept for the loop to retry instead); only stopping abandons it, uncommitted."""
+        import psycopg
+
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            if pending.future is None:
+                raise psycopg.OperationalError("retry")
+            self._record(pending.future.result())
+        except psycopg.OperationalError as exc:
+            if pending.future is not None:
+                self._database_away(exc)
+            if in_callback:
+                self._pending = _Pending(None, pending.batch, pending.ends)
+                return
+            if not self._write(pending.batch, consumer, stop):
+                return
+        self._commit(consumer, pending.ends)
+
+    def decode(self, messages: list[Any]) -> Batch:
+        batch = Batch()
+        kinds = self.kinds
+        power_rows = batch.power
+        sessions = batch.seen_sessions
+        for msg in messages:
+            err = msg.error()
+            if err is not None:  # an event of the client (its value is the error text), not a message
+                if err.code() != -191:  # _PARTITION_EOF is not an error
+                    log.warning("kafka: %s", err.str())
+                continue
+            payload = msg.value()
+            if payload is None:
+                continue  # a tombstone on the compacted sessions topic
+            kind = kinds.get(msg.topic())
+            try:
+                if kind == "power":  # most of the stream: the fast decoder, straight into a row
+                    p = decode_power(payload)
+                    session = p.session_id or ""
+                    sessions[session] = p.gateway_id
+                    power_rows.append((p.gateway_id, p.seq, session, p.rider_id, p.wallTime, p.instantPower,
+                                       p.cadence, p.torque, p.source, bool(p.implausible)))
+                    continue
+                if kind is None:
+                    raise WireError(f"no event kind is read from topic {msg.topic()!r}")
+                message = decode(payload, kind)
+            except WireError as exc:
+                batch.dead.append((msg.topic(), msg.partition(), msg.offset(), payload, exc.reason))
+                continue
+            fields = message.fields
+            session = message.session_id or ""
+            sessions[session] = message.gateway_id
+            if kind == "session":
+                batch.sessions[session] = (message.gateway_id, message.seq, {
+                    k: v for k, v in fields.items() if k not in ("event_id", "schema", "simulation_id")})
+                continue
+            (batch.crossings if kind == "crossing" else batch.segments).append(
+                rows_of(kind, fields, message.gateway_id, message.seq, session))
+        self._note_newest(batch)
+        return batch
+
+    def _note_newest(self, batch: Batch) -> None:
+        """The newest event time of each box in the batch (its last rows: a box sends in time order)."""
+        newest: dict[str, float] = {}
+        for rows, at in ((batch.crossings, 4), (batch.segments, 9), (batch.power[-500:], 4)):
+            for row in rows:
+                if row[at] > newest.get(row[0], 0.0):
+                    newest[row[0]] = row[at]
+        with self.stats.lock:
+            for gateway, t in newest.items():
+                self.stats.last_event[gateway] = max(self.stats.last_event.get(gateway, 0.0), t)
+
+    def _write(self, batch: Batch, consumer: Any, stop: threading.Event) -> bool:
+        """Write ``batch`` until it is in, partitions paused meanwhile; False if stopping first."""
+        import psycopg
+        from confluent_kafka import TopicPartition
+
+        paused: list[Any] = []
+        wait = 0.5
+        try:
+            while True:
+                if not paused:
+                    paused = consumer.assignment()
+                    consumer.pause(paused)
+                deadline = time.monotonic() + wait
+                while time.monotonic() < deadline and not stop.is_set():
+                    msg = consumer.poll(0.1)  # keeps the group membership while paused
+                    if msg is not None and msg.error() is None:
+                        # A partition assigned meanwhile is not paused: read its message again later.
+                        consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+                        consumer.pause(consumer.assignment())
+                if stop.is_set():
+                    return False  # not committed: read again by whoever owns the partitions
+                wait = min(wait * 2, 5.0)
+                try:
+                    self._record(self._write_once(batch))
+                    return True
+                except psycopg.OperationalError as exc:
+                    self._database_away(exc)
+        finally:
+            if paused:
+                consumer.resume([tp for tp in paused if tp in set(consumer.assignment())])
+
+    def _record(self, written: Written) -> None:
+        with self.stats.lock:
+            self.stats.db_connected, self.stats.db_error = True, None
+            total = self.stats.written
+            for name in ("power", "crossings", "segments", "duplicates"):
+                setattr(total, name, getattr(total, name) + getattr(written, name))
+            self.stats.dead_letters += written.dead
+            self.stats.batches += 1
+        if written.dead:
+            log.warning("hub: %d message(s) set aside as dead letters", written.dead)
+
+    def _database_away(self, exc: Exception) -> None:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        with self.stats.lock:
+            self.stats.db_connected, self.stats.db_error = False, first
+        log.warning("hub: the database is away (%s); the batch waits, partitions paused", first)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _commit(self, consumer: Any, offsets: list[Any]) -> None:
+        """Commit where a written batch ends."""
+        from confluent_kafka import KafkaException
+
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # Revoked meanwhile: the rows are written; the next owner reads them again and skips them.
+            log.info("hub: offsets not committed (%s)", exc)
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        with self.stats.lock:
+            self.stats.assigned = sorted({*self.stats.assigned, *(f"{p.topic}[{p.partition}]" for p in partitions)})
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        # The batch in flight is finished and committed before the partitions go, so their next
+        # owner starts where this hub's writes end.
+        self._settle(consumer, threading.Event(), in_callback=True)
+        gone = {f"{p.topic}[{p.partition}]" for p in partitions}
+        with self.stats.lock:
+            self.stats.assigned = [a for a in self.stats.assigned if a not in gone]
+            for name in gone:
+                self.stats.lag.pop(name, None)
+
+    def _update_lag(self, consumer: Any) -> None:
+        if time.monotonic() < self._next_lag:
+            return
+        self._next_lag = time.monotonic() + 2.0
+        lag: dict[str, int] = {}
+        for tp in consumer.assignment():
+            try:
+                _, high = consumer.get_watermark_offsets(tp, timeout=0.5, cached=True)
+                position = consumer.position([tp])[0].offset
+            except Exception:  # the broker is away: keep the last figures
+                continue
+            if position >= 0 and high >= 0:
+                lag[f"{tp.topic}[{tp.partition}]"] = max(high - position, 0)
+        with self.stats.lock:
+            self.stats.lag.update(lag)

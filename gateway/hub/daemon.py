@@ -1,0 +1,190 @@
+"""`trackside-gateway hub`: the consumer group member that writes every box's stream into PostgreSQL,
+and the same coach's page over it.
+
+Threads: ``hub-consumer`` (Kafka -> one transaction per poll -> commit), ``hub-feed`` (new segment
+results from the database to the page's live streams, whichever hub wrote them), the page's
+waitress threads (reads through ``PgResults``, a connection per thread), and the main thread (status,
+sd_notify, signals). Start a second hub with the same ``hub.group_id`` to share the partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway import __version__
+from gateway.config import Config
+from gateway.config.settings import HubSettings
+from gateway.errors import GatewayError
+from gateway.hub.consumer import HubConsumer
+from gateway.hub.results import PgResults
+from gateway.hub.schema import DatabaseError, migrate
+from gateway.service.supervise import Supervisor
+from gateway.status import StatusBoard
+
+log = logging.getLogger(__name__)
+
+
+def read_dsn(hub: HubSettings, environ: dict[str, str] | None = None) -> str:
+    """The PostgreSQL connection string, from a file or the environment: never from the YAML."""
+    env = os.environ if environ is None else environ
+    if hub.dsn_file:
+        try:
+            return Path(hub.dsn_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise GatewayError(f"cannot read the database connection file: {exc.strerror or exc}",
+                               where=hub.dsn_file, hint="hub.dsn_file names a file holding the DSN") from None
+    dsn = env.get(hub.dsn_env or "")
+    if not dsn:
+        raise GatewayError(f"no database connection string: set the environment variable {hub.dsn_env}",
+                           where="hub", hint="e.g. host=db.local dbname=trackside user=hub (the password from "
+                                             "~/.pgpass or PGPASSWORD), or set hub.dsn_file")
+    return dsn
+
+
+def describe(dsn: str) -> str:
+    """The DSN without its secrets, for the log and the status page."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception:
+        return "(an unreadable connection string)"
+    return " ".join(f"{k}={parts[k]}" for k in ("host", "port", "dbname", "user") if parts.get(k))
+
+
+class Hub:
+    def __init__(self, config: Config, *, port: int | None = None, state_dir: Path | None = None,
+                 environ: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.settings = config.settings
+        self.port = self.settings.hub.port if port is None else port
+        self.state_dir = state_dir or config.state_dir
+        self.dsn = read_dsn(self.settings.hub, environ)
+        self.status = StatusBoard()
+        self.supervisor = Supervisor(self.status, self.state_dir)
+        self.consumer = HubConsumer(self.settings, self.connect, client=f"hub-{os.getpid()}")
+        self.results = PgResults(self.connect)
+        self.web_port: int | None = None
+        self.server: Any = None
+        self.broadcaster: Any = None
+        self._stop = threading.Event()
+        self._threads: dict[str, threading.Thread] = {}
+
+    def connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.dsn, connect_timeout=5, application_name="trackside-hub")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            import psycopg
+
+            with self.connect() as conn:
+                version = migrate(conn)
+        except ImportError:
+            raise GatewayError("the hub needs psycopg", hint="pip install 'trackside-gateway[hub]'") from None
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(f"cannot reach the database: {str(exc).splitlines()[0]}", where=describe(self.dsn),
+                                hint="check the server and the connection string") from None
+        log.info("trackside-gateway %s hub, group %s, database %s (schema %d), kafka %s", __version__,
+                 self.settings.hub.group_id, describe(self.dsn), version, self.settings.kafka.bootstrap_servers)
+        handled = self._handle_signals()
+        try:
+            self._start("hub-consumer", lambda: self.consumer.run(self._stop))
+            if self.settings.hub.web:
+                self._start_web()
+                self._start("hub-feed", self._feed)
+            self.status.post("daemon", state="running", pid=os.getpid(), web_port=self.web_port, mode="hub")
+            self._post_status()
+            self.supervisor.tick()
+            self.supervisor.ready()
+            while not self._stop.wait(self.supervisor.tick_interval):
+                self._post_status()
+                self.supervisor.tick()
+            log.info("stopping")
+        finally:
+            self.supervisor.stopping()
+            self._stop.set()
+            for thread in self._threads.values():
+                thread.join(30)
+            if self.server is not None:
+                self.server.stop()
+            self.results.close()
+            for sig in handled:
+                signal.signal(sig, signal.SIG_DFL)
+            self.status.post("daemon", state="stopped", pid=os.getpid(), mode="hub")
+
+    def _start(self, name: str, target: Any) -> None:
+        def guarded() -> None:
+            while not self._stop.is_set():
+                try:
+                    target()
+                    return
+                except Exception:
+                    log.exception("%s failed; starting it again in 5 s", name)
+                    self.status.post(f"task.{name}", state="restarting", error="see the log")
+                    self._stop.wait(5.0)
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        self._threads[name] = thread
+        thread.start()
+
+    def _handle_signals(self) -> list[int]:
+        if threading.current_thread() is not threading.main_thread():
+            return []  # tests run the hub in a thread: stop() still works
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stop.set())
+        return [signal.SIGTERM, signal.SIGINT]
+
+    def _start_web(self) -> None:
+        from gateway.web.app import create_app
+        from gateway.web.server import WebServer
+        from gateway.web.stream import Broadcaster
+
+        web, hub = self.settings.web, self.settings.hub
+        self.broadcaster = Broadcaster(self.results)
+        server = WebServer(None, hub.host, self.port, streams=web.max_streams, request_threads=web.request_threads,
+                           max_body=web.max_body_kb * 1024)
+        server.set_app(create_app(self.config, self.status, results=self.results, broadcaster=self.broadcaster,
+                                  stop=server.stop_streams, health=self.health, hub=True))
+        server.start()
+        self.server, self.web_port = server, server.port
+
+    def _feed(self) -> None:
+        """New results (written by any hub of the group) to this page's live streams, in hub_seq order."""
+        import psycopg
+
+        last = self.results.last_seq()
+        while not self._stop.wait(0.2):
+            try:
+                for seq, result in self.results.results_since(last):
+                    self.broadcaster.publish(seq, result)
+                    last = seq
+            except psycopg.OperationalError:
+                self._stop.wait(2.0)  # the consumer reports the database's state
+
+    def health(self) -> dict[str, Any]:
+        threads = {name: t.is_alive() for name, t in self._threads.items()}
+        threads["database"] = bool(self.consumer.stats.snapshot()["db_connected"] or not self.consumer.stats.batches)
+        return self.supervisor.alive(web_ok=True, threads=threads)
+
+    def _post_status(self) -> None:
+        self.status.post("hub", group=self.settings.hub.group_id, database=describe(self.dsn),
+                         **self.consumer.stats.snapshot())
+
+
+def run(config: Config, port: int | None = None, state_dir: Path | None = None) -> None:
+    hub = Hub(config, port=port, state_dir=state_dir)
+    started = time.monotonic()
+    hub.run()
+    log.info("hub stopped after %.0f s", time.monotonic() - started)
