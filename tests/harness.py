@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gateway import config
 from gateway.service.daemon import Daemon
@@ -47,10 +48,12 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
 class RunningDaemon:
     """The daemon on its embedded defaults (no replay, page on a free loopback port) in a thread."""
 
-    def __init__(self, state: Path, token: str = TOKEN) -> None:
+    def __init__(self, state: Path, token: str = TOKEN, edit: Callable[[dict[str, Any]], None] | None = None) -> None:
         data = config.load(None).data
         data["web"].update(admin_token=token, host="127.0.0.1")
         data["sources"]["replay"]["enabled"] = False
+        if edit is not None:
+            edit(data)
         self.daemon = Daemon(config.Config(data, "test"), state_dir=state, port=0)
         self.thread = threading.Thread(target=lambda: asyncio.run(self.daemon.run()), name="daemon")
 

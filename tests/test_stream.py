@@ -74,7 +74,8 @@ def test_heartbeat_keeps_the_connection_alive(spool: Spool) -> None:
     stop = threading.Event()
     gen = b.stream(last_id=None, stop=stop, heartbeat_s=0.05)
     next(gen)
-    assert next(gen).startswith(": heartbeat ")
+    beat = next(gen)
+    assert beat.startswith("event: heartbeat\ndata: ") and json.loads(beat.split("data: ")[1])["time"] > 0
     stop.set()
     list(gen)
 

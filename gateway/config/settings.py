@@ -173,6 +173,7 @@ class WebSettings:
     streams_per_address: int = 4
     request_threads: int = 16
     max_body_kb: int = 256
+    heartbeat_s: float = 10.0
     chart: Mapping[str, Any] = field(default_factory=dict)  # handed to the page as it is
     view_sets: Mapping[str, Any] = field(default_factory=dict)
 

@@ -20,6 +20,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import orjson
+
 from gateway.model import GateCrossing, PowerSample, SegmentResult, SessionRecord
 from gateway.pipeline.plausible import Plausible
 from gateway.pipeline.roster import Roster
@@ -232,6 +234,9 @@ class Ingest:
             return
         accepted = [Accepted(row, ev, rider, "implausible" not in new.body)
                     for row, (new, ev, rider) in zip(rows, prepared, strict=True)]
+        for new, ev, _ in prepared:
+            if isinstance(ev, SessionRecord):  # the page's session list names sessions from these
+                self.spool.set_meta(f"session:{ev.session_id}", orjson.dumps(new.body).decode())
         for callback in self._subscribers:
             try:
                 callback(accepted)

@@ -101,7 +101,8 @@ class ReplayManager:
         pipeline.clock = player.recorded_now
         replay = Replay(player, pipeline, files, loop, counts=counts)
         pipeline.start()
-        pipeline.publish("replay", started=player.first, files=[PurePath(r.path).name for r in loaded.recordings])
+        names = [PurePath(r.path).name for r in loaded.recordings]
+        pipeline.publish("replay", started=player.first, files=names, name=replay_name(names))
         self.replays[session] = replay
         replay.task = asyncio.create_task(self._play(replay), name=f"replay {session}")
         log.info("replay %s: %d events from %d file(s) at factor %g", session, len(player.events),
@@ -113,8 +114,9 @@ class ReplayManager:
             state = await replay.player.run()
         finally:
             player = replay.player
-            replay.pipeline.publish("replay", started=player.first, ended=player.recorded_now(),
-                                    files=[PurePath(f).name for f in player.label.split(", ") if f])
+            names = [PurePath(f).name for f in player.label.split(", ") if f]
+            replay.pipeline.publish("replay", started=player.first, ended=player.recorded_now(), files=names,
+                                    name=replay_name(names))
             if player.state == "finished":
                 # Everything played is committed before every open segment is closed.
                 await asyncio.to_thread(replay.pipeline.finish)
@@ -203,3 +205,10 @@ class ReplayManager:
             if replay.task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await replay.task
+
+
+def replay_name(files: list[str]) -> str:
+    """A replay's name on the page's session list: its file, or its first file and how many more."""
+    if len(files) <= 1:
+        return f"replay of {files[0] if files else 'nothing'}"
+    return f"replay of {files[0]} and {len(files) - 1} more"

@@ -25,8 +25,15 @@ class SpoolResults:
         self.configured_course = course  # the configured course's id: every session's unless it stored its own
 
     def sessions(self) -> list[dict[str, Any]]:
-        return [{"session": s, "results": n, "first": first, "last": last}
-                for s, n, first, last in self.spool.segment_sessions()]
+        out = []
+        for s, n, first, last in self.spool.segment_sessions():
+            stored = self.spool.meta(f"session:{s}")
+            record = orjson.loads(stored) if stored else {}
+            course = record.get("course") or {}
+            out.append({"session": s, "results": n, "first": first, "last": last, "name": record.get("name") or s,
+                        "kind": record.get("kind"), "started": record.get("started"), "ended": record.get("ended"),
+                        "course": course.get("id"), "riders": len(record.get("riders") or ())})
+        return out
 
     def results(self, sessions: Sequence[str]) -> list[SegmentResult]:
         return current(segment_result(row.message) for s in sessions for row in self.spool.segment_rows(s))

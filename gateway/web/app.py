@@ -88,7 +88,8 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
         refused = budget.acquire(address)
         if refused is not None:
             return jsonify({"error": refused}), 429, {"Retry-After": "30"}
-        return stream_response(broadcaster, last_id, stop, on_close=lambda: budget.release(address))
+        return stream_response(broadcaster, last_id, stop, on_close=lambda: budget.release(address),
+                               heartbeat_s=config.settings.web.heartbeat_s)
 
     @app.get("/qr.svg")
     def qr() -> Response:
@@ -135,6 +136,6 @@ def _public_config(config: Config) -> dict[str, Any]:
     """What the page may know: never the admin token."""
     s = config.settings
     web = {"host": s.web.host, "port": s.web.port, "chart": s.web.chart, "view_sets": s.web.view_sets,
-           "control": bool(s.web.admin_token)}
+           "control": bool(s.web.admin_token), "heartbeat_s": s.web.heartbeat_s}
     riders = [{"id": r.id, "name": r.name, "squad": r.squad} for r in s.riders]
     return {"gateway": {"id": config.gateway_id}, "course": s.course.as_dict(), "riders": riders, "web": web}

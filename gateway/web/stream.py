@@ -149,7 +149,8 @@ class Broadcaster:
                     item = q.get(timeout=min(1.0, max(0.0, next_beat - time.monotonic())))
                 except queue.Empty:
                     if time.monotonic() >= next_beat:
-                        yield f": heartbeat {int(time.time())}\n\n"
+                        # A named event, not a comment: the page sees it and knows the link is alive.
+                        yield f'event: heartbeat\ndata: {{"time": {time.time():.3f}}}\n\n'
                         next_beat = time.monotonic() + heartbeat_s
                     continue
                 if item is None:
@@ -206,10 +207,10 @@ def parse_last_id(header: str | None, param: str | None) -> int | None:
 
 
 def stream_response(broadcaster: Broadcaster, last_id: int | None, stop: threading.Event,
-                    on_close: Callable[[], None] | None = None) -> Any:
+                    on_close: Callable[[], None] | None = None, heartbeat_s: float = HEARTBEAT_S) -> Any:
     from flask import Response
 
-    response = Response(broadcaster.stream(last_id, stop), mimetype="text/event-stream",
+    response = Response(broadcaster.stream(last_id, stop, heartbeat_s), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     if on_close is not None:
         response.call_on_close(on_close)  # the server closes every response, started or not

@@ -55,7 +55,8 @@ def _produce(bootstrap: str, topic: str) -> list[tuple[Any, ...]]:
         future.result(30)
     # Idempotent, as the box's producer is: the hub's duplicate check relies on each partition
     # holding a box's events in the order it sent them (a plain producer may reorder on a retry).
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 50, "batch.num.messages": 10000,
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                         "linger.ms": 50, "batch.num.messages": 10000,
                          "queue.buffering.max.messages": 500000, "compression.type": "lz4"})
     rows = []
     for box in range(BOXES):

@@ -1,11 +1,12 @@
 /* The coach's page: the efficiency matrix, live over Server-Sent Events. Served by the box. */
 "use strict";
 
-const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324",
-  "#469990", "#800000", "#808000", "#000075"];
-
-// Chart.js must not be wrapped in Alpine's reactive proxy: the chart lives outside the component.
+// Chart.js must not be wrapped in Alpine's reactive proxy: the chart and the riders' marks
+// (canvases) live outside the component.
 let CHART = null;
+const MARKS = {};
+const HIT_PX = 32;  // a fingertip: a tap this close to a point picks the nearest one
+const MARK_PX = 26;
 
 // The same definitions as gateway/engine/normalize.py (Spread.z and Spread.modified_z).
 function scores(metric, x, s) {
@@ -25,19 +26,46 @@ function segmentNames(course) {
 
 function rowKey(r) { return `${r.session_id}|${r.rider_id}|${r.number}|${r.start}`; }
 
+// Lap numbers beside the points of a rider's trail.
+const lapNumbers = {
+  id: "lapNumbers",
+  afterDatasetsDraw(chart) {
+    const ctx = chart.ctx;
+    chart.data.datasets.forEach((d, i) => {
+      if (!d.lapLabels) return;
+      ctx.save();
+      ctx.font = "bold 14px system-ui, sans-serif";
+      ctx.lineWidth = 4;
+      ctx.strokeStyle = "#ffffff";
+      ctx.fillStyle = "#14202b";
+      chart.getDatasetMeta(i).data.forEach((el, k) => {
+        const text = `lap ${d.data[k].row.lap}`;
+        ctx.strokeText(text, el.x + 15, el.y - 12);
+        ctx.fillText(text, el.x + 15, el.y - 12);
+      });
+      ctx.restore();
+    });
+  },
+};
+
 function matrixPage() {
   return {
-    boxId: "", views: [], viewId: "", quadrants: {}, segmentNames: [], riders: {}, colours: {},
-    rows: {}, session: null, pinnedSession: null, lastSeq: 0, segment: "all", focus: "", onlyFocus: false,
-    trail: false, picked: null, online: false, status: null, replays: [], pin: "", message: "",
-    source: null, latencies: [], received: {},
+    boxId: "", canControl: false, views: [], viewId: "", quadrants: {}, segmentNames: [], riders: {},
+    rows: {}, session: null, pinnedSession: null, followSession: null, sessionChoice: "", sessions: [],
+    lastSeq: 0, segment: "all", focus: "", onlyFocus: false, trail: false, picked: null, online: false,
+    sourceOpen: false, lastEventAt: 0, heartbeatS: 10, now: Date.now(), status: null, statusAt: 0, boxOffset: 0,
+    replays: [], pin: "", message: "", rowMessages: {}, starting: false, confirmUntil: 0, announcement: "",
+    lastLevel: "", extent: { x: 2, y: 2 }, drawn: 0, source: null, latencies: [], received: {},
 
     async start() {
       const params = new URLSearchParams(location.search);
       this.pinnedSession = params.get("session");
+      this.sessionChoice = this.pinnedSession || "";
       this.pin = localStorage.getItem("trackside-pin") || "";
       const cfg = await this.getJSON("/api/config");
-      this.boxId = cfg.gateway.id;
+      this.boxId = cfg.mode === "hub" ? "hub" : cfg.gateway.id;
+      this.canControl = Boolean(cfg.web.control) && cfg.mode !== "hub";
+      this.heartbeatS = cfg.web.heartbeat_s || 10;
       this.quadrants = cfg.web.chart.quadrants;
       const all = cfg.web.chart.views;
       const set = params.get("views");
@@ -45,46 +73,86 @@ function matrixPage() {
       this.views = wanted ? wanted.map(id => all.find(v => v.id === id)).filter(Boolean) : all;
       this.viewId = (this.views[0] || {}).id || "";
       this.segmentNames = segmentNames(cfg.course);
-      cfg.riders.forEach((r, i) => { this.riders[r.id] = r; this.colours[r.id] = PALETTE[i % PALETTE.length]; });
+      cfg.riders.forEach(r => { this.riders[r.id] = r; });
+      this.assignMarks();
+      Chart.defaults.font.size = 15;
+      Chart.defaults.color = "#14202b";
       this.makeChart();
       await this.reload();
       this.connect();
       this.poll();
+      this.loadSessions();
       setInterval(() => this.poll(), 5000);
+      setInterval(() => this.loadSessions(), 30000);
+      setInterval(() => this.tick(), 1000);
       window.trackside = this;  // for the browser tests
     },
 
     async getJSON(url, options) {
       const reply = await fetch(url, options);
       const body = await reply.json();
-      if (!reply.ok) throw new Error(body.error || reply.statusText);
+      if (!reply.ok) {
+        const error = new Error(body.error || reply.statusText);
+        error.status = reply.status;
+        throw error;
+      }
       return body;
     },
 
+    // Riders seen in results but not in the roster (a replay's own riders) get marks too.
+    assignMarks() {
+      const known = Object.values(this.riders);
+      const initials = initialsFor(known);
+      known.forEach((r, i) => {
+        if (MARKS[r.id] && MARKS[r.id].text === initials[r.id]) return;
+        const colour = RIDER_COLOURS[i % RIDER_COLOURS.length], shape = RIDER_SHAPES[i % RIDER_SHAPES.length];
+        const full = riderMark(colour, shape, initials[r.id], MARK_PX, false);
+        MARKS[r.id] = { colour, shape, text: initials[r.id], full, faded: riderMark(colour, shape, initials[r.id], MARK_PX, true),
+          icon: full.toDataURL() };
+      });
+    },
+
     async reload() {
-      const q = this.pinnedSession ? `?session=${encodeURIComponent(this.pinnedSession)}` : "";
-      const data = await this.getJSON("/api/results" + q);
+      const wanted = this.pinnedSession || this.followSession;
+      const data = await this.getJSON("/api/results" + (wanted ? `?session=${encodeURIComponent(wanted)}` : ""));
       this.rows = {};
+      if (data.session !== this.session) this.resetAxes();
       this.session = data.session;
       // A replay whose files bring their own course (segments a lap) names its segments from it.
       if (data.course) this.segmentNames = segmentNames(data.course);
-      this.lastSeq = data.last_seq || 0;
-      for (const r of data.results) { r.key = rowKey(r); this.rows[r.key] = r; }
+      this.lastSeq = Math.max(this.lastSeq, data.last_seq || 0);
+      let added = false;
+      for (const r of data.results) {
+        r.key = rowKey(r);
+        this.rows[r.key] = r;
+        if (!this.riders[r.rider_id]) { this.riders[r.rider_id] = { id: r.rider_id, name: r.name }; added = true; }
+      }
+      if (added) this.assignMarks();
+      if (this.session && !this.sessions.some(s => s.session === this.session)) this.loadSessions();
       this.redraw();
+    },
+
+    async loadSessions() {
+      try { this.sessions = await this.getJSON("/api/sessions"); } catch (e) { /* the status shows why */ }
     },
 
     connect() {
       if (this.source) this.source.close();
       // EventSource reconnects by itself and sends Last-Event-ID; last_id covers the first connection.
       this.source = new EventSource(`/stream?last_id=${this.lastSeq}`);
-      this.source.onopen = () => { this.online = true; };
+      this.source.onopen = () => { this.sourceOpen = this.online = true; this.lastEventAt = Date.now(); this.tick(); };
       this.source.onerror = () => {
-        this.online = false;
+        this.sourceOpen = this.online = false;
+        this.tick();
         // EventSource retries by itself after a dropped stream, but gives up for good after some
         // failures (an error answer while the box restarts): then start a new one from lastSeq.
         if (this.source.readyState === EventSource.CLOSED) setTimeout(() => this.connect(), 3000);
       };
-      this.source.addEventListener("segment", (e) => this.onSegment(JSON.parse(e.data), Number(e.lastEventId)));
+      this.source.addEventListener("heartbeat", () => { this.lastEventAt = Date.now(); this.tick(); });
+      this.source.addEventListener("segment", (e) => {
+        this.lastEventAt = Date.now();
+        this.onSegment(JSON.parse(e.data), Number(e.lastEventId));
+      });
       this.source.addEventListener("resync", async () => {
         this.source.close();
         await this.reload();
@@ -97,8 +165,10 @@ function matrixPage() {
       if (this.pinnedSession && data.session !== this.pinnedSession) return;
       if (data.session !== this.session) {
         if (this.session && data.session < this.session) return;  // an older session's catch-up
+        this.followSession = null;
         this.session = data.session;  // a new session (e.g. the demo starting over): follow it
         this.rows = {};
+        this.unpick();
         this.reload();  // its course (segment names) may differ; its results so far come with it
       }
       const r = data.result;
@@ -106,6 +176,7 @@ function matrixPage() {
       this.received[r.key] = (this.received[r.key] || 0) + 1;
       if ((r.flags || []).includes("withdrawn")) delete this.rows[r.key];
       else this.rows[r.key] = r;
+      if (!this.riders[r.rider_id]) { this.riders[r.rider_id] = { id: r.rider_id, name: r.name }; this.assignMarks(); }
       if (data.segment !== null && data.stats.time) {
         for (const row of Object.values(this.rows)) {
           if (row.segment !== data.segment) continue;
@@ -120,16 +191,72 @@ function matrixPage() {
     async poll() {
       try {
         this.status = await this.getJSON("/api/status");
-        this.replays = await this.getJSON("/api/replays");
-      } catch (e) { this.status = null; }
+        this.statusAt = Date.now();
+        this.boxOffset = this.status.time * 1000 - Date.now();
+        if (this.canControl) this.replays = await this.getJSON("/api/replays");
+      } catch (e) { /* the link pill and the strip say so */ }
     },
+
+    // One statement about the link, from the age of the last thing the box sent: the stream's
+    // events and heartbeats, or an answer to the status poll.
+    tick() {
+      this.now = Date.now();
+      const level = this.link().level;
+      if (this.lastLevel && level !== this.lastLevel) {
+        if (level === "bad") this.announcement = "Connection to the box lost: the page is reconnecting.";
+        else if (this.lastLevel === "bad" && level === "ok") this.announcement = "Back online: the page is live again.";
+      }
+      this.lastLevel = level;
+    },
+
+    link() {
+      const last = Math.max(this.lastEventAt, 0);
+      if (!last) return { level: "warn", text: "◌ connecting…" };
+      const age = Math.max(0, Math.round((this.now - last) / 1000));
+      const beat = this.heartbeatS;
+      if (this.sourceOpen && age <= beat + 2) return { level: "ok", text: `● live · ${age} s ago` };
+      if (age <= 2 * beat + 2) {
+        return { level: "warn", text: this.sourceOpen ? `◐ no news for ${age} s` : `◐ reconnecting · last update ${age} s ago` };
+      }
+      return { level: "bad", text: `○ offline · last update ${this.ago(age)} ago · reconnecting` };
+    },
+
+    ago(s) { return s >= 3600 ? `${Math.floor(s / 3600)} h` : s >= 120 ? `${Math.round(s / 60)} min` : `${s} s`; },
 
     view() { return this.views.find(v => v.id === this.viewId) || this.views[0]; },
     count() { return Object.keys(this.rows).length; },
     chart() { return CHART; },
-    drawnPoints() { return CHART ? CHART.data.datasets.reduce((n, d) => n + d.data.length, 0) : 0; },
-    sessionLabel() { return this.session ? this.session : ""; },
+    drawnPoints() { return this.drawn; },
     riderList() { return Object.values(this.riders); },
+
+    sessionInfo() { return this.sessions.find(s => s.session === this.session); },
+    sessionTitle(s) {
+      const at = s.started || s.first;
+      const when = at ? new Date(at * 1000).toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" }) : "";
+      return [s.name || s.session, s.gateway && this.boxId === "hub" ? s.gateway : "", when].filter(Boolean).join(" · ");
+    },
+    sessionLabel() {
+      const s = this.sessionInfo();
+      if (s) return this.sessionTitle(s);
+      const r = this.replays.find(x => x.session === this.session);
+      return r ? `replay of ${this.replayName(r)}` : (this.session ? "" : "no session yet");
+    },
+    sessionState() {
+      const r = this.replays.find(x => x.session === this.session);
+      if (!r) return "";
+      return r.state === "paused" ? "paused" : r.state === "playing" ? `replay ${this.speedLabel(r.factor)}` : "";
+    },
+
+    chooseSession() {
+      this.pinnedSession = this.sessionChoice || null;
+      this.followSession = null;
+      const url = new URL(location.href);
+      if (this.pinnedSession) url.searchParams.set("session", this.pinnedSession); else url.searchParams.delete("session");
+      history.replaceState(null, "", url);
+      this.session = null;
+      this.unpick();
+      this.reload();
+    },
 
     visible() {
       return Object.values(this.rows).filter(r =>
@@ -137,87 +264,204 @@ function matrixPage() {
         (!this.onlyFocus || !this.focus || r.rider_id === this.focus));
     },
 
+    filterNote() {
+      const parts = [];
+      if (this.segment !== "all") parts.push(`segment ${this.segment} only`);
+      if (this.onlyFocus && this.focus) parts.push(`${(this.riders[this.focus] || {}).name} only`);
+      return parts.length ? `(${parts.join(", ")})` : "";
+    },
+
+    trailHint() {
+      if (!this.trail || !this.focus) return "";
+      return this.segment === "all" ? "Choose a segment to see this rider's laps on it, numbered." : "";
+    },
+
+    legend() {
+      const present = new Set(Object.values(this.rows).map(r => r.rider_id));
+      return this.riderList().filter(r => present.has(r.id) && MARKS[r.id])
+        .map(r => ({ id: r.id, name: r.name, icon: MARKS[r.id].icon }));
+    },
+
+    highlight(id) {
+      this.focus = this.focus === id ? "" : id;
+      if (!this.focus) this.onlyFocus = this.trail = false;
+      this.redraw();
+    },
+
     makeChart() {
       const ctx = document.getElementById("matrix");
       CHART = new Chart(ctx, {
         type: "scatter",
         data: { datasets: [] },
+        plugins: [lapNumbers],
         options: {
           animation: false, responsive: true, maintainAspectRatio: false,
-          plugins: {
-            legend: { position: "bottom", labels: { boxWidth: 10 } },
-            annotation: { annotations: {} },
-            tooltip: { callbacks: { label: (c) => `${c.raw.row.name} ${c.raw.row.number}` } },
-          },
-          onClick: (_, elements) => {
-            if (elements.length) this.picked = CHART.data.datasets[elements[0].datasetIndex].data[elements[0].index].row;
-          },
+          events: ["click"],  // a tap picks a point (below); hover tooltips only hide the chart on a phone
+          layout: { padding: { top: 4, right: 8 } },
+          plugins: { legend: { display: false }, tooltip: { enabled: false }, annotation: { annotations: {} } },
+          onClick: (event) => this.tap(event.x, event.y),
         },
       });
     },
 
+    // The nearest point within a fingertip of the tap, whatever its size on screen.
+    tap(x, y) {
+      let best = null, bestD = HIT_PX;
+      CHART.data.datasets.forEach((d, i) => {
+        if (d.ring) return;
+        CHART.getDatasetMeta(i).data.forEach((el, k) => {
+          const dist = Math.hypot(el.x - x, el.y - y);
+          if (dist <= bestD) { best = d.data[k].row; bestD = dist; }
+        });
+      });
+      if (best) this.pick(best);
+    },
+
+    pick(r) { this.picked = r; this.redraw(); },
+    unpick() { this.picked = null; if (CHART) this.redraw(); },
+
+    resetAxes() { this.extent = { x: 2, y: 2 }; },
+
     redraw() {
       const view = this.view();
       if (!CHART || !view) return;
+      const zView = Boolean(view.quadrants);
       const byRider = {};
       for (const r of this.visible()) {
         const x = r[view.xAxis.data], y = r[view.yAxis.data];
         if (x === null || x === undefined || y === null || y === undefined) continue;
         (byRider[r.rider_id] = byRider[r.rider_id] || []).push({ x, y, row: r });
       }
+      const trailOn = this.trail && this.focus && this.segment !== "all";
       const datasets = Object.entries(byRider).map(([id, points]) => {
         const dim = this.focus && id !== this.focus;
-        const colour = this.colours[id] || "#555";
-        const trail = this.trail && this.focus === id;
-        points.sort((a, b) => (a.row.segment - b.row.segment) || (a.row.lap - b.row.lap));
+        const mark = MARKS[id] || { colour: "#263238" };
+        const trail = trailOn && this.focus === id;
+        points.sort((a, b) => (a.row.lap - b.row.lap) || (a.row.end - b.row.end));
         return {
-          label: (this.riders[id] || { name: points[0].row.name }).name, data: points, showLine: trail,
-          borderColor: colour, backgroundColor: dim ? colour + "33" : colour, pointRadius: dim ? 3 : 6,
-          pointHoverRadius: 9,
+          label: (this.riders[id] || { name: points[0].row.name }).name, data: points, showLine: trail, lapLabels: trail,
+          borderColor: mark.colour, borderWidth: 2, backgroundColor: mark.colour,
+          pointStyle: mark.full ? (dim ? mark.faded : mark.full) : "circle", pointRadius: MARK_PX / 2, pointHitRadius: HIT_PX,
+          order: dim ? 2 : 1,
         };
       });
+      this.drawn = datasets.reduce((n, d) => n + d.data.length, 0);
+      const picked = this.picked && this.visible().includes(this.picked) ? this.picked : null;
+      if (picked && picked[view.xAxis.data] !== null && picked[view.xAxis.data] !== undefined &&
+          picked[view.yAxis.data] !== null && picked[view.yAxis.data] !== undefined) {
+        datasets.push({ label: "selected", ring: true, data: [{ x: picked[view.xAxis.data], y: picked[view.yAxis.data], row: picked }],
+          pointStyle: "circle", pointRadius: MARK_PX / 2 + 6, borderColor: "#14202b", borderWidth: 3,
+          backgroundColor: "rgba(0,0,0,0)", order: 0 });
+      }
       const o = CHART.options;
+      const xs = datasets.flatMap(d => d.data.map(p => p.x)), ys = datasets.flatMap(d => d.data.map(p => p.y));
+      if (zView && this.drawn) this.extent = { x: growExtent(this.extent.x, xs), y: growExtent(this.extent.y, ys) };
+      const axis = (scale, extent, title) => ({
+        title: { display: true, text: title, font: { size: 15 } },
+        min: scale.min ?? (zView ? -extent : undefined), max: scale.max ?? (zView ? extent : undefined),
+        grid: { color: (c) => (zView && c.tick.value === 0 ? "#5b6b78" : "#e1e7ec") },
+      });
       o.scales = {
-        x: { title: { display: true, text: view.xAxis.label }, min: view.xScale.min ?? undefined, max: view.xScale.max ?? undefined },
-        y: { title: { display: true, text: view.yAxis.label }, min: view.yScale.min ?? undefined, max: view.yScale.max ?? undefined },
+        x: axis(view.xScale || {}, this.extent.x, zView ? `← faster    ${view.xAxis.label}    slower →` : view.xAxis.label),
+        y: axis(view.yScale || {}, this.extent.y, zView ? `less power ←    ${view.yAxis.label}    → more power` : view.yAxis.label),
       };
-      o.plugins.annotation.annotations = view.quadrants ? this.quadrantBoxes() : {};
+      o.plugins.annotation.annotations = zView && this.drawn ? this.quadrantBoxes() : {};
       CHART.data.datasets = datasets;
       CHART.update("none");
+      if (zView && this.drawn) {
+        Object.assign(o.plugins.annotation.annotations, this.quadrantLabels());
+        CHART.update("none");
+      }
+    },
+
+    quadrantSpec() {
+      // [x from, x to, y from, y to] in z, and the chart's outer corner of each quadrant.
+      return { efficient: [-Infinity, 0, -Infinity, 0, "left", "bottom"], strong: [-Infinity, 0, 0, Infinity, "left", "top"],
+        costly: [0, Infinity, 0, Infinity, "right", "top"], easy: [0, Infinity, -Infinity, 0, "right", "bottom"] };
     },
 
     quadrantBoxes() {
-      const q = this.quadrants, boxes = {};
-      const spec = { efficient: [undefined, 0, undefined, 0, "start", "end"], strong: [undefined, 0, 0, undefined, "start", "start"],
-        costly: [0, undefined, 0, undefined, "end", "start"], easy: [0, undefined, undefined, 0, "end", "end"] };
-      for (const [key, [xMin, xMax, yMin, yMax, xAlign, yAlign]] of Object.entries(spec)) {
-        boxes[key] = { type: "box", xMin, xMax, yMin, yMax, backgroundColor: q[key].color + "26", borderWidth: 0,
-          label: { display: true, content: q[key].label, position: { x: xAlign, y: yAlign }, color: q[key].color,
-            font: { weight: "bold" } } };
+      const boxes = {};
+      for (const [key, [x0, x1, y0, y1]] of Object.entries(this.quadrantSpec())) {
+        boxes[key] = { type: "box", xMin: isFinite(x0) ? x0 : undefined, xMax: isFinite(x1) ? x1 : undefined,
+          yMin: isFinite(y0) ? y0 : undefined, yMax: isFinite(y1) ? y1 : undefined,
+          backgroundColor: this.quadrants[key].color + "1f", borderWidth: 0, drawTime: "beforeDatasetsDraw" };
       }
       return boxes;
     },
 
-    quadrantOf(r) {
-      const x = r.time_zscore, y = r.power_zscore;
-      if (x === null || y === null || x === undefined || y === undefined || x === 0 || y === 0) return "";
-      return x < 0 ? (y < 0 ? "efficient" : "strong") : (y > 0 ? "costly" : "easy");
+    // Labels on the quadrants that are on screen, in a corner free of points (none free: no label).
+    quadrantLabels() {
+      const area = CHART.chartArea, sx = CHART.scales.x, sy = CHART.scales.y;
+      const points = CHART.data.datasets.flatMap((d, i) => CHART.getDatasetMeta(i).data.map(el => ({ x: el.x, y: el.y })));
+      const ctx = CHART.ctx;
+      ctx.save();
+      ctx.font = "bold 15px system-ui, sans-serif";
+      const labels = {};
+      for (const [key, [x0, x1, y0, y1, outerX, outerY]] of Object.entries(this.quadrantSpec())) {
+        const left = Math.max(area.left, isFinite(x0) ? sx.getPixelForValue(x0) : area.left);
+        const right = Math.min(area.right, isFinite(x1) ? sx.getPixelForValue(x1) : area.right);
+        const top = Math.max(area.top, isFinite(y1) ? sy.getPixelForValue(y1) : area.top);
+        const bottom = Math.min(area.bottom, isFinite(y0) ? sy.getPixelForValue(y0) : area.bottom);
+        if (right - left < 20 || bottom - top < 20) continue;  // not on screen
+        const text = `${QUADRANT_WORDS[key].icon} ${this.quadrants[key].label}`;
+        const size = { w: ctx.measureText(text).width + 14, h: 28 };
+        const at = placeLabel({ left, right, top, bottom, outerX, outerY }, size, points, 4);
+        if (!at) continue;
+        labels[`label-${key}`] = { type: "label", xValue: sx.getValueForPixel(at.x), yValue: sy.getValueForPixel(at.y),
+          position: { x: "start", y: "start" }, content: text, color: "#14202b", font: { size: 15, weight: "bold" },
+          backgroundColor: "rgba(255,255,255,0.88)", borderColor: this.quadrants[key].color, borderWidth: 2,
+          borderRadius: 4, padding: { x: 6, y: 4 }, drawTime: "afterDatasetsDraw", quadrant: key, box: { ...at, ...size } };
+      }
+      ctx.restore();
+      return labels;
     },
 
-    latest() {
-      return Object.values(this.rows).sort((a, b) => b.end - a.end).slice(0, 8);
+    quadrantOf(r) { return quadrantOfScores(r.time_zscore, r.power_zscore); },
+    quadrantBadge(q) { return q ? `${QUADRANT_WORDS[q].icon} ${this.quadrants[q].label}` : "not scored yet"; },
+    quadrantMeaning(q) { return q ? QUADRANT_WORDS[q].meaning : ""; },
+
+    segmentName(r) { return r.segment ? this.segmentNames[r.segment - 1] || "" : ""; },
+    placeOf(r) {
+      if (!r.segment) return `Lap ${r.lap}, segments ${this.segmentSpan(r)} (a gate was missed)`;
+      const name = this.segmentName(r);
+      return `Lap ${r.lap}, segment ${r.segment}` + (name ? ` (${name})` : "");
+    },
+    segmentSpan(r) { return String(r.number).split(".")[1] || ""; },
+
+    latest() { return this.visible().sort((a, b) => b.end - a.end).slice(0, 8); },
+
+    chartLabel() {
+      const v = this.view();
+      return `Efficiency matrix${v ? ", " + v.name : ""}: ${this.drawn} points. The table of latest segments below lists them.`;
+    },
+
+    emptyText() {
+      if (this.count() === 0) return "Waiting for the first segment results…";
+      const v = this.view();
+      if (v && v.quadrants) return "Waiting for results to compare: a z-score needs at least two riders on the same segment.";
+      return "No results match these filters.";
     },
 
     strip() {
       const s = this.status && this.status.components;
-      if (!s) return [{ label: "box", text: "unreachable", level: "bad" }];
+      const since = this.statusAt ? new Date(this.statusAt).toLocaleTimeString() : "";
+      if (!s) return [{ label: "box", text: this.statusAt ? `not answering since ${since}` : "connecting…", level: this.lastEventAt ? "bad" : "" }];
       const items = [];
-      const spool = s.spool || {};
-      const k = s.kafka || {};
-      const kept = k.enabled ? `${spool.backlog_rows ?? "?"} to send` : `${spool.last_seq ?? "?"} events kept`;
-      items.push({ label: "spool", text: kept + (spool.full ? ", FULL" : ""), level: spool.full ? "bad" : "ok" });
-      items.push(k.enabled ? { label: "uplink", text: k.connected ? "connected" : "down", level: k.connected ? "ok" : "warn" }
-        : { label: "uplink", text: "off", level: "" });
+      if (this.link().level === "bad") items.push({ label: "as of", text: since, level: "bad" });
+      if (s.hub) {
+        const hub = s.hub;
+        items.push({ label: "database", text: hub.db_connected ? "connected" : "away", level: hub.db_connected ? "ok" : "bad" });
+        items.push({ label: "behind", text: `${Object.values(hub.lag || {}).reduce((a, b) => a + b, 0)} messages`, level: "" });
+      }
+      const spool = s.spool;
+      if (spool) {
+        const k = s.kafka || {};
+        const kept = k.enabled ? `${spool.backlog_rows ?? "?"} to send` : `${spool.last_seq ?? "?"} events kept`;
+        items.push({ label: "spool", text: kept + (spool.full ? ", FULL" : ""), level: spool.full ? "bad" : "ok" });
+        items.push(k.enabled ? { label: "uplink", text: k.connected ? "connected" : "down", level: k.connected ? "ok" : "warn" }
+          : { label: "uplink", text: "off", level: "" });
+      }
       for (const [name, part] of Object.entries(s)) {
         if (!name.startsWith("source.")) continue;
         let text = part.state;
@@ -230,33 +474,69 @@ function matrixPage() {
         items.push({ label: name.slice(7), text, level: part.state === "connected" ? "ok" : "warn" });
       }
       for (const w of (s.health && s.health.warnings) || []) items.push({ label: "!", text: w, level: "bad" });
-      const drift = Math.abs(Date.now() / 1000 - this.status.time);
-      items.push({ label: "clock", text: new Date(this.status.time * 1000).toLocaleTimeString() + (drift > 5 ? ` (phone ${Math.round(drift)} s off)` : ""),
-        level: drift > 5 ? "warn" : "" });
+      // The box's clock, ticking; a phone clock off the box's is a small chip with the detail on hold.
+      items.push({ label: "clock", text: new Date(this.now + this.boxOffset).toLocaleTimeString(), level: "" });
+      const drift = Math.abs(this.boxOffset) / 1000;
+      if (drift > 5) items.push({ label: "phone", text: `clock ${Math.round(drift)} s off`, level: "warn",
+        detail: "This phone's clock differs from the box's; the box's times are the ones recorded." });
       return items;
     },
 
     savePin() { localStorage.setItem("trackside-pin", this.pin); },
 
+    refusal(e) {
+      if (e.status === 401) return "Wrong admin PIN: check it and try again.";
+      if (e.status === 429) return "Too many wrong PINs: wait a few minutes, then try again.";
+      return `The box refused: ${e.message}`;
+    },
+
     async control(session, action, factor) {
+      if (!this.pin) { this.rowMessages = { ...this.rowMessages, [session]: "Enter the admin PIN first (above)." }; return; }
       try {
         const body = factor === undefined ? {} : { factor };
         await this.getJSON(`/api/replays/${encodeURIComponent(session)}/${action}`, {
           method: "POST", headers: { "Content-Type": "application/json", "X-Admin-Token": this.pin }, body: JSON.stringify(body) });
-        this.message = "";
+        this.rowMessages = { ...this.rowMessages, [session]: "" };
         this.replays = await this.getJSON("/api/replays");
-      } catch (e) { this.message = `refused: ${e.message}`; }
+      } catch (e) { this.rowMessages = { ...this.rowMessages, [session]: this.refusal(e) }; }
     },
 
+    startLabel() {
+      if (this.starting) return "starting…";
+      return this.confirmUntil > this.now ? "tap again to start another replay" : "replay the sample";
+    },
+
+    // One replay per tap: the button waits for the box's answer, and a second replay while one
+    // plays needs a second tap.
     async startSample() {
+      if (this.starting) return;
+      if (!this.pin) { this.message = "Enter the admin PIN first (the box above)."; document.getElementById("pin").focus(); return; }
+      if (this.activeReplays().length && this.confirmUntil <= Date.now()) {
+        this.confirmUntil = Date.now() + 5000;
+        this.now = Date.now();
+        this.message = "A replay is already playing: tap again within 5 s to start another.";
+        return;
+      }
+      this.starting = true;
+      this.confirmUntil = 0;
       try {
-        await this.getJSON("/api/replays", { method: "POST", headers: { "Content-Type": "application/json", "X-Admin-Token": this.pin },
+        const started = await this.getJSON("/api/replays", { method: "POST", headers: { "Content-Type": "application/json", "X-Admin-Token": this.pin },
           body: JSON.stringify({ files: ["@sample"] }) });
         this.message = "";
         this.replays = await this.getJSON("/api/replays");
-      } catch (e) { this.message = `refused: ${e.message}`; }
+        if (!this.pinnedSession && started.session) {  // show the new replay at once, not at its first result
+          this.followSession = started.session;
+          this.session = null;
+          this.unpick();
+          await this.reload();
+          this.loadSessions();
+        }
+      } catch (e) { this.message = this.refusal(e); } finally { this.starting = false; }
     },
 
+    activeReplays() { return this.replays.filter(r => r.state === "playing" || r.state === "paused" || r.state === "ready"); },
+    finishedReplays() { return this.replays.filter(r => !this.activeReplays().includes(r)); },
+    replayName(r) { return (r.files || []).join(", ") || r.session; },
     progress(r) { return r.duration_s ? Math.min(100, 100 * r.elapsed_s / r.duration_s) : 0; },
     speedLabel(f) { return f === 0 ? "max speed" : `×${+(1 / f).toFixed(2)}`; },
     fmt(v, digits) { return v === null || v === undefined ? "–" : Number(v).toFixed(digits); },
