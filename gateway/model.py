@@ -54,6 +54,8 @@ class SessionRecord:
     files: tuple[str, ...] = ()  # a replay's files (names only)
     tags: Mapping[str, str] = field(default_factory=dict)
     notes: str = ""
+    # What else the coach recorded: "pairings" (sensor -> rider, from when), "result_notes".
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,7 +85,7 @@ def session_body(record: SessionRecord) -> dict[str, Any]:
     """The sessions topic's fields (keyed by session id, compacted)."""
     return {"kind": record.kind, "name": record.name, "started": record.started, "ended": record.ended,
             "course": dict(record.course), "riders": [dict(r) for r in record.riders], "files": list(record.files),
-            "tags": dict(record.tags), "notes": record.notes}
+            "tags": dict(record.tags), "notes": record.notes, **dict(record.extra)}
 
 
 def segment_result(msg: Mapping[str, Any]) -> SegmentResult:

@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--port", type=int, help="override hub.port (0 picks a free port)")
     hub.add_argument("--state-dir", type=Path, help="where the hub keeps its status file")
 
+    from gateway.cli.remote import add_parsers
+
+    add_parsers(sub)
+
     decode = sub.add_parser("decode", help="decode ANT+ power pages or BLE 0x2A63 notifications given in hex",
                             description="One payload per argument (quote it if it has spaces); prints one "
                                         "JSON object per payload, with power and cadence once two allow it.")
@@ -216,7 +220,16 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "decode": cmd_decode,
     "hub": cmd_hub,
+    "session": lambda args: _remote("cmd_session", args),
+    "rider": lambda args: _remote("cmd_rider", args),
 }
+
+
+def _remote(name: str, args: argparse.Namespace) -> int:
+    from gateway.cli import remote
+
+    result: int = getattr(remote, name)(args)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

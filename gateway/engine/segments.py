@@ -68,6 +68,14 @@ class SegmentEngine:
         self.unknown_gates: Counter[str] = Counter()
         self.unknown_riders: Counter[str] = Counter()
 
+    def set_riders(self, riders: dict[str, RiderInfo]) -> None:
+        """New names, FTP and weight (results from now on use them) and riders added meanwhile."""
+        for rid, info in riders.items():
+            if rid in self._riders:
+                self._riders[rid].info = info
+            else:
+                self._riders[rid] = _Rider(info)
+
     @property
     def duplicates(self) -> int:
         return sum(r.duplicates for r in self._riders.values())

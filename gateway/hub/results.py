@@ -133,6 +133,14 @@ class PgResults:
         rows = self._rows("SELECT record->'course' FROM sessions WHERE session_id = %s", (session,))
         return rows[0][0] if rows and rows[0][0] else None
 
+    def record(self, session: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT record FROM sessions WHERE session_id = %s", (session,))
+        return dict(rows[0][0]) if rows and rows[0][0] else None
+
+    def notes(self, session: str) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT record->'result_notes' FROM sessions WHERE session_id = %s", (session,))
+        return list(rows[0][0]) if rows and rows[0][0] else []
+
     def course_of(self, session: str) -> str | None:
         rows = self._rows("SELECT course_id FROM sessions WHERE session_id = %s", (session,))
         return rows[0][0] if rows else None

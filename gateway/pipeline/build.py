@@ -8,8 +8,9 @@ runs on the same thread, so the engine is never shared between threads.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from gateway.config.settings import CourseSettings, GateSettings, RiderSettings, SegmentSettings, Settings
 from gateway.engine.course import Course
@@ -34,13 +35,24 @@ class SessionPipeline:
     clock: Callable[[], float] = time.time  # the engine's time: a replay sets its recorded time before start
 
     def publish(self, kind: str, *, started: float, ended: float | None = None, files: Sequence[str] = (),
-                name: str | None = None) -> None:
+                name: str | None = None, tags: Mapping[str, str] | None = None, notes: str = "",
+                present: Sequence[str] | None = None, extra: Mapping[str, Any] | None = None) -> None:
         """Send the session's record (through the spool, to the compacted sessions topic)."""
         course = {**self.course.as_dict(), "id": self.course.key}
         riders = tuple({"id": r.id, "name": r.name, "squad": r.squad, "weight_kg": r.weight_kg, "ftp_w": r.ftp_w}
-                       for r in self.riders)
+                       for r in self.riders if present is None or r.id in present)
         self.ingest.submit(SessionRecord(self.session_id, kind, name or self.session_id, started, ended, course,
-                                         riders, tuple(files)))
+                                         riders, tuple(files), dict(tags or {}), notes, dict(extra or {})))
+
+    def update_riders(self, riders: Sequence[RiderSettings]) -> None:
+        """A pairing or a profile changed: applied on the ingest thread, between two batches."""
+        self.riders = tuple(riders)
+
+        def apply() -> None:
+            self.ingest.roster = Roster(riders)
+            self.runner.engine.set_riders(RiderInfo.roster(riders))
+
+        self.ingest.call(apply)
 
     def start(self) -> SessionPipeline:
         self.ingest.start()

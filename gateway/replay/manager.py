@@ -15,9 +15,12 @@ from pathlib import PurePath
 from typing import Any
 
 from gateway.config import EMBEDDED, Config, rider
+from gateway.config.settings import RiderSettings
 from gateway.errors import GatewayError, NotFound, ReplayError
+from gateway.model import GateCrossing, PowerSample
 from gateway.pipeline.build import SessionPipeline, build
 from gateway.pipeline.ingest import Accepted
+from gateway.pipeline.riderbook import RiderBook
 from gateway.replay.files import expand, load_session, merged
 from gateway.replay.player import Clock, Player, check_factor
 from gateway.spool.store import Spool
@@ -36,6 +39,8 @@ class Replay:
     counts: dict[str, int] = field(default_factory=dict)  # results and rows stored, counted on its ingest thread
     task: asyncio.Task[None] | None = None
     started: float = field(default_factory=time.time)
+    name: str = ""
+    of_session: str | None = None  # a review: the stored session it plays again
 
     @property
     def results(self) -> int:
@@ -53,8 +58,10 @@ def _count(counts: dict[str, int], batch: list[Accepted]) -> None:
 
 class ReplayManager:
     def __init__(self, config: Config, spool: Spool, *, clock: Clock | None = None,
-                 listeners: list[Callable[[list[Accepted]], None]] | None = None) -> None:
+                 listeners: list[Callable[[list[Accepted]], None]] | None = None,
+                 book: RiderBook | None = None) -> None:
         self.config = config
+        self.book = book
         self.spool = spool
         self.clock = clock
         self.listeners = listeners or []
@@ -88,25 +95,64 @@ class ReplayManager:
         loaded = await asyncio.to_thread(load_session, specs, gates, settings.riders, from_file=from_file)
         session = self._session_id()
         counts = {"results": 0, "stored": 0}
-        pipeline = build(settings, self.spool, session, riders=(*settings.riders, *map(rider, loaded.strangers)),
+        events = merged(loaded.recordings)
+        # FTP and weight as they were on the recording's date.
+        roster = self.book.riders_on(events[0].wall_time) if self.book and events else settings.riders
+        pipeline = build(settings, self.spool, session, riders=(*roster, *map(rider, loaded.strangers)),
                          gates=loaded.gates, subscribers=[lambda batch: _count(counts, batch), *self.listeners])
         if loaded.gates != gates:
             # The page names a session's segments from its course: this one is the files'.
             course = {**pipeline.course.as_dict(), "id": pipeline.course.key}
             await asyncio.to_thread(self.spool.set_meta, f"course:{session}", json.dumps(course))
-        player = Player(session, merged(loaded.recordings), pipeline.ingest.submit, factor=factor, clock=self.clock,
+        player = Player(session, events, pipeline.ingest.submit, factor=factor, clock=self.clock,
                         backlog=lambda: pipeline.ingest.pending,
                         label=", ".join(r.path for r in loaded.recordings))
         # Time-only riders (no power stream) finish their segments on the recording's clock.
         pipeline.clock = player.recorded_now
-        replay = Replay(player, pipeline, files, loop, counts=counts)
-        pipeline.start()
         names = [PurePath(r.path).name for r in loaded.recordings]
-        pipeline.publish("replay", started=player.first, files=names, name=replay_name(names))
+        replay = Replay(player, pipeline, files, loop, counts=counts, name=replay_name(names))
+        pipeline.start()
+        pipeline.publish("replay", started=player.first, files=names, name=replay.name)
         self.replays[session] = replay
         replay.task = asyncio.create_task(self._play(replay), name=f"replay {session}")
         log.info("replay %s: %d events from %d file(s) at factor %g", session, len(player.events),
                  len(loaded.recordings), factor)
+        return session
+
+    async def review(self, stored: str, *, factor: float | None = None) -> str:
+        """Play a session stored in the spool again, through the same pipeline, as a new session
+        ("look at lap 2, segment 4"); returns the new session id."""
+        settings = self.config.settings
+        factor = check_factor(settings.replay.simulationFactor if factor is None else factor)
+        events, record = await asyncio.to_thread(stored_session, self.spool, stored)
+        if not events:
+            raise NotFound(f"no power samples or gate crossings of session {stored!r} are in the spool",
+                           where="review", hint="delivered events are pruned after spool.retention_h hours")
+        course = record.get("course") or json.loads(self.spool.meta(f"course:{stored}") or "null") or {}
+        gates = [g["id"] if isinstance(g, dict) else str(g) for g in course.get("gates") or []] or None
+        riders = tuple(RiderSettings(str(r["id"]), str(r.get("name") or r["id"]), r.get("squad"), r.get("weight_kg"),
+                                     r.get("ftp_w")) for r in record.get("riders") or ())
+        if not riders:
+            riders = self.book.riders_on(events[0].wall_time) if self.book else settings.riders
+        known = {r.id for r in riders}
+        strangers = sorted({e.sensor for e in events if isinstance(e, PowerSample)} - known)
+        riders = (*riders, *(rider({"id": s, "name": s}) for s in strangers))
+        session = self._session_id()
+        counts = {"results": 0, "stored": 0}
+        pipeline = build(settings, self.spool, session, riders=riders, gates=gates,
+                         subscribers=[lambda batch: _count(counts, batch), *self.listeners])
+        if course:
+            await asyncio.to_thread(self.spool.set_meta, f"course:{session}", json.dumps(course))
+        name = f"review of {record.get('name') or stored}"
+        player = Player(session, events, pipeline.ingest.submit, factor=factor, clock=self.clock,
+                        backlog=lambda: pipeline.ingest.pending, label=name)
+        pipeline.clock = player.recorded_now
+        replay = Replay(player, pipeline, [], False, counts=counts, name=name, of_session=stored)
+        pipeline.start()
+        pipeline.publish("replay", started=player.first, name=name, extra={"review_of": stored})
+        self.replays[session] = replay
+        replay.task = asyncio.create_task(self._play(replay), name=f"review {session}")
+        log.info("review %s of %s: %d events at factor %g", session, stored, len(events), factor)
         return session
 
     async def _play(self, replay: Replay) -> None:
@@ -114,9 +160,10 @@ class ReplayManager:
             state = await replay.player.run()
         finally:
             player = replay.player
-            names = [PurePath(f).name for f in player.label.split(", ") if f]
+            names = [PurePath(f).name for f in player.label.split(", ") if f] if replay.of_session is None else []
+            review = {"review_of": replay.of_session} if replay.of_session else None
             replay.pipeline.publish("replay", started=player.first, ended=player.recorded_now(), files=names,
-                                    name=replay_name(names))
+                                    name=replay.name, extra=review)
             if player.state == "finished":
                 # Everything played is committed before every open segment is closed.
                 await asyncio.to_thread(replay.pipeline.finish)
@@ -176,7 +223,8 @@ class ReplayManager:
 
     @staticmethod
     def _status_of(replay: Replay, final: bool = False) -> dict[str, Any]:
-        status = {**replay.player.status(), "results": replay.results, "files": replay.files,
+        status = {**replay.player.status(), "results": replay.results, "files": replay.files, "name": replay.name,
+                  "review_of": replay.of_session,
                   "stored": replay.stored, "rejected": replay.pipeline.ingest.rejected}
         if not final and status["state"] in ("finished", "stopped") and replay.task is not None \
                 and not replay.task.done():
@@ -212,3 +260,22 @@ def replay_name(files: list[str]) -> str:
     if len(files) <= 1:
         return f"replay of {files[0] if files else 'nothing'}"
     return f"replay of {files[0]} and {len(files) - 1} more"
+
+
+def stored_session(spool: Spool, session_id: str) -> tuple[list[PowerSample | GateCrossing], dict[str, Any]]:
+    """A stored session's power samples and crossings as events (named by rider), and its record."""
+    events: list[tuple[float, int, PowerSample | GateCrossing]] = []
+    for row in spool.since(0, kinds=("power", "crossing"), session_id=session_id):
+        msg = row.message
+        wall = float(row.wall_time if row.wall_time is not None else msg["wallTime"])
+        if row.kind == "power":
+            if row.rider_id is None or msg.get("instantPower") is None or msg.get("implausible"):
+                continue  # nobody's meter, or a reading never averaged live either
+            events.append((wall, 1, PowerSample("replay:review", row.rider_id, wall, float(msg["instantPower"]),
+                                                msg.get("cadence"), msg.get("torque"))))
+        else:
+            events.append((wall, 0, GateCrossing("replay:review", row.rider_id or str(msg["transponder"]),
+                                                 str(msg["gate"]), wall, lap=msg.get("lap"))))
+    events.sort(key=lambda e: (e[0], e[1]))
+    stored = spool.meta(f"session:{session_id}")
+    return [e[2] for e in events], (json.loads(stored) if stored else {})

@@ -23,11 +23,24 @@ LEAD = ["session_id", "rider_id", "name", "number", "lap", "segment", "time_abso
         "watts_per_kilo", "time_zscore", "power_zscore", "time_modified_zscore", "power_modified_zscore"]
 
 
-def table(targets: list[SegmentResult], pool: list[SegmentResult]) -> tuple[list[str], list[dict[str, Any]]]:
-    """The columns and rows of an export: each target scored against ``pool``."""
+def table(targets: list[SegmentResult], pool: list[SegmentResult], store: ResultsStore | None = None
+          ) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and rows of an export: each target scored against ``pool``; with ``store``, the
+    FTP and weight each session used (its record) and the coach's notes."""
     rows = annotate(targets, pool)
+    used: dict[tuple[str, str], tuple[Any, Any]] = {}
+    notes: dict[tuple[str, str, str], str] = {}
+    for session in {r.session_id for r in targets} if store is not None else ():
+        assert store is not None
+        record = store.record(session) or {}
+        for r in record.get("riders") or ():
+            used[(session, str(r.get("id")))] = (r.get("ftp_w"), r.get("weight_kg"))
+        notes.update({(session, n["rider_id"], n["number"]): n["text"] for n in store.notes(session)})
     for row in rows:
         row["flags"] = ",".join(row["flags"])
+        if store is not None:
+            row["ftp_w_used"], row["weight_kg_used"] = used.get((row["session_id"], row["rider_id"]), (None, None))
+            row["note"] = notes.get((row["session_id"], row["rider_id"], row["number"]), "")
     return (LEAD + [k for k in rows[0] if k not in LEAD] if rows else LEAD), rows
 
 
@@ -38,13 +51,14 @@ def export(store: ResultsStore, where: str, session: str | None, fmt: str, outpu
         for s in known:
             print(f"{s['session']}\t{s['results']} results")
         return 0
-    if not known:
+    with_results = [s["session"] for s in known if s["results"]]
+    if not session and not with_results:
         raise GatewayError("no segment results here yet", where=where)
-    chosen = session or known[-1]["session"]
+    chosen = session or with_results[-1]
     if chosen not in {s["session"] for s in known}:
         raise GatewayError(f"no session {chosen!r} (try --session list)", where=where)
     results = store.results([chosen])
-    columns, rows = table(results, results)
+    columns, rows = table(results, results, store)
     target = output or (Path(f"{chosen}.xlsx") if fmt == "xlsx" else None)
     if target is None:
         write(sys.stdout, fmt, chosen, columns, rows)

@@ -26,13 +26,19 @@ class SpoolResults:
 
     def sessions(self) -> list[dict[str, Any]]:
         out = []
-        for s, n, first, last in self.spool.segment_sessions():
-            stored = self.spool.meta(f"session:{s}")
-            record = orjson.loads(stored) if stored else {}
+        records = {k.split(":", 1)[1]: orjson.loads(v) for k, v in self.spool.meta_prefixed("session:").items()}
+        counted = self.spool.segment_sessions()
+        with_results = {row[0] for row in counted}
+        # A session started but without results yet is listed too (after those with results).
+        counted += [(s, 0, r.get("started"), r.get("started")) for s, r in sorted(
+            records.items(), key=lambda kv: kv[1].get("started") or 0) if s not in with_results]
+        for s, n, first, last in counted:
+            record = records.get(s, {})
             course = record.get("course") or {}
             out.append({"session": s, "results": n, "first": first, "last": last, "name": record.get("name") or s,
                         "kind": record.get("kind"), "started": record.get("started"), "ended": record.get("ended"),
-                        "course": course.get("id"), "riders": len(record.get("riders") or ())})
+                        "course": course.get("id"), "riders": len(record.get("riders") or ()),
+                        "tags": record.get("tags") or {}})
         return out
 
     def results(self, sessions: Sequence[str]) -> list[SegmentResult]:
@@ -54,6 +60,14 @@ class SpoolResults:
     def course(self, session: str) -> dict[str, Any] | None:
         stored = self.spool.meta(f"course:{session}")
         return orjson.loads(stored) if stored else None
+
+    def record(self, session: str) -> dict[str, Any] | None:
+        stored = self.spool.meta(f"session:{session}")
+        return dict(orjson.loads(stored)) if stored else None
+
+    def notes(self, session: str) -> list[dict[str, Any]]:
+        stored = self.spool.meta(f"notes:{session}")
+        return list(orjson.loads(stored)) if stored else []
 
     def course_of(self, session: str) -> str | None:
         stored = self.course(session)

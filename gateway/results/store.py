@@ -41,6 +41,14 @@ class ResultsStore(Protocol):
         """The course id of a session: populations across sessions keep to it."""
         ...
 
+    def record(self, session: str) -> dict[str, Any] | None:
+        """The session's record as its box last published it (name, riders as used, tags...)."""
+        ...
+
+    def notes(self, session: str) -> list[dict[str, Any]]:
+        """The coach's notes on a session's results: rider_id, number, text, at."""
+        ...
+
 
 def current(results: Iterable[SegmentResult]) -> list[SegmentResult]:
     """Results in the order produced, with every withdrawn one taken out (a correction re-emits it

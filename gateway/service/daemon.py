@@ -30,6 +30,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,10 @@ from gateway import __version__
 from gateway.config import Config
 from gateway.errors import GatewayError
 from gateway.pipeline import session
-from gateway.pipeline.build import SessionPipeline, build
+from gateway.pipeline.build import SessionPipeline
+from gateway.pipeline.riderbook import RiderBook
 from gateway.results.sqlite import SpoolResults
+from gateway.service.sessions import LiveSessions
 from gateway.service.state_dir import DiskReserve, StateLock, prepare_state_dir
 from gateway.service.supervise import Supervisor, supervised
 from gateway.sources.source import build_sources
@@ -82,10 +85,16 @@ class Daemon:
         self.server: Any = None
         self.forwarder: Any = None
         self.spool: Spool | None = None
-        self.live: SessionPipeline | None = None
+        self.sessions: LiveSessions | None = None
+        self._sources: list[Any] = []
+        self.book: RiderBook | None = None
         self._degraded = False
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def live(self) -> SessionPipeline | None:
+        return self.sessions.live if self.sessions is not None else None
 
     @property
     def spool_error(self) -> str | None:
@@ -113,10 +122,10 @@ class Daemon:
         return spool
 
     def _start_live(self, spool: Spool) -> SessionPipeline:
-        session_id = session.live_session(spool, self.config.gateway_id, self.settings.gateway.session_gap_h)
-        live = self.live = build(self.settings, spool, session_id, subscribers=self._listeners())
-        live.runner.restore(spool)
-        live.start()
+        self.book = RiderBook(self.state_dir / "riders.json", self.settings.riders)
+        self.sessions = LiveSessions(self.settings, spool, self.book, self.config.gateway_id, self._listeners())
+        live = self.sessions.open()
+        session_id = live.session_id
         if self.settings.kafka.enabled:
             from gateway.uplink.forwarder import Forwarder
 
@@ -153,17 +162,22 @@ class Daemon:
         sources = []
         try:
             spool = self._open()
-            live = self._start_live(spool)
+            self._start_live(spool)
             from gateway.replay.manager import ReplayManager
 
-            self.replays = ReplayManager(self.config, spool, listeners=self._listeners())
+            self.replays = ReplayManager(self.config, spool, listeners=self._listeners(), book=self.book)
             if self.web_enabled:
                 self.start_web()
             self.status.post("daemon", state="running", pid=os.getpid(), web_port=self.web_port)
             handled = self._handle_signals()
-            sources = build_sources(self.settings, live.ingest.submit, self.status)
-            if sources:  # a box with sensors: its live session's record (a replay-only run has none)
-                live.publish("live", started=float(spool.meta("live_session_started") or time.time()))
+            assert self.sessions is not None
+            # Meters paired on the page count like the YAML's.
+            assert self.book is not None
+            roster = replace(self.settings, riders=self.book.riders_on(time.time()))
+            sources = self._sources = build_sources(roster, self.sessions.submit, self.status)
+            if sources or self.sessions.info.get("named"):
+                # A box with sensors, or a session the coach started: its record (a replay-only run has none).
+                self.sessions.publish()
             tasks = [asyncio.create_task(supervised(s, self.status), name=f"source.{s.name}") for s in sources]
             await self._start_replays()
             await asyncio.to_thread(self._post_status)
@@ -245,11 +259,25 @@ class Daemon:
                            max_body=web.max_body_kb * 1024)
         server.set_app(create_app(self.config, self.status, results=self.results, replays=self.replays,
                                   bridge=LoopBridge(self._loop), broadcaster=self.broadcaster,
-                                  stop=server.stop_streams, health=self.health))
+                                  stop=server.stop_streams, health=self.health, morning=self.morning()))
         server.start()
         self.web_port = server.port
         self.server = server
         return server
+
+    def morning(self) -> Any:
+        """What the page's set-up needs: sessions, riders and pairings, radios, notes."""
+        from gateway.service.morning import Morning
+
+        assert self.sessions is not None and self.book is not None and self.spool is not None
+        return Morning(self.sessions, self.book, self.spool, self.status, self.settings, on_pair=self._paired)
+
+    def _paired(self, kind: str, sensor: str) -> None:
+        """A meter paired on the page: its source follows it now (on the event loop's thread)."""
+        for source in self._sources:
+            if source.name == kind and hasattr(source, "add_meter") and self._loop is not None:
+                value: Any = int(sensor) if kind == "ant" and sensor.isdigit() else sensor
+                self._loop.call_soon_threadsafe(source.add_meter, value)
 
     def stop_web(self) -> None:
         if self.server is not None:
@@ -297,8 +325,8 @@ class Daemon:
 
     def _stop_pipeline(self) -> None:
         # Order matters: everything accepted is committed before the forwarder gets its last chance.
-        if self.live is not None:
-            self.live.stop()
+        if self.sessions is not None:
+            self.sessions.stop()
         if self.forwarder is not None:
             self.forwarder.stop(timeout=5.0)
         if self.spool is not None:

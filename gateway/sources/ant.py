@@ -25,11 +25,24 @@ log = logging.getLogger(__name__)
 
 ANTPLUS_KEY = [0xB9, 0xA5, 0x21, 0xFB, 0xBD, 0x72, 0xC3, 0x45]
 POWER_DEVICE_TYPE, POWER_PERIOD, ANTPLUS_RF = 11, 8182, 57
+# An ANTUSB2 or ANTUSB-m stick has 8 channels: one searches for any power meter (device number 0,
+# the wildcard), the others follow paired meters. A ninth meter needs a second stick (or BLE).
+STICK_CHANNELS = 8
+EXTENDED_FLAG = 0x80  # the byte after a page's 8 bytes when extended messages carry the channel id
+
+
+def device_of(data: bytes) -> tuple[int | None, bytes]:
+    """The sender of a page heard on the wildcard channel (from the extended message's channel id)
+    and the page itself; None when the stick did not say who sent it."""
+    if len(data) >= 13 and data[8] & EXTENDED_FLAG:
+        return data[9] | data[10] << 8, data[:8]
+    return None, data[:8]
 
 
 def build(settings: Settings, submit: Submit, status: StatusBoard) -> AntSource:
     meters = [int(m.id) for r in settings.riders for m in r.power_meters if m.kind == "ant"]
     return AntSource(submit, meters, status=status, retry_max_s=settings.sources.ant.retry_max_s)
+
 
 
 def _openant_node() -> Any:
@@ -43,14 +56,17 @@ class AntSource:
 
     def __init__(self, submit: Submit, meters: list[int], *,
                  status: StatusBoard | None = None, node_factory: Callable[[], Any] = _openant_node,
-                 retry_max_s: float = 30.0) -> None:
+                 retry_max_s: float = 30.0, channels: int = STICK_CHANNELS) -> None:
         self.submit = submit
-        self.meters = meters
+        self.meters = list(dict.fromkeys(meters))
+        self.channels = channels
         self.node_factory = node_factory
         self.retry_max_s = retry_max_s
         self.link = Link(status, "ant")
         self.decoders = {m: AntPowerDecoder() for m in meters}
         self._node: Any = None
+        self._loop: Any = None
+        self._followed: list[int] = []
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -69,7 +85,7 @@ class AntSource:
                 # A new pairing: the first page of each meter only sets the reference again.
                 self.decoders = {m: AntPowerDecoder() for m in self.meters}
                 self._open_channels(loop)
-                self.link.set("connected", f"{len(self.meters)} meter channel(s)")
+                self.link.set("connected", f"{len(self._followed)} meter channel(s) and a search channel")
                 try:
                     await asyncio.to_thread(self._node.start)
                     self.link.set("lost", "the ANT+ stick stopped")
@@ -93,18 +109,57 @@ class AntSource:
                 log.debug("ant: stopping the node: %s", exc)
 
     def _open_channels(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._node.set_network_key(0x00, ANTPLUS_KEY)
+        self._followed = []
+        for device in self.meters[:self.channels - 1]:
+            self._open(device, self._handler(loop, device))
+        # The search channel: any power meter nearby, whoever it is (the pairing page lists them).
+        wildcard = self._open(0, self._wildcard(loop))
+        enable = getattr(wildcard, "enable_extended_messages", None)
+        if enable is not None:
+            enable(1)
+        self._note_channels()
+
+    def _open(self, device: int, handler: Callable[[Any], None]) -> Any:
         from openant.easy.channel import Channel
 
-        self._node.set_network_key(0x00, ANTPLUS_KEY)
-        for device in self.meters:
-            channel = self._node.new_channel(Channel.Type.BIDIRECTIONAL_RECEIVE, 0x00, 0x00)
-            channel.on_broadcast_data = self._handler(loop, device)
-            channel.on_burst_data = self._handler(loop, device)
-            channel.set_id(device, POWER_DEVICE_TYPE, 0)
-            channel.set_period(POWER_PERIOD)
-            channel.set_search_timeout(255)
-            channel.set_rf_freq(ANTPLUS_RF)
-            channel.open()
+        channel = self._node.new_channel(Channel.Type.BIDIRECTIONAL_RECEIVE, 0x00, 0x00)
+        channel.on_broadcast_data = handler
+        channel.on_burst_data = handler
+        channel.set_id(device, POWER_DEVICE_TYPE, 0)
+        channel.set_period(POWER_PERIOD)
+        channel.set_search_timeout(255)
+        channel.set_rf_freq(ANTPLUS_RF)
+        channel.open()
+        if device:
+            self._followed.append(device)
+        return channel
+
+    def _note_channels(self) -> None:
+        self.link.note(channels=self.channels, channels_wanted=len(self.meters) + 1,
+                       unfollowed=[m for m in self.meters if m not in self._followed])
+
+    def add_meter(self, device: int) -> None:
+        """A meter paired on the page: a channel of its own when the stick has one free (until then,
+        and when the stick is full, its pages still arrive whenever the search channel holds it)."""
+        if device in self.meters:
+            return
+        self.meters.append(device)
+        if self._node is not None and len(self._followed) < self.channels - 1:
+            try:
+                self._open(device, self._handler(self._loop, device))
+            except Exception as exc:
+                log.warning("ant: no channel for meter %d: %s", device, exc)
+        self._note_channels()
+
+    def _wildcard(self, loop: asyncio.AbstractEventLoop) -> Callable[[Any], None]:
+        def on_data(data: Any) -> None:  # on openant's thread
+            device, page = device_of(bytes(data))
+            if device is not None and device not in self._followed:
+                loop.call_soon_threadsafe(self.on_page, device, page, time.time())
+
+        return on_data
 
     def _handler(self, loop: asyncio.AbstractEventLoop, device: int) -> Callable[[Any], None]:
         def on_data(data: Any) -> None:  # on openant's thread
@@ -115,13 +170,16 @@ class AntSource:
     def on_page(self, device: int, page: bytes, wall: float) -> None:
         """Decode one data page of meter ``device`` and submit the power it yields."""
         self.link.count("pages")
+        decoder = self.decoders.get(device)
+        if decoder is None:
+            decoder = self.decoders[device] = AntPowerDecoder()
         try:
-            fields = self.decoders[device].feed(page)
+            fields = decoder.feed(page)
         except DecodeError as exc:
             self.link.count("bad_pages")
             log.warning("ant: meter %d sent a page that cannot be decoded: %s (%s)", device, exc, page.hex(" "))
             return
-        self.link.device(str(device), **self.decoders[device].info)
+        self.link.device(str(device), **decoder.info, **({"power_w": fields["power_w"]} if "power_w" in fields else {}))
         if "power_w" in fields:
             self.submit(PowerSample(f"ant:{device}", str(device), wall, float(fields["power_w"]),
                                     fields.get("cadence_rpm"), fields.get("torque_nm")))

@@ -44,6 +44,7 @@ class BleSource:
         self._scanner = scanner
         self._client_factory = client_factory
         self.decoders: dict[str, BlePowerDecoder] = {}
+        self._tasks: list[asyncio.Task[None]] | None = None
 
     def _bleak(self) -> tuple[Any, Any]:
         if self._scanner is None or self._client_factory is None:
@@ -56,13 +57,46 @@ class BleSource:
         """Nothing to let go of: cancelling ``run`` disconnects."""
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(self._meter(m), name=f"ble {m}") for m in sorted(self.wanted)]
+        tasks = self._tasks = [asyncio.create_task(self._meter(m), name=f"ble {m}") for m in sorted(self.wanted)]
+        tasks.append(asyncio.create_task(self._discover(), name="ble discovery"))
         try:
-            await asyncio.gather(*tasks)
+            while tasks:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for t in done:
+                    t.result()  # a meter task only ends by raising (it loops forever)
+                    tasks.remove(t)
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def add_meter(self, wanted: str) -> None:
+        """A meter paired on the page: connect to it now (no restart)."""
+        wanted = wanted.lower()
+        if wanted in self.wanted:
+            return
+        self.wanted.add(wanted)
+        if self._tasks is not None:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._meter(wanted), name=f"ble {wanted}"))
+
+    async def _discover(self) -> None:
+        """Every few seconds, what advertises the cycling power service nearby (for the pairing page)."""
+        scanner, _ = self._bleak()
+        discover = getattr(scanner, "discover", None)
+        if discover is None:
+            return
+        while True:
+            try:
+                found = await discover(timeout=4.0, return_adv=True, service_uuids=[SERVICE])
+            except Exception as exc:  # no adapter: the meter tasks say so on the status
+                log.debug("ble: discovery: %s", exc)
+                await asyncio.sleep(self.retry_max_s)
+                continue
+            for address, (device, adv) in dict(found).items():
+                if SERVICE in [u.lower() for u in (adv.service_uuids or [])]:
+                    self.link.device(str(address).lower(), address=str(address).lower(), name=device.name,
+                                     rssi=getattr(adv, "rssi", None))
+            await asyncio.sleep(6.0)
 
     async def _meter(self, wanted: str) -> None:
         attempt = 0
@@ -122,4 +156,5 @@ class BleSource:
             self.link.count("bad_notifications")
             log.warning("ble: %s sent a measurement that cannot be decoded: %s (%s)", key, exc, data.hex(" "))
             return
+        self.link.device(key, address=key, power_w=fields["power_w"])
         self.submit(PowerSample(f"ble:{key}", key, time.time(), fields["power_w"], fields.get("cadence_rpm")))

@@ -76,6 +76,12 @@ class SpoolReader(SpoolState):
     def last_seq(self) -> int:
         return self._next_seq - 1
 
+    def meta_prefixed(self, prefix: str) -> dict[str, str]:
+        """Every meta value whose key starts with ``prefix`` (session records: ``session:``)."""
+        rows = self._conn().execute("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?",
+                                    (len(prefix), prefix)).fetchall()
+        return {k: v for k, v in rows}
+
     def meta(self, key: str) -> str | None:
         row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None

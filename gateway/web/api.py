@@ -100,8 +100,8 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
         """The session asked for (the latest by default), its results, and the population's."""
         results_store = opened()
         session = request.args.get("session")
-        if not session:
-            known = results_store.sessions()
+        if not session:  # the latest session with results
+            known = [s for s in results_store.sessions() if s["results"]]
             session = known[-1]["session"] if known else None
         if session is None:
             return results_store, None, [], []
@@ -122,6 +122,7 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
         return jsonify({"session": session, "population": request.args.get("population") or "session",
                         "last_seq": results_store.last_seq(),
                         "course": results_store.course(session) or config.settings.course.as_dict(),
+                        "notes": results_store.notes(session),
                         "results": annotate(targets, pool)})
 
     @api.get("/api/export")
@@ -130,10 +131,10 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
         fmt = request.args.get("format", "csv")
         if fmt not in ("csv", "json", "xlsx"):
             raise ApiError(400, "format must be csv, json or xlsx")
-        _, session, targets, pool = selected()
+        results_store, session, targets, pool = selected()
         if session is None:
             raise NotFound("no results to export yet")
-        columns, rows = table(targets, pool)
+        columns, rows = table(targets, pool, results_store)
         buffer = io.BytesIO() if fmt == "xlsx" else io.StringIO(newline="")
         write(buffer, fmt, session, columns, rows)
         data = buffer.getvalue()
@@ -150,6 +151,12 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
     def start_replay() -> tuple[Response, int]:
         _token_ok(guard)
         body = _body()
+        if body.get("session") is not None:  # a stored session played again (the coach's review)
+            speed = body.get("speed")
+            if speed is not None:
+                check_factor(speed)
+            session = bridge.call(replays.review, str(body["session"]), factor=speed)
+            return jsonify(_viewer_safe(bridge.call(replays.status, session))), 201
         files = body.get("files") or ["@sample"]
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             raise ApiError(400, "files must be a list of file names")

@@ -39,7 +39,7 @@ class StrictJSON(JSONProvider):
 def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | None = None, replays: Any = None,
                bridge: Any = None, broadcaster: Any = None, stop: threading.Event | None = None,
                health: Any = None, budget: StreamBudget | None = None, guard: TokenGuard | None = None,
-               hub: bool = False) -> Flask:
+               hub: bool = False, morning: Any = None) -> Flask:
     from gateway.web.api import create_api, register_errors
     from gateway.web.stream import parse_last_id, stream_response
 
@@ -56,6 +56,9 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
     app.json = StrictJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = web.max_body_kb * 1024
     app.register_blueprint(create_api(config, results, replays, bridge, guard))
+    from gateway.web.morning import create_morning
+
+    app.register_blueprint(create_morning(morning, guard))
     register_errors(app)
     stop = stop or threading.Event()
 
@@ -70,6 +73,10 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
     @app.get("/")
     def index() -> Response:
         return send_from_directory(STATIC, "index.html", max_age=0)
+
+    @app.get("/setup")
+    def setup() -> Response:
+        return send_from_directory(STATIC, "setup.html", max_age=0)
 
     @app.get("/favicon.ico")
     def favicon() -> Response:

@@ -26,12 +26,19 @@ function segmentNames(course) {
 
 function rowKey(r) { return `${r.session_id}|${r.rider_id}|${r.number}|${r.start}`; }
 
-// Lap numbers beside the points of a rider's trail.
+// Lap numbers beside the points of a rider's trail, and a pen beside points with a coach's note.
 const lapNumbers = {
   id: "lapNumbers",
   afterDatasetsDraw(chart) {
     const ctx = chart.ctx;
     chart.data.datasets.forEach((d, i) => {
+      if (d.noted && d.noted.length) {
+        ctx.save();
+        ctx.font = "bold 15px system-ui, sans-serif";
+        ctx.fillStyle = "#14202b";
+        chart.getDatasetMeta(i).data.forEach((el, k) => { if (d.noted[k]) ctx.fillText("✎", el.x + 11, el.y - 9); });
+        ctx.restore();
+      }
       if (!d.lapLabels) return;
       ctx.save();
       ctx.font = "bold 14px system-ui, sans-serif";
@@ -54,7 +61,7 @@ function matrixPage() {
     rows: {}, session: null, pinnedSession: null, followSession: null, sessionChoice: "", sessions: [],
     lastSeq: 0, segment: "all", focus: "", onlyFocus: false, trail: false, picked: null, online: false,
     sourceOpen: false, lastEventAt: 0, heartbeatS: 10, now: Date.now(), status: null, statusAt: 0, boxOffset: 0,
-    replays: [], pin: "", message: "", rowMessages: {}, starting: false, confirmUntil: 0, announcement: "",
+    notes: {}, noteDraft: "", noteMessage: "", replays: [], pin: "", message: "", rowMessages: {}, starting: false, confirmUntil: 0, announcement: "",
     lastLevel: "", extent: { x: 2, y: 2 }, drawn: 0, source: null, latencies: [], received: {},
 
     async start() {
@@ -121,6 +128,8 @@ function matrixPage() {
       // A replay whose files bring their own course (segments a lap) names its segments from it.
       if (data.course) this.segmentNames = segmentNames(data.course);
       this.lastSeq = Math.max(this.lastSeq, data.last_seq || 0);
+      this.notes = {};
+      for (const n of data.notes || []) this.notes[`${n.rider_id}|${n.number}`] = n.text;
       let added = false;
       for (const r of data.results) {
         r.key = rowKey(r);
@@ -317,7 +326,23 @@ function matrixPage() {
       if (best) this.pick(best);
     },
 
-    pick(r) { this.picked = r; this.redraw(); },
+    pick(r) { this.picked = r; this.noteDraft = this.noteOf(r); this.noteMessage = ""; this.redraw(); },
+
+    noteOf(r) { return (r && this.notes[`${r.rider_id}|${r.number}`]) || ""; },
+
+    async saveNote() {
+      const r = this.picked;
+      if (!r) return;
+      if (!this.pin) { this.noteMessage = "Enter the admin PIN first (in the replay section)."; return; }
+      try {
+        const notes = await this.getJSON("/api/notes", { method: "POST", headers: { "Content-Type": "application/json", "X-Admin-Token": this.pin },
+          body: JSON.stringify({ session: r.session_id, rider_id: r.rider_id, number: r.number, text: this.noteDraft }) });
+        this.notes = {};
+        for (const n of notes) this.notes[`${n.rider_id}|${n.number}`] = n.text;
+        this.noteMessage = this.noteDraft.trim() ? "Note saved." : "Note removed.";
+        this.redraw();
+      } catch (e) { this.noteMessage = this.refusal(e); }
+    },
     unpick() { this.picked = null; if (CHART) this.redraw(); },
 
     resetAxes() { this.extent = { x: 2, y: 2 }; },
@@ -340,6 +365,7 @@ function matrixPage() {
         points.sort((a, b) => (a.row.lap - b.row.lap) || (a.row.end - b.row.end));
         return {
           label: (this.riders[id] || { name: points[0].row.name }).name, data: points, showLine: trail, lapLabels: trail,
+          noted: points.map(p => Boolean(this.noteOf(p.row))),
           borderColor: mark.colour, borderWidth: 2, backgroundColor: mark.colour,
           pointStyle: mark.full ? (dim ? mark.faded : mark.full) : "circle", pointRadius: MARK_PX / 2, pointHitRadius: HIT_PX,
           order: dim ? 2 : 1,

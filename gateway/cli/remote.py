@@ -1,0 +1,110 @@
+"""`trackside-gateway session ...` and `rider ...`: the set-up the page does, from a terminal. They ask
+the running daemon (its page's API on the box itself), which owns the spool and the rider book."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import GatewayError
+
+
+def add_parsers(sub: Any) -> None:
+    session = sub.add_parser("session", help="start, end or list the box's sessions (asks the running daemon)")
+    session.add_argument("action", choices=["start", "end", "list", "show"])
+    session.add_argument("name", nargs="?", help="the session's name (start)")
+    session.add_argument("--rider", action="append", default=[], help="a rider present (repeat; default: all)")
+    session.add_argument("--tag", action="append", default=[], help="name=value, e.g. tyres=1.6bar (repeat)")
+    session.add_argument("--notes", default="", help="free notes")
+    _remote_args(session)
+
+    rider = sub.add_parser("rider", help="list or add riders and record FTP and weight with their date")
+    rider.add_argument("action", choices=["list", "add", "set"])
+    rider.add_argument("id", nargs="?")
+    rider.add_argument("name", nargs="?", help="the rider's name (add; renames a known rider)")
+    rider.add_argument("--squad")
+    rider.add_argument("--ftp", type=float, help="FTP in W (set)")
+    rider.add_argument("--weight", type=float, help="weight in kg (set)")
+    rider.add_argument("--from", dest="day", help="valid from this date, YYYY-MM-DD (set; default today)")
+    _remote_args(rider)
+
+
+def _remote_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="the daemon's YAML config (for its port and PIN)")
+    p.add_argument("--url", help="the daemon's page (default http://127.0.0.1:<web.port>)")
+    p.add_argument("--pin", help="the admin PIN (default: $TRACKSIDE_PIN, else web.admin_token of the config)")
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    from gateway import config
+
+    cfg = config.load(args.config)
+    url = (args.url or f"http://127.0.0.1:{cfg.settings.web.port}").rstrip("/") + path
+    pin = args.pin or os.environ.get("TRACKSIDE_PIN") or cfg.settings.web.admin_token or ""
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None, method=method,
+                                     headers={"Content-Type": "application/json", "X-Admin-Token": pin})
+    try:
+        with urllib.request.urlopen(request, timeout=90) as reply:
+            return json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            said = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            said = exc.reason
+        raise GatewayError(str(said), where=url) from None
+    except OSError as exc:
+        raise GatewayError(f"the gateway does not answer ({exc})", where=url,
+                           hint="is `trackside-gateway run` running? give its page with --url") from None
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    if args.action == "start":
+        if not args.name:
+            raise GatewayError("session start needs a name", hint="trackside-gateway session start 'Hill repeats'")
+        out = _call(args, "POST", "/api/session/start",
+                    {"name": args.name, "riders": args.rider or None, "tags": args.tag, "notes": args.notes})
+        print(f"session {out['session']} started: {out['name']}")
+    elif args.action == "end":
+        out = _call(args, "POST", "/api/session/end", {})
+        print(f"session {out['session']} ended: {out['name']}")
+    elif args.action == "show":
+        out = _call(args, "GET", "/api/session")
+        kind = "started" if out.get("named") else "automatic"
+        print(f"{out['session']}\t{out['name']}\t{kind}\t{_when(out.get('started'))}\t"
+              + " ".join(f"{k}={v}" for k, v in (out.get("tags") or {}).items()))
+    else:
+        for s in _call(args, "GET", "/api/sessions"):
+            when = _when(s.get("started") or s["first"])
+            print(f"{s['session']}\t{s.get('name') or ''}\t{s.get('kind') or ''}\t{when}\t{s['results']} results")
+    return 0
+
+
+def cmd_rider(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for r in _call(args, "GET", "/api/riders"):
+            print(f"{r['id']}\t{r['name']}\t{r['ftp_w'] if r['ftp_w'] is not None else '-'} W\t"
+                  f"{r['weight_kg'] if r['weight_kg'] is not None else '-'} kg\t"
+                  + ", ".join(f"{h['from']}: {h['ftp_w']} W {h['weight_kg']} kg" for h in r["history"]))
+        return 0
+    if not args.id:
+        raise GatewayError(f"rider {args.action} needs a rider id")
+    if args.action == "add":
+        if not args.name:
+            raise GatewayError("rider add needs a name", hint="trackside-gateway rider add r07 Mia")
+        _call(args, "POST", "/api/riders", {"id": args.id, "name": args.name, "squad": args.squad})
+        print(f"rider {args.id}: {args.name}")
+        return 0
+    out = _call(args, "POST", f"/api/riders/{args.id}/profile",
+                {"ftp_w": args.ftp, "weight_kg": args.weight, "from": args.day})
+    print(f"rider {args.id}: {out['ftp_w']} W, {out['weight_kg']} kg from {out['from']}")
+    return 0
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else ""

@@ -1,0 +1,233 @@
+"""The coach's own record of riders, kept in the state directory over the YAML roster: riders added
+or renamed from the page, FTP and weight with the date from which each value holds, and which
+power meter or timing chip is whose since when.
+
+A session uses the values valid on its date (a replay: the recording's date), so IF, TSS and W/kg
+of last month's session do not change when today's FTP test raises a rider's FTP. The file is
+written whole to a temporary file and renamed: a power cut leaves the old book or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from gateway.config.settings import MeterSettings, RiderSettings
+from gateway.errors import GatewayError
+
+KINDS = ("ant", "ble", "chip")
+
+
+class RiderBookError(GatewayError):
+    """A rider or a pairing that cannot be recorded as asked."""
+
+
+def day_of(t: float) -> str:
+    """A UTC date, YYYY-MM-DD: the key of a profile's validity."""
+    return time.strftime("%Y-%m-%d", time.gmtime(t))
+
+
+def _check_day(day: str) -> str:
+    try:
+        time.strptime(day, "%Y-%m-%d")
+    except ValueError:
+        raise RiderBookError(f"{day!r} is not a date", hint="write it as YYYY-MM-DD") from None
+    return day
+
+
+def _sensor_key(kind: str, sensor: str) -> str:
+    if kind not in KINDS:
+        raise RiderBookError(f"unknown kind {kind!r}", hint="use ant, ble or chip")
+    sensor = sensor.strip()
+    if not sensor:
+        raise RiderBookError("no device number, address or chip given")
+    return f"{kind}:{sensor.lower() if kind != 'chip' else sensor}"
+
+
+class RiderBook:
+    """Thread-safe; every change is saved before it returns."""
+
+    def __init__(self, path: Path, roster: Sequence[RiderSettings]) -> None:
+        self.path = path
+        self.roster = tuple(roster)
+        self._lock = threading.Lock()
+        self._data: dict[str, Any] = {"riders": {}, "pairings": {}, "history": []}
+        if path.exists():
+            try:
+                loaded = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise RiderBookError(f"cannot be read ({exc})", where=str(path),
+                                     hint="restore it from a backup or move it aside to start a new book") from None
+            if not isinstance(loaded, dict):
+                raise RiderBookError("is not a rider book", where=str(path), hint="move it aside to start a new one")
+            self._data.update(loaded)
+
+    # -- riders and profiles -------------------------------------------------------------------
+
+    def _entry(self, rider_id: str) -> dict[str, Any]:
+        entry: dict[str, Any] = self._data["riders"].setdefault(rider_id, {})
+        entry.setdefault("profile", [])
+        return entry
+
+    def known(self, rider_id: str) -> bool:
+        return rider_id in self._data["riders"] or any(r.id == rider_id for r in self.roster)
+
+    def add(self, rider_id: str, name: str, squad: str | None = None) -> None:
+        """A new rider, or a new name (and squad) for a known one."""
+        rider_id, name = rider_id.strip(), name.strip()
+        if not rider_id or not name or len(rider_id) > 64 or len(name) > 80:
+            raise RiderBookError("a rider needs an id (up to 64 characters) and a name (up to 80)")
+        with self._lock:
+            entry = self._entry(rider_id)
+            entry["name"] = name
+            if squad is not None:
+                entry["squad"] = squad.strip() or None
+            self._save()
+
+    def set_profile(self, rider_id: str, *, ftp_w: float | None = None, weight_kg: float | None = None,
+                    day: str | None = None) -> dict[str, Any]:
+        """FTP and/or weight from ``day`` (default today) on; a value for the same day replaces it."""
+        if not self.known(rider_id):
+            raise RiderBookError(f"no rider {rider_id!r}", hint="add the rider first")
+        if ftp_w is None and weight_kg is None:
+            raise RiderBookError("give an FTP (W) or a weight (kg)")
+        if ftp_w is not None and not 30 <= ftp_w <= 700:
+            raise RiderBookError(f"an FTP of {ftp_w:g} W is not plausible", hint="between 30 and 700 W")
+        if weight_kg is not None and not 25 <= weight_kg <= 200:
+            raise RiderBookError(f"a weight of {weight_kg:g} kg is not plausible", hint="between 25 and 200 kg")
+        day = _check_day(day or day_of(time.time()))
+        with self._lock:
+            entry = self._entry(rider_id)
+            current = self._valid(rider_id, day)
+            value = {"from": day, "ftp_w": ftp_w if ftp_w is not None else current.get("ftp_w"),
+                     "weight_kg": weight_kg if weight_kg is not None else current.get("weight_kg"),
+                     "recorded": time.time()}
+            entry["profile"] = sorted([p for p in entry["profile"] if p["from"] != day] + [value],
+                                      key=lambda p: p["from"])
+            self._save()
+            return value
+
+    def _valid(self, rider_id: str, day: str) -> dict[str, Any]:
+        base = next((r for r in self.roster if r.id == rider_id), None)
+        out: dict[str, Any] = {"ftp_w": base.ftp_w if base else None, "weight_kg": base.weight_kg if base else None,
+                               "from": None}
+        for p in self._data["riders"].get(rider_id, {}).get("profile", []):
+            if p["from"] <= day:
+                out = {k: p.get(k) for k in ("ftp_w", "weight_kg", "from")}
+        return out
+
+    def riders_on(self, t: float) -> tuple[RiderSettings, ...]:
+        """The roster as it stood on the date of ``t``: YAML riders, then riders added on the page;
+        names, FTP and weight as recorded; meters and chips as paired now."""
+        day = day_of(t)
+        with self._lock:
+            pairs = self._data["pairings"]
+            out: list[RiderSettings] = []
+            in_yaml = {r.id for r in self.roster}
+            ids = [r.id for r in self.roster] + [i for i in self._data["riders"] if i not in in_yaml]
+            for rider_id in ids:
+                base = next((r for r in self.roster if r.id == rider_id), None) or RiderSettings(rider_id, rider_id)
+                entry = self._data["riders"].get(rider_id, {})
+                valid = self._valid(rider_id, day)
+                paired = [k for k, v in pairs.items() if v["rider"] == rider_id]
+                # A meter or chip paired on the page moves to its new rider: it leaves the YAML one.
+                meters = tuple(m for m in base.power_meters if f"{m.kind}:{m.id.lower()}" not in pairs)
+                meters += tuple(MeterSettings(k.split(":", 1)[0], k.split(":", 1)[1]) for k in paired
+                                if not k.startswith("chip:"))
+                chips = [k.split(":", 1)[1] for k in paired if k.startswith("chip:")]
+                transponder = chips[0] if chips else (None if base.transponder and f"chip:{base.transponder}" in pairs
+                                                      else base.transponder)
+                out.append(replace(base, name=entry.get("name") or base.name,
+                                   squad=entry.get("squad", base.squad) if "squad" in entry else base.squad,
+                                   ftp_w=valid["ftp_w"], weight_kg=valid["weight_kg"], power_meters=meters,
+                                   transponder=transponder))
+            return tuple(out)
+
+    def profiles(self) -> list[dict[str, Any]]:
+        """Every rider with the history of their values, for the page."""
+        riders = self.riders_on(time.time())
+        with self._lock:
+            return [{"id": r.id, "name": r.name, "squad": r.squad, "ftp_w": r.ftp_w, "weight_kg": r.weight_kg,
+                     "history": list(self._data["riders"].get(r.id, {}).get("profile", [])),
+                     "added": not any(b.id == r.id for b in self.roster)} for r in riders]
+
+    # -- pairings ------------------------------------------------------------------------------
+
+    def pair(self, kind: str, sensor: str, rider_id: str) -> dict[str, Any]:
+        """``sensor`` is ``rider_id``'s from now on (a swap moves it from its previous rider)."""
+        key = _sensor_key(kind, sensor)
+        if not self.known(rider_id):
+            raise RiderBookError(f"no rider {rider_id!r}", hint="add the rider first")
+        now = time.time()
+        with self._lock:
+            before = self._data["pairings"].get(key)
+            self._data["pairings"][key] = {"rider": rider_id, "from": now}
+            self._data["history"].append({"at": now, "sensor": key, "rider": rider_id,
+                                          "before": before["rider"] if before else None})
+            self._save()
+        return {"sensor": key, "rider": rider_id, "from": now, "before": before["rider"] if before else None}
+
+    def unpair(self, kind: str, sensor: str) -> dict[str, Any]:
+        """``sensor`` is nobody's from now on (over a YAML pairing too)."""
+        key = _sensor_key(kind, sensor)
+        now = time.time()
+        with self._lock:
+            before = self._data["pairings"].get(key)
+            self._data["pairings"][key] = {"rider": None, "from": now}
+            self._data["history"].append({"at": now, "sensor": key, "rider": None,
+                                          "before": before["rider"] if before else None})
+            self._save()
+        return {"sensor": key, "rider": None, "from": now}
+
+    def pairings(self) -> dict[str, str]:
+        """Sensor key ("ant:12345", "ble:aa:bb:..", "chip:DM-0007") -> rider id, YAML and page together."""
+        out: dict[str, str] = {}
+        for r in self.roster:
+            for m in r.power_meters:
+                out[f"{m.kind}:{m.id.lower()}"] = r.id
+            if r.transponder:
+                out[f"chip:{r.transponder}"] = r.id
+        with self._lock:
+            for key, value in self._data["pairings"].items():
+                if value["rider"] is None:
+                    out.pop(key, None)
+                else:
+                    out[key] = value["rider"]
+        return out
+
+    def history(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._data["history"])
+
+    def warnings(self) -> list[str]:
+        """What a coach must see: a meter the YAML gives to two riders, a rider with two meters of
+        a kind (which one counts?)."""
+        owners: dict[str, list[str]] = {}
+        for r in self.roster:
+            for m in r.power_meters:
+                owners.setdefault(f"{m.kind}:{m.id.lower()}", []).append(r.id)
+        with self._lock:
+            overridden = set(self._data["pairings"])
+        out = [f"{key} is assigned to {len(ids)} riders in the configuration ({', '.join(ids)}); pair it to one"
+               for key, ids in sorted(owners.items()) if len(ids) > 1 and key not in overridden]
+        by_rider: dict[tuple[str, str], list[str]] = {}
+        for key, rider in self.pairings().items():
+            by_rider.setdefault((rider, key.split(":", 1)[0]), []).append(key)
+        out += [f"{rider} has {len(keys)} {kind} {'chips' if kind == 'chip' else 'meters'}: {', '.join(sorted(keys))}"
+                for (rider, kind), keys in sorted(by_rider.items()) if len(keys) > 1]
+        return out
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(self._data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)

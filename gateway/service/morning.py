@@ -1,0 +1,127 @@
+"""What the coach sets up on the page before the first rider goes: the session, the riders and their
+values, which meter and chip is whose (from what the radios hear right now), and notes on results.
+The web layer calls this; it calls the live sessions, the rider book and the sources."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway.config.settings import Settings
+from gateway.pipeline.riderbook import RiderBook, RiderBookError
+from gateway.service.sessions import LiveSessions, add_note, record_of
+from gateway.spool.store import Spool
+from gateway.status import StatusBoard
+
+HEARD_S = 60.0  # a radio not heard for this long leaves the list
+ANT_CHANNELS = 8  # an ANTUSB2 or ANTUSB-m stick: one channel searches, seven follow paired meters
+
+
+def _number(body: Mapping[str, Any], key: str) -> float | None:
+    value = body.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise RiderBookError(f"{key} must be a number, got {value!r}") from None
+
+
+class Morning:
+    def __init__(self, sessions: LiveSessions, book: RiderBook, spool: Spool, status: StatusBoard,
+                 settings: Settings, on_pair: Callable[[str, str], None] | None = None) -> None:
+        self.sessions = sessions
+        self.book = book
+        self.spool = spool
+        self.status = status
+        self.settings = settings
+        self.on_pair = on_pair
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def current(self) -> dict[str, Any]:
+        return self.sessions.current()
+
+    def start(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        riders = body.get("riders")
+        tags = body.get("tags")
+        if isinstance(tags, str):
+            tags = [t for t in tags.replace(",", " ").split() if t]
+        return self.sessions.start(str(body.get("name") or ""), riders=list(riders) if riders else None,
+                                   notes=str(body.get("notes") or ""), tags=tags)
+
+    def end(self) -> dict[str, Any]:
+        return self.sessions.end()
+
+    # -- riders --------------------------------------------------------------------------------
+
+    def riders(self) -> list[dict[str, Any]]:
+        return self.book.profiles()
+
+    def add_rider(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        self.book.add(str(body.get("id") or ""), str(body.get("name") or ""), body.get("squad"))
+        self.sessions.riders_changed()
+        return self.riders()
+
+    def set_profile(self, rider_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        value = self.book.set_profile(rider_id, ftp_w=_number(body, "ftp_w"), weight_kg=_number(body, "weight_kg"),
+                                      day=body.get("from") or None)
+        self.sessions.riders_changed()
+        return value
+
+    # -- radios and pairing --------------------------------------------------------------------
+
+    def radios(self) -> dict[str, Any]:
+        """What the radios hear now, each with whose it is."""
+        now = time.time()
+        parts = self.status.snapshot().get("components", {})
+        pairs = self.book.pairings()
+        names = {r.id: r.name for r in self.book.riders_on(now)}
+
+        def owner(key: str) -> dict[str, Any]:
+            rider = pairs.get(key)
+            return {"rider": rider, "rider_name": names.get(rider or "")}
+
+        out: dict[str, Any] = {"ant": [], "ble": [], "chips": [], "warnings": self.book.warnings()}
+        for kind in ("ant", "ble"):
+            part = parts.get(f"source.{kind}") or {}
+            out[f"{kind}_state"] = part.get("state") or "off"
+            for key, info in sorted((part.get("devices") or {}).items()):
+                if now - float(info.get("seen") or 0) > HEARD_S:
+                    continue
+                sensor = str(info.get("address") or key).lower()
+                out[kind].append({**info, "id": sensor, "key": f"{kind}:{sensor}",
+                                  "age_s": round(now - info["seen"], 1), **owner(f"{kind}:{sensor}")})
+            if kind == "ant" and part.get("channels_wanted"):
+                wanted, have = int(part["channels_wanted"]), int(part.get("channels") or ANT_CHANNELS)
+                if wanted > have:
+                    out["warnings"].append(f"the ANT+ stick is full: {wanted} meters paired, {have - 1} channels "
+                                           "follow meters (one searches); add a second stick or use BLE")
+        ingest = (parts.get("ingest") or {}).get("unmapped") or {}
+        for key, count in sorted(ingest.items()):
+            if key.startswith("transponder:"):
+                chip = key.split(":", 1)[1]
+                out["chips"].append({"id": chip, "key": f"chip:{chip}", "crossings": count, **owner(f"chip:{chip}")})
+        out["pairings"] = [{"key": k, "rider": v, "rider_name": names.get(v)} for k, v in sorted(pairs.items())]
+        return out
+
+    def pair(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        kind, sensor, rider = str(body.get("kind") or ""), str(body.get("id") or ""), body.get("rider")
+        result = self.book.pair(kind, sensor, str(rider or "")) if rider else self.book.unpair(kind, sensor)
+        self.sessions.riders_changed()
+        if rider and self.on_pair is not None:
+            self.on_pair(kind, sensor)
+        return result
+
+    # -- notes ---------------------------------------------------------------------------------
+
+    def note(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        session, rider, number = (str(body.get(k) or "") for k in ("session", "rider_id", "number"))
+        if not session or not rider or not number:
+            raise RiderBookError("a note needs the session, the rider and the segment number")
+        notes = add_note(self.spool, session, rider, number, str(body.get("text") or ""))
+        live = self.sessions.live
+        if live is not None:  # the session's record, with its notes, goes to Kafka (compacted: the latest wins)
+            live.ingest.submit(record_of(self.spool, session, self.settings))
+        return notes

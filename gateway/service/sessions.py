@@ -1,0 +1,210 @@
+"""The box's live session: named by the coach (started and ended from the page or the command
+line), or automatic in between (events outside a started session are never lost: they go to an
+automatic session, as before), and the session records that tell Kafka and the hub about them.
+
+Starting a session builds the new session's pipeline first and moves the sources onto it; the old
+one then closes its open segments (their results stay in the old session) and stops. A restart
+keeps the session and what the coach said about it (spool meta ``live_session_info``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gateway.config.settings import Settings
+from gateway.errors import GatewayError
+from gateway.model import SessionRecord
+from gateway.pipeline import session
+from gateway.pipeline.build import SessionPipeline, build
+from gateway.pipeline.ingest import Accepted
+from gateway.pipeline.riderbook import RiderBook
+from gateway.spool.store import Spool
+
+log = logging.getLogger(__name__)
+TAG = re.compile(r"^[A-Za-z0-9_.-]{1,32}=[^\n]{0,64}$")
+
+
+class SessionError(GatewayError):
+    """A session that cannot be started or ended as asked."""
+
+    http_status = 409
+
+
+def parse_tags(tags: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
+    """``["tyres=1.6bar", "bike=hardtail"]`` (or a mapping) as a dict; says which tag is wrong."""
+    if tags is None:
+        return {}
+    items = list(tags.items()) if isinstance(tags, Mapping) else []
+    if not isinstance(tags, Mapping):
+        for tag in tags:
+            if not isinstance(tag, str) or not TAG.match(tag.strip()):
+                raise SessionError(f"tag {tag!r} is not name=value", hint="for example tyres=1.6bar (name: letters, "
+                                   "digits, _ . -; up to 32 and 64 characters)")
+            name, value = tag.strip().split("=", 1)
+            items.append((name, value))
+    for name, value in items:
+        if not TAG.match(f"{name}={value}"):
+            raise SessionError(f"tag {name}={value} is not name=value")
+    return dict(items)
+
+
+class LiveSessions:
+    def __init__(self, settings: Settings, spool: Spool, book: RiderBook, gateway_id: str,
+                 listeners: Sequence[Callable[[list[Accepted]], None]]) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.book = book
+        self.gateway_id = gateway_id
+        self.listeners = list(listeners)
+        self.live: SessionPipeline | None = None
+        self.info: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- the pipeline the sources feed ---------------------------------------------------------
+
+    def open(self) -> SessionPipeline:
+        """The session the box was in (a restart keeps it), or a new automatic one."""
+        session_id = session.live_session(self.spool, self.gateway_id, self.settings.gateway.session_gap_h)
+        stored = self.spool.meta("live_session_info")
+        info = json.loads(stored) if stored else {}
+        if info.get("session") != session_id:
+            info = self._automatic(session_id)
+        self.info = info
+        live = self.live = self._build(session_id, info["started"])
+        live.runner.restore(self.spool)
+        live.start()
+        return live
+
+    def _automatic(self, session_id: str, started: float | None = None) -> dict[str, Any]:
+        started = started if started is not None else float(self.spool.meta("live_session_started") or time.time())
+        label = time.strftime("%d %b %H:%M", time.gmtime(started))
+        return {"session": session_id, "name": f"{self.gateway_id} {label}", "named": False, "started": started,
+                "tags": {}, "notes": "", "present": None}
+
+    def _build(self, session_id: str, started: float) -> SessionPipeline:
+        return build(self.settings, self.spool, session_id, riders=self.book.riders_on(started),
+                     subscribers=self.listeners)
+
+    def submit(self, event: Any) -> None:
+        """Where the sources hand their events (whichever session is live)."""
+        live = self.live
+        if live is not None:
+            live.ingest.submit(event)
+
+    # -- records -------------------------------------------------------------------------------
+
+    def publish(self, ended: float | None = None, pipeline: SessionPipeline | None = None,
+                info: Mapping[str, Any] | None = None) -> None:
+        pipeline = pipeline or self.live
+        info = info or self.info
+        if pipeline is None:
+            return
+        history = [h for h in self.book.history() if h["at"] >= info["started"] - 1]
+        pipeline.publish("live", started=info["started"], ended=ended, name=info["name"], tags=info.get("tags"),
+                         notes=info.get("notes", ""), present=info.get("present"),
+                         extra={"pairings": self.book.pairings(), "pairing_changes": history,
+                                "result_notes": notes_of(self.spool, pipeline.session_id)})
+
+    def current(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self.info, "ended": None}
+
+    # -- the coach's controls (called off the event loop: they wait for the ingest thread) -------
+
+    def start(self, name: str, *, riders: Sequence[str] | None = None, notes: str = "",
+              tags: Sequence[str] | Mapping[str, str] | None = None) -> dict[str, Any]:
+        name = (name or "").strip()
+        if not name or len(name) > 80:
+            raise SessionError("a session needs a name of 1 to 80 characters", hint="for example 'Hill repeats'")
+        if len(notes) > 2000:
+            raise SessionError("notes are limited to 2000 characters")
+        parsed = parse_tags(tags)
+        present = list(riders) if riders else None
+        unknown = [r for r in present or [] if not self.book.known(r)]
+        if unknown:
+            raise SessionError(f"unknown rider(s): {', '.join(unknown)}", hint="add them on the riders page first")
+        with self._lock:
+            now = time.time()
+            session_id = f"{self.gateway_id}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}"
+            if self.live is not None and session_id == self.live.session_id:
+                session_id += "-2"
+            info = {"session": session_id, "name": name, "named": True, "started": now, "tags": parsed,
+                    "notes": notes, "present": present}
+            self._switch(session_id, info, now)
+            log.info("session %s started: %s", session_id, name)
+            return dict(info)
+
+    def end(self) -> dict[str, Any]:
+        with self._lock:
+            if not self.info.get("named"):
+                raise SessionError("no session was started: events go to an automatic session",
+                                   hint="start a session first")
+            now = time.time()
+            ended = {**self.info, "ended": now}
+            session_id = f"{self.gateway_id}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-auto"
+            self._switch(session_id, self._automatic(session_id, now), now)
+            log.info("session %s ended", ended["session"])
+            return ended
+
+    def _switch(self, session_id: str, info: dict[str, Any], now: float) -> None:
+        old, old_info = self.live, self.info
+        new = self._build(session_id, now).start()
+        self.spool.set_meta("live_session", session_id)
+        self.spool.set_meta("live_session_started", repr(now))
+        self.spool.set_meta("live_session_seen", repr(now))
+        self.spool.set_meta("live_session_info", json.dumps(info))
+        self.live, self.info = new, info
+        if old is not None:
+            if old_info.get("named"):
+                self.publish(ended=now, pipeline=old, info=old_info)
+            old.finish()  # its open segments close in their own session
+        self.publish()
+
+    def riders_changed(self) -> None:
+        """A pairing or a profile changed: the live session uses it at once, and says so."""
+        with self._lock:
+            if self.live is not None:
+                self.live.update_riders(self.book.riders_on(self.info["started"]))
+                self.publish()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def notes_of(spool: Spool, session_id: str) -> list[dict[str, Any]]:
+    stored = spool.meta(f"notes:{session_id}")
+    return list(json.loads(stored)) if stored else []
+
+
+def add_note(spool: Spool, session_id: str, rider_id: str, number: str, text: str) -> list[dict[str, Any]]:
+    """A coach's note on one result ("chain dropped"); an empty text removes the note."""
+    text = text.strip()
+    if len(text) > 280:
+        raise SessionError("a note is limited to 280 characters")
+    notes = [n for n in notes_of(spool, session_id) if (n["rider_id"], n["number"]) != (rider_id, number)]
+    if text:
+        notes.append({"rider_id": rider_id, "number": number, "text": text, "at": time.time()})
+    spool.set_meta(f"notes:{session_id}", json.dumps(notes))
+    return notes
+
+
+def record_of(spool: Spool, session_id: str, settings: Settings) -> SessionRecord:
+    """A session's record as last published (or a plain one), with its result notes as they are."""
+    stored = spool.meta(f"session:{session_id}")
+    body: dict[str, Any] = json.loads(stored) if stored else {}
+    course = body.get("course") or json.loads(spool.meta(f"course:{session_id}") or "null") or {
+        **settings.course.as_dict(), "id": settings.course.key}
+    known = {"kind", "name", "started", "ended", "course", "riders", "files", "tags", "notes"}
+    extra = {k: v for k, v in body.items() if k not in known}
+    extra["result_notes"] = notes_of(spool, session_id)
+    return SessionRecord(session_id, body.get("kind") or "live", body.get("name") or session_id,
+                         float(body.get("started") or time.time()), body.get("ended"), course,
+                         tuple(body.get("riders") or ()), tuple(body.get("files") or ()), body.get("tags") or {},
+                         body.get("notes") or "", extra)

@@ -1,0 +1,136 @@
+/* The coach's morning: start the session, pair meters and chips, riders' values, review. */
+"use strict";
+
+function setupPage() {
+  return {
+    boxId: "", pin: "", current: {}, riders: [], radios: {}, sessions: [], edits: {}, endArmed: false,
+    form: { name: "", riders: [], tags: "", notes: "" }, newRider: { id: "", name: "" },
+    messages: { session: "", pairing: "", riders: "", review: "" }, okay: {},
+
+    async start() {
+      this.pin = localStorage.getItem("trackside-pin") || "";
+      const cfg = await this.getJSON("/api/config");
+      this.boxId = cfg.gateway.id;
+      await Promise.all([this.loadSession(), this.loadRiders(), this.loadRadios(), this.loadSessions()]);
+      setInterval(() => this.loadRadios(), 2000);
+      setInterval(() => this.loadSession(), 10000);
+      window.setup = this;  // for the browser tests
+    },
+
+    async getJSON(url, options) {
+      const reply = await fetch(url, options);
+      const body = await reply.json();
+      if (!reply.ok) {
+        const error = new Error(body.error || reply.statusText);
+        error.status = reply.status;
+        throw error;
+      }
+      return body;
+    },
+
+    // Every change needs the PIN; the answer (or the refusal, in words) lands next to the control.
+    async send(section, url, body) {
+      this.okay[section] = false;
+      if (!this.pin) { this.messages[section] = "Enter the admin PIN first (at the top)."; return null; }
+      try {
+        const out = await this.getJSON(url, { method: "POST", body: JSON.stringify(body || {}),
+          headers: { "Content-Type": "application/json", "X-Admin-Token": this.pin } });
+        this.messages[section] = "";
+        this.okay[section] = true;
+        return out;
+      } catch (e) {
+        this.messages[section] = e.status === 401 ? "Wrong admin PIN: check it and try again."
+          : e.status === 429 ? "Too many wrong PINs: wait a few minutes." : `Not done: ${e.message}`;
+        return null;
+      }
+    },
+
+    savePin() { localStorage.setItem("trackside-pin", this.pin); },
+    clock(t) { return t ? new Date(t * 1000).toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" }) : ""; },
+    today() { return new Date().toISOString().slice(0, 10); },
+
+    async loadSession() { try { this.current = await this.getJSON("/api/session"); } catch (e) { /* shown below */ } },
+    async loadSessions() { try { this.sessions = (await this.getJSON("/api/sessions")).slice().reverse(); } catch (e) { /* none */ } },
+    async loadRadios() { try { this.radios = await this.getJSON("/api/radios"); } catch (e) { /* kept */ } },
+    async loadRiders() {
+      this.riders = await this.getJSON("/api/riders");
+      for (const r of this.riders) {
+        if (!this.edits[r.id]) this.edits[r.id] = { from: this.today(), ftp_w: r.ftp_w ?? "", weight_kg: r.weight_kg ?? "" };
+      }
+      if (!this.form.riders.length) this.form.riders = this.riders.map(r => r.id);
+    },
+
+    async startSession() {
+      const tags = this.form.tags.split(/[\s,]+/).filter(Boolean);
+      const out = await this.send("session", "/api/session/start",
+        { name: this.form.name, riders: this.form.riders, tags, notes: this.form.notes });
+      if (out) { this.current = out; this.messages.session = `Started: ${out.name}.`; }
+    },
+
+    // Weather ends sessions without warning: one tap arms, the second (within 5 s) ends.
+    async endSession() {
+      if (!this.endArmed) { this.endArmed = true; setTimeout(() => { this.endArmed = false; }, 5000); return; }
+      this.endArmed = false;
+      const out = await this.send("session", "/api/session/end");
+      if (out) { this.messages.session = `Ended: ${out.name}.`; await this.loadSession(); this.loadSessions(); }
+    },
+
+    groups() {
+      const r = this.radios;
+      return [
+        { kind: "ant", title: "ANT+ power meters", items: r.ant || [], empty: `ANT+ stick: ${r.ant_state || "off"}` },
+        { kind: "ble", title: "Bluetooth power meters", items: r.ble || [], empty: `Bluetooth: ${r.ble_state || "off"}` },
+        { kind: "chip", title: "Timing chips nobody owns", items: (r.chips || []), empty: "Every chip that crossed a gate has a rider." },
+      ];
+    },
+    deviceName(d) {
+      if (d.key.startsWith("chip:")) return `chip ${d.id}`;
+      if (d.key.startsWith("ant:")) return `ANT+ ${d.id}`;
+      return d.name || d.id;
+    },
+    deviceDetail(d) {
+      const parts = [];
+      if (d.manufacturer || d.model) parts.push([d.manufacturer, d.model].filter(Boolean).join(" "));
+      if (d.key.startsWith("ble:") && d.name) parts.push(d.id);
+      if (d.rssi !== undefined && d.rssi !== null) parts.push(`${d.rssi} dBm`);
+      if (d.battery) parts.push(`battery ${d.battery}`);
+      if (d.power_w !== undefined && d.power_w !== null) parts.push(`${Math.round(d.power_w)} W`);
+      if (d.crossings) parts.push(`${d.crossings} crossings`);
+      parts.push(d.rider_name ? `is ${d.rider_name}'s` : "nobody's");
+      return parts.join(" · ");
+    },
+
+    async pair(kind, id, rider) {
+      const out = await this.send("pairing", "/api/pair", { kind, id, rider: rider || null });
+      if (out) {
+        const name = (this.riders.find(r => r.id === rider) || {}).name;
+        const before = (this.riders.find(r => r.id === out.before) || {}).name;
+        this.messages.pairing = rider ? `${id} is ${name}'s now` + (before && out.before !== rider ? ` (it was ${before}'s).` : ".") : `${id} is nobody's now.`;
+      }
+      await this.loadRadios();
+    },
+
+    profileLine(r) {
+      return `${r.ftp_w ?? "–"} W · ${r.weight_kg ?? "–"} kg` + (r.added ? " · added here" : "");
+    },
+    async saveProfile(r) {
+      const e = this.edits[r.id];
+      const out = await this.send("riders", `/api/riders/${encodeURIComponent(r.id)}/profile`,
+        { ftp_w: e.ftp_w === "" ? null : Number(e.ftp_w), weight_kg: e.weight_kg === "" ? null : Number(e.weight_kg), from: e.from });
+      if (out) { this.messages.riders = `${r.name}: ${out.ftp_w ?? "–"} W, ${out.weight_kg ?? "–"} kg from ${out.from}.`; await this.loadRiders(); }
+    },
+    async rename(r, name) {
+      const out = await this.send("riders", "/api/riders", { id: r.id, name });
+      if (out) { this.riders = out; this.messages.riders = `Renamed to ${name}.`; }
+    },
+    async addRider() {
+      const out = await this.send("riders", "/api/riders", { id: this.newRider.id, name: this.newRider.name });
+      if (out) { this.messages.riders = `${this.newRider.name} added.`; this.newRider = { id: "", name: "" }; await this.loadRiders(); }
+    },
+
+    async review(session) {
+      const out = await this.send("review", "/api/replays", { session, speed: 0.05 });
+      if (out) location.href = `/?session=${encodeURIComponent(out.session)}`;
+    },
+  };
+}
