@@ -167,7 +167,11 @@ def test_a_full_disk_at_start_up_is_a_degraded_start(tiny_disk: Path, gateway_en
     proc = start(["run", "--config", str(cfg)], gateway_env)
     try:
         wait_for_page(f"http://127.0.0.1:{port}/healthz", proc)
+        deadline = time.monotonic() + 10
         status = json.loads(get(f"http://127.0.0.1:{port}/api/status")[1])
+        while "health" not in status["components"] and time.monotonic() < deadline:  # posted at the first tick
+            time.sleep(0.2)
+            status = json.loads(get(f"http://127.0.0.1:{port}/api/status")[1])
         warnings = status["components"]["health"]["warnings"]
         assert any(w.startswith("degraded: disk full at start-up") for w in warnings), warnings
         deadline = time.monotonic() + 10

@@ -34,7 +34,7 @@ def test_layers_import_downward_only_and_without_cycles() -> None:
     import ast
 
     order = ["errors", "model", "status", "wire", "config", "decode", "readers", "engine", "spool", "sources",
-             "pipeline", "uplink", "results", "replay", "web", "service", "hub", "cli"]
+             "pipeline", "uplink", "results", "debrief", "replay", "web", "service", "hub", "cli"]
     rank = {name: i for i, name in enumerate(order)}
 
     def layer(module: str) -> str:

@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=["csv", "json", "xlsx"], default="csv")
     export.add_argument("--output", type=Path, help="file to write (default: standard output; xlsx needs one)")
 
+    report = sub.add_parser("report", help="a session's debrief as a PDF to hand over (matrix per lap, latest "
+                                           "segments, fatigue, comparisons, conventions, profiles used)")
+    report.add_argument("--state-dir", type=Path, required=True)
+    report.add_argument("--session", help="session id (default: the latest with results)")
+    report.add_argument("--rider", help="one rider's own report (only their data)")
+    report.add_argument("--pdf", type=Path, required=True, help="the PDF file to write")
+    report.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
+
     status = sub.add_parser("status", help="the running daemon's status: sources, backlog, uplink, disk, clock")
     status.add_argument("--state-dir", type=Path, help="the daemon's state directory (default: from the config)")
     status.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
@@ -172,6 +180,32 @@ def cmd_export(args: argparse.Namespace) -> int:
         spool.close()
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from gateway import config
+    from gateway.debrief.report import build
+    from gateway.results.export import atomic_output
+    from gateway.results.sqlite import SpoolResults
+    from gateway.spool.store import Spool
+
+    path = args.state_dir / "spool.sqlite"
+    if not path.exists():
+        raise GatewayError("no spool here", where=str(args.state_dir), hint="give the gateway's state directory")
+    spool = Spool(path, "report", readonly=True).open()
+    try:
+        store = SpoolResults(spool)
+        session = args.session or next((s["session"] for s in reversed(store.sessions()) if s["results"]), None)
+        if session is None:
+            raise GatewayError("no segment results here yet", where=str(path))
+        pdf = build(store, session, config.load(args.config).settings, rider=args.rider)
+    finally:
+        spool.close()
+    with atomic_output(args.pdf, binary=True) as out:
+        out.write(pdf)
+    print(f"report of {session}{' for ' + args.rider if args.rider else ''} written to {args.pdf} "
+          f"({len(pdf) // 1024} KB)", file=sys.stderr)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
@@ -217,6 +251,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "metrics": cmd_metrics,
     "replay": cmd_replay,
     "export": cmd_export,
+    "report": cmd_report,
     "status": cmd_status,
     "decode": cmd_decode,
     "hub": cmd_hub,

@@ -41,6 +41,7 @@ class Replay:
     started: float = field(default_factory=time.time)
     name: str = ""
     of_session: str | None = None  # a review: the stored session it plays again
+    tags: dict[str, str] = field(default_factory=dict)  # equipment or conditions, for comparisons
 
     @property
     def results(self) -> int:
@@ -75,7 +76,8 @@ class ReplayManager:
         return f"replay-{time.strftime('%Y%m%d-%H%M%S')}-{next(self._counter)}"
 
     async def start(self, files: list[str], *, factor: float | None = None, loop: bool = False,
-                    offset_s: float = 0.0, course_from_file: bool | None = None) -> str:
+                    offset_s: float = 0.0, course_from_file: bool | None = None,
+                    tags: dict[str, str] | None = None) -> str:
         """Read every file, then start playing; returns the new session id (raises on a bad file).
 
         The course comes from the files when ``course_from_file`` is set, and by default when the
@@ -110,9 +112,9 @@ class ReplayManager:
         # Time-only riders (no power stream) finish their segments on the recording's clock.
         pipeline.clock = player.recorded_now
         names = [PurePath(r.path).name for r in loaded.recordings]
-        replay = Replay(player, pipeline, files, loop, counts=counts, name=replay_name(names))
+        replay = Replay(player, pipeline, files, loop, counts=counts, name=replay_name(names), tags=dict(tags or {}))
         pipeline.start()
-        pipeline.publish("replay", started=player.first, files=names, name=replay.name)
+        pipeline.publish("replay", started=player.first, files=names, name=replay.name, tags=replay.tags)
         self.replays[session] = replay
         replay.task = asyncio.create_task(self._play(replay), name=f"replay {session}")
         log.info("replay %s: %d events from %d file(s) at factor %g", session, len(player.events),
@@ -163,7 +165,7 @@ class ReplayManager:
             names = [PurePath(f).name for f in player.label.split(", ") if f] if replay.of_session is None else []
             review = {"review_of": replay.of_session} if replay.of_session else None
             replay.pipeline.publish("replay", started=player.first, ended=player.recorded_now(), files=names,
-                                    name=replay.name, extra=review)
+                                    name=replay.name, extra=review, tags=replay.tags)
             if player.state == "finished":
                 # Everything played is committed before every open segment is closed.
                 await asyncio.to_thread(replay.pipeline.finish)
@@ -180,7 +182,7 @@ class ReplayManager:
                      replay.results)
         if state == "finished" and replay.loop:
             try:
-                await self.start(replay.files, factor=replay.player.factor, loop=True)
+                await self.start(replay.files, factor=replay.player.factor, loop=True, tags=replay.tags)
             except GatewayError as exc:
                 log.error("replay %s cannot start again: %s", session, exc)
 

@@ -259,11 +259,17 @@ class Daemon:
                            max_body=web.max_body_kb * 1024)
         server.set_app(create_app(self.config, self.status, results=self.results, replays=self.replays,
                                   bridge=LoopBridge(self._loop), broadcaster=self.broadcaster,
-                                  stop=server.stop_streams, health=self.health, morning=self.morning()))
+                                  stop=server.stop_streams, health=self.health, morning=self.morning(),
+                                  metrics=self.metrics()))
         server.start()
         self.web_port = server.port
         self.server = server
         return server
+
+    def metrics(self) -> Any:
+        from gateway.service.metrics import registry
+
+        return registry(self.status, self.broadcaster.queue_depths if self.broadcaster is not None else None)
 
     def morning(self) -> Any:
         """What the page's set-up needs: sessions, riders and pairings, radios, notes."""
@@ -315,7 +321,7 @@ class Daemon:
         ingest = self.live.ingest
         self.status.post("spool", **self.spool.status())
         self.status.post("engine", session=ingest.session_id, **self.live.runner.stats)
-        self.status.post("ingest", overflow=ingest.overflow, rejected=ingest.rejected,
+        self.status.post("ingest", overflow=ingest.overflow, rejected=ingest.rejected, accepted=dict(ingest.accepted),
                          unmapped=dict(ingest.unmapped), implausible=dict(ingest.implausible))
         if self.replays is not None:
             self.status.post("replays", replays=[{k: r[k] for k in ("session", "state", "elapsed_s", "duration_s",

@@ -11,47 +11,21 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.config.settings import Settings
-from gateway.errors import GatewayError
 from gateway.model import SessionRecord
 from gateway.pipeline import session
 from gateway.pipeline.build import SessionPipeline, build
 from gateway.pipeline.ingest import Accepted
 from gateway.pipeline.riderbook import RiderBook
+from gateway.pipeline.session import SessionError, parse_tags
 from gateway.spool.store import Spool
 
 log = logging.getLogger(__name__)
-TAG = re.compile(r"^[A-Za-z0-9_.-]{1,32}=[^\n]{0,64}$")
-
-
-class SessionError(GatewayError):
-    """A session that cannot be started or ended as asked."""
-
-    http_status = 409
-
-
-def parse_tags(tags: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
-    """``["tyres=1.6bar", "bike=hardtail"]`` (or a mapping) as a dict; says which tag is wrong."""
-    if tags is None:
-        return {}
-    items = list(tags.items()) if isinstance(tags, Mapping) else []
-    if not isinstance(tags, Mapping):
-        for tag in tags:
-            if not isinstance(tag, str) or not TAG.match(tag.strip()):
-                raise SessionError(f"tag {tag!r} is not name=value", hint="for example tyres=1.6bar (name: letters, "
-                                   "digits, _ . -; up to 32 and 64 characters)")
-            name, value = tag.strip().split("=", 1)
-            items.append((name, value))
-    for name, value in items:
-        if not TAG.match(f"{name}={value}"):
-            raise SessionError(f"tag {name}={value} is not name=value")
-    return dict(items)
 
 
 class LiveSessions:

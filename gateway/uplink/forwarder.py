@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway.config.settings import KafkaSettings
 from gateway.spool.store import Row, Spool
-from gateway.uplink.link import LinkState
+from gateway.uplink.link import SAMPLE_EVERY, LinkState
 from gateway.uplink.output import KafkaOutput
 from gateway.uplink.topics import ensure_topics
 from gateway.wire import TOPIC_KEYS
@@ -50,6 +50,7 @@ class Forwarder:
         self._output: KafkaOutput | None = None
         self._cursor = 0
         self._in_flight: set[int] = set()
+        self._sent_at: dict[int, float] = {}  # a sample of sending times, for the latency histogram
         self._refusals: dict[int, int] = {}
         self._set_aside: set[int] = set()
         self._acked: list[int] = []
@@ -79,6 +80,7 @@ class Forwarder:
         self._mark(force=True)
         self._cursor = 0  # re-read from the oldest undelivered row
         self._in_flight.clear()
+        self._sent_at.clear()
         return KafkaOutput(self.client, self.link, self.clock, max(self.window * 2, 100_000))
 
     # -- the loop ----------------------------------------------------------------------------
@@ -141,6 +143,8 @@ class Forwarder:
         if not output.offer(self.topics[row.kind], key or "unknown", row.payload):
             return False
         self._in_flight.add(row.seq)
+        if row.seq % SAMPLE_EVERY == 0:
+            self._sent_at[row.seq] = time.monotonic()
         return True
 
     def _settle(self, ok: list[int], failed: list[int]) -> None:
@@ -156,6 +160,12 @@ class Forwarder:
                 self.link.connected = True
                 self.link.down_since = None
                 self.link.delivered += len(ok)
+                if self._sent_at:
+                    now = time.monotonic()
+                    for seq in ok:
+                        sent = self._sent_at.pop(seq, None) if seq % SAMPLE_EVERY == 0 else None
+                        if sent is not None:
+                            self.link.observe(now - sent)
         if failed:
             # Only a permanent error gets here (no timeout is set): send again from the spool, but
             # set aside a row the broker refuses three times (it stays undelivered in the spool).

@@ -166,8 +166,10 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
         from_file = body.get("course_from_file")
         if from_file is not None and not isinstance(from_file, bool):
             raise ApiError(400, "course_from_file must be true or false")
+        from gateway.pipeline.session import parse_tags
+
         session = bridge.call(replays.start, files, factor=speed, loop=bool(body.get("loop", False)),
-                              course_from_file=from_file)
+                              course_from_file=from_file, tags=parse_tags(body.get("tags")))
         return jsonify(_viewer_safe(bridge.call(replays.status, session))), 201
 
     @api.get("/api/replays/<session>")

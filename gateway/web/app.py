@@ -39,7 +39,7 @@ class StrictJSON(JSONProvider):
 def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | None = None, replays: Any = None,
                bridge: Any = None, broadcaster: Any = None, stop: threading.Event | None = None,
                health: Any = None, budget: StreamBudget | None = None, guard: TokenGuard | None = None,
-               hub: bool = False, morning: Any = None) -> Flask:
+               hub: bool = False, morning: Any = None, metrics: Any = None) -> Flask:
     from gateway.web.api import create_api, register_errors
     from gateway.web.stream import parse_last_id, stream_response
 
@@ -59,6 +59,9 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
     from gateway.web.morning import create_morning
 
     app.register_blueprint(create_morning(morning, guard))
+    from gateway.web.debrief import create_debrief
+
+    app.register_blueprint(create_debrief(config, results))
     register_errors(app)
     stop = stop or threading.Event()
 
@@ -77,6 +80,10 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
     @app.get("/setup")
     def setup() -> Response:
         return send_from_directory(STATIC, "setup.html", max_age=0)
+
+    @app.get("/debrief")
+    def debrief_page() -> Response:
+        return send_from_directory(STATIC, "debrief.html", max_age=0)
 
     @app.get("/favicon.ico")
     def favicon() -> Response:
@@ -108,6 +115,13 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
         out = io.BytesIO()
         segno.make(request.host_url, error="m").save(out, kind="svg", scale=6, border=2)
         return Response(out.getvalue(), mimetype="image/svg+xml", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/metrics")
+    def prometheus() -> tuple[Response, int]:
+        """For Prometheus: no token, like the page (it tells nothing a viewer cannot see)."""
+        if metrics is None:
+            return jsonify({"error": "no metrics on this server"}), 404
+        return Response(metrics(), mimetype="text/plain; version=0.0.4; charset=utf-8"), 200
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:

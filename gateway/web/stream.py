@@ -124,6 +124,11 @@ class Broadcaster:
 
     # -- output -----------------------------------------------------------------------------
 
+    def queue_depths(self) -> dict[str, int]:
+        """Open streams and the deepest queue (a phone falling behind), for the operator's metrics."""
+        with self._lock:
+            return {"clients": len(self._clients), "deepest": max((q.qsize() for q in self._clients), default=0)}
+
     @property
     def clients(self) -> int:
         with self._lock:

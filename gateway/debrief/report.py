@@ -1,0 +1,203 @@
+"""The report a coach hands over: a PDF built on the box (reportlab, the PDF standard fonts: no
+network, no font files). Pages: the session and the conventions used, the matrix of each lap, the
+latest segments, fatigue per rider, comparisons when the course's sessions carry tags."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.config.settings import Settings
+from gateway.debrief.view import debrief, session_rows
+from gateway.results.store import ResultsStore
+
+QUADRANTS = {"efficient": ("Efficient", "#2e7d32", -1, -1), "strong": ("Strong", "#f9a825", -1, 1),
+             "costly": ("Costly", "#c62828", 1, 1), "easy": ("Easy", "#1565c0", 1, -1)}
+INK = "#14202b"
+RIDER_COLOURS = ["#6a1b9a", "#ad1457", "#00695c", "#263238", "#6d4c41", "#4527a0", "#546e7a"]
+
+
+def _initials(name: str) -> str:
+    words = name.split()
+    return (words[0][0] + words[-1][0] if len(words) > 1 else name[:2]).upper()
+
+
+def _matrix(rows: Sequence[dict[str, Any]], lap: int, colours: dict[str, str], width: float) -> Any:
+    """One lap's efficiency matrix: z-scores, symmetric axes, tinted and labelled quadrants."""
+    from reportlab.graphics.shapes import Circle, Drawing, Line, Rect, String
+    from reportlab.lib import colors
+
+    points = [r for r in rows if r["lap"] == lap and r.get("time_zscore") is not None
+              and r.get("power_zscore") is not None]
+    extent = max([2.0] + [1.15 * max(abs(r["time_zscore"]), abs(r["power_zscore"])) for r in points])
+    size = width - 40
+    d = Drawing(width, size + 50)
+    x0, y0 = 30, 30
+
+    def px(v: float) -> float:
+        return float(x0 + (v + extent) / (2 * extent) * size)
+
+    def py(v: float) -> float:
+        return float(y0 + (v + extent) / (2 * extent) * size)
+
+    for label, colour, sx, sy in QUADRANTS.values():
+        left = px(0) if sx > 0 else x0
+        bottom = py(0) if sy > 0 else y0
+        tint = colors.HexColor(colour)
+        d.add(Rect(left, bottom, size / 2, size / 2, fillColor=colors.Color(tint.red, tint.green, tint.blue, 0.14),
+                   strokeColor=None))
+        lx = left + 6 if sx < 0 else left + size / 2 - 6
+        ly = bottom + size / 2 - 16 if sy > 0 else bottom + 6
+        d.add(String(lx, ly, label, fontName="Helvetica-Bold", fontSize=11, fillColor=colors.HexColor(INK),
+                     textAnchor="start" if sx < 0 else "end"))
+    d.add(Line(px(0), y0, px(0), y0 + size, strokeColor=colors.HexColor("#5b6b78")))
+    d.add(Line(x0, py(0), x0 + size, py(0), strokeColor=colors.HexColor("#5b6b78")))
+    d.add(Rect(x0, y0, size, size, fillColor=None, strokeColor=colors.HexColor("#9fb0bf")))
+    d.add(String(x0 + size / 2, 12, "<- faster     time z-score     slower ->", fontName="Helvetica", fontSize=9,
+                 textAnchor="middle"))
+    d.add(String(x0 - 4, y0 + size + 8, "power z-score (up: more power)", fontName="Helvetica", fontSize=9))
+    for r in points:
+        cx, cy = px(r["time_zscore"]), py(r["power_zscore"])
+        d.add(Circle(cx, cy, 8, fillColor=colors.HexColor(colours.get(r["rider_id"], INK)), strokeColor=colors.white))
+        d.add(String(cx, cy - 3, _initials(r.get("name") or r["rider_id"]), fontName="Helvetica-Bold", fontSize=7,
+                     fillColor=colors.white, textAnchor="middle"))
+    if not points:
+        d.add(String(x0 + size / 2, y0 + size / 2, "no z-scores on this lap (fewer than two riders a segment)",
+                     fontName="Helvetica", fontSize=10, textAnchor="middle"))
+    return d
+
+
+def _fatigue_chart(series: Sequence[dict[str, Any]], width: float) -> Any:
+    """One rider's change from the first lap (percent) per segment, lap by lap."""
+    from reportlab.graphics.charts.lineplots import LinePlot
+    from reportlab.graphics.shapes import Drawing, String
+    from reportlab.lib import colors
+
+    d = Drawing(width, 150)
+    plot = LinePlot()
+    plot.x, plot.y, plot.width, plot.height = 40, 32, width - 170, 105
+    plot.data = [[(lap["lap"], lap["vs_first_pct"]) for lap in s["laps"]] for s in series]
+    for i, _ in enumerate(series):
+        plot.lines[i].strokeColor = colors.HexColor(RIDER_COLOURS[i % len(RIDER_COLOURS)])
+        plot.lines[i].strokeWidth = 1.5
+    plot.xValueAxis.valueStep = 1
+    d.add(plot)
+    for i, s in enumerate(series):
+        t = s["time_trend"]
+        ci = "" if t["low_pct"] is None else f" [{t['low_pct']:+.1f}, {t['high_pct']:+.1f}]"
+        text = f"{s['segment']} {s['segment_name'][:16]}: {t['per_lap_pct']:+.1f}%/lap{ci}"
+        colour = colors.HexColor(RIDER_COLOURS[i % len(RIDER_COLOURS)])
+        d.add(String(width - 125, 130 - 12 * i, text, fontName="Helvetica", fontSize=7, fillColor=colour))
+    d.add(String(40, 4, "lap (x) against the time's change from lap 1 in % (y)", fontName="Helvetica", fontSize=8))
+    return d
+
+
+def build(store: ResultsStore, session: str, settings: Settings, *, rider: str | None = None) -> bytes:
+    """The report of ``session`` (one rider's own when ``rider`` is given) as PDF bytes."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    data = debrief(store, session, rider=rider)
+    rows = session_rows(store, session, rider)
+    everyone = session_rows(store, session)
+    record = store.record(session) or {}
+    styles = getSampleStyleSheet()
+    width = A4[0] - 80
+    riders = sorted({r["rider_id"]: r.get("name") or r["rider_id"] for r in everyone}.items())
+    colours = {rid: RIDER_COLOURS[i % len(RIDER_COLOURS)] for i, (rid, _) in enumerate(riders)}
+    story: list[Any] = []
+    title = data["name"] + (f": {next((n for i, n in riders if i == rider), rider)}" if rider else "")
+    started = record.get("started") or min((r["start"] for r in everyone), default=None)
+    story.append(Paragraph(f"Debrief: {title}", styles["Title"]))
+    story.append(Paragraph(f"Session {session}" + (f", {time.strftime('%d %b %Y %H:%M', time.gmtime(started))} UTC"
+                                                  if started else ""), styles["Normal"]))
+    if data["tags"]:
+        story.append(Paragraph("Tags: " + ", ".join(f"{k}={v}" for k, v in data["tags"].items()), styles["Normal"]))
+    story.append(Spacer(1, 8))
+    story.append(Paragraph("Conventions", styles["Heading2"]))
+    windows = sorted({r.get("np_window") or "segment" for r in everyone})
+    for line in (f"NP: 30-s rolling mean, 4th-power average; window: {', '.join(windows)} "
+                 "(segment: restarted at each gate; ride: the ride-long rolling mean restricted to the segment).",
+                 "TSS: IF squared times the duration in hours times 100; duration: the seconds with power minus 29 "
+                 "(the number of 30-s rolling values), as Garmin head units count.",
+                 "Population: every rider of this session on the same segment (z-scores and modified z-scores).",
+                 "Quadrants: x the time z-score (negative = faster), y the power z-score. Efficient: faster with less "
+                 "power; Strong: faster with more; Costly: slower with more; Easy: slower with less."):
+        story.append(Paragraph(line, styles["Normal"]))
+    profiles = [r for r in record.get("riders") or () if rider is None or r.get("id") == rider]
+    if profiles:
+        story.append(Paragraph("Rider profiles used", styles["Heading2"]))
+        table = [["Rider", "FTP (W)", "Weight (kg)", "Squad"]] + [
+            [p.get("name") or p.get("id"), p.get("ftp_w") or "-", p.get("weight_kg") or "-", p.get("squad") or "-"]
+            for p in profiles]
+        story.append(_table(table, Table, TableStyle, colors))
+    for lap in sorted({r["lap"] for r in everyone}):
+        story.append(PageBreak())
+        story.append(Paragraph(f"Efficiency matrix, lap {lap}", styles["Heading2"]))
+        shown = [r for r in everyone if rider is None or r["rider_id"] == rider]
+        story.append(_matrix(shown, lap, colours, width))
+    story.append(PageBreak())
+    story.append(Paragraph("Latest segments", styles["Heading2"]))
+    latest = sorted(rows, key=lambda r: -r["end"])[:30]
+    table = [["Rider", "Lap", "Segment", "Time (s)", "Power (W)", "W/kg", "Quadrant"]] + [
+        [r.get("name") or r["rider_id"], r["lap"], _seg(r, data["segment_names"]), f"{r['duration']:.1f}",
+         _fmt(r.get("power_avg"), 0), _fmt(r.get("watts_per_kg"), 2),
+         QUADRANTS.get(_quadrant(r), ("-",))[0]] for r in latest]
+    story.append(_table(table, Table, TableStyle, colors))
+    story.append(PageBreak())
+    story.append(Paragraph("Fatigue across laps", styles["Heading2"]))
+    story.append(Paragraph("Theil-Sen trend of each segment's time, percent of lap 1 per lap, with Sen's 95 % "
+                           "interval in brackets (none with fewer than four laps).", styles["Normal"]))
+    by_rider: dict[str, list[dict[str, Any]]] = {}
+    for s in data["fatigue"]["series"]:
+        by_rider.setdefault(s["name"], []).append(s)
+    for name, series in sorted(by_rider.items()):
+        story.append(Paragraph(name, styles["Heading3"]))
+        story.append(_fatigue_chart(series, width))
+    if data["fatigue"]["transitions"]:
+        story.append(Paragraph("Quadrant changes", styles["Heading3"]))
+        for t in data["fatigue"]["transitions"][:60]:
+            story.append(Paragraph(t["text"], styles["Normal"]))
+    for tag in list(data["comparable"])[:3]:
+        cmp = debrief(store, session, rider=rider, tag=tag)["comparison"]
+        story.append(PageBreak())
+        story.append(Paragraph(f"Comparison: {tag}={cmp['a']} (A) against {tag}={cmp['b']} (B)", styles["Heading2"]))
+        table = [["Segment", "Runs A/B", "Riders", "A vs B at equal power", "Verdict"]] + [
+            [f"{s['segment']} {s['segment_name'][:16]}", f"{s['runs_a']}/{s['runs_b']}", s["riders_both"],
+             "-" if s["effect_pct"] is None
+             else f"{s['effect_pct']:+.1f} % [{s['low_pct']:+.1f}, {s['high_pct']:+.1f}]",
+             Paragraph(s["verdict"], styles["BodyText"])] for s in cmp["segments"]]
+        story.append(_table(table, Table, TableStyle, colors))
+    out = io.BytesIO()
+    doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=40, rightMargin=40, topMargin=40, bottomMargin=40,
+                            title=f"Debrief {title}", author="Trackside Gateway", invariant=1)
+    doc.build(story)
+    return out.getvalue()
+
+
+def _table(rows: list[list[Any]], table: Any, style: Any, colors: Any) -> Any:
+    t = table(rows, repeatRows=1)
+    t.setStyle(style([("FONT", (0, 0), (-1, 0), "Helvetica-Bold"), ("FONTSIZE", (0, 0), (-1, -1), 9),
+                      ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.HexColor(INK)),
+                      ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f1f4f7")]),
+                      ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    return t
+
+
+def _seg(r: dict[str, Any], names: Sequence[str]) -> str:
+    k = r.get("segment")
+    return f"{k} {names[k - 1]}" if k and 0 < k <= len(names) else str(r["number"])
+
+
+def _fmt(v: Any, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _quadrant(r: dict[str, Any]) -> str:
+    from gateway.engine.normalize import quadrant
+
+    return quadrant(r.get("time_zscore"), r.get("power_zscore")) or ""

@@ -1,0 +1,108 @@
+"""Prometheus metrics for the operator: read from the status board at each scrape (nothing is
+counted twice, nothing extra runs between scrapes), plus the process's CPU and memory.
+
+Names follow Prometheus conventions: ``trackside_`` prefix, units in names, ``_total`` counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from gateway.status import StatusBoard
+from gateway.uplink.link import LATENCY_BUCKETS
+
+LINK_STATES = ("connected", "searching", "lost", "no adapter", "starting")
+
+
+class StatusCollector:
+    """A prometheus_client collector over the daemon's status board (and its stream's clients)."""
+
+    def __init__(self, status: StatusBoard, stream: Callable[[], dict[str, int]] | None = None) -> None:
+        self.status = status
+        self.stream = stream
+
+    def describe(self) -> list[Any]:
+        return []  # collected fresh at each scrape
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        parts = self.status.snapshot().get("components", {})
+        spool, ingest, kafka, engine = (parts.get(k) or {} for k in ("spool", "ingest", "kafka", "engine"))
+
+        accepted = CounterMetricFamily("trackside_events_accepted", "Events accepted into the spool, by kind",
+                                       labels=["kind"])
+        for kind, n in sorted((ingest.get("accepted") or {}).items()):
+            accepted.add_metric([kind], n)
+        yield accepted
+        for name, key, text in (("trackside_events_rejected", "rejected", "Events the spool refused (full, disk)"),
+                                ("trackside_events_dropped", "dropped", "Undelivered events dropped by the full "
+                                                                        "policy drop_oldest")):
+            yield CounterMetricFamily(name, text, value=spool.get(key) or 0)
+        yield CounterMetricFamily("trackside_ingest_overflow", "Events a full ingest queue could not take",
+                                  value=ingest.get("overflow") or 0)
+        implausible = CounterMetricFamily("trackside_power_implausible", "Readings kept flagged, never averaged",
+                                          labels=["source"])
+        for source, n in sorted((ingest.get("implausible") or {}).items()):
+            implausible.add_metric([source], n)
+        yield implausible
+        yield GaugeMetricFamily("trackside_spool_used_bytes", "Bytes the spool's rows use",
+                                value=spool.get("used_bytes") or 0)
+        yield GaugeMetricFamily("trackside_spool_max_bytes", "The spool's cap", value=spool.get("max_bytes") or 0)
+        yield GaugeMetricFamily("trackside_spool_backlog_events", "Events not yet delivered to Kafka",
+                                value=spool.get("backlog_rows") or 0)
+        oldest = spool.get("backlog_oldest")
+        now = self.status.snapshot().get("time") or 0
+        yield GaugeMetricFamily("trackside_spool_backlog_oldest_age_seconds", "Age of the oldest undelivered event",
+                                value=max(0.0, now - oldest) if oldest else 0.0)
+        yield GaugeMetricFamily("trackside_spool_full", "1 while the spool is full",
+                                value=1 if spool.get("full") else 0)
+        yield GaugeMetricFamily("trackside_uplink_enabled", "1 when Kafka forwarding is configured",
+                                value=1 if kafka.get("enabled") else 0)
+        yield GaugeMetricFamily("trackside_uplink_connected", "1 while the broker acknowledges",
+                                value=1 if kafka.get("connected") else 0)
+        yield CounterMetricFamily("trackside_uplink_delivered", "Events acknowledged by Kafka",
+                                  value=kafka.get("delivered") or 0)
+        yield CounterMetricFamily("trackside_uplink_failed", "Events Kafka refused", value=kafka.get("failed") or 0)
+        yield GaugeMetricFamily("trackside_uplink_in_flight_events", "Events sent, not yet acknowledged",
+                                value=kafka.get("in_flight") or 0)
+        latency = kafka.get("latency")
+        if latency:
+            cumulative, buckets = 0, []
+            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), latency["buckets"], strict=True):
+                cumulative += n
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            yield HistogramMetricFamily("trackside_uplink_delivery_latency_seconds",
+                                        "From sending to Kafka's acknowledgement (one event in 64)",
+                                        buckets=buckets, sum_value=latency["sum"])
+        yield CounterMetricFamily("trackside_segment_results", "Segment results of the live session",
+                                  value=engine.get("results") or 0)
+        state = GaugeMetricFamily("trackside_source_state", "1 for the state each source is in",
+                                  labels=["source", "state"])
+        counters = CounterMetricFamily("trackside_source_events", "A source's counters (pages, lines, samples...)",
+                                       labels=["source", "counter"])
+        for name, part in sorted(parts.items()):
+            if not name.startswith("source."):
+                continue
+            for s in sorted({*LINK_STATES, part.get("state") or "starting"}):
+                state.add_metric([name[7:], s], 1 if part.get("state") == s else 0)
+            for key, n in sorted((part.get("counters") or {}).items()):
+                counters.add_metric([name[7:], key], n)
+        yield state
+        yield counters
+        if self.stream is not None:
+            stream = self.stream()
+            yield GaugeMetricFamily("trackside_sse_clients", "Open live streams", value=stream["clients"])
+            yield GaugeMetricFamily("trackside_sse_queue_depth_events", "Events waiting in the fullest stream's queue",
+                                    value=stream["deepest"])
+
+
+def registry(status: StatusBoard, stream: Callable[[], dict[str, int]] | None = None) -> Callable[[], bytes]:
+    """The text a scrape returns: the status collector and the process's CPU, memory and files."""
+    from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+
+    reg = CollectorRegistry()
+    reg.register(StatusCollector(status, stream))
+    ProcessCollector(registry=reg)
+    return lambda: generate_latest(reg)

@@ -1,0 +1,47 @@
+"""The debrief on the page: fatigue, quadrant changes, comparisons (JSON), and the report (PDF)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from gateway.config import Config
+from gateway.errors import ApiError, NotFound
+from gateway.results.store import ResultsStore
+
+
+def create_debrief(config: Config, store: ResultsStore | None) -> Blueprint:
+    bp = Blueprint("debrief", __name__)
+
+    def chosen() -> tuple[ResultsStore, str]:
+        if store is None:
+            raise ApiError(503, "no results on this server")
+        session = request.args.get("session")
+        if not session:
+            known = [s["session"] for s in store.sessions() if s["results"]]
+            if not known:
+                raise NotFound("no results to debrief yet")
+            session = known[-1]
+        return store, session
+
+    @bp.get("/api/debrief")
+    def debrief() -> Response:
+        from gateway.debrief.view import debrief as build
+
+        results, session = chosen()
+        args: dict[str, Any] = {k: request.args.get(k) or None for k in ("rider", "tag", "a", "b")}
+        return jsonify(build(results, session, **args))
+
+    @bp.get("/api/report.pdf")
+    def report() -> Response:
+        from gateway.debrief.report import build
+
+        results, session = chosen()
+        rider = request.args.get("rider") or None
+        pdf = build(results, session, config.settings, rider=rider)
+        name = f"debrief-{session}{'-' + rider if rider else ''}.pdf"
+        return Response(pdf, mimetype="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    return bp

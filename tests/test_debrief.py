@@ -1,0 +1,182 @@
+"""Debrief (issue #16): fatigue trends, equipment comparisons with known effects, the debrief API
+after a replay of the bundled sample, and the PDF report rendered by poppler."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from gateway.debrief.compare import compare
+from gateway.debrief.fatigue import fatigue, theil_sen
+
+TERRAIN = ["climb", "descent", "climb", "descent"]
+
+
+def sessions_with_a_known_effect(effect_descent: float, seed: int = 3) -> tuple[list[dict[str, Any]],
+                                                                                 dict[str, dict[str, str]]]:
+    """Six riders, eight sessions alternating tyres A and B, three laps of four segments. With A,
+    descents are ``effect_descent`` faster; climbs do not care. Power varies ±6 % run to run and
+    time answers to it as physics says (climbs ~ 1/P, descents barely), with 1.5 % noise."""
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    tags: dict[str, dict[str, str]] = {}
+    base = {1: 180.0, 2: 60.0, 3: 150.0, 4: 70.0}
+    exponent = {"climb": -0.95, "descent": -0.15}
+    for s in range(8):
+        session = f"s{s}"
+        tyre = "A" if s % 2 == 0 else "B"
+        tags[session] = {"tyres": tyre}
+        for rider in range(6):
+            ftp = 250 + 15 * rider
+            for lap in (1, 2, 3):
+                for seg in (1, 2, 3, 4):
+                    terrain = TERRAIN[seg - 1]
+                    power = ftp * (1.0 if terrain == "climb" else 0.6) * rng.uniform(0.94, 1.06)
+                    ref = ftp * (1.0 if terrain == "climb" else 0.6)
+                    time = base[seg] * (1 + 0.02 * rider) * (power / ref) ** exponent[terrain]
+                    if terrain == "descent" and tyre == "A":
+                        time *= 1 - effect_descent
+                    time *= rng.gauss(1, 0.015)
+                    rows.append({"session_id": session, "rider_id": f"r{rider}", "name": f"R{rider}", "lap": lap,
+                                 "segment": seg, "number": f"{lap}.{seg}", "duration": time, "power_avg": power,
+                                 "flags": ()})
+    return rows, tags
+
+
+def test_a_known_effect_is_found_and_a_null_one_is_not_distinguishable() -> None:
+    rows, tags = sessions_with_a_known_effect(0.03)
+    out = compare(rows, tags, "tyres", "A", "B", [f"{t} {i + 1}" for i, t in enumerate(TERRAIN)])
+    by = {s["segment"]: s for s in out["segments"]}
+    for seg in (2, 4):  # descents: 3 % faster with A, and the interval covers it
+        s = by[seg]
+        assert s["low_pct"] <= -3.0 <= s["high_pct"], s
+        assert s["high_pct"] < 0 and s["verdict"].startswith("A is faster by")
+        assert s["runs_a"] == 4 * 6 * 3 and s["riders_both"] == 6
+    for seg in (1, 3):  # climbs: no effect, whatever the power did
+        s = by[seg]
+        assert s["low_pct"] <= 0 <= s["high_pct"], s
+        assert s["verdict"].startswith("cannot tell the setups apart")
+        assert -1.2 < s["slope"] < -0.7  # power accounted for: time answers to power on a climb
+    null_rows, null_tags = sessions_with_a_known_effect(0.0, seed=11)
+    null = compare(null_rows, null_tags, "tyres", "A", "B")
+    assert all(s["verdict"].startswith("cannot tell") for s in null["segments"])
+
+
+def test_theil_sen_resists_one_bad_lap_and_says_when_laps_are_too_few() -> None:
+    slope, low, high = theil_sen([1, 2, 3, 4, 5, 6], [100, 102, 104, 160, 108, 110])  # lap 4: a dropped chain
+    assert slope == pytest.approx(2.0) and low is not None and high is not None and low <= 2.0 <= high
+    assert theil_sen([1, 2, 3], [100, 101, 103])[1:] == (None, None)
+
+
+def test_fatigue_lists_trends_transitions_and_who_fades_where() -> None:
+    rows = []
+    for lap in range(1, 6):
+        for rider, fade in (("lea", 0.04), ("nina", 0.0)):
+            t = 100 * (1 + fade * (lap - 1)) * (1 + 0.001 * ((lap * 7) % 3))
+            q = (-1.0, -1.0) if rider == "nina" or lap < 3 else (1.0, 1.0)
+            rows.append({"rider_id": rider, "name": rider.title(), "lap": lap, "segment": 2, "number": f"{lap}.2",
+                         "duration": t, "power_avg": 250.0, "time_zscore": q[0], "power_zscore": q[1], "flags": ()})
+    out = fatigue(rows, ["First climb", "Descent"])
+    lea = next(s for s in out["series"] if s["rider_id"] == "lea")
+    assert lea["time_trend"]["per_lap_pct"] == pytest.approx(4.0, abs=0.3)
+    assert lea["time_trend"]["low_pct"] > 0
+    assert lea["laps"][-1]["vs_first_pct"] == pytest.approx(16.0, abs=0.5)
+    assert [t["text"] for t in out["transitions"]] == ["Lea, lap 3, segment 2 (Descent): efficient -> costly"]
+    assert out["squad"][0]["fading"] == ["Lea"]
+    assert out["lost_most"]["lea"][0]["segment_name"] == "Descent"
+
+
+def _finished(running: Any, session: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 90
+    while running.api(f"/api/replays/{session}")["state"] != "finished":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def _ppm(path: Any) -> tuple[int, int, bytes]:
+    """A binary PPM (P6) as width, height, RGB bytes: what pdftoppm writes without -png."""
+    data = path.read_bytes()
+    parts = data.split(maxsplit=4)
+    assert parts[0] == b"P6"
+    return int(parts[1]), int(parts[2]), parts[4]
+
+
+def test_the_debrief_of_the_sample_on_the_page_and_as_a_pdf(tmp_path: Any) -> None:
+    import shutil
+    import subprocess
+    import urllib.request
+
+    from harness import RunningDaemon
+    from playwright.sync_api import sync_playwright
+    from test_page import ARGS, ARTIFACTS, CHROMIUM, wait_until
+
+    with RunningDaemon(tmp_path / "state") as running:
+        sessions = []
+        for tyre in ("1.6bar", "1.8bar"):
+            started = running.api("/api/replays", {"files": ["@sample"], "speed": 0, "tags": [f"tyres={tyre}"]})
+            _finished(running, started["session"])
+            sessions.append(started["session"])
+        out = running.api(f"/api/debrief?session={sessions[0]}")
+        fatigue = out["fatigue"]
+        assert len(fatigue["series"]) == 6 * 4 and out["segment_names"][0] == "First climb"
+        assert all(len(s["laps"]) == 3 for s in fatigue["series"])
+        assert out["comparable"] == {"tyres": ["1.6bar", "1.8bar"]}
+        cmp = running.api(f"/api/debrief?session={sessions[0]}&tag=tyres")["comparison"]
+        # The same rides under both tags: no difference, and the comparison says it cannot tell.
+        assert len(cmp["segments"]) == 4
+        assert all(s["verdict"].startswith("cannot tell") and abs(s["effect_pct"]) < 1e-9 for s in cmp["segments"])
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            context = browser.new_context(viewport={"width": 412, "height": 915}, has_touch=True, is_mobile=True)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{running.base}/debrief?session={sessions[0]}")
+            wait_until(page, "window.debrief !== undefined && window.debrief.riderSeries().length === 4", 30)
+            assert page.locator("#trends li").count() == 4
+            assert "% a lap" in page.locator("#trends").inner_text()
+            page.select_option("#tag-select", "tyres")
+            wait_until(page, "document.querySelectorAll('#comparison tbody tr').length === 4", 20)
+            assert "cannot tell" in page.locator("#comparison").inner_text()
+            href = page.locator("#report").get_attribute("href")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "debrief.png"), full_page=True)
+            assert errors == []
+            context.close()
+            browser.close()
+        with urllib.request.urlopen(running.base + href, timeout=60) as reply:
+            assert reply.headers["Content-Type"] == "application/pdf"
+            pdf = reply.read()
+        with urllib.request.urlopen(f"{running.base}/api/report.pdf?session={sessions[0]}&rider=r02", timeout=60) as r:
+            own = r.read()
+    path = tmp_path / "report.pdf"
+    path.write_bytes(pdf)
+    pages = int(next(line.split()[1] for line in subprocess.run(
+        ["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout.splitlines()
+        if line.startswith("Pages:")))
+    assert pages >= 6  # the session, three laps' matrices, the latest segments, fatigue (and comparisons)
+    subprocess.run(["pdftoppm", "-r", "40", str(path), str(tmp_path / "page")], check=True)
+    for k in range(1, pages + 1):
+        _, _, rgb = _ppm(next(tmp_path.glob(f"page-{k:0{len(str(pages))}d}.ppm")))
+        ink = sum(1 for i in range(0, len(rgb), 3 * 7) if rgb[i] < 200)
+        assert ink > 50, f"page {k} is blank"
+    matrix = subprocess.run(["pdftotext", "-f", "2", "-l", "2", str(path), "-"], capture_output=True, text=True,
+                            check=True).stdout
+    assert all(word in matrix for word in ("Efficient", "Strong", "Costly", "Easy"))
+    _, _, rgb = _ppm(next(tmp_path.glob("page-*2.ppm")))
+    pixels = {tuple(rgb[i:i + 3]) for i in range(0, len(rgb), 3)}
+    # The four tints: greenish, yellowish, reddish and bluish pixels are all there.
+    assert any(g > r + 8 and g > b + 8 for r, g, b in pixels)
+    assert any(r > b + 20 and g > b + 10 and abs(r - g) < 20 for r, g, b in pixels)
+    assert any(r > g + 10 and r > b + 10 for r, g, b in pixels)
+    assert any(b > r + 10 for r, g, b in pixels)
+    subprocess.run(["pdftoppm", "-r", "60", "-png", "-f", "1", "-l", "2", str(path), str(tmp_path / "first")],
+                   check=True)
+    for made in tmp_path.glob("first-*.png"):
+        shutil.copy(made, ARTIFACTS / f"report-page{made.stem.rsplit('-', 1)[1].lstrip('0')}.png")
+    own_text = subprocess.run(["pdftotext", "-", "-"], input=own, capture_output=True, check=True).stdout.decode()
+    assert "Lea" in own_text and "Anna" not in own_text.split("Efficiency matrix")[0].split("Rider profiles used")[1]
