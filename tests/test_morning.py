@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from harness import TOKEN, RunningDaemon
-from test_page import ARGS, ARTIFACTS, CHROMIUM, wait_until
+from test_page import ARTIFACTS, launch_chromium, wait_until
 
 from gateway.config.settings import MeterSettings, RiderSettings
 from gateway.decode.ble_power import SERVICE
@@ -156,12 +156,7 @@ def api(base: str, path: str, body: dict[str, Any] | None = None) -> Any:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
+    yield from launch_chromium()
 
 
 def test_the_whole_morning_from_a_phone(browser: Any, radios: FakeBle, tmp_path: Path) -> None:

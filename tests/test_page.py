@@ -20,6 +20,11 @@ pytestmark = pytest.mark.allow_threads("asyncio_")
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """A headless Chromium for the module's tests (the page, the sun, the morning, the debrief)."""
+    yield from launch_chromium()
+
+
+def launch_chromium() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

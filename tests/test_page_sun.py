@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from harness import TOKEN, RunningDaemon, free_port
-from test_page import ARGS, ARTIFACTS, CHROMIUM, wait_until
+from test_page import ARTIFACTS, launch_chromium, wait_until
 
 pytestmark = pytest.mark.allow_threads("asyncio_", "proxy")
 PHONE = {"width": 412, "height": 915}
@@ -25,12 +25,7 @@ PHONE = {"width": 412, "height": 915}
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
+    yield from launch_chromium()
 
 
 def phone(browser: Any, url: str, viewport: dict[str, int] = PHONE) -> tuple[Any, Any, list[str]]:

@@ -20,6 +20,12 @@ class Plausible:
 
     def problems(self, sample: PowerSample) -> list[str]:
         """The fields of ``sample`` outside their range (NaN and infinities included)."""
+        # The common case first, in one expression: every sample of every meter passes here.
+        power, cadence, torque = sample.power, sample.cadence, sample.torque
+        if (self.power_w[0] <= power <= self.power_w[1]
+                and (cadence is None or self.cadence_rpm[0] <= cadence <= self.cadence_rpm[1])
+                and (torque is None or self.torque_nm[0] <= torque <= self.torque_nm[1])):
+            return []
         out = []
         checks = (("power", sample.power, self.power_w), ("cadence", sample.cadence, self.cadence_rpm),
                   ("torque", sample.torque, self.torque_nm))

@@ -95,16 +95,7 @@ function matrixPage() {
       window.trackside = this;  // for the browser tests
     },
 
-    async getJSON(url, options) {
-      const reply = await fetch(url, options);
-      const body = await reply.json();
-      if (!reply.ok) {
-        const error = new Error(body.error || reply.statusText);
-        error.status = reply.status;
-        throw error;
-      }
-      return body;
-    },
+    getJSON(url, options) { return fetchJSON(url, options); },
 
     // Riders seen in results but not in the roster (a replay's own riders) get marks too.
     assignMarks() {

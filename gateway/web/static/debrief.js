@@ -17,12 +17,7 @@ function debriefPage() {
       window.debrief = this;  // for the browser tests
     },
 
-    async getJSON(url) {
-      const reply = await fetch(url);
-      const body = await reply.json();
-      if (!reply.ok) throw new Error(body.error || reply.statusText);
-      return body;
-    },
+    getJSON(url, options) { return fetchJSON(url, options); },
 
     async load() {
       if (!this.session) { this.message = "No session with results yet."; return; }

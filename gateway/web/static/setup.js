@@ -17,16 +17,7 @@ function setupPage() {
       window.setup = this;  // for the browser tests
     },
 
-    async getJSON(url, options) {
-      const reply = await fetch(url, options);
-      const body = await reply.json();
-      if (!reply.ok) {
-        const error = new Error(body.error || reply.statusText);
-        error.status = reply.status;
-        throw error;
-      }
-      return body;
-    },
+    getJSON(url, options) { return fetchJSON(url, options); },
 
     // Every change needs the PIN; the answer (or the refusal, in words) lands next to the control.
     async send(section, url, body) {
