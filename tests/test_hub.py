@@ -298,6 +298,14 @@ def test_the_hub_page_serves_sessions_history_and_live_updates(
         status = get("/api/status")["components"]["hub"]
         assert status["power_rows"] > 0 and set(status["last_event"]) == {"box-a", "box-b"}
         assert "password" not in json.dumps(status)
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as reply:
+            samples = {(x.name, tuple(sorted(x.labels.items()))): x.value
+                       for f in text_string_to_metric_families(reply.read().decode()) for x in f.samples}
+        assert samples[("trackside_hub_rows_written_total", (("table", "power"),))] > 0
+        assert samples[("trackside_hub_database_connected", ())] == 1
+        assert {k[1][0][1] for k in samples if k[0] == "trackside_hub_last_event_age_seconds"} == {"box-a", "box-b"}
         replay = next(s["session"] for s in sessions if s["kind"] == "replay")
         wait_for(lambda: len(get(f"/api/results?session={replay}")["results"]) >= 20, 90, "replay results")
         history = get(f"/api/results?session={replay}&population=all")

@@ -145,6 +145,8 @@ def spool_ids(path: Path) -> set[str]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return {json.loads(p)["event_id"] for (p,) in conn.execute("SELECT payload FROM events")}
+    except sqlite3.OperationalError:  # the daemon is still creating its spool's tables
+        return set()
     finally:
         conn.close()
 

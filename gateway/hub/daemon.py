@@ -155,8 +155,11 @@ class Hub:
         self.broadcaster = Broadcaster(self.results)
         server = WebServer(None, hub.host, self.port, streams=web.max_streams, request_threads=web.request_threads,
                            max_body=web.max_body_kb * 1024)
+        from gateway.service.metrics import registry
+
         server.set_app(create_app(self.config, self.status, results=self.results, broadcaster=self.broadcaster,
-                                  stop=server.stop_streams, health=self.health, hub=True))
+                                  stop=server.stop_streams, health=self.health, hub=True,
+                                  metrics=registry(self.status, hub=True)))
         server.start()
         self.server, self.web_port = server, server.port
 

@@ -98,11 +98,51 @@ class StatusCollector:
                                     value=stream["deepest"])
 
 
-def registry(status: StatusBoard, stream: Callable[[], dict[str, int]] | None = None) -> Callable[[], bytes]:
-    """The text a scrape returns: the status collector and the process's CPU, memory and files."""
+class HubCollector:
+    """The hub's consumer: rows written per table, repeats, dead letters, lag, each box's last event."""
+
+    def __init__(self, status: StatusBoard) -> None:
+        self.status = status
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        snapshot = self.status.snapshot()
+        hub = snapshot.get("components", {}).get("hub") or {}
+        rows = CounterMetricFamily("trackside_hub_rows_written", "Rows the hub wrote to PostgreSQL", labels=["table"])
+        for table, key in (("power", "power_rows"), ("crossings", "crossing_rows"), ("segments", "segment_rows")):
+            rows.add_metric([table], hub.get(key) or 0)
+        yield rows
+        yield CounterMetricFamily("trackside_hub_duplicates_skipped", "Events already written (a redelivery)",
+                                  value=hub.get("duplicates_skipped") or 0)
+        yield CounterMetricFamily("trackside_hub_dead_letters", "Messages set aside with their reason",
+                                  value=hub.get("dead_letters") or 0)
+        yield CounterMetricFamily("trackside_hub_batches", "Batches written, one transaction each",
+                                  value=hub.get("batches") or 0)
+        yield GaugeMetricFamily("trackside_hub_database_connected", "1 while PostgreSQL takes the writes",
+                                value=1 if hub.get("db_connected") else 0)
+        lag = GaugeMetricFamily("trackside_hub_consumer_lag_messages", "Messages behind, per partition",
+                                labels=["partition"])
+        for partition, n in sorted((hub.get("lag") or {}).items()):
+            lag.add_metric([partition], n)
+        yield lag
+        now = snapshot.get("time") or 0
+        age = GaugeMetricFamily("trackside_hub_last_event_age_seconds", "Since each box's newest event",
+                                labels=["gateway"])
+        for gateway, t in sorted((hub.get("last_event") or {}).items()):
+            age.add_metric([gateway], max(0.0, now - t))
+        yield age
+
+
+def registry(status: StatusBoard, stream: Callable[[], dict[str, int]] | None = None, *,
+             hub: bool = False) -> Callable[[], bytes]:
+    """The text a scrape returns: the box's (or the hub's) collector and the process's CPU, memory and files."""
     from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
     reg = CollectorRegistry()
-    reg.register(StatusCollector(status, stream))
+    reg.register(HubCollector(status) if hub else StatusCollector(status, stream))
     ProcessCollector(registry=reg)
     return lambda: generate_latest(reg)
