@@ -78,7 +78,6 @@ class Ingest:
         self.roster = roster
         self.plausible = plausible or Plausible()
         self.implausible: Counter[str] = Counter()
-        self.accepted: Counter[str] = Counter()  # events in the spool, by kind (the operator's metrics)
         self.session_id = session_id
         self.batch_interval_s = batch_interval_s
         self.batch_size = batch_size
@@ -235,7 +234,6 @@ class Ingest:
             return
         accepted = [Accepted(row, ev, rider, "implausible" not in new.body)
                     for row, (new, ev, rider) in zip(rows, prepared, strict=True)]
-        self.accepted.update(row.kind for row in rows)
         for new, ev, _ in prepared:
             if isinstance(ev, SessionRecord):  # the page's session list names sessions from these
                 self.spool.set_meta(f"session:{ev.session_id}", orjson.dumps(new.body).decode())

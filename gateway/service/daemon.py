@@ -321,7 +321,7 @@ class Daemon:
         ingest = self.live.ingest
         self.status.post("spool", **self.spool.status())
         self.status.post("engine", session=ingest.session_id, **self.live.runner.stats)
-        self.status.post("ingest", overflow=ingest.overflow, rejected=ingest.rejected, accepted=dict(ingest.accepted),
+        self.status.post("ingest", overflow=ingest.overflow, rejected=ingest.rejected,
                          unmapped=dict(ingest.unmapped), implausible=dict(ingest.implausible))
         if self.replays is not None:
             self.status.post("replays", replays=[{k: r[k] for k in ("session", "state", "elapsed_s", "duration_s",

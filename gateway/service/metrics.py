@@ -33,7 +33,7 @@ class StatusCollector:
 
         accepted = CounterMetricFamily("trackside_events_accepted", "Events accepted into the spool, by kind",
                                        labels=["kind"])
-        for kind, n in sorted((ingest.get("accepted") or {}).items()):
+        for kind, n in sorted((spool.get("appended_by_kind") or {}).items()):
             accepted.add_metric([kind], n)
         yield accepted
         for name, key, text in (("trackside_events_rejected", "rejected", "Events the spool refused (full, disk)"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,8 @@ class SpoolCounters:
     disk_full: int = 0
     last_error: str | None = None
     full_since: float | None = None
+    # Events stored, by kind (live and replays alike): the operator's metrics.
+    by_kind: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass

@@ -102,6 +102,7 @@ class Spool(SpoolReader, SpoolWriter):
             "path": str(self.path), "last_seq": self.last_seq(), "backlog_rows": rows,
             "backlog_oldest": oldest, "used_bytes": self.used_bytes(), "max_bytes": self.policy.max_bytes,
             "policy": self.policy.full_policy, "full": c.full_since is not None, "full_since": c.full_since,
-            "appended": c.appended, "rejected": c.rejected, "dropped": c.dropped, "pruned": c.pruned,
-            "corrupt_rows": c.corrupt_rows, "disk_full": c.disk_full, "last_error": c.last_error,
+            "appended": c.appended, "appended_by_kind": dict(c.by_kind), "rejected": c.rejected,
+            "dropped": c.dropped, "pruned": c.pruned, "corrupt_rows": c.corrupt_rows, "disk_full": c.disk_full,
+            "last_error": c.last_error,
         }

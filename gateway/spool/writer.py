@@ -45,6 +45,7 @@ class SpoolWriter(SpoolState):
                 self._next_seq += len(rows)
                 self._undelivered += len(rows)
                 self.counters.appended += len(rows)
+                self.counters.by_kind.update(ev.kind for ev in events)
                 self.counters.full_since = None
                 return rows
         return []  # pragma: no cover - the loop always returns
