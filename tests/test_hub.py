@@ -372,3 +372,30 @@ def test_credentials_never_come_from_the_yaml_nor_reach_the_log(tmp_path: Path, 
     # No key of the schema takes a password or a DSN: the YAML cannot hold one.
     with pytest.raises(Exception, match="unknown key"):
         config.parse("gateway: {id: h}\ncourse: {gates: [{id: SF}]}\nriders: []\nhub: {dsn: 'host=x password=y'}\n")
+
+
+def test_hubs_starting_together_migrate_once_without_a_race(pg_dsn: str) -> None:
+    """Two hubs of a group often start at the same moment (a reboot): both must come up."""
+    import threading
+
+    from gateway.hub.schema import SCHEMA_VERSION, migrate
+
+    barrier = threading.Barrier(4)
+    out: list[object] = []
+
+    def start() -> None:
+        with psycopg.connect(pg_dsn) as conn:
+            barrier.wait(10)
+            try:
+                out.append(migrate(conn))
+            except Exception as exc:
+                out.append(exc)
+
+    threads = [threading.Thread(target=start, name=f"hub-start-{i}") for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert out == [SCHEMA_VERSION] * 4
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (SCHEMA_VERSION,)

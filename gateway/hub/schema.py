@@ -127,10 +127,12 @@ class DatabaseError(GatewayError):
 def migrate(conn: Any) -> int:
     """Bring the database to this hub's schema; returns the version it is at. ``conn``: psycopg."""
     with conn.transaction():
+        # One hub migrates at a time: a second one starting together waits here, then finds it done.
+        # The lock comes first: two concurrent CREATE TABLE IF NOT EXISTS can both try to create
+        # the table and one fails on PostgreSQL's catalogue (a unique violation on pg_type).
+        conn.execute("SELECT pg_advisory_xact_lock(7411)")
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
                      "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-        # One hub migrates at a time: a second one starting together waits here, then finds it done.
-        conn.execute("SELECT pg_advisory_xact_lock(7411)")
         row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
         version = int(row[0])
         if version > SCHEMA_VERSION:
