@@ -57,7 +57,8 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any]
             said = json.loads(exc.read()).get("error", exc.reason)
         except ValueError:
             said = exc.reason
-        raise GatewayError(str(said), where=url) from None
+        hint = "give the admin PIN with --pin or $TRACKSIDE_PIN" if exc.code == 401 else None
+        raise GatewayError(str(said), where=url, hint=hint) from None
     except OSError as exc:
         raise GatewayError(f"the gateway does not answer ({exc})", where=url,
                            hint="is `trackside-gateway run` running? give its page with --url") from None

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.config.settings import Settings
-from gateway.debrief.view import debrief, session_rows
+from gateway.debrief.view import comparison, course_tags, debrief, session_rows
 from gateway.results.store import ResultsStore
 
 QUADRANTS = {"efficient": ("Efficient", "#2e7d32", -1, -1), "strong": ("Strong", "#f9a825", -1, 1),
@@ -101,9 +101,10 @@ def build(store: ResultsStore, session: str, settings: Settings, *, rider: str |
     from reportlab.lib.styles import getSampleStyleSheet
     from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-    data = debrief(store, session, rider=rider)
-    rows = session_rows(store, session, rider)
-    everyone = session_rows(store, session)
+    everyone = session_rows(store, session)  # scored once: the matrices, the table and the fatigue share it
+    rows = [r for r in everyone if rider is None or r["rider_id"] == rider]
+    data = debrief(store, session, rider=rider, rows=rows)
+    tags = course_tags(store, session)
     record = store.record(session) or {}
     styles = getSampleStyleSheet()
     width = A4[0] - 80
@@ -163,7 +164,7 @@ def build(store: ResultsStore, session: str, settings: Settings, *, rider: str |
         for t in data["fatigue"]["transitions"][:60]:
             story.append(Paragraph(t["text"], styles["Normal"]))
     for tag in list(data["comparable"])[:3]:
-        cmp = debrief(store, session, rider=rider, tag=tag)["comparison"]
+        cmp = comparison(store, tags, data["comparable"], tag, None, None, rider, data["segment_names"])
         story.append(PageBreak())
         story.append(Paragraph(f"Comparison: {tag}={cmp['a']} (A) against {tag}={cmp['b']} (B)", styles["Heading2"]))
         table = [["Segment", "Runs A/B", "Riders", "A vs B at equal power", "Verdict"]] + [

@@ -45,23 +45,29 @@ def course_tags(store: ResultsStore, session: str) -> dict[str, dict[str, str]]:
 
 
 def debrief(store: ResultsStore, session: str, *, rider: str | None = None, tag: str | None = None,
-            a: str | None = None, b: str | None = None) -> dict[str, Any]:
+            a: str | None = None, b: str | None = None, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``rows``: the session's scored results when the caller has them already (the report)."""
     record = store.record(session) or {}
     names = segment_names(store.course(session) or record.get("course"))
-    rows = session_rows(store, session, rider)
+    rows = session_rows(store, session, rider) if rows is None else rows
     tags = course_tags(store, session)
     values = {k: v for k, v in tag_values(tags).items() if len(v) >= 2}
     out: dict[str, Any] = {"session": session, "name": record.get("name") or session, "tags": record.get("tags") or {},
                            "segment_names": names, "rider": rider, "fatigue": fatigue(rows, names),
                            "comparable": values, "comparison": None}
     if tag:
-        choices = values.get(tag) or []
-        a, b = a or (choices[0] if choices else None), b or (choices[1] if len(choices) > 1 else None)
-        if a is None or b is None:
-            raise NotFound(f"no two values of tag {tag!r} on this course to compare", where="debrief",
-                           hint="tag sessions when you start them, e.g. tyres=1.6bar")
-        with_tag = [s for s, t in tags.items() if t.get(tag) in (a, b)]
-        pool = annotate(store.results(sorted(with_tag)), [])
-        out["comparison"] = compare([r for r in pool if rider is None or r["rider_id"] == rider], tags, tag, a, b,
-                                    names)
+        out["comparison"] = comparison(store, tags, values, tag, a, b, rider, names)
     return out
+
+
+def comparison(store: ResultsStore, tags: dict[str, dict[str, str]], values: dict[str, list[str]], tag: str,
+               a: str | None, b: str | None, rider: str | None, names: list[str]) -> dict[str, Any]:
+    """Setup A against B of ``tag`` over the course's sessions (the first two values by default)."""
+    choices = values.get(tag) or []
+    a, b = a or (choices[0] if choices else None), b or (choices[1] if len(choices) > 1 else None)
+    if a is None or b is None:
+        raise NotFound(f"no two values of tag {tag!r} on this course to compare", where="debrief",
+                       hint="tag sessions when you start them, e.g. tyres=1.6bar")
+    with_tag = [s for s, t in tags.items() if t.get(tag) in (a, b)]
+    pool = annotate(store.results(sorted(with_tag)), [])
+    return compare([r for r in pool if rider is None or r["rider_id"] == rider], tags, tag, a, b, names)

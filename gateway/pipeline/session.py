@@ -27,8 +27,9 @@ def parse_tags(tags: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]
     if not isinstance(tags, Mapping):
         for tag in tags:
             if not isinstance(tag, str) or not TAG.match(tag.strip()):
-                raise SessionError(f"tag {tag!r} is not name=value", hint="for example tyres=1.6bar (name: letters, "
-                                   "digits, _ . -; up to 32 and 64 characters)")
+                raise SessionError(f"tag {tag!r} is not name=value",
+                                   hint="for example tyres=1.6bar: a name of letters, digits, _ . - (up to 32), "
+                                        "a value of up to 64 characters")
             name, value = tag.strip().split("=", 1)
             items.append((name, value))
     for name, value in items:

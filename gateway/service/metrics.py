@@ -28,7 +28,8 @@ class StatusCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-        parts = self.status.snapshot().get("components", {})
+        snapshot = self.status.snapshot()
+        parts = snapshot.get("components", {})
         spool, ingest, kafka, engine = (parts.get(k) or {} for k in ("spool", "ingest", "kafka", "engine"))
 
         accepted = CounterMetricFamily("trackside_events_accepted", "Events accepted into the spool, by kind",
@@ -53,7 +54,7 @@ class StatusCollector:
         yield GaugeMetricFamily("trackside_spool_backlog_events", "Events not yet delivered to Kafka",
                                 value=spool.get("backlog_rows") or 0)
         oldest = spool.get("backlog_oldest")
-        now = self.status.snapshot().get("time") or 0
+        now = snapshot.get("time") or 0
         yield GaugeMetricFamily("trackside_spool_backlog_oldest_age_seconds", "Age of the oldest undelivered event",
                                 value=max(0.0, now - oldest) if oldest else 0.0)
         yield GaugeMetricFamily("trackside_spool_full", "1 while the spool is full",
