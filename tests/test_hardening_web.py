@@ -77,9 +77,11 @@ def test_200_streams_from_one_address_do_not_starve_40_phones_or_healthz(running
             answers = list(pool.map(lambda i: timed_get(port, ("/", "/api/status")[i % 2], f"127.0.0.{10 + i}"),
                                     range(40)))
         assert all(code == 200 for _, code in answers)
-        assert max(t for t, _ in answers) < 0.2, sorted(t for t, _ in answers)[-5:]
+        # Starved requests wait for a worker for seconds (the 5 s timeout before the fix); the bound
+        # leaves room for a suite running beside this test on two cores.
+        assert max(t for t, _ in answers) < 0.5, sorted(t for t, _ in answers)[-5:]
         elapsed, code = timed_get(port, "/healthz", "127.0.0.99")
-        assert code == 200 and elapsed < 0.2
+        assert code == 200 and elapsed < 0.5
     finally:
         for s in hog + phones:
             s.close()

@@ -37,8 +37,8 @@ def test_rows_get_sequence_ids_and_the_full_wire_message(tmp_path: Path) -> None
 def test_sequence_survives_restarts_and_is_never_reused_after_pruning(tmp_path: Path) -> None:
     sp = open_spool(tmp_path / "s.sqlite", retention_s=0.0)
     sp.append([power(i) for i in range(10)])
-    sp.mark_delivered(list(range(1, 11)), at=1.0)
-    assert sp.prune(now=10.0) == 10
+    sp.mark_delivered_through(10)
+    assert sp.prune() == 10
     sp.close()
     sp = open_spool(tmp_path / "s.sqlite")
     assert sp.append([power(99)])[0].message["event_id"] == "box1:11"
@@ -50,19 +50,23 @@ def test_undelivered_backlog_and_delivery(tmp_path: Path) -> None:
     sp.append([power(i) for i in range(5)], now=50.0)
     assert [r.seq for r in sp.undelivered(0, 10)] == [1, 2, 3, 4, 5]
     assert [r.seq for r in sp.undelivered(3, 10)] == [4, 5]
-    sp.mark_delivered([1, 2, 4])
-    assert sp.backlog() == (2, 50.0)
-    assert [r.seq for r in sp.undelivered(0, 10)] == [3, 5]
+    sp.mark_delivered_through(2)
+    assert sp.backlog() == (3, 50.0)
+    assert [r.seq for r in sp.undelivered(0, 10)] == [3, 4, 5]
+    assert [r[0] for r in sp.outgoing(3, 10)] == [4, 5]
     sp.close()
 
 
 def test_retention_prunes_only_delivered_rows(tmp_path: Path) -> None:
     sp = open_spool(tmp_path / "s.sqlite", retention_s=3600.0)
-    sp.append([power(i) for i in range(4)])
-    sp.mark_delivered([1, 2], at=1000.0)
+    sp.append([power(i) for i in range(4)], now=1000.0)
+    sp.append([power(i) for i in range(4, 6)], now=2000.0)
+    sp.mark_delivered_through(5)
     assert sp.prune(now=1000.0 + 3599) == 0
-    assert sp.prune(now=1000.0 + 3601) == 2
-    assert [r.seq for r in sp.since(0)] == [3, 4]
+    assert sp.prune(now=1000.0 + 3601) == 4  # 5 and 6 are younger; 6 is not delivered either
+    assert [r.seq for r in sp.since(0)] == [5, 6]
+    assert sp.prune(now=1e9) == 1
+    assert [r.seq for r in sp.since(0)] == [6]
     sp.close()
 
 
@@ -76,7 +80,7 @@ def test_full_spool_with_reject_policy_keeps_what_it_has(tmp_path: Path) -> None
     # Every row it accepted is still there, in order.
     assert [r.seq for r in sp.since(0)] == list(range(1, accepted + 1))
     # Delivered rows make room first, whatever their age.
-    sp.mark_delivered(list(range(1, 501)))
+    sp.mark_delivered_through(500)
     assert len(sp.append([power(1)])) == 1
     assert sp.status()["full"] is False
     sp.close()
@@ -186,23 +190,41 @@ def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
     sp.append([NewEvent("segment", "r01", "s1", 1.0, {"number": "1.1"})])
     sp.close()
     raw = sqlite3.connect(tmp_path / "s.sqlite")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
     plan = raw.execute("EXPLAIN QUERY PLAN SELECT seq FROM events WHERE kind = 'segment' AND session_id = 's1'")
     assert "events_segments" in str(plan.fetchall())
     raw.execute("PRAGMA user_version=99")
     raw.close()
-    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 2"):
+    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 3"):
         open_spool(tmp_path / "s.sqlite")
 
 
 def test_backlog_count_is_kept_across_appends_deliveries_drops_and_restarts(tmp_path: Path) -> None:
     sp = open_spool(tmp_path / "s.sqlite")
     sp.append([power(i) for i in range(10)], now=5.0)
-    sp.mark_delivered([1, 2, 3, 3, 9])
+    sp.mark_delivered_through(4)
     assert sp.backlog() == (6, 5.0)
-    sp.mark_delivered([1, 2])  # delivered twice (a re-send): counted once
+    sp.mark_delivered_through(2)  # an older watermark (a re-send acknowledged late) changes nothing
     assert sp.backlog()[0] == 6
     sp.close()
     sp = open_spool(tmp_path / "s.sqlite")
     assert sp.backlog() == (6, 5.0)
+    sp.close()
+
+
+def test_a_set_aside_row_stays_in_the_backlog_while_the_watermark_passes_it(tmp_path: Path) -> None:
+    sp = open_spool(tmp_path / "s.sqlite", retention_s=0.0)
+    sp.append([power(i) for i in range(10)], now=5.0)
+    sp.append([power(10)], now=7.0)
+    assert sp.set_aside(3, "MSG_SIZE_TOO_LARGE")
+    sp.mark_delivered_through(10)
+    assert sp.backlog() == (2, 5.0)  # row 3 (refused) and row 11
+    assert [r.seq for r in sp.set_aside_rows()] == [3]
+    assert sp.prune(now=100.0) == 9  # never the set-aside row
+    assert sp.status()["set_aside"] == 1
+    sp.close()
+    sp = open_spool(tmp_path / "s.sqlite")
+    assert sp.backlog() == (2, 5.0)
+    sp.clear_set_aside(3)
+    assert sp.backlog() == (1, 7.0)
     sp.close()

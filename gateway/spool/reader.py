@@ -19,9 +19,38 @@ class SpoolReader(SpoolState):
     def undelivered(self, after_seq: int = 0, limit: int = 1000) -> list[Row]:
         """Undelivered rows in order after ``after_seq``; a row whose CRC fails is counted, not returned."""
         cur = self._conn().execute(
-            f"SELECT {COLUMNS} FROM events "
-            "WHERE delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
+            f"SELECT {COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (max(after_seq, self._delivered_through), limit))
         return self._checked(cur)
+
+    def outgoing(self, after_seq: int, limit: int) -> list[tuple[int, str, str, bytes]]:
+        """What the uplink sends next: (seq, kind, key, message) of the undelivered rows after ``after_seq``.
+
+        The key keeps a rider's events in order within a partition; session records are keyed by
+        session (their topic is compacted). Leaner than ``undelivered`` (no Row per message): the
+        uplink reads every event once more, and a backlog of an hour is 1.44 M of them.
+        """
+        rows = self._conn().execute(
+            "SELECT seq, kind, COALESCE(CASE kind WHEN 'session' THEN session_id ELSE rider_id END, 'unknown'), "
+            "payload, crc FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (max(after_seq, self._delivered_through), limit)).fetchall()
+        good = [r[:4] for r in rows if isinstance(r[3], bytes) and crc(r[3]) == r[4]]
+        if len(good) < len(rows):
+            for r in rows:
+                if not isinstance(r[3], bytes) or crc(r[3]) != r[4]:
+                    self._count_corrupt(r[0])
+        return good
+
+    def set_aside_rows(self) -> list[Row]:
+        """Rows the broker refused (kept, counted in the backlog, offered again when the uplink starts)."""
+        return self._checked(self._conn().execute(
+            f"SELECT {COLUMNS} FROM events WHERE seq IN (SELECT seq FROM set_aside) ORDER BY seq"))
+
+    def set_aside_count(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM set_aside").fetchone()[0])
+
+    def delivered_through(self) -> int:
+        return self._delivered_through
 
     def segment_rows(self, session_id: str) -> list[Row]:
         """Every segment result of a session, in order (through the partial index of version 2)."""
@@ -54,23 +83,29 @@ class SpoolReader(SpoolState):
             last = rows[-1].seq
 
     def _checked(self, cur: sqlite3.Cursor) -> list[Row]:
-        out = []
-        for seq, kind, rider, session, wall, recv, payload, stored_crc in cur:
-            if not isinstance(payload, bytes) or crc(payload) != stored_crc:
-                self.counters.corrupt_rows += 1
-                log.error("spool %s: row %d fails its checksum; skipped", self.path, seq)
-                continue
-            out.append(Row(seq, kind, rider, session, wall, recv, payload))
-        return out
+        rows = cur.fetchall()
+        make = tuple.__new__
+        good = [make(Row, r) for r in rows if isinstance(r[6], bytes) and crc(r[6]) == r[7]]
+        if len(good) < len(rows):
+            for r in rows:
+                if not isinstance(r[6], bytes) or crc(r[6]) != r[7]:
+                    self._count_corrupt(r[0])
+        return good
+
+    def _count_corrupt(self, seq: int) -> None:
+        self.counters.corrupt_rows += 1
+        log.error("spool %s: row %d fails its checksum; skipped", self.path, seq)
 
     def backlog(self) -> tuple[int, float | None]:
         """(undelivered rows, receive time of the oldest one).
 
         The count is kept as rows come and go (counted once at open), so the status every second
-        costs one index lookup, not a scan of a spool that grows all session with Kafka off.
+        costs one lookup, not a scan of a spool that grows all session with Kafka off.
         """
         row = self._conn().execute(
-            "SELECT recv_time FROM events WHERE delivered_at IS NULL ORDER BY seq LIMIT 1").fetchone()
+            "SELECT MIN(t) FROM (SELECT (SELECT recv_time FROM events WHERE seq > ? ORDER BY seq LIMIT 1) AS t "
+            "UNION ALL SELECT recv_time FROM events WHERE seq IN (SELECT seq FROM set_aside))",
+            (self._delivered_through,)).fetchone()
         return self._undelivered, row[0] if row else None
 
     def last_seq(self) -> int:

@@ -55,6 +55,7 @@ class SpoolState:
         self._next_seq = 1
         self._encoder = Encoder(self.gateway_id)
         self._undelivered = 0
+        self._delivered_through = 0  # every row up to this sequence number is in Kafka (but set-aside ones)
         self._opened = False
         # Set (to the reason) while the disk is too full to take new events safely: what is stored
         # can still be read, sent and pruned.

@@ -59,7 +59,10 @@ class Spool(SpoolReader, SpoolWriter):
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         top = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
         self._next_seq = max(top, row[0] if row else 0) + 1
-        self._undelivered = conn.execute("SELECT COUNT(*) FROM events WHERE delivered_at IS NULL").fetchone()[0]
+        self._delivered_through = int(self.meta("delivered_through") or 0)
+        self._undelivered = conn.execute(
+            "SELECT (SELECT COUNT(*) FROM events WHERE seq > ?) + (SELECT COUNT(*) FROM set_aside)",
+            (self._delivered_through,)).fetchone()[0]
         self.set_meta("gateway_id", self.gateway_id, replace=False)
         return self
 
@@ -76,6 +79,8 @@ class Spool(SpoolReader, SpoolWriter):
             raise SpoolError(f"cannot read the spool: {exc}", where=str(self.path)) from None
         self._check_version(version)
         self._next_seq = top + 1
+        if version >= 3:
+            self._delivered_through = int(self.meta("delivered_through") or 0)
         return self
 
     def _check_version(self, version: int) -> None:
@@ -102,6 +107,7 @@ class Spool(SpoolReader, SpoolWriter):
             "path": str(self.path), "last_seq": self.last_seq(), "backlog_rows": rows,
             "backlog_oldest": oldest, "used_bytes": self.used_bytes(), "max_bytes": self.policy.max_bytes,
             "policy": self.policy.full_policy, "full": c.full_since is not None, "full_since": c.full_since,
+            "delivered_through": self._delivered_through, "set_aside": self.set_aside_count(),
             "appended": c.appended, "appended_by_kind": dict(c.by_kind), "rejected": c.rejected,
             "dropped": c.dropped, "pruned": c.pruned, "corrupt_rows": c.corrupt_rows, "disk_full": c.disk_full,
             "last_error": c.last_error,

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 
 from gateway.errors import SpoolError
-from gateway.spool.schema import NewEvent, Row, crc, ranges, transaction
+from gateway.spool.schema import COLUMNS, NewEvent, Row, crc, transaction
 from gateway.spool.state import SpoolState
 
 log = logging.getLogger(__name__)
@@ -53,22 +53,18 @@ class SpoolWriter(SpoolState):
     def _rows(self, events: Sequence[NewEvent], now: float) -> list[Row]:
         """Rows with their Kafka message (gateway.wire), sequence numbers from the next free one."""
         encode = self._encoder.encode
+        make = tuple.__new__  # a NamedTuple's own constructor costs twice as much, once per event
         seq = self._next_seq
         rows = []
-        for ev in events:
-            rows.append(Row(seq, ev.kind, ev.rider_id, ev.session_id, ev.wall_time, now,
-                            encode(seq, ev.session_id, ev.body)))
+        for kind, rider, session, wall, body in events:
+            payload = encode(seq, session, body)
+            rows.append(make(Row, (seq, kind, rider, session, wall, now, payload, crc(payload))))
             seq += 1
         return rows
 
     def _insert(self, rows: list[Row]) -> None:
         with transaction(self._conn()) as conn:
-            conn.executemany(
-                "INSERT INTO events (seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.seq, r.kind, r.rider_id, r.session_id, r.wall_time, r.recv_time, r.payload, crc(r.payload))
-                 for r in rows],
-            )
+            conn.executemany(f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _reject(self, events: Sequence[NewEvent], why: str) -> list[Row]:
         self.counters.rejected += len(events)
@@ -89,16 +85,17 @@ class SpoolWriter(SpoolState):
     def _delete_for_room(self, wanted: int) -> bool:
         conn = self._conn()
         freed = conn.execute(
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE delivered_at IS NOT NULL "
-            "ORDER BY seq LIMIT ?)", (max(wanted * 4, 1000),)).rowcount
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq <= ? "
+            "AND seq NOT IN (SELECT seq FROM set_aside) ORDER BY seq LIMIT ?)",
+            (self._delivered_through, max(wanted * 4, 1000))).rowcount
         self.counters.pruned += freed
         if freed:
             return True
         if self.policy.full_policy != "drop_oldest":
             return False
         dropped = conn.execute(
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE delivered_at IS NULL "
-            "ORDER BY seq LIMIT ?)", (max(wanted * 2, 500),)).rowcount
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?)",
+            (self._delivered_through, max(wanted * 2, 500))).rowcount
         self._undelivered -= dropped
         if dropped:
             if self.counters.dropped == 0 or self.counters.full_since is None:
@@ -108,33 +105,64 @@ class SpoolWriter(SpoolState):
             self.counters.full_since = self.counters.full_since or time.time()
         return dropped > 0
 
-    def mark_delivered(self, seqs: Sequence[int], at: float | None = None) -> bool:
-        """Record deliveries; False when the disk is full (the caller keeps them and tries again)."""
-        if not seqs:
+    def mark_delivered_through(self, seq: int) -> bool:
+        """Record that every row up to ``seq`` is in Kafka (but those set aside); False when the disk is
+        full (the caller keeps the watermark and tries again: the rows are sent again, never lost).
+
+        One small row rewritten per call, whatever the number of rows it covers: the SD card's share
+        of a delivery is a few bytes a second, not a rewrite of every delivered row's page.
+        """
+        low = self._delivered_through
+        if seq <= low:
             return True
-        at = time.time() if at is None else at
         with self._write_lock:
             try:
                 with transaction(self._conn()) as conn:
-                    marked = conn.executemany(
-                        "UPDATE events SET delivered_at = ? WHERE seq BETWEEN ? AND ? AND delivered_at IS NULL",
-                        [(at, lo, hi) for lo, hi in ranges(seqs)]).rowcount
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('delivered_through', ?)", (str(seq),))
+                    marked = conn.execute(
+                        "SELECT (SELECT COUNT(*) FROM events WHERE seq > ?1 AND seq <= ?2) - "
+                        "(SELECT COUNT(*) FROM set_aside WHERE seq > ?1 AND seq <= ?2)", (low, seq)).fetchone()[0]
             except sqlite3.OperationalError as exc:
                 if "full" not in str(exc).lower():
                     raise
-                # The rows stay undelivered and are sent again: at least once, never lost.
                 self.counters.disk_full += 1
                 self.counters.last_error = f"disk full: {exc}"
                 return False
+            self._delivered_through = seq
             self._undelivered -= marked
         return True
 
+    def set_aside(self, seq: int, reason: str, at: float | None = None) -> bool:
+        """Keep a row the broker refuses out of the uplink's way (it stays in the spool and the backlog)."""
+        with self._write_lock:
+            try:
+                self._conn().execute("INSERT OR REPLACE INTO set_aside VALUES (?, ?, ?)",
+                                     (seq, reason, time.time() if at is None else at))
+            except sqlite3.OperationalError as exc:
+                if "full" not in str(exc).lower():
+                    raise
+                self.counters.disk_full += 1
+                return False
+        return True
+
+    def clear_set_aside(self, seq: int) -> None:
+        """A set-aside row was delivered after all."""
+        with self._write_lock:
+            if self._conn().execute("DELETE FROM set_aside WHERE seq = ?", (seq,)).rowcount:
+                self._undelivered -= 1
+
     def prune(self, now: float | None = None) -> int:
-        """Delete delivered rows older than the retention period; returns how many."""
+        """Delete delivered rows received longer ago than the retention period; returns how many."""
         now = time.time() if now is None else now
         with self._write_lock:
-            n = self._conn().execute("DELETE FROM events WHERE delivered_at IS NOT NULL AND delivered_at < ?",
-                                     (now - self.policy.retention_s,)).rowcount
+            conn = self._conn()
+            # Rows arrive in receive-time order: the first young row bounds the delete, and finding it
+            # reads only the rows about to go.
+            young = conn.execute("SELECT seq FROM events WHERE seq <= ? AND recv_time >= ? ORDER BY seq LIMIT 1",
+                                 (self._delivered_through, now - self.policy.retention_s)).fetchone()
+            below = young[0] if young else self._delivered_through + 1
+            n = conn.execute("DELETE FROM events WHERE seq < ? AND seq NOT IN (SELECT seq FROM set_aside)",
+                             (below,)).rowcount
         self.counters.pruned += n
         return n
 

@@ -1,12 +1,21 @@
 """Forward the spool to Kafka: in order, a bounded window in flight, delivered only when acknowledged.
 
 The spool is the source of truth. Rows are read in sequence order and offered to the output
-(``KafkaOutput``: an idempotent producer, acks=all) with the rider id as key, so a rider's events
-keep their order within a partition. The forwarder owns the policy: what to send next, what a
-failure means (sent again from the spool; set aside after three refusals), when deliveries are
-recorded (about once a second: every mark rewrites spool pages, and an SD card counts writes; a
-crash in between only means those rows are sent again, and consumers deduplicate by
-``event_id``). Ingest is never blocked: this runs on its own thread.
+(``KafkaOutput``: an idempotent producer, acks=all, gapless) with the rider id as key, so a rider's
+events keep their order within a partition. The forwarder owns the policy: what to send next, what
+a failure means, when deliveries are recorded.
+
+Deliveries are a watermark. With an idempotent, gapless producer a delivered message proves that
+every earlier message of its partition was delivered, so each batch asks for one report per rider
+(per topic and key), not one per message; once every report of a batch (and of all batches before
+it) is in, the watermark moves to its last row. The spool records the watermark about once a
+second: one small row, not a rewrite of every delivered row. A crash in between only means those
+rows are sent again; consumers deduplicate by ``event_id``.
+
+A failure (or a fatal producer error) switches to a careful mode for the rows then in flight: a
+new producer without the gapless rule and one report per message, so the row at fault is known.
+A row the broker refuses three times is set aside (kept in the spool, listed, offered again at the
+next start) and the watermark passes it. Ingest is never blocked: this runs on its own thread.
 """
 
 from __future__ import annotations
@@ -14,12 +23,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from gateway.config.settings import KafkaSettings
-from gateway.spool.store import Row, Spool
-from gateway.uplink.link import SAMPLE_EVERY, LinkState
+from gateway.spool.store import Spool
+from gateway.uplink.link import LinkState
 from gateway.uplink.output import KafkaOutput
 from gateway.uplink.topics import ensure_topics
 from gateway.wire import TOPIC_KEYS
@@ -27,6 +37,17 @@ from gateway.wire import TOPIC_KEYS
 log = logging.getLogger(__name__)
 
 REFUSALS = 3  # a row the broker refuses this many times is set aside (it stays in the spool)
+
+
+class _Batch:
+    """Messages offered in one round: the watermark may pass ``last`` once ``waiting`` reports are in."""
+
+    __slots__ = ("last", "size", "waiting")
+
+    def __init__(self, last: int, size: int, waiting: int) -> None:
+        self.last = last
+        self.size = size
+        self.waiting = waiting
 
 
 class Forwarder:
@@ -48,12 +69,15 @@ class Forwarder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._output: KafkaOutput | None = None
-        self._cursor = 0
-        self._in_flight: set[int] = set()
-        self._sent_at: dict[int, float] = {}  # a sample of sending times, for the latency histogram
+        self._cursor = 0  # the last row offered
+        self._watermark = 0  # every row up to here is acknowledged (or set aside)
+        self._batches: deque[_Batch] = deque()
+        self._in_flight = 0
+        self._careful_until = 0  # one report per message up to this row (after a failure)
+        self._restart = False
         self._refusals: dict[int, int] = {}
         self._set_aside: set[int] = set()
-        self._acked: list[int] = []
+        self._retry_set_aside = True
         self._last_mark = 0.0
         self._next_topic_try = 0.0
 
@@ -78,10 +102,20 @@ class Forwarder:
 
     def _new_output(self) -> KafkaOutput:
         self._mark(force=True)
-        self._cursor = 0  # re-read from the oldest undelivered row
-        self._in_flight.clear()
-        self._sent_at.clear()
-        return KafkaOutput(self.client, self.link, self.clock, max(self.window * 2, 100_000))
+        if self._output is not None:
+            self._output.close()
+        # Everything after the watermark is offered again (what the old producer had delivered out
+        # of order is sent twice: at least once).
+        self._watermark = max(self._watermark, self.spool.delivered_through())
+        self._careful_until = max(self._careful_until, self._cursor) if self._restart else self._careful_until
+        self._cursor = self._watermark
+        self._batches.clear()
+        self._in_flight = 0
+        self._restart = False
+        careful = self._careful_until > self._watermark
+        if careful:
+            log.info("kafka: one report per event up to event %d (after a failure)", self._careful_until)
+        return KafkaOutput(self.client, self.link, self.clock, max(self.window * 2, 100_000), gapless=not careful)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -90,14 +124,15 @@ class Forwarder:
         next_backlog = 0.0
         while not self._stop.is_set():
             try:
-                if self._output is None or self._output.fatal:
+                if self._output is None or self._output.fatal or self._restart:
                     if self._output is not None:
                         self.link.reconnects += 1
-                        self._output.close()
+                        self._restart = True
                     self._output = self._new_output()
                 self._ensure_topics()
+                self._send_set_aside(self._output)
                 self._send_more(self._output)
-                self._settle(*self._output.poll(0.05))
+                self._settle(self._output.poll(0.05))
                 self._mark()
                 now = self.clock()
                 if now >= next_backlog:
@@ -128,64 +163,120 @@ class Forwarder:
             with self.link.lock:
                 self.link.last_error = f"topics: {exc}"
 
+    def _send_set_aside(self, output: KafkaOutput) -> None:
+        """Once per start: offer the rows set aside before (the broker's limits may have changed)."""
+        if not self._retry_set_aside:
+            return
+        self._retry_set_aside = False
+        self._put(output, [(self.topics[row.kind], (row.session_id if row.kind == "session" else row.rider_id)
+                            or "unknown", row.payload, (None, row.seq, 0.0))
+                           for row in self.spool.set_aside_rows()])
+
     def _send_more(self, output: KafkaOutput) -> None:
-        room = self.window - len(self._in_flight)
-        if room <= 0:
+        room = self.window - self._in_flight
+        if room <= 0 or self._restart:
             return
-        for row in self.spool.undelivered(self._cursor, min(room, self.batch)):
-            if row.seq not in self._in_flight and row.seq not in self._set_aside and not self._offer(output, row):
-                break  # RETRY: the local queue is full; the same row comes first next round
-            self._cursor = row.seq
-
-    def _offer(self, output: KafkaOutput, row: Row) -> bool:
-        # Keyed by rider (a rider's events keep their order); session records by session (compacted).
-        key = row.session_id if row.kind == "session" else row.rider_id
-        if not output.offer(self.topics[row.kind], key or "unknown", row.payload):
-            return False
-        self._in_flight.add(row.seq)
-        if row.seq % SAMPLE_EVERY == 0:
-            self._sent_at[row.seq] = time.monotonic()
-        return True
-
-    def _settle(self, ok: list[int], failed: list[int]) -> None:
-        if not ok and not failed:
+        rows = self.spool.outgoing(self._cursor, min(room, self.batch))
+        if not rows:
             return
-        self._in_flight.difference_update(ok)
-        self._in_flight.difference_update(failed)
-        if ok:
-            self._acked += ok
-            with self.link.lock:
+        careful = rows[0][0] <= self._careful_until
+        if careful:
+            rows = [r for r in rows if r[0] <= self._careful_until]
+        end = rows[-1][0]
+        if self._set_aside:
+            rows = [r for r in rows if r[0] not in self._set_aside]  # the watermark passes them
+        sent = time.monotonic()
+        topics = self.topics
+        messages: list[tuple[str, str, bytes, Any]]
+        if careful:
+            # One report per message, so the row at fault is known.
+            batch = _Batch(end, len(rows), len(rows))
+            messages = [(topics[kind], key, payload, (batch, seq, sent)) for seq, kind, key, payload in rows]
+        else:
+            # The last row of each (topic, key) carries the report for its whole group.
+            last = {(kind, key): seq for seq, kind, key, _ in rows}
+            batch = _Batch(end, len(rows), len(last))
+            tickets = {seq: (batch, seq, sent) for seq in last.values()}
+            messages = [(topics[kind], key, payload, tickets.get(seq)) for seq, kind, key, payload in rows]
+        self._batches.append(batch)
+        self._in_flight += batch.size
+        self._cursor = end
+        if messages:
+            self._put(output, messages)
+        elif len(self._batches) == 1:
+            self._advance()  # only rows set aside: nothing to wait for
+
+    def _put(self, output: KafkaOutput, messages: list[tuple[str, str, bytes, Any]]) -> None:
+        """Offer messages, waiting for room in the producer's queue (this thread has nothing else to do)."""
+        done = output.offer(messages)
+        while done < len(messages):
+            if self._stop.is_set() or output.fatal:
+                # A batch half offered cannot be accounted for: start again from the watermark.
+                self._restart = True
+                return
+            done = output.offer(messages, done)
+
+    def _settle(self, reports: list[tuple[Any, str | None]]) -> None:
+        if not reports:
+            return
+        failures: list[tuple[int, str]] = []
+        now = time.monotonic()
+        latencies = []
+        for (batch, seq, sent), error in reports:
+            if batch is None:  # a row set aside before, offered again at this start
+                if error is None:
+                    self.spool.clear_set_aside(seq)
+                else:
+                    log.error("kafka: event %d, set aside before, is still refused (%s)", seq, error)
+            elif error is not None:
+                failures.append((seq, error))
+            else:
+                batch.waiting -= 1
+                latencies.append(now - sent)
+        delivered = self._advance()
+        with self.link.lock:
+            if latencies:
                 if not self.link.connected:
                     log.info("kafka: connected to %s", self.kafka.bootstrap_servers)
                 self.link.connected = True
                 self.link.down_since = None
-                self.link.delivered += len(ok)
-                if self._sent_at:
-                    now = time.monotonic()
-                    for seq in ok:
-                        sent = self._sent_at.pop(seq, None) if seq % SAMPLE_EVERY == 0 else None
-                        if sent is not None:
-                            self.link.observe(now - sent)
-        if failed:
-            # Only a permanent error gets here (no timeout is set): send again from the spool, but
-            # set aside a row the broker refuses three times (it stays undelivered in the spool).
-            with self.link.lock:
-                self.link.failed += len(failed)
-            for seq in failed:
-                self._refusals[seq] = self._refusals.get(seq, 0) + 1
-                if self._refusals[seq] >= REFUSALS:
-                    self._set_aside.add(seq)
-                    log.error("kafka: event %d refused %d times (%s); kept in the spool, not sent again",
-                              seq, REFUSALS, self.link.last_error)
-            self._cursor = min(self._cursor, min(failed) - 1)
+                for seconds in latencies:
+                    self.link.observe(seconds)
+            self.link.delivered += delivered
+            self.link.in_flight = self._in_flight
+        if failures:
+            self._refused(failures)
+
+    def _refused(self, failures: list[tuple[int, str]]) -> None:
+        """Only a permanent error gets here (no timeout is set). In careful mode each report names its
+        row: count it, set it aside at the third refusal; either way start again from the watermark."""
         with self.link.lock:
-            self.link.in_flight = len(self._in_flight)
+            self.link.failed += len(failures)
+            self.link.last_error = failures[0][1]
+        for seq, error in failures:
+            if seq > self._careful_until:
+                continue  # a report for a whole group: the row at fault is found in careful mode
+            self._refusals[seq] = self._refusals.get(seq, 0) + 1
+            if self._refusals[seq] >= REFUSALS and seq not in self._set_aside and self.spool.set_aside(seq, error):
+                self._set_aside.add(seq)
+                log.error("kafka: event %d refused %d times (%s); kept in the spool, not sent again until "
+                          "the next start", seq, REFUSALS, error)
+        self._restart = True
+
+    def _advance(self) -> int:
+        """Move the watermark past every batch fully acknowledged; returns how many messages that was."""
+        delivered = 0
+        while self._batches and self._batches[0].waiting <= 0:
+            batch = self._batches.popleft()
+            self._watermark = batch.last
+            delivered += batch.size
+        self._in_flight -= delivered
+        return delivered
 
     def _mark(self, force: bool = False) -> None:
-        if self._acked and (force or len(self._acked) >= 20_000
-                            or time.monotonic() - self._last_mark >= self.mark_every_s):
-            if self.spool.mark_delivered(self._acked, self.clock()):
-                self._acked = []
+        if self._watermark > self.spool.delivered_through() and (
+                force or time.monotonic() - self._last_mark >= self.mark_every_s):
+            self.spool.mark_delivered_through(self._watermark)
             self._last_mark = time.monotonic()
 
     def _update_backlog(self) -> None:
@@ -193,7 +284,7 @@ class Forwarder:
         with self.link.lock:
             self.link.backlog_rows = rows
             self.link.backlog_oldest = oldest
-            self.link.in_flight = len(self._in_flight)
+            self.link.in_flight = self._in_flight
 
     def _shutdown(self) -> None:
         """Deliver what the spool still holds, for as long as the stop allows."""
@@ -201,10 +292,10 @@ class Forwarder:
         if output is None:
             return
         deadline = time.monotonic() + self.stop_timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._restart and not output.fatal:
             self._send_more(output)
-            self._settle(*output.poll(0.05))
-            if not self._in_flight and not self.spool.undelivered(self._cursor, 1):
+            self._settle(output.poll(0.05))
+            if not self._batches and not self.spool.outgoing(self._cursor, 1):
                 break
         self._mark(force=True)
         # What is still unacknowledged stays undelivered in the spool and is sent again next time.

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.uplink.link import LinkState
-from gateway.wire import seq_of
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +35,28 @@ _librdkafka_log.addFilter(_EveryMinute())
 
 
 class KafkaOutput:
-    """One producer session. ``offer`` is OK (True) or RETRY (False: the local queue is full);
-    ``poll`` serves delivery reports and returns (delivered, failed) sequence numbers."""
+    """One producer session. ``offer`` is OK (True) or RETRY (False: the local queue is full); a
+    message offered with a ticket is reported back by ``poll`` as (ticket, None) once the broker has
+    it, or (ticket, error text). Messages offered without a ticket cost no Python callback.
+
+    ``gapless``: any failure that could leave a gap in a partition's series stops the producer
+    (fatal) instead, so a delivered message proves every earlier message of its partition was
+    delivered; the forwarder relies on that to ask for one report per rider per batch.
+    """
 
     def __init__(self, client_config: dict[str, Any], link: LinkState, clock: Callable[[], float],
-                 queue_messages: int) -> None:
+                 queue_messages: int, *, gapless: bool = True) -> None:
         from confluent_kafka import Producer
 
         self.link = link
         self.clock = clock
         self.fatal = False
-        self._reports: list[int] = []  # filled by callbacks, which run inside poll() on the caller's thread
+        self.gapless = gapless
+        # Filled by callbacks, which run inside poll() on the caller's thread.
+        self._reports: list[tuple[Any, str | None]] = []
         self._producer: Any = Producer({
             "enable.idempotence": True,
+            "enable.gapless.guarantee": gapless,
             "acks": "all",
             # No timeout: during an outage librdkafka keeps every message and retries in order, so a
             # rider's events never overtake each other; the spool holds them across restarts.
@@ -60,7 +68,6 @@ class KafkaOutput:
             "reconnect.backoff.ms": 200,
             "reconnect.backoff.max.ms": 5_000,
             "error_cb": self._on_error,
-            "on_delivery": self._on_delivery,
             "logger": _librdkafka_log,
             **client_config,  # bootstrap.servers and the operator's own properties win
         })
@@ -71,18 +78,41 @@ class KafkaOutput:
         stay undelivered in the spool."""
         self._producer = None
 
-    def offer(self, topic: str, key: str, payload: bytes) -> bool:
+    def offer(self, messages: list[tuple[str, str, bytes, Any]], start: int = 0) -> int:
+        """Offer (topic, key, message, ticket) from ``start`` on; returns the index of the first one
+        not taken (``len(messages)`` when all were: OK; less: RETRY, the local queue is full)."""
+        from confluent_kafka import KafkaException
+
+        produce = self._producer.produce
+        reporter = self._reporter
+        i = start
         try:
-            self._producer.produce(topic, value=payload, key=key)
+            for i in range(start, len(messages)):
+                topic, key, payload, ticket = messages[i]
+                if ticket is None:
+                    produce(topic, payload, key)
+                else:
+                    produce(topic, payload, key, on_delivery=reporter(ticket))
         except BufferError:
             self._producer.poll(0.1)
-            return False
-        return True
+            return i
+        except KafkaException as exc:
+            if not exc.args[0].fatal():
+                raise
+            self.fatal = True  # said by the error callback already; the forwarder starts a new producer
+            return i
+        return len(messages)
 
-    def poll(self, timeout: float) -> tuple[list[int], list[int]]:
+    def poll(self, timeout: float) -> list[tuple[Any, str | None]]:
         self._producer.poll(timeout)
         reports, self._reports = self._reports, []
-        return [s for s in reports if s > 0], [-s for s in reports if s < 0]
+        return reports
+
+    def _reporter(self, ticket: Any) -> Callable[[Any, Any], None]:
+        def report(err: Any, _msg: Any) -> None:
+            self._reports.append((ticket, None if err is None else f"{err.name()}: {err.str()}"))
+
+        return report
 
     def _on_error(self, err: Any) -> None:
         from confluent_kafka import KafkaError
@@ -96,9 +126,3 @@ class KafkaOutput:
         if err.fatal():
             log.error("kafka: fatal producer error %s; starting a new producer", err.str())
             self.fatal = True
-
-    def _on_delivery(self, err: Any, msg: Any) -> None:
-        # One callback for all messages (cheaper than a closure each): the sequence number is in
-        # the message itself.
-        seq = seq_of(msg.value())
-        self._reports.append(seq if err is None else -seq)

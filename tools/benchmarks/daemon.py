@@ -47,6 +47,18 @@ def _proc(pid: int) -> tuple[float, int, int, int]:
     return cpu, rss, hwm, io["write_bytes"]
 
 
+def _payload_bytes(spool: Path, since: float, until: float) -> int:
+    """Bytes of the messages the spool accepted between two wall-clock times."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{spool}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM events WHERE recv_time > ? "
+                                "AND recv_time <= ?", (since, until)).fetchone()[0])
+    finally:
+        conn.close()
+
+
 def _reader(url: str, stop: threading.Event) -> None:
     try:
         with urllib.request.urlopen(url, timeout=30) as stream:
@@ -113,9 +125,9 @@ def whole_daemon() -> list[tuple[str, dict[str, object]]]:
                 page.wait_for_function("window.trackside !== undefined")
                 start = time.monotonic()
                 while time.monotonic() - start < duration:
-                    samples.append((time.monotonic(), *_proc(proc.pid)))
+                    samples.append((time.monotonic(), *_proc(proc.pid), time.time()))
                     page.wait_for_timeout(5000)
-                samples.append((time.monotonic(), *_proc(proc.pid)))
+                samples.append((time.monotonic(), *_proc(proc.pid), time.time()))
                 latencies = page.evaluate("window.trackside.latencies")
                 browser.close()
             status = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10).read())
@@ -128,12 +140,17 @@ def whole_daemon() -> list[tuple[str, dict[str, object]]]:
             drainer.join(5)
             sock.close()
             broker.stop()
-    warm = [s for s in samples if s[0] - samples[0][0] >= 30] or samples
+        warm = [s for s in samples if s[0] - samples[0][0] >= 30] or samples
+        payload = _payload_bytes(work / "state" / "spool.sqlite", warm[0][5], warm[-1][5])
     cpu_share = (warm[-1][1] - warm[0][1]) / (warm[-1][0] - warm[0][0])
     third = warm[len(warm) // 3]
     steady_rss = statistics.mean(s[2] for s in warm[len(warm) // 2:]) / 1e6
     growth = (warm[-1][2] - third[2]) / 1e6
     disk_per_min = (warm[-1][4] - warm[0][4]) / ((warm[-1][0] - warm[0][0]) / 60)
+    # Bytes the process caused to be written to storage (/proc/<pid>/io write_bytes) per byte of the
+    # events' messages accepted in the same minutes.
+    payload_per_min = payload / ((warm[-1][0] - warm[0][0]) / 60)
+    amplification = disk_per_min / payload_per_min if payload_per_min else float("nan")
     ms = sorted(1000 * v for v in latencies)
     p50 = statistics.median(ms) if ms else float("nan")
     p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))] if ms else float("nan")
@@ -146,7 +163,10 @@ def whole_daemon() -> list[tuple[str, dict[str, object]]]:
                                "ok": steady_rss < 150, "peak_mb": round(samples[-1][3] / 1e6, 1)}),
         ("daemon.rss_growth_over_run", {"value": round(growth, 1), "unit": "MB", "target": "< 5 MB", "ok": growth < 5,
                                         "rss_mb_every_5s": [round(s[2] / 1e6, 1) for s in samples]}),
-        ("daemon.disk_written_per_minute", {"value": round(disk_per_min / 1e6, 2), "unit": "MB/min"}),
+        ("daemon.disk_written_per_minute", {"value": round(disk_per_min / 1e6, 2), "unit": "MB/min",
+                                            "payload_mb_per_min": round(payload_per_min / 1e6, 2)}),
+        ("daemon.write_amplification", {"value": round(amplification, 2), "unit": "x", "target": "<= 2x payload",
+                                        "ok": amplification <= 2.0}),
         ("daemon.startup_to_ready", {"value": round(ready_s, 2), "unit": "s", "target": "< 3 s", "ok": ready_s < 3}),
         ("daemon.gate_to_browser_p95", {"value": round(p95, 1), "unit": "ms", "target": "< 200 ms", "ok": p95 < 200,
                                         "p50_ms": round(p50, 1), "points": len(ms),

@@ -20,7 +20,7 @@ from gateway.config.settings import KafkaSettings
 from gateway.model import PowerSample
 from gateway.pipeline.ingest import Ingest
 from gateway.pipeline.roster import Roster
-from gateway.spool.schema import MIGRATIONS, crc
+from gateway.spool.schema import MIGRATIONS
 from gateway.spool.store import NewEvent, Spool
 from gateway.uplink.forwarder import Forwarder
 
@@ -30,8 +30,8 @@ BACKLOG_EVENTS = 100 * 4 * 3600
 
 
 def _samples(n: int) -> list[PowerSample]:
-    return [PowerSample(f"ant:{1000 + i % 100}", str(1000 + i % 100), 1.7e9 + i * 0.0025, 150.0 + i % 250,
-                        85.0, None, None) for i in range(n)]
+    return [PowerSample(f"ant:{1000 + i % 100}", str(1000 + i % 100), 1.7e9 + i * 0.0025, 150.0 + i % 250, 85.0)
+            for i in range(n)]
 
 
 def _disk_bytes(path: Path) -> int:
@@ -50,8 +50,7 @@ def ingest_vs_executemany() -> list[tuple[str, dict[str, object]]]:
         seconds = time.perf_counter() - t0
         ingest.stop()
         spool.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        rows = [(r.seq, r.kind, r.rider_id, r.session_id, r.wall_time, r.recv_time, r.payload, crc(r.payload))
-                for r in spool.since(0)]
+        rows = [tuple(r) for r in spool.since(0)]
         bytes_per_event = _disk_bytes(spool.path) / INGEST_EVENTS
         spool.close()
 
@@ -59,9 +58,10 @@ def ingest_vs_executemany() -> list[tuple[str, dict[str, object]]]:
         conn = sqlite3.connect(plain, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        for statement in MIGRATIONS[1].split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for version in sorted(MIGRATIONS):  # the same schema as the spool's, indexes included
+            for statement in MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
         t0 = time.perf_counter()
         for i in range(0, len(rows), 500):
             conn.execute("BEGIN IMMEDIATE")
@@ -72,8 +72,8 @@ def ingest_vs_executemany() -> list[tuple[str, dict[str, object]]]:
         conn.close()
     ours, theirs = INGEST_EVENTS / seconds, INGEST_EVENTS / plain_seconds
     return [
-        ("spool.ingest_events_per_s", {"value": round(ours), "unit": "ev/s", "target": ">= 0.5 x plain",
-                                       "ok": ours >= 0.5 * theirs, "ratio": round(ours / theirs, 2)}),
+        ("spool.ingest_events_per_s", {"value": round(ours), "unit": "ev/s", "target": ">= 0.7 x plain",
+                                       "ok": ours >= 0.7 * theirs, "ratio": round(ours / theirs, 2)}),
         ("spool.plain_executemany_per_s", {"value": round(theirs), "unit": "rows/s"}),
         ("spool.disk_bytes_per_event", {"value": round(bytes_per_event), "unit": "B"}),
     ]
@@ -132,8 +132,8 @@ def drain_vs_produce_loop() -> list[tuple[str, dict[str, object]]]:
             broker.stop()
     ours, theirs = BACKLOG_EVENTS / drain_s, BACKLOG_EVENTS / plain_s
     return [
-        ("forwarder.drain_1h_100_riders_4hz_s", {"value": round(drain_s, 1), "unit": "s", "target": "< 60 s",
-                                                 "ok": drained and drain_s < 60, "events": BACKLOG_EVENTS}),
+        ("forwarder.drain_1h_100_riders_4hz_s", {"value": round(drain_s, 1), "unit": "s", "target": "<= 6 s",
+                                                 "ok": drained and drain_s <= 6, "events": BACKLOG_EVENTS}),
         ("forwarder.drain_events_per_s", {"value": round(ours), "unit": "ev/s", "target": ">= 0.5 x plain",
                                           "ok": ours >= 0.5 * theirs, "ratio": round(ours / theirs, 2)}),
         ("forwarder.plain_produce_loop_per_s", {"value": round(theirs), "unit": "msg/s"}),
