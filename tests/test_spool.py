@@ -53,7 +53,8 @@ def test_undelivered_backlog_and_delivery(tmp_path: Path) -> None:
     sp.mark_delivered_through(2)
     assert sp.backlog() == (3, 50.0)
     assert [r.seq for r in sp.undelivered(0, 10)] == [3, 4, 5]
-    assert [r[0] for r in sp.outgoing(3, 10)] == [4, 5]
+    topics = {"power": "p", "crossing": "c", "segment": "s", "session": "x"}
+    assert [r[:3] for r in sp.outgoing(3, 10, topics)] == [(4, "p", "r01"), (5, "p", "r01")]
     sp.close()
 
 

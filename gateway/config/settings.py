@@ -144,7 +144,7 @@ class SourcesSettings:
 class SpoolSettings:
     path: Path | None = None
     synchronous: str = "NORMAL"
-    batch_interval_ms: int = 50
+    batch_interval_ms: int = 1000
     batch_size: int = 500
     max_size_mb: float = 1024.0
     retention_h: float = 72.0

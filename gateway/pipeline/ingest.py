@@ -250,13 +250,17 @@ class Ingest:
             if rider is None:
                 self._count_unmapped(f"{ev.source}")
             bad = self.plausible.problems(ev)
-            rolling = None if bad else self._rolling.add(rider or ev.source, ev.wall_time, ev.power)
-            body: dict[str, Any] = {
-                "wallTime": ev.wall_time, "instantPower": _finite(ev.power), "cadence": _finite(ev.cadence),
-                "torque": _finite(ev.torque), "normalizedPower": rolling,
-                "name": self.roster.names.get(rider) if rider else None, "rider_id": rider, "source": ev.source}
-            if bad:
-                body["implausible"] = bad
+            body: dict[str, Any]
+            if not bad:  # in range, so finite: the values go as they are
+                body = {"wallTime": ev.wall_time, "instantPower": ev.power, "cadence": ev.cadence,
+                        "torque": ev.torque, "normalizedPower": self._rolling.add(rider or ev.source, ev.wall_time,
+                                                                                  ev.power),
+                        "name": self.roster.names.get(rider) if rider else None, "rider_id": rider, "source": ev.source}
+            else:
+                body = {"wallTime": ev.wall_time, "instantPower": _finite(ev.power), "cadence": _finite(ev.cadence),
+                        "torque": _finite(ev.torque), "normalizedPower": None,
+                        "name": self.roster.names.get(rider) if rider else None, "rider_id": rider, "source": ev.source,
+                        "implausible": bad}
                 self._count_implausible(ev, bad)
             return tuple.__new__(NewEvent, ("power", rider, self.session_id, ev.wall_time, body)), ev, rider
         if isinstance(ev, GateCrossing):

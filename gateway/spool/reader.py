@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from gateway.spool.schema import COLUMNS, KINDS, Row, crc
@@ -23,18 +23,21 @@ class SpoolReader(SpoolState):
             (max(after_seq, self._delivered_through), limit))
         return self._checked(cur)
 
-    def outgoing(self, after_seq: int, limit: int) -> list[tuple[int, str, str, bytes]]:
-        """What the uplink sends next: (seq, kind, key, message) of the undelivered rows after ``after_seq``.
+    def outgoing(self, after_seq: int, limit: int, topics: Mapping[str, str]) -> list[tuple[int, str, str, bytes, int]]:
+        """What the uplink sends next: (seq, topic, key, message, crc) of the undelivered rows after
+        ``after_seq``, with ``topics`` naming each kind's topic.
 
         The key keeps a rider's events in order within a partition; session records are keyed by
         session (their topic is compacted). Leaner than ``undelivered`` (no Row per message): the
         uplink reads every event once more, and a backlog of an hour is 1.44 M of them.
         """
-        rows = self._conn().execute(
-            "SELECT seq, kind, COALESCE(CASE kind WHEN 'session' THEN session_id ELSE rider_id END, 'unknown'), "
-            "payload, crc FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (max(after_seq, self._delivered_through), limit)).fetchall()
-        good = [r[:4] for r in rows if isinstance(r[3], bytes) and crc(r[3]) == r[4]]
+        rows: list[tuple[int, str, str, bytes, int]] = self._conn().execute(
+            "SELECT seq, CASE kind WHEN 'power' THEN ? WHEN 'crossing' THEN ? WHEN 'segment' THEN ? ELSE ? END, "
+            "COALESCE(CASE kind WHEN 'session' THEN session_id ELSE rider_id END, 'unknown'), payload, crc "
+            "FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (topics["power"], topics["crossing"], topics["segment"], topics["session"],
+             max(after_seq, self._delivered_through), limit)).fetchall()
+        good = [r for r in rows if isinstance(r[3], bytes) and crc(r[3]) == r[4]]
         if len(good) < len(rows):
             for r in rows:
                 if not isinstance(r[3], bytes) or crc(r[3]) != r[4]:

@@ -8,11 +8,11 @@ they are and a damaged row is recognised and skipped instead of sent.
 Durability (``synchronous``), as SQLite documents it for WAL mode:
 
 - ``NORMAL`` (default): a commit survives the process being killed (kill -9, a crash, the OOM
-  killer): nothing accepted is lost. A power cut or kernel crash can roll back the last commits
-  since the last WAL checkpoint sync, i.e. up to a few batch intervals. One fsync per checkpoint:
-  kind to an SD card.
+  killer): nothing accepted is lost. A power cut or kernel crash can roll back the commits since
+  the last WAL checkpoint sync (every 1000 WAL pages: about 20 s at 100 riders). One fsync per
+  checkpoint: kind to an SD card.
 - ``FULL``: every commit is fsynced: a power cut loses nothing the storage really wrote, at one
-  fsync per batch (with the default 50 ms batches, up to 20 syncs/s while events flow).
+  fsync per commit (one a second for power samples, plus one per crossing and result).
 
 Bounded disk: when the rows in use exceed ``max_bytes``, delivered rows go first (whatever their
 age), then the configured policy applies to undelivered ones: ``reject`` new events, or

@@ -53,7 +53,7 @@ class _Batch:
 class Forwarder:
     """Drains the spool to Kafka on a thread; ``link`` tells the status page how it goes."""
 
-    def __init__(self, spool: Spool, kafka: KafkaSettings, *, window: int = 20_000, batch: int = 2_000,
+    def __init__(self, spool: Spool, kafka: KafkaSettings, *, window: int = 100_000, batch: int = 5_000,
                  prune_every_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
         self.spool = spool
         self.kafka = kafka
@@ -131,8 +131,9 @@ class Forwarder:
                     self._output = self._new_output()
                 self._ensure_topics()
                 self._send_set_aside(self._output)
-                self._send_more(self._output)
-                self._settle(self._output.poll(0.05))
+                sent = self._send_more(self._output)
+                # Wait for reports only when there is nothing more to send.
+                self._settle(self._output.poll(0.0 if sent else 0.05))
                 self._mark()
                 now = self.clock()
                 if now >= next_backlog:
@@ -168,17 +169,18 @@ class Forwarder:
         if not self._retry_set_aside:
             return
         self._retry_set_aside = False
-        self._put(output, [(self.topics[row.kind], (row.session_id if row.kind == "session" else row.rider_id)
-                            or "unknown", row.payload, (None, row.seq, 0.0))
-                           for row in self.spool.set_aside_rows()])
+        rows = [(row.seq, self.topics[row.kind], (row.session_id if row.kind == "session" else row.rider_id)
+                 or "unknown", row.payload, row.crc) for row in self.spool.set_aside_rows()]
+        self._put(output, rows, {seq: (None, seq, 0.0) for seq, *_ in rows})
 
-    def _send_more(self, output: KafkaOutput) -> None:
+    def _send_more(self, output: KafkaOutput) -> bool:
+        """Offer the next batch within the window; False when there was nothing to offer."""
         room = self.window - self._in_flight
         if room <= 0 or self._restart:
-            return
-        rows = self.spool.outgoing(self._cursor, min(room, self.batch))
+            return False
+        rows = self.spool.outgoing(self._cursor, min(room, self.batch), self.topics)
         if not rows:
-            return
+            return False
         careful = rows[0][0] <= self._careful_until
         if careful:
             rows = [r for r in rows if r[0] <= self._careful_until]
@@ -186,35 +188,33 @@ class Forwarder:
         if self._set_aside:
             rows = [r for r in rows if r[0] not in self._set_aside]  # the watermark passes them
         sent = time.monotonic()
-        topics = self.topics
-        messages: list[tuple[str, str, bytes, Any]]
         if careful:
             # One report per message, so the row at fault is known.
             batch = _Batch(end, len(rows), len(rows))
-            messages = [(topics[kind], key, payload, (batch, seq, sent)) for seq, kind, key, payload in rows]
+            tickets = {r[0]: (batch, r[0], sent) for r in rows}
         else:
             # The last row of each (topic, key) carries the report for its whole group.
-            last = {(kind, key): seq for seq, kind, key, _ in rows}
+            last = {(topic, key): seq for seq, topic, key, _payload, _crc in rows}
             batch = _Batch(end, len(rows), len(last))
             tickets = {seq: (batch, seq, sent) for seq in last.values()}
-            messages = [(topics[kind], key, payload, tickets.get(seq)) for seq, kind, key, payload in rows]
         self._batches.append(batch)
         self._in_flight += batch.size
         self._cursor = end
-        if messages:
-            self._put(output, messages)
+        if rows:
+            self._put(output, rows, tickets)
         elif len(self._batches) == 1:
             self._advance()  # only rows set aside: nothing to wait for
+        return True
 
-    def _put(self, output: KafkaOutput, messages: list[tuple[str, str, bytes, Any]]) -> None:
-        """Offer messages, waiting for room in the producer's queue (this thread has nothing else to do)."""
-        done = output.offer(messages)
-        while done < len(messages):
+    def _put(self, output: KafkaOutput, rows: list[tuple[int, str, str, bytes, int]], tickets: dict[int, Any]) -> None:
+        """Offer rows, waiting for room in the producer's queue (this thread has nothing else to do)."""
+        done = output.offer(rows, tickets)
+        while done < len(rows):
             if self._stop.is_set() or output.fatal:
                 # A batch half offered cannot be accounted for: start again from the watermark.
                 self._restart = True
                 return
-            done = output.offer(messages, done)
+            done = output.offer(rows, tickets, done)
 
     def _settle(self, reports: list[tuple[Any, str | None]]) -> None:
         if not reports:
@@ -295,7 +295,7 @@ class Forwarder:
         while time.monotonic() < deadline and not self._restart and not output.fatal:
             self._send_more(output)
             self._settle(output.poll(0.05))
-            if not self._batches and not self.spool.outgoing(self._cursor, 1):
+            if not self._batches and not self.spool.outgoing(self._cursor, 1, self.topics):
                 break
         self._mark(force=True)
         # What is still unacknowledged stays undelivered in the spool and is sent again next time.

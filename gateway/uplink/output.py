@@ -78,17 +78,20 @@ class KafkaOutput:
         stay undelivered in the spool."""
         self._producer = None
 
-    def offer(self, messages: list[tuple[str, str, bytes, Any]], start: int = 0) -> int:
-        """Offer (topic, key, message, ticket) from ``start`` on; returns the index of the first one
-        not taken (``len(messages)`` when all were: OK; less: RETRY, the local queue is full)."""
+    def offer(self, messages: list[tuple[int, str, str, bytes, int]], tickets: dict[int, Any], start: int = 0) -> int:
+        """Offer rows (seq, topic, key, message, _) from ``start`` on, the ones in ``tickets`` with a
+        delivery report; returns the index of the first one not taken (``len(messages)`` when all
+        were: OK; less: RETRY, the local queue is full)."""
         from confluent_kafka import KafkaException
 
         produce = self._producer.produce
         reporter = self._reporter
+        ticket_of = tickets.get
         i = start
         try:
             for i in range(start, len(messages)):
-                topic, key, payload, ticket = messages[i]
+                seq, topic, key, payload, _ = messages[i]
+                ticket = ticket_of(seq)
                 if ticket is None:
                     produce(topic, payload, key)
                 else:
