@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,34 @@ SEGMENT_COLUMNS = ("Number", "StartTime", "Duration")
 POWER_COLUMNS = ("WallTime", "InstantPower")
 
 
-def _sheets(path: str) -> dict[str, Any]:
-    import pandas as pd
+class _Sheet:
+    """A sheet as calamine read it: the header row's names and the columns below it."""
+
+    def __init__(self, rows: list[list[Any]]) -> None:
+        header = rows[0] if rows else []
+        self.columns = [str(c).strip() for c in header]
+        width = len(header)
+        # A row with nothing in it is not a sample (pandas skipped them too). calamine's rows are as
+        # wide as the sheet's used range; pad any shorter one all the same.
+        body = [r if len(r) >= width else [*r, *[""] * (width - len(r))]
+                for r in rows[1:] if r.count("") != len(r)]
+        self._data = {name: list(values) for name, values in zip(self.columns, zip(*body, strict=False), strict=False)}
+        if not body:
+            self._data = {name: [] for name in self.columns}
+        self.rows = len(body)
+
+    def column(self, name: str) -> list[Any]:
+        return self._data[name]
+
+
+def _sheets(path: str) -> dict[str, _Sheet]:
+    from python_calamine import CalamineWorkbook
 
     try:
-        # calamine (Rust) reads a workbook several times faster than openpyxl, same frames.
-        return pd.read_excel(path, sheet_name=None, engine="calamine")
+        # calamine (Rust) straight to Python values: pandas' per-cell conversion cost more than the
+        # reading itself.
+        book = CalamineWorkbook.from_path(path)
+        return {name: _Sheet(book.get_sheet_by_name(name).to_python()) for name in book.sheet_names}
     except FileNotFoundError:
         raise InputFileError(path, "no such file") from None
     except Exception as exc:  # the reader raises many kinds for a file that is not a workbook
@@ -47,17 +70,16 @@ def _sheets(path: str) -> dict[str, Any]:
                              hint="export the session from Axiamo as Excel") from None
 
 
-def _require(path: str, sheets: dict[str, Any], sheet: str, columns: tuple[str, ...]) -> Any:
+def _require(path: str, sheets: dict[str, _Sheet], sheet: str, columns: tuple[str, ...]) -> _Sheet:
     if sheet not in sheets:
         raise InputFileError(path, f"no sheet '{sheet}' (found: {', '.join(sheets) or 'none'})",
                              hint="an Axiamo export has the sheets Segments and PowerData")
-    frame = sheets[sheet]
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in columns if c not in frame.columns]
+    found = sheets[sheet]
+    missing = [c for c in columns if c not in found.columns]
     if missing:
         raise InputFileError(path, f"sheet '{sheet}' has no column {', '.join(repr(m) for m in missing)} "
-                             f"(found: {', '.join(frame.columns)})")
-    return frame
+                             f"(found: {', '.join(found.columns)})")
+    return found
 
 
 def _cell(path: str, sheet: str, row: int, column: str, value: object, parse: Any, expected: str) -> float:
@@ -116,16 +138,16 @@ def segment_numbers(path: str, values: Sequence[object]) -> list[tuple[int, int]
     return out
 
 
-def _numeric_power(power: Any, source: str, rider: str) -> list[PowerSample] | None:
+def _numeric_power(power: _Sheet, source: str, rider: str) -> list[PowerSample] | None:
     """The PowerData sheet in one pass when its columns are plain numbers, all plausible; None
     otherwise, and the row-by-row reading finds the first bad cell and says where it is."""
     import numpy as np
 
-    wall, watts = power["WallTime"], power["InstantPower"]
-    if wall.dtype.kind not in "fi" or watts.dtype.kind not in "fi":
+    try:
+        t = np.array(power.column("WallTime"), dtype=float)
+        p = np.array(power.column("InstantPower"), dtype=float)
+    except (ValueError, TypeError):  # text, dates or empty cells: read cell by cell
         return None
-    t = wall.to_numpy(dtype=float)
-    p = watts.to_numpy(dtype=float)
     if not (np.isfinite(t).all() and np.isfinite(p).all() and ((t >= 631_152_000.0) & (t <= 4_102_444_800.0)).all()
             and ((p >= 0) & (p <= MAX_POWER_W)).all()):
         return None
@@ -133,10 +155,11 @@ def _numeric_power(power: Any, source: str, rider: str) -> list[PowerSample] | N
     def optional(column: str) -> list[float | None]:
         if column not in power.columns:
             return [None] * len(t)
-        values = power[column]
-        if values.dtype.kind in "fi":
-            return [None if v != v else v for v in values.to_numpy(dtype=float).tolist()]
-        return [_optional(v) for v in values]
+        try:
+            values = np.array(power.column(column), dtype=float)
+        except (ValueError, TypeError):
+            return [_optional(v) for v in power.column(column)]
+        return [None if v != v else v for v in values.tolist()]
 
     return [PowerSample(source, rider, a, b, c, d)
             for a, b, c, d in zip(t.tolist(), p.tolist(), optional("Cadence"), optional("Torque"), strict=True)]
@@ -150,19 +173,19 @@ def read_axiamo(path: str | Path, rider: str, gates: Sequence[str]) -> Recording
     power = _require(name, sheets, "PowerData", POWER_COLUMNS)
     source = f"replay:{Path(name).name}"
     samples = _numeric_power(power, source, rider)
-    cadence = power["Cadence"] if "Cadence" in power.columns else None
-    torque = power["Torque"] if "Torque" in power.columns else None
-    rows = [] if samples is not None else zip(power["WallTime"], power["InstantPower"], strict=True)
+    cadence = power.column("Cadence") if "Cadence" in power.columns else None
+    torque = power.column("Torque") if "Torque" in power.columns else None
+    rows = [] if samples is not None else zip(power.column("WallTime"), power.column("InstantPower"), strict=True)
     samples = samples or []
     for i, (wall, watts) in enumerate(rows):
         t = _cell(name, "PowerData", i, "WallTime", wall, plausible_time, "a time")
         p = _cell(name, "PowerData", i, "InstantPower", watts, power_of, "a power in watts (0 to 10000)")
-        samples.append(PowerSample(source, rider, t, p, _optional(cadence.iloc[i]) if cadence is not None else None,
-                                   _optional(torque.iloc[i]) if torque is not None else None))
-    numbers = segment_numbers(name, list(segments["Number"]))
+        samples.append(PowerSample(source, rider, t, p, _optional(cadence[i]) if cadence is not None else None,
+                                   _optional(torque[i]) if torque is not None else None))
+    numbers = segment_numbers(name, segments.column("Number"))
     timed: list[FileSegment] = []
-    for i, ((lap, seg), start, duration) in enumerate(zip(numbers, segments["StartTime"], segments["Duration"],
-                                                          strict=True)):
+    for i, ((lap, seg), start, duration) in enumerate(zip(numbers, segments.column("StartTime"),
+                                                          segments.column("Duration"), strict=True)):
         t0 = _cell(name, "Segments", i, "StartTime", start, plausible_time, "a time")
         d = _cell(name, "Segments", i, "Duration", duration, duration_of, "a duration in seconds (under 24 h)")
         if timed and t0 < timed[-1].end - CONTIGUOUS_S:
@@ -172,7 +195,7 @@ def read_axiamo(path: str | Path, rider: str, gates: Sequence[str]) -> Recording
         timed.append(FileSegment(lap, seg, t0, t0 + d))
     if not samples and not timed:
         raise InputFileError(name, "the sheets Segments and PowerData are both empty")
-    samples.sort(key=lambda s: s.wall_time)
+    samples.sort(key=attrgetter("wall_time"))
     shapes: dict[int, int] = {}
     for row in timed:
         shapes[row.lap] = max(shapes.get(row.lap, 0), row.segment)

@@ -142,8 +142,6 @@ def unix_time(value: object) -> float:
     number = _number(value)
     if number is not None:
         return number
-    if hasattr(value, "to_pydatetime"):
-        value = value.to_pydatetime()  # pandas Timestamp
     if isinstance(value, str):
         try:
             return float(value)

@@ -48,15 +48,15 @@ def _proc(pid: int) -> tuple[float, int, int, int]:
 
 
 def _payload_bytes(spool: Path, since: float, until: float) -> int:
-    """Bytes of the messages the spool accepted between two wall-clock times."""
-    import sqlite3
+    """Bytes of the Kafka messages the spool accepted between two wall-clock times (whole messages,
+    as sent: the spool stores them folded)."""
+    from gateway.spool.store import Spool
 
-    conn = sqlite3.connect(f"file:{spool}?mode=ro", uri=True)
+    store = Spool(spool, "bench", readonly=True).open()
     try:
-        return int(conn.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM events WHERE recv_time > ? "
-                                "AND recv_time <= ?", (since, until)).fetchone()[0])
+        return sum(len(row.payload) for row in store.since(0) if since < row.recv_time <= until)
     finally:
-        conn.close()
+        store.close()
 
 
 def _reader(url: str, stop: threading.Event) -> None:

@@ -20,7 +20,7 @@ from gateway.config.settings import KafkaSettings
 from gateway.model import PowerSample
 from gateway.pipeline.ingest import Ingest
 from gateway.pipeline.roster import Roster
-from gateway.spool.schema import MIGRATIONS
+from gateway.spool.schema import COLUMNS, MIGRATIONS
 from gateway.spool.store import NewEvent, Spool
 from gateway.uplink.forwarder import Forwarder
 
@@ -50,7 +50,7 @@ def ingest_vs_executemany() -> list[tuple[str, dict[str, object]]]:
         seconds = time.perf_counter() - t0
         ingest.stop()
         spool.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        rows = [tuple(r) for r in spool.since(0)]
+        rows = spool.connection().execute(f"SELECT {COLUMNS} FROM events ORDER BY seq").fetchall()  # as stored
         bytes_per_event = _disk_bytes(spool.path) / INGEST_EVENTS
         spool.close()
 
