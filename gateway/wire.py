@@ -43,23 +43,42 @@ class WireError(GatewayError):
 
 
 class Encoder:
-    """Builds messages for one box (the spool's writer: fast, so the identity is formatted directly)."""
+    """Builds messages for one box (the spool's writer: fast, so the identity is formatted directly).
+
+    The spool stores each message *folded*: ``{"event_id":"<gateway>:<seq>", <body>}``, without the
+    rest of the identity (gateway, sequence, schema, session twice), which its own columns hold.
+    That header is 45 % of a power sample's message, and every stored byte is written twice to the
+    SD card (WAL, then checkpoint). A folded message is still a JSON object with its event id; the
+    spool's readers rebuild the whole one (``spool.schema.WHOLE``).
+    """
 
     def __init__(self, gateway_id: str) -> None:
         # The config's pattern allows no character JSON would escape in a gateway id.
         self._gw = gateway_id.encode()
         self._sessions: dict[str | None, bytes] = {}
 
-    def encode(self, seq: int, session_id: str | None, body: Mapping[str, Any]) -> bytes:
+    def _sid(self, session_id: str | None) -> bytes:
         sid = self._sessions.get(session_id)
         if sid is None:
             if len(self._sessions) > 64:
                 self._sessions.clear()
             sid = self._sessions[session_id] = orjson.dumps(session_id)
-        head = b'{"event_id":"%s:%d","gateway_id":"%s","seq":%d,"schema":%d,"session_id":%s,"simulation_id":%s' % (
+        return sid
+
+    def _head(self, seq: int, session_id: str | None) -> bytes:
+        sid = self._sid(session_id)
+        return b'{"event_id":"%s:%d","gateway_id":"%s","seq":%d,"schema":%d,"session_id":%s,"simulation_id":%s' % (
             self._gw, seq, self._gw, seq, SCHEMA, sid, sid)
+
+    def encode(self, seq: int, session_id: str | None, body: Mapping[str, Any]) -> bytes:
         rest = orjson.dumps(body)  # NaN and infinities become null
-        return head + (b"," + rest[1:] if len(rest) > 2 else b"}")
+        return self._head(seq, session_id) + (b"," + rest[1:] if len(rest) > 2 else b"}")
+
+    def fold(self, seq: int, session_id: str | None, body: Mapping[str, Any]) -> tuple[bytes, bytes]:
+        """(the whole message, the message as the spool stores it): see the class."""
+        rest = orjson.dumps(body)
+        tail = b"," + rest[1:] if len(rest) > 2 else b"}"
+        return self._head(seq, session_id) + tail, b'{"event_id":"%s:%d"' % (self._gw, seq) + tail
 
 
 def seq_of(payload: bytes) -> int:

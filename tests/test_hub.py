@@ -134,10 +134,11 @@ def spool_union(states: dict[str, Path]) -> dict[str, dict[tuple[str, int], dict
     """kind -> (gateway, seq) -> message, over every box's spool."""
     out: dict[str, dict[tuple[str, int], dict[str, Any]]] = {"power": {}, "crossing": {}, "segment": {}, "session": {}}
     for gateway, state in states.items():
-        conn = sqlite3.connect(f"file:{state / 'spool.sqlite'}?mode=ro", uri=True)
-        for seq, kind, payload in conn.execute("SELECT seq, kind, payload FROM events"):
-            out[kind][(gateway, seq)] = json.loads(payload)
-        conn.close()
+        # Through the spool's reader: rows store their messages folded (gateway.wire.Encoder).
+        spool = Spool(state / "spool.sqlite", gateway, readonly=True).open()
+        for row in spool.since(0):
+            out[row.kind][(gateway, row.seq)] = row.message
+        spool.close()
     return out
 
 

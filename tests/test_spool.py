@@ -191,12 +191,12 @@ def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
     sp.append([NewEvent("segment", "r01", "s1", 1.0, {"number": "1.1"})])
     sp.close()
     raw = sqlite3.connect(tmp_path / "s.sqlite")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
     plan = raw.execute("EXPLAIN QUERY PLAN SELECT seq FROM events WHERE kind = 'segment' AND session_id = 's1'")
     assert "events_segments" in str(plan.fetchall())
     raw.execute("PRAGMA user_version=99")
     raw.close()
-    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 3"):
+    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 4"):
         open_spool(tmp_path / "s.sqlite")
 
 
@@ -228,4 +228,25 @@ def test_a_set_aside_row_stays_in_the_backlog_while_the_watermark_passes_it(tmp_
     assert sp.backlog() == (2, 5.0)
     sp.clear_set_aside(3)
     assert sp.backlog() == (1, 7.0)
+    sp.close()
+
+
+def test_messages_are_stored_folded_and_read_whole(tmp_path: Path) -> None:
+    import zlib
+
+    sp = open_spool(tmp_path / "s.sqlite")
+    whole = sp.append([power(0)])[0].payload
+    raw = sqlite3.connect(tmp_path / "s.sqlite")
+    stored = raw.execute("SELECT payload FROM events").fetchone()[0]
+    # Stored without the identity the columns hold: what the SD card is spared.
+    assert json.loads(stored) == {"event_id": "box1:1", "wallTime": 1000.0, "instantPower": 200, "rider_id": "r01"}
+    assert len(stored) < 0.6 * len(whole)
+    topics = {"power": "p", "crossing": "c", "segment": "s", "session": "x"}
+    assert sp.undelivered(0, 1)[0].payload == whole == sp.outgoing(0, 1, topics)[0][3]
+    assert json.loads(whole)["session_id"] == json.loads(whole)["simulation_id"] == "s1"
+    # A row a schema-3 gateway stored whole reads the same.
+    raw.execute("UPDATE events SET payload = ?, crc = ? WHERE seq = 1", (whole, zlib.crc32(whole)))
+    raw.commit()
+    raw.close()
+    assert sp.undelivered(0, 1)[0].payload == whole == sp.outgoing(0, 1, topics)[0][3]
     sp.close()

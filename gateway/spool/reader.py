@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from gateway.spool.schema import COLUMNS, KINDS, Row, crc
+from gateway.spool.schema import KINDS, READ_COLUMNS, WHOLE, Row, crc
 from gateway.spool.state import SpoolState
 
 log = logging.getLogger(__name__)
@@ -19,35 +19,36 @@ class SpoolReader(SpoolState):
     def undelivered(self, after_seq: int = 0, limit: int = 1000) -> list[Row]:
         """Undelivered rows in order after ``after_seq``; a row whose CRC fails is counted, not returned."""
         cur = self._conn().execute(
-            f"SELECT {COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (max(after_seq, self._delivered_through), limit))
+            f"SELECT {READ_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (self._stored_gateway, max(after_seq, self._delivered_through), limit))
         return self._checked(cur)
 
-    def outgoing(self, after_seq: int, limit: int, topics: Mapping[str, str]) -> list[tuple[int, str, str, bytes, int]]:
-        """What the uplink sends next: (seq, topic, key, message, crc) of the undelivered rows after
+    def outgoing(self, after_seq: int, limit: int, topics: Mapping[str, str]) -> list[tuple[int, str, str, bytes]]:
+        """What the uplink sends next: (seq, topic, key, message) of the undelivered rows after
         ``after_seq``, with ``topics`` naming each kind's topic.
 
         The key keeps a rider's events in order within a partition; session records are keyed by
         session (their topic is compacted). Leaner than ``undelivered`` (no Row per message): the
         uplink reads every event once more, and a backlog of an hour is 1.44 M of them.
         """
-        rows: list[tuple[int, str, str, bytes, int]] = self._conn().execute(
-            "SELECT seq, CASE kind WHEN 'power' THEN ? WHEN 'crossing' THEN ? WHEN 'segment' THEN ? ELSE ? END, "
-            "COALESCE(CASE kind WHEN 'session' THEN session_id ELSE rider_id END, 'unknown'), payload, crc "
-            "FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (topics["power"], topics["crossing"], topics["segment"], topics["session"],
+        rows = self._conn().execute(
+            "SELECT seq, CASE kind WHEN 'power' THEN ?2 WHEN 'crossing' THEN ?3 WHEN 'segment' THEN ?4 ELSE ?5 END, "
+            f"COALESCE(CASE kind WHEN 'session' THEN session_id ELSE rider_id END, 'unknown'), {WHOLE}, crc "
+            "FROM events WHERE seq > ?6 ORDER BY seq LIMIT ?7",
+            (self._stored_gateway, topics["power"], topics["crossing"], topics["segment"], topics["session"],
              max(after_seq, self._delivered_through), limit)).fetchall()
-        good = [r for r in rows if isinstance(r[3], bytes) and crc(r[3]) == r[4]]
+        good = [r[:4] for r in rows if crc(r[3]) == r[4]]
         if len(good) < len(rows):
             for r in rows:
-                if not isinstance(r[3], bytes) or crc(r[3]) != r[4]:
+                if crc(r[3]) != r[4]:
                     self._count_corrupt(r[0])
         return good
 
     def set_aside_rows(self) -> list[Row]:
         """Rows the broker refused (kept, counted in the backlog, offered again when the uplink starts)."""
         return self._checked(self._conn().execute(
-            f"SELECT {COLUMNS} FROM events WHERE seq IN (SELECT seq FROM set_aside) ORDER BY seq"))
+            f"SELECT {READ_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM set_aside) ORDER BY seq",
+            (self._stored_gateway,)))
 
     def set_aside_count(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM set_aside").fetchone()[0])
@@ -58,8 +59,8 @@ class SpoolReader(SpoolState):
     def segment_rows(self, session_id: str) -> list[Row]:
         """Every segment result of a session, in order (through the partial index of version 2)."""
         return self._checked(self._conn().execute(
-            f"SELECT {COLUMNS} FROM events "
-            "WHERE kind = 'segment' AND session_id = ? ORDER BY seq", (session_id,)))
+            f"SELECT {READ_COLUMNS} FROM events "
+            "WHERE kind = 'segment' AND session_id = ? ORDER BY seq", (self._stored_gateway, session_id)))
 
     def segment_sessions(self) -> list[tuple[str, int, float | None, float | None]]:
         """(session, results, first, last) of every session with results, oldest first."""
@@ -75,9 +76,9 @@ class SpoolReader(SpoolState):
         where = f"seq > ? AND kind IN ({marks})" + (" AND session_id = ?" if session_id is not None else "")
         last = after_seq
         while True:
-            params: list[Any] = [last, *kinds] + ([session_id] if session_id is not None else [])
+            params: list[Any] = [self._stored_gateway, last, *kinds] + ([session_id] if session_id is not None else [])
             cur = conn.execute(
-                f"SELECT {COLUMNS} FROM events "
+                f"SELECT {READ_COLUMNS} FROM events "
                 f"WHERE {where} ORDER BY seq LIMIT {int(batch)}", params)
             rows = self._checked(cur)
             if not rows:
@@ -86,12 +87,13 @@ class SpoolReader(SpoolState):
             last = rows[-1].seq
 
     def _checked(self, cur: sqlite3.Cursor) -> list[Row]:
+        """Rows whose whole message passes its checksum (a damaged one is counted, not returned)."""
         rows = cur.fetchall()
         make = tuple.__new__
-        good = [make(Row, r) for r in rows if isinstance(r[6], bytes) and crc(r[6]) == r[7]]
+        good = [make(Row, r) for r in rows if crc(r[6]) == r[7]]
         if len(good) < len(rows):
             for r in rows:
-                if not isinstance(r[6], bytes) or crc(r[6]) != r[7]:
+                if crc(r[6]) != r[7]:
                     self._count_corrupt(r[0])
         return good
 

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from gateway.spool.schema import COLUMNS, crc, transaction
+from gateway.spool.schema import COLUMNS, WHOLE, crc, transaction
 from gateway.spool.state import SpoolState
 
 log = logging.getLogger(__name__)
@@ -101,17 +101,17 @@ def quarantine(path: Path) -> Path:
 _COLUMNS = COLUMNS + ", delivered_at"
 
 
-def _probe(src: sqlite3.Connection, lo: int, hi: int) -> list[tuple[object, ...]]:
+def _probe(src: sqlite3.Connection, gateway: str, lo: int, hi: int) -> list[tuple[object, ...]]:
     out = []
     for seq in range(lo, hi + 1):
         try:
-            out += src.execute(f"SELECT {_COLUMNS} FROM events WHERE seq = ?", (seq,)).fetchall()
+            out += src.execute(f"SELECT {_COLUMNS}, {WHOLE} FROM events WHERE seq = ?", (gateway, seq)).fetchall()
         except sqlite3.DatabaseError:
             continue
     return out
 
 
-def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> tuple[int, int]:
+def salvage(corrupt: Path, dst: sqlite3.Connection, gateway: str, budget_s: float = 120.0) -> tuple[int, int]:
     """Copy every readable, checksum-valid row of ``corrupt`` into ``spool``; (saved, lost).
 
     Walks the table in sequence order; where a damaged page makes a read fail, it steps past the
@@ -133,8 +133,8 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> 
     try:
         while time.monotonic() < deadline:
             try:
-                rows = src.execute(f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT 500",
-                                   (last,)).fetchall()
+                rows = src.execute(f"SELECT {_COLUMNS}, {WHOLE} FROM events WHERE seq > ? ORDER BY seq LIMIT 500",
+                                   (gateway, last)).fetchall()
             except sqlite3.DatabaseError:
                 if last == -(2**63):
                     break  # not even the start of the table can be read
@@ -145,11 +145,12 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> 
                 continue
             if gap_start is not None:
                 # The skip may have jumped over readable rows beyond the damage: look them up one by one.
-                rows = _probe(src, gap_start + 1, min(last, gap_start + 100_000)) + rows
+                rows = _probe(src, gateway, gap_start + 1, min(last, gap_start + 100_000)) + rows
                 gap_start = None
             if not rows:
                 break
-            good = [r for r in rows if isinstance(r[0], int) and isinstance(r[6], bytes) and crc(r[6]) == r[7]]
+            # The checksum is of the whole message (the last column); the row is copied as stored.
+            good = [r[:9] for r in rows if isinstance(r[0], int) and isinstance(r[9], bytes) and crc(r[9]) == r[7]]
             if good:
                 with transaction(dst):
                     dst.executemany(f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

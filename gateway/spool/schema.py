@@ -15,7 +15,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
-SCHEMA_VERSION = 3
+from gateway.wire import SCHEMA
+
+SCHEMA_VERSION = 4
 KINDS = ("power", "crossing", "segment", "session")
 
 # Each entry brings the schema from version N-1 to N, in one transaction.
@@ -52,6 +54,12 @@ MIGRATIONS: dict[int, str] = {
         INSERT OR REPLACE INTO meta VALUES ('delivered_through', CAST(COALESCE(
             (SELECT MIN(seq) - 1 FROM events WHERE delivered_at IS NULL), (SELECT MAX(seq) FROM events), 0) AS TEXT));
     """,
+    # New rows store their message folded (gateway.wire.Encoder: without the identity the columns
+    # hold); rows stored whole before are read as they are. No change to the tables: the version
+    # keeps an older gateway, which would send folded messages as they are, from opening the spool.
+    4: """
+        SELECT 1;
+    """,
 }
 
 
@@ -66,7 +74,7 @@ class NewEvent(NamedTuple):
 
 
 class Row(NamedTuple):
-    """A stored event; ``payload`` is the Kafka message, JSON as bytes."""
+    """A stored event; ``payload`` is the whole Kafka message, JSON as bytes."""
 
     seq: int
     kind: str
@@ -75,7 +83,7 @@ class Row(NamedTuple):
     wall_time: float | None
     recv_time: float
     payload: bytes
-    crc: int  # CRC-32 of payload: the row is its own INSERT parameters
+    crc: int  # CRC-32 of the whole message
 
     @property
     def message(self) -> dict[str, Any]:
@@ -101,3 +109,25 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 COLUMNS = "seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc"
+
+
+def _whole_message() -> str:
+    """SQL for a row's whole Kafka message, ``?1`` being the spool's gateway id.
+
+    Rows store the message folded (``gateway.wire.Encoder.fold``: the event id, then the body);
+    SQLite puts the identity back as it reads, which costs the uplink less than doing it in Python.
+    Rows stored whole (schema 3 and older) are returned as they are.
+    """
+    rest = "length(?1) + length(seq) + 16"  # 1-based: the byte after '{"event_id":"<gateway>:<seq>"'
+    head = ("'{\"event_id\":\"' || ?1 || ':' || seq || '\",\"gateway_id\":\"' || ?1 || '\",\"seq\":' || seq || "
+            f"',\"schema\":{SCHEMA},\"session_id\":' || json_quote(session_id) || ',\"simulation_id\":' || "
+            "json_quote(session_id)")
+    return (f"CAST(CASE WHEN CAST(substr(payload, {rest}, 14) AS TEXT) = ',\"gateway_id\":' THEN payload "
+            f"ELSE {head} || substr(payload, {rest}) END AS BLOB)")
+
+
+WHOLE = _whole_message()
+# What readers select: the stored columns with the whole message for ``payload``; ``?1`` is the
+# spool's gateway id, so a query's own parameters come after it. The CRC is of the whole message,
+# so damage to the stored bytes or to the columns the identity is rebuilt from is caught.
+READ_COLUMNS = f"seq, kind, rider_id, session_id, wall_time, recv_time, {WHOLE}, crc"

@@ -8,6 +8,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from gateway.errors import SpoolError
 from gateway.spool.schema import COLUMNS, NewEvent, Row, crc, transaction
@@ -31,9 +32,9 @@ class SpoolWriter(SpoolState):
             if self.used_bytes() >= self.policy.max_bytes and not self._make_room(len(events)):
                 return self._reject(events, "the spool is full")
             for attempt in range(2):
-                rows = self._rows(events, now)
+                rows, params = self._rows(events, now)
                 try:
-                    self._insert(rows)
+                    self._insert(params)
                 except sqlite3.OperationalError as exc:
                     if "full" not in str(exc).lower():
                         raise SpoolError(f"cannot write: {exc}", where=str(self.path)) from None
@@ -50,21 +51,25 @@ class SpoolWriter(SpoolState):
                 return rows
         return []  # pragma: no cover - the loop always returns
 
-    def _rows(self, events: Sequence[NewEvent], now: float) -> list[Row]:
-        """Rows with their Kafka message (gateway.wire), sequence numbers from the next free one."""
-        encode = self._encoder.encode
+    def _rows(self, events: Sequence[NewEvent], now: float) -> tuple[list[Row], list[tuple[Any, ...]]]:
+        """Rows with their Kafka message (gateway.wire), sequence numbers from the next free one, and
+        the INSERT parameters that store them (the message folded: see ``wire.Encoder``)."""
+        fold = self._encoder.fold
         make = tuple.__new__  # a NamedTuple's own constructor costs twice as much, once per event
         seq = self._next_seq
         rows = []
+        params = []
         for kind, rider, session, wall, body in events:
-            payload = encode(seq, session, body)
-            rows.append(make(Row, (seq, kind, rider, session, wall, now, payload, crc(payload))))
+            message, stored = fold(seq, session, body)
+            check = crc(message)
+            rows.append(make(Row, (seq, kind, rider, session, wall, now, message, check)))
+            params.append((seq, kind, rider, session, wall, now, stored, check))
             seq += 1
-        return rows
+        return rows, params
 
-    def _insert(self, rows: list[Row]) -> None:
+    def _insert(self, params: list[tuple[Any, ...]]) -> None:
         with transaction(self._conn()) as conn:
-            conn.executemany(f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany(f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", params)
 
     def _reject(self, events: Sequence[NewEvent], why: str) -> list[Row]:
         self.counters.rejected += len(events)

@@ -59,14 +59,21 @@ def _payload_bytes(spool: Path, since: float, until: float) -> int:
         store.close()
 
 
-def _reader(url: str, stop: threading.Event) -> None:
+def _reader(port: int, address: str, stop: threading.Event) -> None:
+    """One phone's live stream. Each from its own address: the box admits only a few streams per
+    address (a hog must not starve the phones), and the browser measuring latency is another."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(address, 0))
     try:
-        with urllib.request.urlopen(url, timeout=30) as stream:
-            for _ in stream:
-                if stop.is_set():
-                    return
+        conn.request("GET", "/stream")
+        reply = conn.getresponse()
+        while not stop.is_set() and reply.readline():
+            pass
     except OSError:
         pass
+    finally:
+        conn.close()
 
 
 def whole_daemon() -> list[tuple[str, dict[str, object]]]:
@@ -113,7 +120,7 @@ def whole_daemon() -> list[tuple[str, dict[str, object]]]:
 
         drainer = threading.Thread(target=drain)
         drainer.start()
-        readers = [threading.Thread(target=_reader, args=(f"http://127.0.0.1:{port}/stream", stop)) for _ in range(9)]
+        readers = [threading.Thread(target=_reader, args=(port, f"127.0.0.{10 + i}", stop)) for i in range(9)]
         for r in readers:
             r.start()
         samples = []
