@@ -36,23 +36,35 @@ POWER_COLUMNS = ("WallTime", "InstantPower")
 
 
 class _Sheet:
-    """A sheet as calamine read it: the header row's names and the columns below it."""
+    """A sheet as calamine read it: the header row's names and the rows below it."""
 
     def __init__(self, rows: list[list[Any]]) -> None:
         header = rows[0] if rows else []
         self.columns = [str(c).strip() for c in header]
-        width = len(header)
-        # A row with nothing in it is not a sample (pandas skipped them too). calamine's rows are as
-        # wide as the sheet's used range; pad any shorter one all the same.
-        body = [r if len(r) >= width else [*r, *[""] * (width - len(r))]
-                for r in rows[1:] if r.count("") != len(r)]
-        self._data = {name: list(values) for name, values in zip(self.columns, zip(*body, strict=False), strict=False)}
-        if not body:
-            self._data = {name: [] for name in self.columns}
-        self.rows = len(body)
+        self._rows = rows[1:]
+        self._data: dict[str, list[Any]] | None = None
 
     def column(self, name: str) -> list[Any]:
+        if self._data is None:
+            width = len(self.columns)
+            # A row with nothing in it is not a sample (pandas skipped them too). calamine's rows
+            # are as wide as the sheet's used range; pad any shorter one all the same.
+            body = [r if len(r) >= width else [*r, *[""] * (width - len(r))]
+                    for r in self._rows if r.count("") != len(r)]
+            columns = zip(*body, strict=False) if body else ([] for _ in self.columns)
+            self._data = {c: list(values) for c, values in zip(self.columns, columns, strict=False)}
         return self._data[name]
+
+    def matrix(self) -> Any | None:
+        """Every cell below the header as one array of floats; None when any is not a plain number
+        (text, a date, an empty cell), for the cell-by-cell reading to say which."""
+        import numpy as np
+
+        try:
+            cells = np.array(self._rows, dtype=float)
+        except (ValueError, TypeError):
+            return None
+        return cells if cells.ndim == 2 and cells.shape[1] >= len(self.columns) else None
 
 
 def _sheets(path: str) -> dict[str, _Sheet]:
@@ -143,9 +155,14 @@ def _numeric_power(power: _Sheet, source: str, rider: str) -> list[PowerSample] 
     otherwise, and the row-by-row reading finds the first bad cell and says where it is."""
     import numpy as np
 
+    cells = power.matrix()
+    at = {name: i for i, name in enumerate(power.columns)}
+
+    def numbers(column: str) -> Any:
+        return cells[:, at[column]] if cells is not None else np.array(power.column(column), dtype=float)
+
     try:
-        t = np.array(power.column("WallTime"), dtype=float)
-        p = np.array(power.column("InstantPower"), dtype=float)
+        t, p = numbers("WallTime"), numbers("InstantPower")
     except (ValueError, TypeError):  # text, dates or empty cells: read cell by cell
         return None
     if not (np.isfinite(t).all() and np.isfinite(p).all() and ((t >= 631_152_000.0) & (t <= 4_102_444_800.0)).all()
@@ -153,10 +170,10 @@ def _numeric_power(power: _Sheet, source: str, rider: str) -> list[PowerSample] 
         return None
 
     def optional(column: str) -> list[float | None]:
-        if column not in power.columns:
+        if column not in at:
             return [None] * len(t)
         try:
-            values = np.array(power.column(column), dtype=float)
+            values = numbers(column)
         except (ValueError, TypeError):
             return [_optional(v) for v in power.column(column)]
         return [None if v != v else v for v in values.tolist()]
