@@ -75,7 +75,7 @@ class StatusCollector:
                 cumulative += n
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
             yield HistogramMetricFamily("trackside_uplink_delivery_latency_seconds",
-                                        "From sending to Kafka's acknowledgement (one event in 64)",
+                                        "From sending to Kafka's acknowledgement (one sample per rider per batch)",
                                         buckets=buckets, sum_value=latency["sum"])
         yield CounterMetricFamily("trackside_segment_results", "Segment results of the live session",
                                   value=engine.get("results") or 0)

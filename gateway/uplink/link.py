@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-SAMPLE_EVERY = 64  # events: a latency sample costs a dict entry, not a clock read per event
 
 
 @dataclass
@@ -23,7 +22,8 @@ class LinkState:
     backlog_rows: int = 0
     backlog_oldest: float | None = None
     topics_ready: bool = False
-    # Sending to acknowledgement, one event in 64: counts per bucket (LATENCY_BUCKETS, then +Inf) and the sum.
+    # Sending to acknowledgement, one sample per delivery report (one per rider per batch): counts per
+    # bucket (LATENCY_BUCKETS, then +Inf) and the sum.
     latency: dict[str, Any] = field(default_factory=lambda: {"buckets": [0] * (len(LATENCY_BUCKETS) + 1), "sum": 0.0})
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
