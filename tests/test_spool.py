@@ -250,3 +250,16 @@ def test_messages_are_stored_folded_and_read_whole(tmp_path: Path) -> None:
     raw.close()
     assert sp.undelivered(0, 1)[0].payload == whole == sp.outgoing(0, 1, topics)[0][3]
     sp.close()
+
+
+def test_rows_stored_before_the_box_was_renamed_keep_their_gateway(tmp_path: Path) -> None:
+    old = Spool(tmp_path / "s.sqlite", "box1").open()
+    before = old.append([power(0)])[0].payload
+    old.close()
+    renamed = Spool(tmp_path / "s.sqlite", "trackside-north.2").open()
+    after = renamed.append([power(1)])[0].payload
+    topics = {"power": "p", "crossing": "c", "segment": "s", "session": "x"}
+    assert [r[3] for r in renamed.outgoing(0, 10, topics)] == [before, after]
+    assert [json.loads(r.payload)["gateway_id"] for r in renamed.since(0)] == ["box1", "trackside-north.2"]
+    assert renamed.status()["corrupt_rows"] == 0
+    renamed.close()

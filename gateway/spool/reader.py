@@ -20,7 +20,7 @@ class SpoolReader(SpoolState):
         """Undelivered rows in order after ``after_seq``; a row whose CRC fails is counted, not returned."""
         cur = self._conn().execute(
             f"SELECT {READ_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (self._stored_gateway, max(after_seq, self._delivered_through), limit))
+            (self._own_prefix, max(after_seq, self._delivered_through), limit))
         return self._checked(cur)
 
     def outgoing(self, after_seq: int, limit: int, topics: Mapping[str, str]) -> list[tuple[int, str, str, bytes]]:
@@ -35,7 +35,7 @@ class SpoolReader(SpoolState):
             "SELECT seq, CASE kind WHEN 'power' THEN ?2 WHEN 'crossing' THEN ?3 WHEN 'segment' THEN ?4 ELSE ?5 END, "
             f"COALESCE(CASE kind WHEN 'session' THEN session_id ELSE rider_id END, 'unknown'), {WHOLE}, crc "
             "FROM events WHERE seq > ?6 ORDER BY seq LIMIT ?7",
-            (self._stored_gateway, topics["power"], topics["crossing"], topics["segment"], topics["session"],
+            (self._own_prefix, topics["power"], topics["crossing"], topics["segment"], topics["session"],
              max(after_seq, self._delivered_through), limit)).fetchall()
         good = [r[:4] for r in rows if crc(r[3]) == r[4]]
         if len(good) < len(rows):
@@ -48,7 +48,7 @@ class SpoolReader(SpoolState):
         """Rows the broker refused (kept, counted in the backlog, offered again when the uplink starts)."""
         return self._checked(self._conn().execute(
             f"SELECT {READ_COLUMNS} FROM events WHERE seq IN (SELECT seq FROM set_aside) ORDER BY seq",
-            (self._stored_gateway,)))
+            (self._own_prefix,)))
 
     def set_aside_count(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM set_aside").fetchone()[0])
@@ -60,7 +60,7 @@ class SpoolReader(SpoolState):
         """Every segment result of a session, in order (through the partial index of version 2)."""
         return self._checked(self._conn().execute(
             f"SELECT {READ_COLUMNS} FROM events "
-            "WHERE kind = 'segment' AND session_id = ? ORDER BY seq", (self._stored_gateway, session_id)))
+            "WHERE kind = 'segment' AND session_id = ? ORDER BY seq", (self._own_prefix, session_id)))
 
     def segment_sessions(self) -> list[tuple[str, int, float | None, float | None]]:
         """(session, results, first, last) of every session with results, oldest first."""
@@ -76,7 +76,7 @@ class SpoolReader(SpoolState):
         where = f"seq > ? AND kind IN ({marks})" + (" AND session_id = ?" if session_id is not None else "")
         last = after_seq
         while True:
-            params: list[Any] = [self._stored_gateway, last, *kinds] + ([session_id] if session_id is not None else [])
+            params: list[Any] = [self._own_prefix, last, *kinds] + ([session_id] if session_id is not None else [])
             cur = conn.execute(
                 f"SELECT {READ_COLUMNS} FROM events "
                 f"WHERE {where} ORDER BY seq LIMIT {int(batch)}", params)

@@ -101,7 +101,7 @@ def quarantine(path: Path) -> Path:
 _COLUMNS = COLUMNS + ", delivered_at"
 
 
-def _probe(src: sqlite3.Connection, gateway: str, lo: int, hi: int) -> list[tuple[object, ...]]:
+def _probe(src: sqlite3.Connection, gateway: bytes, lo: int, hi: int) -> list[tuple[object, ...]]:
     out = []
     for seq in range(lo, hi + 1):
         try:
@@ -111,7 +111,7 @@ def _probe(src: sqlite3.Connection, gateway: str, lo: int, hi: int) -> list[tupl
     return out
 
 
-def salvage(corrupt: Path, dst: sqlite3.Connection, gateway: str, budget_s: float = 120.0) -> tuple[int, int]:
+def salvage(corrupt: Path, dst: sqlite3.Connection, gateway: bytes, budget_s: float = 120.0) -> tuple[int, int]:
     """Copy every readable, checksum-valid row of ``corrupt`` into ``spool``; (saved, lost).
 
     Walks the table in sequence order; where a damaged page makes a read fail, it steps past the

@@ -112,14 +112,19 @@ COLUMNS = "seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc"
 
 
 def _whole_message() -> str:
-    """SQL for a row's whole Kafka message, ``?1`` being the spool's gateway id.
+    """SQL for a row's whole Kafka message; ``?1`` is ``<gateway id>:`` as bytes, the spool's own.
 
     Rows store the message folded (``gateway.wire.Encoder.fold``: the event id, then the body);
     SQLite puts the identity back as it reads, which costs the uplink less than doing it in Python.
-    Rows stored whole (schema 3 and older) are returned as they are.
+    The gateway comes from the stored event id itself (a gateway id has no ':'), so rows stored
+    before the box was renamed keep theirs; ``?1`` only spares looking for the ':' in the common
+    case. Rows stored whole (schema 3 and older) are returned as they are.
     """
-    rest = "length(?1) + length(seq) + 16"  # 1-based: the byte after '{"event_id":"<gateway>:<seq>"'
-    head = ("'{\"event_id\":\"' || ?1 || ':' || seq || '\",\"gateway_id\":\"' || ?1 || '\",\"seq\":' || seq || "
+    colon = ("(CASE WHEN substr(payload, 14, length(?1)) = ?1 THEN length(?1) "
+             "ELSE instr(CAST(substr(payload, 14, 80) AS TEXT), ':') END)")  # the gateway's length + 1
+    rest = f"({colon} + length(seq) + 15)"  # 1-based: the byte after '{{"event_id":"<gateway>:<seq>"'
+    head = (f"substr(payload, 1, {rest} - 1) || ',\"gateway_id\":\"' || CAST(substr(payload, 14, {colon} - 1) AS TEXT)"
+            " || '\",\"seq\":' || seq || "
             f"',\"schema\":{SCHEMA},\"session_id\":' || json_quote(session_id) || ',\"simulation_id\":' || "
             "json_quote(session_id)")
     return (f"CAST(CASE WHEN CAST(substr(payload, {rest}, 14) AS TEXT) = ',\"gateway_id\":' THEN payload "
@@ -127,7 +132,7 @@ def _whole_message() -> str:
 
 
 WHOLE = _whole_message()
-# What readers select: the stored columns with the whole message for ``payload``; ``?1`` is the
-# spool's gateway id, so a query's own parameters come after it. The CRC is of the whole message,
-# so damage to the stored bytes or to the columns the identity is rebuilt from is caught.
+# What readers select: the stored columns with the whole message for ``payload``; ``?1`` is
+# WHOLE's, so a query's own parameters come after it. The CRC is of the whole message, so damage
+# to the stored bytes or to the columns the identity is rebuilt from is caught.
 READ_COLUMNS = f"seq, kind, rider_id, session_id, wall_time, recv_time, {WHOLE}, crc"

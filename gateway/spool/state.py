@@ -54,9 +54,8 @@ class SpoolState:
         self._conn_lock = threading.Lock()
         self._next_seq = 1
         self._encoder = Encoder(self.gateway_id)
-        # The gateway id the rows were stored under (the file's own, for a spool read by `export`),
-        # from which readers rebuild each message's identity.
-        self._stored_gateway = self.gateway_id
+        # "<gateway id>:", how the event ids of this box's rows begin (spool.schema.WHOLE's ?1).
+        self._own_prefix = f"{self.gateway_id}:".encode()
         self._undelivered = 0
         self._delivered_through = 0  # every row up to this sequence number is in Kafka (but set-aside ones)
         self._opened = False

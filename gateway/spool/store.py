@@ -52,7 +52,7 @@ class Spool(SpoolReader, SpoolWriter):
         conn = self._conn()
         self._migrate(conn)
         if corrupt is not None:
-            saved, lost = salvage(corrupt, conn, self.gateway_id)
+            saved, lost = salvage(corrupt, conn, self._own_prefix)
             self.counters.corrupt_rows += lost
             log.error("spool %s: salvaged %d rows from %s; %d rows in its range could not be read",
                       self.path, saved, corrupt.name, lost)
@@ -79,7 +79,6 @@ class Spool(SpoolReader, SpoolWriter):
             raise SpoolError(f"cannot read the spool: {exc}", where=str(self.path)) from None
         self._check_version(version)
         self._next_seq = top + 1
-        self._stored_gateway = self.meta("gateway_id") or self.gateway_id
         if version >= 3:
             self._delivered_through = int(self.meta("delivered_through") or 0)
         return self
