@@ -37,10 +37,10 @@ class SpoolReader(SpoolState):
             "FROM events WHERE seq > ?6 ORDER BY seq LIMIT ?7",
             (self._own_prefix, topics["power"], topics["crossing"], topics["segment"], topics["session"],
              max(after_seq, self._delivered_through), limit)).fetchall()
-        good = [r[:4] for r in rows if crc(r[3]) == r[4]]
+        good = [r[:4] for r in rows if isinstance(r[3], bytes) and crc(r[3]) == r[4]]
         if len(good) < len(rows):
             for r in rows:
-                if crc(r[3]) != r[4]:
+                if not isinstance(r[3], bytes) or crc(r[3]) != r[4]:
                     self._count_corrupt(r[0])
         return good
 
@@ -90,10 +90,11 @@ class SpoolReader(SpoolState):
         """Rows whose whole message passes its checksum (a damaged one is counted, not returned)."""
         rows = cur.fetchall()
         make = tuple.__new__
-        good = [make(Row, r) for r in rows if crc(r[6]) == r[7]]
+        # A damaged file can hand back NULL or text where the message was: counted, never sent.
+        good = [make(Row, r) for r in rows if isinstance(r[6], bytes) and crc(r[6]) == r[7]]
         if len(good) < len(rows):
             for r in rows:
-                if crc(r[6]) != r[7]:
+                if not isinstance(r[6], bytes) or crc(r[6]) != r[7]:
                     self._count_corrupt(r[0])
         return good
 
