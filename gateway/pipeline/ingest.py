@@ -250,17 +250,15 @@ class Ingest:
             if rider is None:
                 self._count_unmapped(f"{ev.source}")
             bad = self.plausible.problems(ev)
-            body: dict[str, Any]
+            body: dict[str, Any] = {
+                "wallTime": ev.wall_time, "instantPower": ev.power, "cadence": ev.cadence, "torque": ev.torque,
+                "normalizedPower": None, "name": self.roster.names.get(rider) if rider else None, "rider_id": rider,
+                "source": ev.source}
             if not bad:  # in range, so finite: the values go as they are
-                body = {"wallTime": ev.wall_time, "instantPower": ev.power, "cadence": ev.cadence,
-                        "torque": ev.torque, "normalizedPower": self._rolling.add(rider or ev.source, ev.wall_time,
-                                                                                  ev.power),
-                        "name": self.roster.names.get(rider) if rider else None, "rider_id": rider, "source": ev.source}
+                body["normalizedPower"] = self._rolling.add(rider or ev.source, ev.wall_time, ev.power)
             else:
-                body = {"wallTime": ev.wall_time, "instantPower": _finite(ev.power), "cadence": _finite(ev.cadence),
-                        "torque": _finite(ev.torque), "normalizedPower": None,
-                        "name": self.roster.names.get(rider) if rider else None, "rider_id": rider, "source": ev.source,
-                        "implausible": bad}
+                body.update(instantPower=_finite(ev.power), cadence=_finite(ev.cadence), torque=_finite(ev.torque),
+                            implausible=bad)
                 self._count_implausible(ev, bad)
             return tuple.__new__(NewEvent, ("power", rider, self.session_id, ev.wall_time, body)), ev, rider
         if isinstance(ev, GateCrossing):

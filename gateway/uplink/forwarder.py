@@ -107,7 +107,8 @@ class Forwarder:
         # Everything after the watermark is offered again (what the old producer had delivered out
         # of order is sent twice: at least once).
         self._watermark = max(self._watermark, self.spool.delivered_through())
-        self._careful_until = max(self._careful_until, self._cursor) if self._restart else self._careful_until
+        if self._restart:  # after a failure: one report per message for what was in flight
+            self._careful_until = max(self._careful_until, self._cursor)
         self._cursor = self._watermark
         self._batches.clear()
         self._in_flight = 0
