@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class PowerSample:
+class PowerSample(NamedTuple):
     """One power reading from a meter, as the source saw it (no rider yet: ingest maps that).
 
-    ``wall_time`` is unix seconds from the box's or the file's clock.
+    ``wall_time`` is unix seconds from the box's or the file's clock. A named tuple rather than a
+    frozen dataclass like the other events: there are hundreds of thousands of these in a replay,
+    and a frozen dataclass costs twice as much to build (immutable all the same).
     """
 
     source: str

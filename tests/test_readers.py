@@ -143,3 +143,22 @@ def test_session_of_power_files_and_a_timing_file_aligned_with_an_offset(tmp_pat
 def test_unknown_kind_of_file(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match=r"unknown kind of file '\.gpx'"):
         load_session([FileSpec(str(tmp_path / "ride.gpx"))], GATES, [])
+
+
+def test_files_read_side_by_side_keep_their_order_and_the_first_bad_one_is_named(tmp_path: Path) -> None:
+    import gc
+
+    day = 1772445600.0
+    for i, name in enumerate(["anna", "ben", "cara", "dora"]):
+        axiamo(tmp_path / f"{name}.xlsx", [], [(day + i + k, 200 + i, 90, None) for k in range(50)])
+    specs = [FileSpec(str(tmp_path / f"{n}.xlsx")) for n in ["dora", "anna", "cara", "ben"]]
+    recs = load_session(specs, ["SF", "TOP"], []).recordings
+    assert [r.rider for r in recs] == ["dora", "anna", "cara", "ben"]
+    assert [r.samples[0].power for r in recs] == [203, 200, 202, 201]
+    (tmp_path / "bad1.xlsx").write_text("not a workbook")
+    (tmp_path / "bad2.xlsx").write_bytes(b"PK\x03\x04 broken zip")
+    bad = [specs[0], FileSpec(str(tmp_path / "bad2.xlsx")), specs[1], FileSpec(str(tmp_path / "bad1.xlsx"))]
+    with pytest.raises(InputFileError, match="not an Excel workbook") as info:
+        load_session(bad, ["SF", "TOP"], [])
+    assert info.value.path.endswith("bad2.xlsx")
+    assert gc.isenabled()  # the cycle collector is off only while files are read

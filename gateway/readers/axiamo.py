@@ -178,8 +178,21 @@ def _numeric_power(power: _Sheet, source: str, rider: str) -> list[PowerSample] 
             return [_optional(v) for v in power.column(column)]
         return [None if v != v else v for v in values.tolist()]
 
-    return [PowerSample(source, rider, a, b, c, d)
+    make = tuple.__new__  # the named tuple's own constructor costs twice as much, once per sample
+    return [make(PowerSample, (source, rider, a, b, c, d))
             for a, b, c, d in zip(t.tolist(), p.tolist(), optional("Cadence"), optional("Torque"), strict=True)]
+
+
+def _cell_by_cell(name: str, power: _Sheet, source: str, rider: str) -> list[PowerSample]:
+    cadence = power.column("Cadence") if "Cadence" in power.columns else None
+    torque = power.column("Torque") if "Torque" in power.columns else None
+    samples = []
+    for i, (wall, watts) in enumerate(zip(power.column("WallTime"), power.column("InstantPower"), strict=True)):
+        t = _cell(name, "PowerData", i, "WallTime", wall, plausible_time, "a time")
+        p = _cell(name, "PowerData", i, "InstantPower", watts, power_of, "a power in watts (0 to 10000)")
+        samples.append(PowerSample(source, rider, t, p, _optional(cadence[i]) if cadence is not None else None,
+                                   _optional(torque[i]) if torque is not None else None))
+    return samples
 
 
 def read_axiamo(path: str | Path, rider: str, gates: Sequence[str]) -> Recording:
@@ -190,15 +203,8 @@ def read_axiamo(path: str | Path, rider: str, gates: Sequence[str]) -> Recording
     power = _require(name, sheets, "PowerData", POWER_COLUMNS)
     source = f"replay:{Path(name).name}"
     samples = _numeric_power(power, source, rider)
-    cadence = power.column("Cadence") if "Cadence" in power.columns else None
-    torque = power.column("Torque") if "Torque" in power.columns else None
-    rows = [] if samples is not None else zip(power.column("WallTime"), power.column("InstantPower"), strict=True)
-    samples = samples or []
-    for i, (wall, watts) in enumerate(rows):
-        t = _cell(name, "PowerData", i, "WallTime", wall, plausible_time, "a time")
-        p = _cell(name, "PowerData", i, "InstantPower", watts, power_of, "a power in watts (0 to 10000)")
-        samples.append(PowerSample(source, rider, t, p, _optional(cadence[i]) if cadence is not None else None,
-                                   _optional(torque[i]) if torque is not None else None))
+    if samples is None:  # some cell is no plain number: read cell by cell to say which
+        samples = _cell_by_cell(name, power, source, rider)
     numbers = segment_numbers(name, segments.column("Number"))
     timed: list[FileSegment] = []
     for i, ((lap, seg), start, duration) in enumerate(zip(numbers, segments.column("StartTime"),

@@ -9,8 +9,12 @@ before anything is replayed, so a bad file stops the replay before a single even
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -117,6 +121,20 @@ class LoadedSession:
     gates: list[str]  # the course's gates: the configured ones, or as many as the files' segments a lap
 
 
+@contextlib.contextmanager
+def _cycles_uncollected() -> Iterator[None]:
+    """Python's cycle collector off while files are read: reading makes hundreds of thousands of
+    rows and samples, none of them in a cycle, and the collector walking them again and again took
+    half the reading time. Nested or concurrent loads leave it on once the first one ends."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def load_session(specs: list[FileSpec], gates: list[str], riders: Sequence[RiderSettings], *,
                  from_file: bool = False) -> LoadedSession:
     """Read every file; then settle the course and lay every file's crossings on it.
@@ -128,26 +146,37 @@ def load_session(specs: list[FileSpec], gates: list[str], riders: Sequence[Rider
     """
     if not specs:
         raise InputFileError("replay", "no files given")
-    recordings: list[Recording] = []
-    offsets: list[float] = []
+    offsets = [spec.offset_s for spec in specs]
+    kinds = [_kind(spec.path) for spec in specs]
     strangers: dict[str, dict[str, Any]] = {}
-    for spec in specs:
-        kind = _kind(spec.path)
-        offsets.append(spec.offset_s)
+    owners: list[str] = []
+    for spec, kind in zip(specs, kinds, strict=True):
+        rider, name = rider_of(spec, riders) if kind != "freelap" else ("", "")
+        if kind != "freelap" and not any(r.id == rider for r in riders):
+            strangers[rider] = {"id": rider, "name": name}
+        owners.append(rider)
+
+    def read(i: int) -> Recording:
+        spec, kind, rider = specs[i], kinds[i], owners[i]
         if kind == "freelap":
             from gateway.readers.freelap import read_freelap
 
-            recordings.append(read_freelap(spec.path, gates))
-            continue
-        rider, name = rider_of(spec, riders)
-        if not any(r.id == rider for r in riders):
-            strangers[rider] = {"id": rider, "name": name}
+            return read_freelap(spec.path, gates)
         if kind == "fit":
-            recordings.append(_read_fit(spec, rider, gates))
-        else:
-            from gateway.readers.axiamo import read_axiamo
+            return _read_fit(spec, rider, gates)
+        from gateway.readers.axiamo import read_axiamo
 
-            recordings.append(read_axiamo(spec.path, rider, gates))
+        return read_axiamo(spec.path, rider, gates)
+
+    # calamine parses a workbook without holding the GIL: a session's files are read side by side,
+    # one per core. The first bad file in the order given is the one reported.
+    workers = min(len(specs), os.cpu_count() or 1)
+    with _cycles_uncollected():
+        if workers > 1:
+            with ThreadPoolExecutor(workers, thread_name_prefix="replay-read") as pool:
+                recordings = list(pool.map(read, range(len(specs))))
+        else:
+            recordings = [read(0)]
     course = _course_of(recordings, gates, from_file)
     for r in recordings:
         if course != gates and r.build is not None:

@@ -1,6 +1,6 @@
 """Replay throughput: a two-hour, ten-rider, 4 Hz session (288 000 power samples) from files to the spool.
 
-Reported separately: reading the files (Axiamo Excel through pandas/openpyxl) and playing them
+Reported separately: reading the files (Axiamo Excel through calamine, side by side) and playing them
 at factor 0 through ingest, the engine and the spool, which is what the 50 000 events/s target is for.
 """
 
