@@ -191,12 +191,12 @@ def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
     sp.append([NewEvent("segment", "r01", "s1", 1.0, {"number": "1.1"})])
     sp.close()
     raw = sqlite3.connect(tmp_path / "s.sqlite")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
     plan = raw.execute("EXPLAIN QUERY PLAN SELECT seq FROM events WHERE kind = 'segment' AND session_id = 's1'")
     assert "events_segments" in str(plan.fetchall())
     raw.execute("PRAGMA user_version=99")
     raw.close()
-    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 4"):
+    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 5"):
         open_spool(tmp_path / "s.sqlite")
 
 
@@ -263,3 +263,50 @@ def test_rows_stored_before_the_box_was_renamed_keep_their_gateway(tmp_path: Pat
     assert [json.loads(r.payload)["gateway_id"] for r in renamed.since(0)] == ["box1", "trackside-north.2"]
     assert renamed.status()["corrupt_rows"] == 0
     renamed.close()
+
+
+def test_a_number_once_given_is_never_given_again_after_a_kill_or_a_lost_tail(tmp_path: Path) -> None:
+    from gateway.spool.writer import SEQ_RESERVE
+
+    path = tmp_path / "s.sqlite"
+    killed = open_spool(path)
+    killed.append([power(i) for i in range(50)])
+    # Killed (never closed, never used again): the next start goes on from the last row, without a gap.
+    spool = open_spool(path, max_bytes=64 * 1024, full_policy="drop_oldest")
+    assert spool.append([power(50)])[0].seq == 51
+    # Rows dropped for room, then the disk too full for the new batch: the spool may be left empty.
+    while spool.status()["dropped"] == 0:
+        spool.append([power(i) for i in range(100)])
+    given = spool.last_seq()
+    spool.close()
+    with sqlite3.connect(path) as raw:
+        raw.execute("DELETE FROM events")
+    assert open_spool(path).append([power(0)])[0].seq > given - 100  # never a number given before the drop
+    killed.close()
+
+    # The newest rows lost to damage (a power cut on a failing card): their numbers may be in Kafka.
+    damaged = tmp_path / "d.sqlite"
+    sp = open_spool(damaged)
+    for b in range(40):
+        sp.append([power(b * 100 + i) for i in range(100)])
+    sp.close()
+    pages = damaged.stat().st_size // 4096
+    corrupt_pages(damaged, [pages - 2, pages - 1])
+    sp = open_spool(damaged)
+    saved = [r.seq for r in sp.since(0)]
+    assert 0 < len(saved) < 4000 and max(saved) < 4000
+    assert 4000 < sp.append([power(1)])[0].seq <= 4000 + SEQ_RESERVE + 1
+    sp.close()
+
+
+def test_a_small_commit_writes_one_page_to_the_card(tmp_path: Path) -> None:
+    """SQLite's AUTOINCREMENT rewrote its sequence page at every commit: twice the pages of a crossing."""
+    sp = open_spool(tmp_path / "s.sqlite")
+    sp.append([power(0)])
+    conn = sp.connection()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for i in range(1, 51):
+        sp.append([power(i)])
+    frames = (os.path.getsize(f"{tmp_path / 's.sqlite'}-wal") - 32) // (4096 + 24)
+    assert 50 <= frames <= 55  # a new leaf now and then adds a page
+    sp.close()

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from gateway.spool.schema import COLUMNS, WHOLE, crc, transaction
+from gateway.spool.schema import COLUMNS, SEQUENCE_PARKED, WHOLE, crc, transaction
 from gateway.spool.state import SpoolState
 
 log = logging.getLogger(__name__)
@@ -161,10 +161,27 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, gateway: bytes, budget_s: fl
                 last, skip = last_good, 1
             else:
                 last = rows[-1][0] if isinstance(rows[-1][0], int) else last + len(rows)
+        given = max(_numbers_given(src), last_good or 0)
+        with transaction(dst):
+            dst.execute("INSERT OR REPLACE INTO meta VALUES ('seq_floor', ?)", (str(given),))
     finally:
         src.close()
     lost = (last_good - first + 1 - saved) if first is not None and last_good is not None else 0
     return saved, lost
+
+
+def _numbers_given(src: sqlite3.Connection) -> int:
+    """The highest sequence number the damaged file says it gave (its newest rows may be unreadable,
+    and they may be in Kafka already: the new spool must not give their numbers again)."""
+    best = 0
+    for sql in ("SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                "SELECT value FROM meta WHERE key IN ('seq_reserved', 'seq_floor', 'delivered_through')"):
+        try:
+            values = [int(v) for (v,) in src.execute(sql).fetchall()]
+        except (sqlite3.DatabaseError, ValueError, TypeError):
+            continue
+        best = max([best, *(v for v in values if v < SEQUENCE_PARKED)])
+    return best
 
 
 def check_or_salvage(spool: SpoolState) -> Path | None:

@@ -17,7 +17,9 @@ import orjson
 
 from gateway.wire import SCHEMA
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# Where sqlite_sequence is held (schema 5): out of reach of any sequence number the spool will give.
+SEQUENCE_PARKED = 1 << 62
 KINDS = ("power", "crossing", "segment", "session")
 
 # Each entry brings the schema from version N-1 to N, in one transaction.
@@ -59,6 +61,17 @@ MIGRATIONS: dict[int, str] = {
     # keeps an older gateway, which would send folded messages as they are, from opening the spool.
     4: """
         SELECT 1;
+    """,
+    # SQLite rewrites its sqlite_sequence page at every commit that adds a row above the number kept
+    # there: a page of the SD card per commit, five commits a second at 100 riders. The spool numbers
+    # its rows itself, so that number is parked out of reach once; the spool keeps its own floor
+    # (meta seq_floor, written when the newest rows may go: dropped for room, salvaged) and a
+    # reservation ahead of the numbers given (meta seq_reserved, for a file whose tail is damaged).
+    5: f"""
+        INSERT OR REPLACE INTO meta VALUES ('seq_floor', CAST(COALESCE(
+            (SELECT MAX(seq) FROM sqlite_sequence WHERE name = 'events'), 0) AS TEXT));
+        DELETE FROM sqlite_sequence WHERE name = 'events';
+        INSERT INTO sqlite_sequence (name, seq) VALUES ('events', {SEQUENCE_PARKED});
     """,
 }
 

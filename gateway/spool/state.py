@@ -53,6 +53,7 @@ class SpoolState:
         self._connections: list[sqlite3.Connection] = []
         self._conn_lock = threading.Lock()
         self._next_seq = 1
+        self._seq_reserved = 0  # numbers up to here may have been given (meta seq_floor)
         self._encoder = Encoder(self.gateway_id)
         # "<gateway id>:", how the event ids of this box's rows begin (spool.schema.WHOLE's ?1).
         self._own_prefix = f"{self.gateway_id}:".encode()

@@ -56,10 +56,13 @@ class Spool(SpoolReader, SpoolWriter):
             self.counters.corrupt_rows += lost
             log.error("spool %s: salvaged %d rows from %s; %d rows in its range could not be read",
                       self.path, saved, corrupt.name, lost)
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        top = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
-        self._next_seq = max(top, row[0] if row else 0) + 1
         self._delivered_through = int(self.meta("delivered_through") or 0)
+        # A number once given is never given again, even when the newest rows are gone (delivered and
+        # pruned, dropped for room: seq_floor; lost to damage: salvage sets seq_floor from the old
+        # file's reservation): consumers deduplicate by event id.
+        top = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
+        self._next_seq = max(top, self._delivered_through, int(self.meta("seq_floor") or 0)) + 1
+        self._seq_reserved = int(self.meta("seq_reserved") or 0)
         self._undelivered = conn.execute(
             "SELECT (SELECT COUNT(*) FROM events WHERE seq > ?) + (SELECT COUNT(*) FROM set_aside)",
             (self._delivered_through,)).fetchone()[0]
