@@ -45,11 +45,11 @@ class WireError(GatewayError):
 class Encoder:
     """Builds messages for one box (the spool's writer: fast, so the identity is formatted directly).
 
-    The spool stores each message *folded*: ``{"event_id":"<gateway>:<seq>", <body>}``, without the
-    rest of the identity (gateway, sequence, schema, session twice), which its own columns hold.
-    That header is 45 % of a power sample's message, and every stored byte is written twice to the
-    SD card (WAL, then checkpoint). A folded message is still a JSON object with its event id; the
-    spool's readers rebuild the whole one (``spool.schema.WHOLE``).
+    The spool stores each message *folded*: its body alone (a JSON object all the same), since its
+    own columns and its table of gateways hold the identity (event id, gateway, sequence, schema,
+    session twice). That header is half of a power sample's message, and every stored byte
+    is written twice to the SD card (WAL, then checkpoint). The spool's readers rebuild the whole
+    message (``spool.schema.whole_sql``).
     """
 
     def __init__(self, gateway_id: str) -> None:
@@ -78,7 +78,7 @@ class Encoder:
         """(the whole message, the message as the spool stores it): see the class."""
         rest = orjson.dumps(body)
         tail = b"," + rest[1:] if len(rest) > 2 else b"}"
-        return self._head(seq, session_id) + tail, b'{"event_id":"%s:%d"' % (self._gw, seq) + tail
+        return self._head(seq, session_id) + tail, rest
 
 
 def seq_of(payload: bytes) -> int:

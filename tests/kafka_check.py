@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections import defaultdict
 from pathlib import Path
 
 
 def spool_event_ids(path: Path) -> dict[str, tuple[str | None, int]]:
-    """event_id -> (rider key, seq) of every row in a spool file (read-only)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    """event_id -> (rider key, seq) of every row in a spool file (read-only, as the uplink reads it)."""
+    from gateway.spool.store import Spool
+
+    spool = Spool(path, "reader", readonly=True).open()
     try:
-        return {json.loads(p)["event_id"]: (r, s)
-                for s, r, p in conn.execute("SELECT seq, rider_id, payload FROM events ORDER BY seq")}
+        return {json.loads(r.payload)["event_id"]: (r.rider_id, r.seq) for r in spool.since(0)}
     finally:
-        conn.close()
+        spool.close()
 
 
 def consume(bootstrap: str, topics: list[str], expected: set[str], timeout: float = 90.0

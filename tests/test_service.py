@@ -142,13 +142,19 @@ def test_invalid_config_exits_2_with_the_path_and_never_ready(tmp_path: Path, ga
 
 
 def spool_ids(path: Path) -> set[str]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    from gateway.errors import SpoolError
+    from gateway.spool.store import Spool
+
     try:
-        return {json.loads(p)["event_id"] for (p,) in conn.execute("SELECT payload FROM events")}
-    except sqlite3.OperationalError:  # the daemon is still creating its spool's tables
+        spool = Spool(path, "reader", readonly=True).open()
+    except SpoolError:  # the daemon is still creating its spool's tables
+        return set()
+    try:
+        return {json.loads(r.payload)["event_id"] for r in spool.since(0)}
+    except sqlite3.OperationalError:
         return set()
     finally:
-        conn.close()
+        spool.close()
 
 
 def test_kill_9_then_restart_loses_no_accepted_event(tmp_path: Path, gateway_env) -> None:

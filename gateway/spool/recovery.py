@@ -11,7 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from gateway.spool.schema import COLUMNS, SEQUENCE_PARKED, WHOLE, crc, transaction
+from gateway.spool.schema import COLUMNS, SEQUENCE_PARKED, crc, transaction, whole_sql
 from gateway.spool.state import SpoolState
 
 log = logging.getLogger(__name__)
@@ -101,17 +101,25 @@ def quarantine(path: Path) -> Path:
 _COLUMNS = COLUMNS + ", delivered_at"
 
 
-def _probe(src: sqlite3.Connection, gateway: bytes, lo: int, hi: int) -> list[tuple[object, ...]]:
+def _probe(src: sqlite3.Connection, whole: str, lo: int, hi: int) -> list[tuple[object, ...]]:
     out = []
     for seq in range(lo, hi + 1):
         try:
-            out += src.execute(f"SELECT {_COLUMNS}, {WHOLE} FROM events WHERE seq = ?", (gateway, seq)).fetchall()
+            out += src.execute(f"SELECT {_COLUMNS}, {whole} FROM events WHERE seq = ?", (seq,)).fetchall()
         except sqlite3.DatabaseError:
             continue
     return out
 
 
-def salvage(corrupt: Path, dst: sqlite3.Connection, gateway: bytes, budget_s: float = 120.0) -> tuple[int, int]:
+def _gateways(src: sqlite3.Connection) -> list[tuple[int, str]]:
+    try:
+        return src.execute("SELECT first_seq, gateway_id FROM gateways").fetchall()
+    except sqlite3.DatabaseError:  # an older spool, or the table is damaged: an empty one stands in
+        src.execute("CREATE TEMP TABLE gateways (first_seq INTEGER PRIMARY KEY, gateway_id TEXT NOT NULL)")
+        return []
+
+
+def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> tuple[int, int]:
     """Copy every readable, checksum-valid row of ``corrupt`` into ``spool``; (saved, lost).
 
     Walks the table in sequence order; where a damaged page makes a read fail, it steps past the
@@ -126,6 +134,16 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, gateway: bytes, budget_s: fl
     except sqlite3.DatabaseError:
         return 0, 0
     src.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    # Rows of schema 6 name no gateway: the table that does comes first (without it, they cannot be
+    # rebuilt, so their checksums fail and they are counted lost).
+    try:
+        named = _gateways(src)
+    except sqlite3.DatabaseError:  # not even that: nothing to salvage
+        src.close()
+        return 0, 0
+    with transaction(dst):
+        dst.executemany("INSERT OR REPLACE INTO gateways VALUES (?, ?)", named)
+    whole = whole_sql(None, 0)
     saved = 0
     first = last_good = None
     last, skip = -(2**63), 1
@@ -133,8 +151,8 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, gateway: bytes, budget_s: fl
     try:
         while time.monotonic() < deadline:
             try:
-                rows = src.execute(f"SELECT {_COLUMNS}, {WHOLE} FROM events WHERE seq > ? ORDER BY seq LIMIT 500",
-                                   (gateway, last)).fetchall()
+                rows = src.execute(f"SELECT {_COLUMNS}, {whole} FROM events WHERE seq > ? ORDER BY seq LIMIT 500",
+                                   (last,)).fetchall()
             except sqlite3.DatabaseError:
                 if last == -(2**63):
                     break  # not even the start of the table can be read
@@ -145,7 +163,7 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, gateway: bytes, budget_s: fl
                 continue
             if gap_start is not None:
                 # The skip may have jumped over readable rows beyond the damage: look them up one by one.
-                rows = _probe(src, gateway, gap_start + 1, min(last, gap_start + 100_000)) + rows
+                rows = _probe(src, whole, gap_start + 1, min(last, gap_start + 100_000)) + rows
                 gap_start = None
             if not rows:
                 break

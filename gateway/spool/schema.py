@@ -1,7 +1,8 @@
 """The spool's records and schema, shared by the store, its reader and writer, and recovery.
 
-Each row carries the complete Kafka message (gateway.wire) and a CRC-32 of it, so a damaged row is
-recognised and skipped instead of sent. The schema is versioned (``PRAGMA user_version``), each
+Each row carries its Kafka message (gateway.wire) folded, the body alone, and a CRC-32 of the whole
+message, which readers rebuild from the row's columns; a damaged row is recognised and skipped
+instead of sent. The schema is versioned (``PRAGMA user_version``), each
 version reached by one migration in one transaction.
 """
 
@@ -17,7 +18,7 @@ import orjson
 
 from gateway.wire import SCHEMA
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Where sqlite_sequence is held (schema 5): out of reach of any sequence number the spool will give.
 SEQUENCE_PARKED = 1 << 62
 KINDS = ("power", "crossing", "segment", "session")
@@ -73,6 +74,12 @@ MIGRATIONS: dict[int, str] = {
         DELETE FROM sqlite_sequence WHERE name = 'events';
         INSERT INTO sqlite_sequence (name, seq) VALUES ('events', {SEQUENCE_PARKED});
     """,
+    # New rows store only the body of their message (gateway.wire.Encoder.fold), not even the event
+    # id: the gateway that numbered a row is the one named here from its first sequence number on
+    # (a box renamed mid-spool keeps its older rows' identity). Rows stored before read as before.
+    6: """
+        CREATE TABLE IF NOT EXISTS gateways (first_seq INTEGER PRIMARY KEY, gateway_id TEXT NOT NULL);
+    """,
 }
 
 
@@ -124,28 +131,59 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 COLUMNS = "seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc"
 
 
-def _whole_message() -> str:
-    """SQL for a row's whole Kafka message; ``?1`` is ``<gateway id>:`` as bytes, the spool's own.
+def _identity(body: str, *, gateway: str | None = None, lookup: str = "") -> str:
+    """SQL for a whole message: its identity, then ``body`` (SQL for what follows the identity).
+    The gateway's id is ``gateway``, written into the format, or what the SQL ``lookup`` finds.
+    One format() call: cheaper for SQLite than a dozen concatenations, for every row the uplink reads."""
+    gw, args = ("%s", f"{lookup}, seq, {lookup}, seq") if gateway is None else (
+        gateway.replace("%", "%%").replace("'", "''"), "seq, seq")
+    return (f"format('{{\"event_id\":\"{gw}:%d\",\"gateway_id\":\"{gw}\",\"seq\":%d,\"schema\":{SCHEMA},"
+            f"\"session_id\":%s,\"simulation_id\":%s%s', {args}, json_quote(session_id), json_quote(session_id), "
+            f"{body})")
 
-    Rows store the message folded (``gateway.wire.Encoder.fold``: the event id, then the body);
-    SQLite puts the identity back as it reads, which costs the uplink less than doing it in Python.
-    The gateway comes from the stored event id itself (a gateway id has no ':'), so rows stored
-    before the box was renamed keep theirs; ``?1`` only spares looking for the ':' in the common
-    case. Rows stored whole (schema 3 and older) are returned as they are.
-    """
-    colon = ("(CASE WHEN substr(payload, 14, length(?1)) = ?1 THEN length(?1) "
+
+def _with_event_id(prefix: bytes) -> str:
+    """SQL for the whole message of a row stored before schema 6: folded after its event id
+    (``{"event_id":"<gateway>:<seq>", <body>``) or whole. The gateway comes from the stored event id
+    (a gateway id has no ':'); ``prefix``, the spool's own ``<gateway>:``, spares looking for the
+    ':' in the common case."""
+    own = f"X'{prefix.hex()}'"
+    colon = (f"(CASE WHEN substr(payload, 14, {len(prefix)}) = {own} THEN {len(prefix)} "
              "ELSE instr(CAST(substr(payload, 14, 80) AS TEXT), ':') END)")  # the gateway's length + 1
     rest = f"({colon} + length(seq) + 15)"  # 1-based: the byte after '{{"event_id":"<gateway>:<seq>"'
     head = (f"substr(payload, 1, {rest} - 1) || ',\"gateway_id\":\"' || CAST(substr(payload, 14, {colon} - 1) AS TEXT)"
             " || '\",\"seq\":' || seq || "
             f"',\"schema\":{SCHEMA},\"session_id\":' || json_quote(session_id) || ',\"simulation_id\":' || "
             "json_quote(session_id)")
-    return (f"CAST(CASE WHEN CAST(substr(payload, {rest}, 14) AS TEXT) = ',\"gateway_id\":' THEN payload "
-            f"ELSE {head} || substr(payload, {rest}) END AS BLOB)")
+    return (f"CASE WHEN CAST(substr(payload, {rest}, 14) AS TEXT) = ',\"gateway_id\":' THEN payload "
+            f"ELSE {head} || substr(payload, {rest}) END")
 
 
-WHOLE = _whole_message()
-# What readers select: the stored columns with the whole message for ``payload``; ``?1`` is
-# WHOLE's, so a query's own parameters come after it. The CRC is of the whole message, so damage
-# to the stored bytes or to the columns the identity is rebuilt from is caught.
-READ_COLUMNS = f"seq, kind, rider_id, session_id, wall_time, recv_time, {WHOLE}, crc"
+_EVENT_ID_OPENING = b'{"event_id":"'.hex()
+
+
+def whole_sql(gateway: str | None, since: int) -> str:
+    """SQL for a row's whole Kafka message (a BLOB), as the spool of ``gateway`` reads it.
+
+    Rows store their message folded (``gateway.wire.Encoder.fold``: the body alone); SQLite puts
+    the identity back as it reads, which costs the uplink less than doing it in Python. Rows from
+    ``since`` on were numbered by ``gateway`` (the common case: no lookup); older ones by the
+    gateway the ``gateways`` table names for them; rows stored before schema 6 begin with their
+    event id (a body never has one).
+    """
+    lookup = ("(SELECT g.gateway_id FROM gateways g WHERE g.first_seq <= events.seq "
+              "ORDER BY g.first_seq DESC LIMIT 1)")
+    prefix = f"{gateway or ''}:".encode()
+    body = "(CASE WHEN length(payload) > 2 THEN ',' || substr(payload, 2) ELSE '}' END)"
+    stored_before = f"substr(payload, 1, 13) = X'{_EVENT_ID_OPENING}'"
+    others = f"WHEN {stored_before} THEN {_with_event_id(prefix)} ELSE {_identity(body, lookup=lookup)}"
+    if gateway is None:
+        return f"CAST(CASE {others} END AS BLOB)"
+    return f"CAST(CASE WHEN seq >= {int(since)} THEN {_identity(body, gateway=gateway)} {others} END AS BLOB)"
+
+
+def read_columns(whole: str) -> str:
+    """What readers select: the stored columns with the whole message for ``payload``. The CRC is of
+    the whole message, so damage to the stored bytes or to the columns the identity is rebuilt from
+    is caught."""
+    return f"seq, kind, rider_id, session_id, wall_time, recv_time, {whole}, crc"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.errors import SpoolError
+from gateway.spool.schema import read_columns, whole_sql
 from gateway.wire import Encoder
 
 
@@ -53,16 +54,22 @@ class SpoolState:
         self._connections: list[sqlite3.Connection] = []
         self._conn_lock = threading.Lock()
         self._next_seq = 1
-        self._seq_reserved = 0  # numbers up to here may have been given (meta seq_floor)
+        self._seq_reserved = 0  # numbers up to here may have been given (meta seq_reserved)
         self._encoder = Encoder(self.gateway_id)
-        # "<gateway id>:", how the event ids of this box's rows begin (spool.schema.WHOLE's ?1).
-        self._own_prefix = f"{self.gateway_id}:".encode()
+        # How readers rebuild whole messages (spool.schema.whole_sql); set again once the spool is
+        # open and knows from which row on this gateway numbered them.
+        self._whole = whole_sql(None, 0)
+        self._columns = read_columns(self._whole)
         self._undelivered = 0
         self._delivered_through = 0  # every row up to this sequence number is in Kafka (but set-aside ones)
         self._opened = False
         # Set (to the reason) while the disk is too full to take new events safely: what is stored
         # can still be read, sent and pruned.
         self.intake_paused: str | None = None
+
+    def _reading_from(self, gateway: str | None, since: int) -> None:
+        self._whole = whole_sql(gateway, since)
+        self._columns = read_columns(self._whole)
 
     # -- connections ---------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """The durable on-box event store: SQLite in WAL mode, the source of truth for everything accepted.
 
 Every accepted event (power sample, gate crossing, segment result) is one row, appended in small
-batched transactions before anything downstream sees it. Rows carry the complete Kafka message
-(JSON, with ``event_id`` = ``<gateway_id>:<seq>``) and its CRC-32, so the forwarder sends them as
-they are and a damaged row is recognised and skipped instead of sent.
+batched transactions before anything downstream sees it. Rows carry their Kafka message's body
+(the identity, ``event_id`` = ``<gateway_id>:<seq>`` and the rest, is rebuilt from the columns as
+rows are read) and the whole message's CRC-32, so a damaged row is recognised and skipped instead
+of sent.
 
 Durability (``synchronous``), as SQLite documents it for WAL mode:
 
@@ -52,7 +53,7 @@ class Spool(SpoolReader, SpoolWriter):
         conn = self._conn()
         self._migrate(conn)
         if corrupt is not None:
-            saved, lost = salvage(corrupt, conn, self._own_prefix)
+            saved, lost = salvage(corrupt, conn)
             self.counters.corrupt_rows += lost
             log.error("spool %s: salvaged %d rows from %s; %d rows in its range could not be read",
                       self.path, saved, corrupt.name, lost)
@@ -63,11 +64,21 @@ class Spool(SpoolReader, SpoolWriter):
         top = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
         self._next_seq = max(top, self._delivered_through, int(self.meta("seq_floor") or 0)) + 1
         self._seq_reserved = int(self.meta("seq_reserved") or 0)
+        self._name_gateway(conn)
         self._undelivered = conn.execute(
             "SELECT (SELECT COUNT(*) FROM events WHERE seq > ?) + (SELECT COUNT(*) FROM set_aside)",
             (self._delivered_through,)).fetchone()[0]
         self.set_meta("gateway_id", self.gateway_id, replace=False)
         return self
+
+    def _name_gateway(self, conn: sqlite3.Connection) -> None:
+        """Rows store no event id: note from which row on this gateway numbers them (a box renamed
+        mid-spool keeps its older rows' identity)."""
+        last = conn.execute("SELECT first_seq, gateway_id FROM gateways ORDER BY first_seq DESC LIMIT 1").fetchone()
+        if last is None or last[1] != self.gateway_id:
+            conn.execute("INSERT OR REPLACE INTO gateways VALUES (?, ?)", (self._next_seq, self.gateway_id))
+            last = (self._next_seq, self.gateway_id)
+        self._reading_from(self.gateway_id, last[0])
 
     def _open_readonly(self) -> Spool:
         if not self.path.is_file():
@@ -82,6 +93,11 @@ class Spool(SpoolReader, SpoolWriter):
             raise SpoolError(f"cannot read the spool: {exc}", where=str(self.path)) from None
         self._check_version(version)
         self._next_seq = top + 1
+        if version >= 6:
+            last = self._conn().execute(
+                "SELECT first_seq, gateway_id FROM gateways ORDER BY first_seq DESC LIMIT 1").fetchone()
+            if last is not None:
+                self._reading_from(last[1], last[0])
         if version >= 3:
             self._delivered_through = int(self.meta("delivered_through") or 0)
         return self

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.config.settings import KafkaSettings
+from gateway.spool.reader import Outgoing
 from gateway.spool.store import Spool
 from gateway.uplink.link import LinkState
 from gateway.uplink.output import KafkaOutput
@@ -171,7 +172,7 @@ class Forwarder:
             return
         self._retry_set_aside = False
         rows = [(row.seq, self.topics[row.kind], (row.session_id if row.kind == "session" else row.rider_id)
-                 or "unknown", row.payload) for row in self.spool.set_aside_rows()]
+                 or "unknown", row.payload, row.crc) for row in self.spool.set_aside_rows()]
         self._put(output, rows, {seq: (None, seq, 0.0) for seq, *_ in rows})
 
     def _send_more(self, output: KafkaOutput) -> bool:
@@ -195,7 +196,7 @@ class Forwarder:
             tickets = {r[0]: (batch, r[0], sent) for r in rows}
         else:
             # The last row of each (topic, key) carries the report for its whole group.
-            last = {(topic, key): seq for seq, topic, key, _payload in rows}
+            last = {(topic, key): seq for seq, topic, key, _payload, _crc in rows}
             batch = _Batch(end, len(rows), len(last))
             tickets = {seq: (batch, seq, sent) for seq in last.values()}
         self._batches.append(batch)
@@ -207,7 +208,7 @@ class Forwarder:
             self._advance()  # only rows set aside: nothing to wait for
         return True
 
-    def _put(self, output: KafkaOutput, rows: list[tuple[int, str, str, bytes]], tickets: dict[int, Any]) -> None:
+    def _put(self, output: KafkaOutput, rows: list[Outgoing], tickets: dict[int, Any]) -> None:
         """Offer rows, waiting for room in the producer's queue (this thread has nothing else to do)."""
         done = output.offer(rows, tickets)
         while done < len(rows):

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateway.spool.reader import Outgoing
 from gateway.uplink.link import LinkState
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,8 @@ class KafkaOutput:
         stay undelivered in the spool."""
         self._producer = None
 
-    def offer(self, messages: list[tuple[int, str, str, bytes]], tickets: dict[int, Any], start: int = 0) -> int:
-        """Offer rows (seq, topic, key, message) from ``start`` on, the ones in ``tickets`` with a
+    def offer(self, messages: list[Outgoing], tickets: dict[int, Any], start: int = 0) -> int:
+        """Offer rows (seq, topic, key, message, CRC) from ``start`` on, the ones in ``tickets`` with a
         delivery report; returns the index of the first one not taken (``len(messages)`` when all
         were: OK; less: RETRY, the local queue is full)."""
         from confluent_kafka import KafkaException
@@ -90,7 +91,7 @@ class KafkaOutput:
         i = start
         try:
             for i in range(start, len(messages)):
-                seq, topic, key, payload = messages[i]
+                seq, topic, key, payload, _ = messages[i]
                 ticket = ticket_of(seq)
                 if ticket is None:
                     produce(topic, payload, key)
