@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -133,15 +134,20 @@ def corrupt_pages(path: Path, pages: list[int]) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_corrupt_file_is_moved_aside_and_readable_rows_salvaged(tmp_path: Path, caplog) -> None:
-    path = tmp_path / "s.sqlite"
+def damaged_spool(path: Path, damage: Callable[[int], list[int]]) -> Spool:
+    """A spool of 4000 power samples whose pages ``damage`` (given the page count) picks are damaged,
+    opened again (so salvaged)."""
     sp = open_spool(path)
     for b in range(40):
         sp.append([power(b * 100 + i) for i in range(100)])
     sp.close()
-    pages = path.stat().st_size // 4096
-    corrupt_pages(path, [pages // 3, pages // 2, pages // 2 + 1])
-    sp = open_spool(path)
+    corrupt_pages(path, damage(path.stat().st_size // 4096))
+    return open_spool(path)
+
+
+def test_corrupt_file_is_moved_aside_and_readable_rows_salvaged(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "s.sqlite"
+    sp = damaged_spool(path, lambda pages: [pages // 3, pages // 2, pages // 2 + 1])
     quarantined = [p for p in tmp_path.glob("s.sqlite.corrupt-*") if not p.name.endswith(("-wal", "-shm"))]
     assert len(quarantined) == 1
     rows = list(sp.since(0))
@@ -292,14 +298,7 @@ def test_a_number_once_given_is_never_given_again_after_a_kill_or_a_lost_tail(tm
     killed.close()
 
     # The newest rows lost to damage (a power cut on a failing card): their numbers may be in Kafka.
-    damaged = tmp_path / "d.sqlite"
-    sp = open_spool(damaged)
-    for b in range(40):
-        sp.append([power(b * 100 + i) for i in range(100)])
-    sp.close()
-    pages = damaged.stat().st_size // 4096
-    corrupt_pages(damaged, [pages - 2, pages - 1])
-    sp = open_spool(damaged)
+    sp = damaged_spool(tmp_path / "d.sqlite", lambda pages: [pages - 2, pages - 1])
     saved = [r.seq for r in sp.since(0)]
     assert 0 < len(saved) < 4000 and max(saved) < 4000
     assert 4000 < sp.append([power(1)])[0].seq <= 4000 + SEQ_RESERVE + 1
