@@ -20,6 +20,10 @@ def power(i: int, rider: str = "r01") -> NewEvent:
                                                         "rider_id": rider})
 
 
+def crossing(i: int, rider: str = "r01") -> NewEvent:
+    return NewEvent("crossing", rider, "s1", 1000.0 + i, {"wallTime": 1000.0 + i, "gate": f"G{i}", "rider_id": rider})
+
+
 def open_spool(path: Path, **policy: object) -> Spool:
     return Spool(path, "box1", Policy(**policy)).open()  # type: ignore[arg-type]
 
@@ -67,8 +71,11 @@ def test_retention_prunes_only_delivered_rows(tmp_path: Path) -> None:
     assert sp.prune(now=1000.0 + 3599) == 0
     assert sp.prune(now=1000.0 + 3601) == 4  # 5 and 6 are younger; 6 is not delivered either
     assert [r.seq for r in sp.since(0)] == [5, 6]
-    assert sp.prune(now=1e9) == 1
-    assert [r.seq for r in sp.since(0)] == [6]
+    # 5 was stored in one commit with 6, which is not delivered: a commit's samples go together.
+    assert sp.prune(now=1e9) == 0
+    sp.mark_delivered_through(6)
+    assert sp.prune(now=1e9) == 2
+    assert list(sp.since(0)) == []
     sp.close()
 
 
@@ -172,13 +179,38 @@ def test_a_file_that_is_not_a_database_starts_a_fresh_spool(tmp_path: Path) -> N
 
 def test_a_damaged_row_is_skipped_and_counted(tmp_path: Path) -> None:
     sp = open_spool(tmp_path / "s.sqlite")
-    sp.append([power(i) for i in range(3)])
+    sp.append([crossing(i) for i in range(3)])
+    sp.append([power(i) for i in range(3, 6)])
+    sp.append([power(i) for i in range(6, 9)])
     raw = sqlite3.connect(tmp_path / "s.sqlite")
-    raw.execute("UPDATE events SET payload = replace(payload, '201', '999') WHERE seq = 2")
+    raw.execute("UPDATE event_rows SET payload = replace(payload, 'G1', 'G9') WHERE seq = 2")
+    # A power sample's block: one flipped byte in its compressed messages.
+    raw.execute("UPDATE blocks SET data = CAST(substr(data, 1, 10) || X'00' || substr(data, 12) AS BLOB) "
+                "WHERE last_seq = 6")
     raw.commit()
     raw.close()
-    assert [r.seq for r in sp.undelivered(0, 10)] == [1, 3]
-    assert sp.status()["corrupt_rows"] == 1
+    assert [r.seq for r in sp.undelivered(0, 10)] == [1, 3, 7, 8, 9]
+    assert sp.status()["corrupt_rows"] == 1 + 3  # the row, and the block's three samples
+    sp.close()
+
+
+def test_a_commits_power_samples_are_one_compressed_block_read_in_order(tmp_path: Path) -> None:
+    sp = open_spool(tmp_path / "s.sqlite")
+    rows = sp.append([power(0), power(1), crossing(2), power(3)])
+    raw = sqlite3.connect(tmp_path / "s.sqlite")
+    assert raw.execute("SELECT COUNT(*) FROM blocks").fetchone()[0] == 1
+    assert raw.execute("SELECT COUNT(*) FROM event_rows").fetchone()[0] == 1
+    # The view reads one line per event, as the table did (a sample's message is in its block).
+    assert raw.execute("SELECT seq, kind, rider_id, wall_time FROM events ORDER BY seq").fetchall() == [
+        (1, "power", "r01", 1000.0), (2, "power", "r01", 1001.0), (3, "crossing", "r01", 1002.0),
+        (4, "power", "r01", 1003.0)]
+    raw.close()
+    assert list(sp.since(0)) == rows
+    assert [r.seq for r in sp.since(0, kinds=["power"])] == [1, 2, 4]
+    topics = {"power": "p", "crossing": "c", "segment": "s", "session": "x"}
+    assert [(r[0], r[1], r[3]) for r in sp.outgoing(0, 10, topics)] == [
+        (r.seq, "c" if r.kind == "crossing" else "p", r.payload) for r in rows]
+    assert [r[0] for r in sp.outgoing(1, 2, topics)] == [2, 3]
     sp.close()
 
 
@@ -197,12 +229,12 @@ def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
     sp.append([NewEvent("segment", "r01", "s1", 1.0, {"number": "1.1"})])
     sp.close()
     raw = sqlite3.connect(tmp_path / "s.sqlite")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 7
     plan = raw.execute("EXPLAIN QUERY PLAN SELECT seq FROM events WHERE kind = 'segment' AND session_id = 's1'")
     assert "events_segments" in str(plan.fetchall())
     raw.execute("PRAGMA user_version=99")
     raw.close()
-    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 6"):
+    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 7"):
         open_spool(tmp_path / "s.sqlite")
 
 
@@ -227,7 +259,7 @@ def test_a_set_aside_row_stays_in_the_backlog_while_the_watermark_passes_it(tmp_
     sp.mark_delivered_through(10)
     assert sp.backlog() == (2, 5.0)  # row 3 (refused) and row 11
     assert [r.seq for r in sp.set_aside_rows()] == [3]
-    assert sp.prune(now=100.0) == 9  # never the set-aside row
+    assert sp.prune(now=100.0) == 0  # never the set-aside row, nor the samples committed with it
     assert sp.status()["set_aside"] == 1
     sp.close()
     sp = open_spool(tmp_path / "s.sqlite")
@@ -241,11 +273,11 @@ def test_messages_are_stored_folded_and_read_whole(tmp_path: Path) -> None:
     import zlib
 
     sp = open_spool(tmp_path / "s.sqlite")
-    whole = sp.append([power(0)])[0].payload
+    whole = sp.append([crossing(0)])[0].payload
     raw = sqlite3.connect(tmp_path / "s.sqlite")
-    stored = raw.execute("SELECT payload FROM events").fetchone()[0]
+    stored = raw.execute("SELECT payload FROM event_rows").fetchone()[0]
     # Stored without the identity the columns and the table of gateways hold: what the SD card is spared.
-    assert stored == b'{"wallTime":1000.0,"instantPower":200,"rider_id":"r01"}'
+    assert stored == b'{"wallTime":1000.0,"gate":"G0","rider_id":"r01"}'
     assert len(stored) < 0.5 * len(whole)
     topics = {"power": "p", "crossing": "c", "segment": "s", "session": "x"}
     assert sp.undelivered(0, 1)[0].payload == whole == sp.outgoing(0, 1, topics)[0][3]
@@ -257,7 +289,7 @@ def test_messages_are_stored_folded_and_read_whole(tmp_path: Path) -> None:
     raw.execute("UPDATE gateways SET first_seq = 2")
     folded = b'{"event_id":"box1:1",' + stored[1:]
     for older in (whole, folded):
-        raw.execute("UPDATE events SET payload = ?, crc = ? WHERE seq = 1", (older, zlib.crc32(whole)))
+        raw.execute("UPDATE event_rows SET payload = ?, crc = ? WHERE seq = 1", (older, zlib.crc32(whole)))
         raw.commit()
         sp = open_spool(tmp_path / "s.sqlite")
         assert sp.undelivered(0, 1)[0].payload == whole == sp.outgoing(0, 1, topics)[0][3]
@@ -293,7 +325,8 @@ def test_a_number_once_given_is_never_given_again_after_a_kill_or_a_lost_tail(tm
     given = spool.last_seq()
     spool.close()
     with sqlite3.connect(path) as raw:
-        raw.execute("DELETE FROM events")
+        raw.execute("DELETE FROM event_rows")
+        raw.execute("DELETE FROM blocks")
     assert open_spool(path).append([power(0)])[0].seq > given - 100  # never a number given before the drop
     killed.close()
 
@@ -315,4 +348,29 @@ def test_a_small_commit_writes_one_page_to_the_card(tmp_path: Path) -> None:
         sp.append([power(i)])
     frames = (os.path.getsize(f"{tmp_path / 's.sqlite'}-wal") - 32) // (4096 + 24)
     assert 50 <= frames <= 55  # a new leaf now and then adds a page
+    sp.close()
+
+
+def test_the_uplink_reading_while_ingest_commits_sees_every_event_once_in_order(tmp_path: Path) -> None:
+    """Rows and blocks are read in one snapshot: a commit landing between the two reads once showed its
+    block but not its crossing, and the uplink passed the crossing by."""
+    import threading
+
+    sp = open_spool(tmp_path / "s.sqlite")
+    done = threading.Event()
+
+    def ingest() -> None:
+        for b in range(400):
+            sp.append([power(b * 10 + i) for i in range(6)] + [crossing(b)] + [power(b * 10 + 7 + i) for i in range(3)])
+        done.set()
+
+    writer = threading.Thread(target=ingest)
+    writer.start()
+    topics = {"power": "p", "crossing": "c", "segment": "s", "session": "x"}
+    seen: list[int] = []
+    while not done.is_set() or (seen and seen[-1] < sp.last_seq()) or not seen:
+        seen += [r[0] for r in sp.outgoing(seen[-1] if seen else 0, 7, topics)]
+    writer.join()
+    sp.release_thread()
+    assert seen == list(range(1, 4001))
     sp.close()

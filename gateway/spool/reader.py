@@ -4,12 +4,15 @@ counted and skipped, never returned."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
+from gateway.spool.blocks import Members, unpack
 from gateway.spool.schema import KINDS, Row, crc
 from gateway.spool.state import SpoolState
 
@@ -17,15 +20,23 @@ log = logging.getLogger(__name__)
 
 Outgoing = tuple[int, str, str, bytes, int]  # seq, topic, key, whole message, its CRC
 _MESSAGE, _CRC = itemgetter(3), itemgetter(4)
+T = TypeVar("T", bound=tuple)  # type: ignore[type-arg]
+
+
+def _merged(items: list[T], cut: int | None, block_cut: int | None, limit: int) -> list[T]:
+    """Rows and block samples in sequence order, up to where both sources were read completely."""
+    items.sort()
+    ends = [c for c in (cut, block_cut) if c is not None]
+    if ends:
+        end = min(ends)
+        items = [t for t in items if t[0] <= end]
+    return items[:limit]
 
 
 class SpoolReader(SpoolState):
     def undelivered(self, after_seq: int = 0, limit: int = 1000) -> list[Row]:
         """Undelivered rows in order after ``after_seq``; a row whose CRC fails is counted, not returned."""
-        cur = self._conn().execute(
-            f"SELECT {self._columns} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (max(after_seq, self._delivered_through), limit))
-        return self._checked(cur)
+        return self._rows_after(max(after_seq, self._delivered_through), limit, KINDS, None)
 
     def outgoing(self, after_seq: int, limit: int, topics: Mapping[str, str]) -> list[Outgoing]:
         """What the uplink sends next: (seq, topic, key, message, CRC) of the undelivered rows after
@@ -35,12 +46,28 @@ class SpoolReader(SpoolState):
         session (their topic is compacted). Leaner than ``undelivered`` (no Row per message): the
         uplink reads every event once more, and a backlog of an hour is 1.44 M of them.
         """
-        rows = self._conn().execute(
+        after = max(after_seq, self._delivered_through)
+        with self._snapshot() as conn:
+            return self._outgoing(conn, after, limit, topics)
+
+    def _outgoing(self, conn: sqlite3.Connection, after: int, limit: int, topics: Mapping[str, str]) -> list[Outgoing]:
+        rows = conn.execute(
             "SELECT seq, CASE kind WHEN 'power' THEN ?1 WHEN 'crossing' THEN ?2 WHEN 'segment' THEN ?3 ELSE ?4 END, "
             f"COALESCE(CASE kind WHEN 'session' THEN session_id ELSE rider_id END, 'unknown'), {self._whole}, crc "
-            "FROM events WHERE seq > ?5 ORDER BY seq LIMIT ?6",
-            (topics["power"], topics["crossing"], topics["segment"], topics["session"],
-             max(after_seq, self._delivered_through), limit)).fetchall()
+            "FROM event_rows WHERE seq > ?5 ORDER BY seq LIMIT ?6",
+            (topics["power"], topics["crossing"], topics["segment"], topics["session"], after, limit)).fetchall()
+        cut = rows[-1][0] if len(rows) == limit else None
+        good = self._good(rows)
+        blocks, block_cut = self._blocks(after, limit, None)
+        if not blocks:
+            return good
+        topic = topics["power"]
+        for m, _session, _recv, start in blocks:  # the samples' CRC is their block's: 0 here
+            good += [(seq, topic, rider or "unknown", message, 0) for seq, rider, message
+                     in zip(m.seqs[start:], m.riders[start:], m.messages[start:], strict=True)]
+        return _merged(good, cut, block_cut, limit)
+
+    def _good(self, rows: list[Outgoing]) -> list[Outgoing]:
         try:  # every checksum at C speed, the rows as they came: the common case
             if list(map(crc, map(_MESSAGE, rows))) == list(map(_CRC, rows)):
                 return rows
@@ -52,10 +79,41 @@ class SpoolReader(SpoolState):
                 self._count_corrupt(r[0])
         return good
 
+    def _blocks(self, after: int, limit: int, session_id: str | None
+                ) -> tuple[list[tuple[Members, str | None, float, int]], int | None]:
+        """Blocks of power samples after ``after`` in order, as (samples, session, receive time, index
+        of the first sample after ``after``), holding at least ``limit`` samples when there are; and
+        the last sequence number they cover when more may follow (None when none do)."""
+        conn = self._conn()
+        where = "last_seq > ?" + (" AND session_id = ?" if session_id is not None else "")
+        out: list[tuple[Members, str | None, float, int]] = []
+        count = 0
+        last = after
+        while True:
+            params: list[Any] = [last] + ([session_id] if session_id is not None else [])
+            rows = conn.execute(f"SELECT last_seq, first_seq, n, session_id, recv_time, idx, data, crc FROM blocks "
+                                f"WHERE {where} ORDER BY last_seq LIMIT 20", params).fetchall()
+            if not rows:
+                return out, None
+            for last, first, n, session, recv, idx, data, check in rows:
+                members = unpack(idx, data, check)
+                if members is None:
+                    self._count_corrupt(last, n)
+                    continue
+                start = 0 if first > after else bisect_right(members.seqs, after)
+                out.append((members, session, recv, start))
+                count += len(members.seqs) - start
+                if count >= limit:
+                    return out, last
+
     def set_aside_rows(self) -> list[Row]:
         """Rows the broker refused (kept, counted in the backlog, offered again when the uplink starts)."""
-        return self._checked(self._conn().execute(
-            f"SELECT {self._columns} FROM events WHERE seq IN (SELECT seq FROM set_aside) ORDER BY seq"))
+        rows = self._checked(self._conn().execute(
+            f"SELECT {self._columns} FROM event_rows WHERE seq IN (SELECT seq FROM set_aside) ORDER BY seq"))
+        for (seq,) in self._conn().execute(
+                "SELECT seq FROM set_aside WHERE seq NOT IN (SELECT seq FROM event_rows) ORDER BY seq").fetchall():
+            rows += [r for r in self._rows_after(seq - 1, 1, ("power",), None) if r.seq == seq]
+        return sorted(rows)
 
     def set_aside_count(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM set_aside").fetchone()[0])
@@ -66,36 +124,73 @@ class SpoolReader(SpoolState):
     def segment_rows(self, session_id: str) -> list[Row]:
         """Every segment result of a session, in order (through the partial index of version 2)."""
         return self._checked(self._conn().execute(
-            f"SELECT {self._columns} FROM events "
+            f"SELECT {self._columns} FROM event_rows "
             "WHERE kind = 'segment' AND session_id = ? ORDER BY seq", (session_id,)))
 
     def segment_sessions(self) -> list[tuple[str, int, float | None, float | None]]:
         """(session, results, first, last) of every session with results, oldest first."""
         return self._conn().execute(
-            "SELECT session_id, COUNT(*), MIN(wall_time), MAX(wall_time) FROM events WHERE kind = 'segment' "
+            "SELECT session_id, COUNT(*), MIN(wall_time), MAX(wall_time) FROM event_rows WHERE kind = 'segment' "
             "GROUP BY session_id ORDER BY MIN(seq)").fetchall()
 
     def since(self, after_seq: int, *, kinds: Sequence[str] = KINDS, session_id: str | None = None,
               batch: int = 5000) -> Iterator[Row]:
         """Every row after ``after_seq`` of the given kinds (and session), in order, in batches."""
-        conn = self._conn()
-        marks = ",".join("?" * len(kinds))
-        where = f"seq > ? AND kind IN ({marks})" + (" AND session_id = ?" if session_id is not None else "")
         last = after_seq
         while True:
-            params: list[Any] = [last, *kinds] + ([session_id] if session_id is not None else [])
-            cur = conn.execute(
-                f"SELECT {self._columns} FROM events "
-                f"WHERE {where} ORDER BY seq LIMIT {int(batch)}", params)
-            rows = self._checked(cur)
+            rows = self._rows_after(last, batch, kinds, session_id)
             if not rows:
                 return
             yield from rows
             last = rows[-1].seq
 
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction for the rows and the blocks: a commit landing between the two reads
+        would otherwise show its block without its rows, and the uplink would pass them by."""
+        conn = self._conn()
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def _rows_after(self, after: int, limit: int, kinds: Sequence[str], session_id: str | None) -> list[Row]:
+        with self._snapshot():
+            return self._rows_after_in(after, limit, kinds, session_id)
+
+    def _rows_after_in(self, after: int, limit: int, kinds: Sequence[str], session_id: str | None) -> list[Row]:
+        """Up to ``limit`` rows after ``after`` of ``kinds`` (and ``session_id``), rows and block samples
+        merged in sequence order."""
+        others = [k for k in kinds if k != "power"]
+        rows: list[Row] = []
+        cut = None
+        if others:
+            marks = ",".join("?" * len(others))
+            where = f"seq > ? AND kind IN ({marks})" + (" AND session_id = ?" if session_id is not None else "")
+            params: list[Any] = [after, *others] + ([session_id] if session_id is not None else [])
+            raw = self._conn().execute(f"SELECT {self._columns} FROM event_rows WHERE {where} ORDER BY seq "
+                                       f"LIMIT {int(limit)}", params).fetchall()
+            cut = raw[-1][0] if len(raw) == limit else None
+            rows = self._good_rows(raw)
+        if "power" not in kinds:
+            return rows
+        blocks, block_cut = self._blocks(after, limit, session_id)
+        make = tuple.__new__
+        for m, session, recv, start in blocks:
+            rows += [make(Row, (seq, "power", rider, session, wall, recv, message, crc(message)))
+                     for seq, rider, wall, message
+                     in zip(m.seqs[start:], m.riders[start:], m.walls[start:], m.messages[start:], strict=True)]
+        return _merged(rows, cut, block_cut, limit)
+
     def _checked(self, cur: sqlite3.Cursor) -> list[Row]:
+        return self._good_rows(cur.fetchall())
+
+    def _good_rows(self, rows: list[Any]) -> list[Row]:
         """Rows whose whole message passes its checksum (a damaged one is counted, not returned)."""
-        rows = cur.fetchall()
         make = tuple.__new__
         # A damaged file can hand back NULL or text where the message was: counted, never sent.
         good = [make(Row, r) for r in rows if isinstance(r[6], bytes) and crc(r[6]) == r[7]]
@@ -105,9 +200,13 @@ class SpoolReader(SpoolState):
                     self._count_corrupt(r[0])
         return good
 
-    def _count_corrupt(self, seq: int) -> None:
-        self.counters.corrupt_rows += 1
-        log.error("spool %s: row %d fails its checksum; skipped", self.path, seq)
+    def _count_corrupt(self, seq: int, n: int = 1) -> None:
+        self.counters.corrupt_rows += n
+        if n == 1:
+            log.error("spool %s: row %d fails its checksum; skipped", self.path, seq)
+        else:
+            log.error("spool %s: the block of %d power samples ending at %d fails its checksum; skipped",
+                      self.path, n, seq)
 
     def backlog(self) -> tuple[int, float | None]:
         """(undelivered rows, receive time of the oldest one).
@@ -116,8 +215,10 @@ class SpoolReader(SpoolState):
         costs one lookup, not a scan of a spool that grows all session with Kafka off.
         """
         row = self._conn().execute(
-            "SELECT MIN(t) FROM (SELECT (SELECT recv_time FROM events WHERE seq > ? ORDER BY seq LIMIT 1) AS t "
-            "UNION ALL SELECT recv_time FROM events WHERE seq IN (SELECT seq FROM set_aside))",
+            "SELECT MIN(t) FROM (SELECT (SELECT recv_time FROM event_rows WHERE seq > ?1 ORDER BY seq LIMIT 1) AS t "
+            "UNION ALL SELECT (SELECT recv_time FROM blocks WHERE last_seq > ?1 ORDER BY last_seq LIMIT 1) "
+            "UNION ALL SELECT recv_time FROM event_rows WHERE seq IN (SELECT seq FROM set_aside) "
+            "UNION ALL SELECT b.recv_time FROM blocks b, set_aside a WHERE a.seq BETWEEN b.first_seq AND b.last_seq)",
             (self._delivered_through,)).fetchone()
         return self._undelivered, row[0] if row else None
 

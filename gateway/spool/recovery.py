@@ -11,6 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from gateway.spool.blocks import BLOCK_COLUMNS, unpack
 from gateway.spool.schema import COLUMNS, SEQUENCE_PARKED, crc, transaction, whole_sql
 from gateway.spool.state import SpoolState
 
@@ -101,11 +102,11 @@ def quarantine(path: Path) -> Path:
 _COLUMNS = COLUMNS + ", delivered_at"
 
 
-def _probe(src: sqlite3.Connection, whole: str, lo: int, hi: int) -> list[tuple[object, ...]]:
+def _probe(src: sqlite3.Connection, table: str, whole: str, lo: int, hi: int) -> list[tuple[object, ...]]:
     out = []
     for seq in range(lo, hi + 1):
         try:
-            out += src.execute(f"SELECT {_COLUMNS}, {whole} FROM events WHERE seq = ?", (seq,)).fetchall()
+            out += src.execute(f"SELECT {_COLUMNS}, {whole} FROM {table} WHERE seq = ?", (seq,)).fetchall()
         except sqlite3.DatabaseError:
             continue
     return out
@@ -143,15 +144,15 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> 
         return 0, 0
     with transaction(dst):
         dst.executemany("INSERT OR REPLACE INTO gateways VALUES (?, ?)", named)
-    whole = whole_sql(None, 0)
-    saved = 0
-    first = last_good = None
+    table = "event_rows" if _has_table(src, "event_rows") else "events"  # renamed in schema 7
+    whole = whole_sql(None, 0, table)
+    saved, first, last_good = _salvage_blocks(src, dst, deadline) if _has_table(src, "blocks") else (0, None, None)
     last, skip = -(2**63), 1
     gap_start: int | None = None
     try:
         while time.monotonic() < deadline:
             try:
-                rows = src.execute(f"SELECT {_COLUMNS}, {whole} FROM events WHERE seq > ? ORDER BY seq LIMIT 500",
+                rows = src.execute(f"SELECT {_COLUMNS}, {whole} FROM {table} WHERE seq > ? ORDER BY seq LIMIT 500",
                                    (last,)).fetchall()
             except sqlite3.DatabaseError:
                 if last == -(2**63):
@@ -163,7 +164,7 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> 
                 continue
             if gap_start is not None:
                 # The skip may have jumped over readable rows beyond the damage: look them up one by one.
-                rows = _probe(src, whole, gap_start + 1, min(last, gap_start + 100_000)) + rows
+                rows = _probe(src, table, whole, gap_start + 1, min(last, gap_start + 100_000)) + rows
                 gap_start = None
             if not rows:
                 break
@@ -171,12 +172,12 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> 
             good = [r[:9] for r in rows if isinstance(r[0], int) and isinstance(r[9], bytes) and crc(r[9]) == r[7]]
             if good:
                 with transaction(dst):
-                    dst.executemany(f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    dst.executemany(f"INSERT OR IGNORE INTO event_rows ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                     good)
                 saved += len(good)
-                first = good[0][0] if first is None else first
-                last_good = good[-1][0]
-                last, skip = last_good, 1
+                first = good[0][0] if first is None else min(first, good[0][0])
+                last_good = max(last_good or good[-1][0], good[-1][0])
+                last, skip = good[-1][0], 1
             else:
                 last = rows[-1][0] if isinstance(rows[-1][0], int) else last + len(rows)
         given = max(_numbers_given(src), last_good or 0)
@@ -186,6 +187,42 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> 
         src.close()
     lost = (last_good - first + 1 - saved) if first is not None and last_good is not None else 0
     return saved, lost
+
+
+def _has_table(src: sqlite3.Connection, name: str) -> bool:
+    try:
+        found = src.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return found is not None
+    except sqlite3.DatabaseError:
+        return False
+
+
+def _salvage_blocks(src: sqlite3.Connection, dst: sqlite3.Connection, deadline: float
+                    ) -> tuple[int, int | None, int | None]:
+    """Copy every readable, checksum-valid block; (samples saved, first and last sequence number).
+
+    The blocks' keys are read first (the table's tree without the samples' pages), then each block
+    on its own, so damage costs the blocks it touches, not the ones after it."""
+    try:
+        keys = [k for (k,) in src.execute("SELECT last_seq FROM blocks ORDER BY last_seq").fetchall()]
+    except sqlite3.DatabaseError:
+        return 0, None, None  # not even the table's tree: its rows' walk above is all there is
+    saved, first, last_good = 0, None, None
+    for key in keys:
+        if time.monotonic() >= deadline:
+            break
+        try:
+            block = src.execute(f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE last_seq = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError:
+            continue
+        if block is None or unpack(block[5], block[6], block[7]) is None:
+            continue
+        with transaction(dst):
+            dst.execute(f"INSERT OR IGNORE INTO blocks ({BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", block)
+        saved += block[2]
+        first = block[1] if first is None else first
+        last_good = block[0]
+    return saved, first, last_good
 
 
 def _numbers_given(src: sqlite3.Connection) -> int:

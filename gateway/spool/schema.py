@@ -18,7 +18,7 @@ import orjson
 
 from gateway.wire import SCHEMA
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Where sqlite_sequence is held (schema 5): out of reach of any sequence number the spool will give.
 SEQUENCE_PARKED = 1 << 62
 KINDS = ("power", "crossing", "segment", "session")
@@ -80,7 +80,45 @@ MIGRATIONS: dict[int, str] = {
     6: """
         CREATE TABLE IF NOT EXISTS gateways (first_seq INTEGER PRIMARY KEY, gateway_id TEXT NOT NULL);
     """,
+    # Power samples are stored a commit at a time (gateway.spool.blocks); the rows are the other
+    # kinds. ``events`` becomes a view of both, one line per event, for anyone reading the file
+    # with sqlite3 (a power sample's message is in its block, compressed: NULL here).
+    7: """
+        ALTER TABLE events RENAME TO event_rows;
+        CREATE TABLE IF NOT EXISTS blocks (
+            last_seq INTEGER PRIMARY KEY,
+            first_seq INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            session_id TEXT,
+            recv_time REAL NOT NULL,
+            idx TEXT NOT NULL,
+            data BLOB NOT NULL,
+            crc INTEGER NOT NULL
+        );
+        CREATE VIEW IF NOT EXISTS events AS
+            SELECT seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc FROM event_rows
+            UNION ALL
+            SELECT CAST(s.value AS INTEGER), 'power', json_extract(b.idx, '$.rider[' || s.key || ']'),
+                   b.session_id, json_extract(b.idx, '$.wall[' || s.key || ']'), b.recv_time, NULL, NULL
+            FROM blocks b, json_each(b.idx, '$.seq') s;
+    """,
 }
+
+
+def compatible(version: int) -> list[str]:
+    """Statements that let a read-only connection read a file of an older ``version`` as if it were
+    of this one (temporary stand-ins: the file itself is never changed)."""
+    out = []
+    if version < 3:
+        out.append("CREATE TEMP TABLE IF NOT EXISTS set_aside (seq INTEGER PRIMARY KEY, reason TEXT, at REAL)")
+    if version < 6:
+        out.append("CREATE TEMP TABLE IF NOT EXISTS gateways (first_seq INTEGER PRIMARY KEY, gateway_id TEXT)")
+    if version < 7:
+        out += ["CREATE TEMP VIEW IF NOT EXISTS event_rows AS SELECT seq, kind, rider_id, session_id, wall_time, "
+                "recv_time, payload, crc FROM main.events",
+                "CREATE TEMP TABLE IF NOT EXISTS blocks (last_seq INTEGER PRIMARY KEY, first_seq INTEGER, n INTEGER, "
+                "session_id TEXT, recv_time REAL, idx TEXT, data BLOB, crc INTEGER)"]
+    return out
 
 
 class NewEvent(NamedTuple):
@@ -162,7 +200,7 @@ def _with_event_id(prefix: bytes) -> str:
 _EVENT_ID_OPENING = b'{"event_id":"'.hex()
 
 
-def whole_sql(gateway: str | None, since: int) -> str:
+def whole_sql(gateway: str | None, since: int, table: str = "event_rows") -> str:
     """SQL for a row's whole Kafka message (a BLOB), as the spool of ``gateway`` reads it.
 
     Rows store their message folded (``gateway.wire.Encoder.fold``: the body alone); SQLite puts
@@ -171,7 +209,7 @@ def whole_sql(gateway: str | None, since: int) -> str:
     gateway the ``gateways`` table names for them; rows stored before schema 6 begin with their
     event id (a body never has one).
     """
-    lookup = ("(SELECT g.gateway_id FROM gateways g WHERE g.first_seq <= events.seq "
+    lookup = (f"(SELECT g.gateway_id FROM gateways g WHERE g.first_seq <= {table}.seq "
               "ORDER BY g.first_seq DESC LIMIT 1)")
     prefix = f"{gateway or ''}:".encode()
     body = "(CASE WHEN length(payload) > 2 THEN ',' || substr(payload, 2) ELSE '}' END)"

@@ -63,6 +63,7 @@ class SpoolState:
         self._undelivered = 0
         self._delivered_through = 0  # every row up to this sequence number is in Kafka (but set-aside ones)
         self._opened = False
+        self._compat: list[str] = []  # a reader's stand-ins for what an older file lacks (schema.compatible)
         # Set (to the reason) while the disk is too full to take new events safely: what is stored
         # can still be read, sent and pruned.
         self.intake_paused: str | None = None
@@ -93,6 +94,8 @@ class SpoolState:
         else:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
+        for statement in self._compat:
+            conn.execute(statement)
         conn.execute(f"PRAGMA synchronous={self.policy.synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")
         # A small page cache per connection: several threads hold one, and the box has little RAM.
@@ -122,6 +125,23 @@ class SpoolState:
             self._connections.clear()
         self._local = threading.local()
         self._opened = False
+
+    def _count(self, low: int, high: int) -> int:
+        """Events with a sequence number in (``low``, ``high``]: rows, and samples in blocks (the
+        blocks the range cuts through are counted from their index)."""
+        conn = self._conn()
+        return int(conn.execute(
+            "SELECT (SELECT COUNT(*) FROM event_rows WHERE seq > ?1 AND seq <= ?2)"
+            " + (SELECT COALESCE(SUM(n), 0) FROM blocks WHERE first_seq > ?1 AND last_seq <= ?2)"
+            " + (SELECT COUNT(*) FROM blocks b, json_each(b.idx, '$.seq') s WHERE b.last_seq > ?1"
+            "    AND b.first_seq <= ?2 AND (b.first_seq <= ?1 OR b.last_seq > ?2) AND s.value > ?1 AND s.value <= ?2)",
+            (low, high)).fetchone()[0])
+
+    def _top(self) -> int:
+        """The highest sequence number stored."""
+        return int(self._conn().execute(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM event_rows), 0), "
+            "COALESCE((SELECT MAX(last_seq) FROM blocks), 0))").fetchone()[0])
 
     # -- writing -------------------------------------------------------------------------------
 

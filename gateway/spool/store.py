@@ -1,10 +1,12 @@
 """The durable on-box event store: SQLite in WAL mode, the source of truth for everything accepted.
 
-Every accepted event (power sample, gate crossing, segment result) is one row, appended in small
-batched transactions before anything downstream sees it. Rows carry their Kafka message's body
-(the identity, ``event_id`` = ``<gateway_id>:<seq>`` and the rest, is rebuilt from the columns as
-rows are read) and the whole message's CRC-32, so a damaged row is recognised and skipped instead
-of sent.
+Every accepted event is stored in batched transactions before anything downstream sees it: a gate
+crossing, a segment result or a session record as one row (table ``event_rows``), a commit's power
+samples as one compressed block (table ``blocks``, see ``spool.blocks``). Rows carry their Kafka
+message's body (the identity, ``event_id`` = ``<gateway_id>:<seq>`` and the rest, is rebuilt from the
+columns as rows are read) and the whole message's CRC-32; a block carries its samples' whole messages
+and a CRC-32 of them; so damage is recognised and skipped instead of sent. The view ``events`` shows
+both, one line per event.
 
 Durability (``synchronous``), as SQLite documents it for WAL mode:
 
@@ -29,7 +31,7 @@ from typing import Any
 
 from gateway.errors import SpoolError
 from gateway.spool.reader import SpoolReader
-from gateway.spool.schema import KINDS, MIGRATIONS, SCHEMA_VERSION, NewEvent, Row, transaction
+from gateway.spool.schema import KINDS, MIGRATIONS, SCHEMA_VERSION, NewEvent, Row, compatible, transaction
 from gateway.spool.state import Policy, SpoolCounters
 from gateway.spool.writer import SpoolWriter
 
@@ -61,13 +63,11 @@ class Spool(SpoolReader, SpoolWriter):
         # A number once given is never given again, even when the newest rows are gone (delivered and
         # pruned, dropped for room: seq_floor; lost to damage: salvage sets seq_floor from the old
         # file's reservation): consumers deduplicate by event id.
-        top = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
+        top = self._top()
         self._next_seq = max(top, self._delivered_through, int(self.meta("seq_floor") or 0)) + 1
         self._seq_reserved = int(self.meta("seq_reserved") or 0)
         self._name_gateway(conn)
-        self._undelivered = conn.execute(
-            "SELECT (SELECT COUNT(*) FROM events WHERE seq > ?) + (SELECT COUNT(*) FROM set_aside)",
-            (self._delivered_through,)).fetchone()[0]
+        self._undelivered = self._count(self._delivered_through, top) + self.set_aside_count()
         self.set_meta("gateway_id", self.gateway_id, replace=False)
         return self
 
@@ -87,7 +87,10 @@ class Spool(SpoolReader, SpoolWriter):
         try:
             conn = self._conn()
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            top = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
+            self._compat = compatible(version)
+            for statement in self._compat:
+                conn.execute(statement)
+            top = self._top()
         except sqlite3.DatabaseError as exc:
             self.close()
             raise SpoolError(f"cannot read the spool: {exc}", where=str(self.path)) from None

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.errors import SpoolError
+from gateway.spool.blocks import BLOCK_COLUMNS, Block, pack
 from gateway.spool.schema import COLUMNS, NewEvent, Row, crc, transaction
 from gateway.spool.state import SpoolState
 
@@ -39,9 +40,9 @@ class SpoolWriter(SpoolState):
             top = self._next_seq + len(events) - 1
             reserve = top + SEQ_RESERVE if top > self._seq_reserved else None
             for attempt in range(2):
-                rows, params = self._rows(events, now)
+                rows, params, blocks = self._rows(events, now)
                 try:
-                    self._insert(params, reserve)
+                    self._insert(params, blocks, reserve)
                 except sqlite3.OperationalError as exc:
                     if "full" not in str(exc).lower():
                         raise SpoolError(f"cannot write: {exc}", where=str(self.path)) from None
@@ -59,25 +60,35 @@ class SpoolWriter(SpoolState):
                 return rows
         return []  # pragma: no cover - the loop always returns
 
-    def _rows(self, events: Sequence[NewEvent], now: float) -> tuple[list[Row], list[tuple[Any, ...]]]:
-        """Rows with their Kafka message (gateway.wire), sequence numbers from the next free one, and
-        the INSERT parameters that store them (the message folded: see ``wire.Encoder``)."""
+    def _rows(self, events: Sequence[NewEvent], now: float) -> tuple[list[Row], list[tuple[Any, ...]], list[Block]]:
+        """Rows with their Kafka message (gateway.wire), sequence numbers from the next free one; the
+        INSERT parameters of the ones stored as rows (the message folded: see ``wire.Encoder``) and
+        the blocks that store the power samples, one per session (see ``spool.blocks``)."""
         fold = self._encoder.fold
         make = tuple.__new__  # a NamedTuple's own constructor costs twice as much, once per event
         seq = self._next_seq
         rows = []
         params = []
+        power: dict[str | None, list[Row]] = {}
         for kind, rider, session, wall, body in events:
             message, stored = fold(seq, session, body)
-            check = crc(message)
-            rows.append(make(Row, (seq, kind, rider, session, wall, now, message, check)))
-            params.append((seq, kind, rider, session, wall, now, stored, check))
+            row = make(Row, (seq, kind, rider, session, wall, now, message, crc(message)))
+            rows.append(row)
+            if kind == "power":
+                power.setdefault(session, []).append(row)
+            else:
+                params.append((seq, kind, rider, session, wall, now, stored, row.crc))
             seq += 1
-        return rows, params
+        blocks = [pack([r.seq for r in rs], [r.rider_id for r in rs], [r.wall_time for r in rs],
+                       [r.payload for r in rs], session, now) for session, rs in power.items()]
+        return rows, params, blocks
 
-    def _insert(self, params: list[tuple[Any, ...]], reserve: int | None) -> None:
+    def _insert(self, params: list[tuple[Any, ...]], blocks: list[Block], reserve: int | None) -> None:
         with transaction(self._conn()) as conn:
-            conn.executemany(f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", params)
+            if params:
+                conn.executemany(f"INSERT INTO event_rows ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", params)
+            if blocks:
+                conn.executemany(f"INSERT INTO blocks ({BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", blocks)
             if reserve is not None:
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_reserved', ?)", (str(reserve),))
 
@@ -99,10 +110,14 @@ class SpoolWriter(SpoolState):
 
     def _delete_for_room(self, wanted: int) -> bool:
         conn = self._conn()
+        keep = "NOT EXISTS (SELECT 1 FROM set_aside a WHERE a.seq BETWEEN b.first_seq AND b.last_seq)"
         freed = conn.execute(
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq <= ? "
+            "DELETE FROM event_rows WHERE seq IN (SELECT seq FROM event_rows WHERE seq <= ? "
             "AND seq NOT IN (SELECT seq FROM set_aside) ORDER BY seq LIMIT ?)",
             (self._delivered_through, max(wanted * 4, 1000))).rowcount
+        freed += sum(n for (n,) in conn.execute(
+            f"DELETE FROM blocks WHERE last_seq IN (SELECT last_seq FROM blocks b WHERE last_seq <= ? AND {keep} "
+            "ORDER BY last_seq LIMIT ?) RETURNING n", (self._delivered_through, max(wanted // 100, 10))).fetchall())
         self.counters.pruned += freed
         if freed:
             return True
@@ -110,9 +125,16 @@ class SpoolWriter(SpoolState):
             return False
         # Dropping may take every row, the newest too: the numbers must go on from here.
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_floor', ?)", (str(self._next_seq - 1),))
-        dropped = conn.execute(
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?)",
-            (self._delivered_through, max(wanted * 2, 500))).rowcount
+        # The oldest undelivered events, up to the end of the oldest block with any (a block goes whole).
+        low = self._delivered_through
+        block = conn.execute("SELECT last_seq FROM blocks WHERE last_seq > ? ORDER BY last_seq LIMIT 1",
+                             (low,)).fetchone()
+        row = conn.execute("SELECT seq FROM event_rows WHERE seq > ? ORDER BY seq LIMIT 1 OFFSET ?",
+                           (low, max(wanted * 2, 500) - 1)).fetchone()
+        cut = min(block[0] if block else self._next_seq, row[0] if row else self._next_seq)
+        dropped = self._count(low, cut)
+        conn.execute("DELETE FROM event_rows WHERE seq > ? AND seq <= ?", (low, cut))
+        conn.execute("DELETE FROM blocks WHERE last_seq > ? AND last_seq <= ?", (low, cut))
         self._undelivered -= dropped
         if dropped:
             if self.counters.dropped == 0 or self.counters.full_since is None:
@@ -136,9 +158,8 @@ class SpoolWriter(SpoolState):
             try:
                 with transaction(self._conn()) as conn:
                     conn.execute("INSERT OR REPLACE INTO meta VALUES ('delivered_through', ?)", (str(seq),))
-                    marked = conn.execute(
-                        "SELECT (SELECT COUNT(*) FROM events WHERE seq > ?1 AND seq <= ?2) - "
-                        "(SELECT COUNT(*) FROM set_aside WHERE seq > ?1 AND seq <= ?2)", (low, seq)).fetchone()[0]
+                    marked = self._count(low, seq) - conn.execute(
+                        "SELECT COUNT(*) FROM set_aside WHERE seq > ? AND seq <= ?", (low, seq)).fetchone()[0]
             except sqlite3.OperationalError as exc:
                 if "full" not in str(exc).lower():
                     raise
@@ -175,11 +196,17 @@ class SpoolWriter(SpoolState):
             conn = self._conn()
             # Rows arrive in receive-time order: the first young row bounds the delete, and finding it
             # reads only the rows about to go.
-            young = conn.execute("SELECT seq FROM events WHERE seq <= ? AND recv_time >= ? ORDER BY seq LIMIT 1",
-                                 (self._delivered_through, now - self.policy.retention_s)).fetchone()
-            below = young[0] if young else self._delivered_through + 1
-            n = conn.execute("DELETE FROM events WHERE seq < ? AND seq NOT IN (SELECT seq FROM set_aside)",
-                             (below,)).rowcount
+            young = conn.execute(
+                "SELECT MIN(COALESCE((SELECT seq FROM event_rows WHERE seq <= ?1 AND recv_time >= ?2 ORDER BY seq "
+                "LIMIT 1), ?1 + 1), COALESCE((SELECT first_seq FROM blocks WHERE last_seq <= ?1 AND recv_time >= ?2 "
+                "ORDER BY last_seq LIMIT 1), ?1 + 1))",
+                (self._delivered_through, now - self.policy.retention_s)).fetchone()
+            below = young[0]
+            n: int = conn.execute("DELETE FROM event_rows WHERE seq < ? AND seq NOT IN (SELECT seq FROM set_aside)",
+                                  (below,)).rowcount
+            n += sum(m for (m,) in conn.execute(
+                "DELETE FROM blocks WHERE last_seq < ? AND NOT EXISTS (SELECT 1 FROM set_aside a WHERE a.seq "
+                "BETWEEN blocks.first_seq AND blocks.last_seq) RETURNING n", (below,)).fetchall())
         self.counters.pruned += n
         return n
 
