@@ -100,3 +100,25 @@ def test_a_refused_event_is_set_aside_and_everything_else_arrives_once_in_order(
     finally:
         forwarder.stop()
         spool.close()
+
+
+def test_a_drained_backlog_is_recorded_at_once_and_live_flow_once_a_second(tmp_path: Path, bootstrap: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    topics = {"power": f"power-{tag}", "crossings": f"crossings-{tag}", "segments": f"segments-{tag}",
+              "sessions": f"sessions-{tag}"}
+    spool = Spool(tmp_path / "spool.sqlite", "box1").open()
+    spool.append([power(i, f"r{i % 4}") for i in range(12_000)])  # an outage's backlog: full batches
+    forwarder = Forwarder(spool, KafkaSettings(True, bootstrap, topics), batch=5_000)
+    forwarder.mark_every_s = 3600.0  # the periodic mark only once in this test (at the first batch)
+    forwarder.start()
+    try:
+        # The status shows the backlog gone as soon as it is delivered, not at the next mark.
+        wait_for(lambda: spool.backlog()[0] == 0, 60, "the drained backlog to be recorded")
+        spool.append([power(i, "r0") for i in range(100)])  # then live: a second's events, marked once a second
+        wait_for(lambda: forwarder.link.delivered >= 12_100, 30, "the live events to be delivered")
+        time.sleep(0.5)
+        assert spool.backlog()[0] == 100
+    finally:
+        forwarder.stop()
+    assert spool.backlog()[0] == 0  # the stop records the rest
+    spool.close()

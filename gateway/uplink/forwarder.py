@@ -80,6 +80,7 @@ class Forwarder:
         self._set_aside: set[int] = set()
         self._retry_set_aside = True
         self._last_mark = 0.0
+        self._behind = False  # draining a backlog (full batches), until caught up
         self._next_topic_try = 0.0
 
     # -- life cycle ------------------------------------------------------------------------
@@ -136,7 +137,11 @@ class Forwarder:
                 sent = self._send_more(self._output)
                 # Wait for reports only when there is nothing more to send.
                 self._settle(self._output.poll(0.0 if sent else 0.05))
-                self._mark()
+                # Once a second, and at once when a backlog has just drained (the status says so then;
+                # live, batches are never full, and the card sees one mark a second).
+                caught_up = self._behind and not sent and self._in_flight == 0
+                self._mark(force=caught_up)
+                self._behind = self._behind and not caught_up
                 now = self.clock()
                 if now >= next_backlog:
                     self._update_backlog()
@@ -187,6 +192,7 @@ class Forwarder:
         if careful:
             rows = [r for r in rows if r[0] <= self._careful_until]
         end = rows[-1][0]
+        self._behind = self._behind or len(rows) >= self.batch  # a full batch: there is a backlog
         if self._set_aside:
             rows = [r for r in rows if r[0] not in self._set_aside]  # the watermark passes them
         sent = time.monotonic()
