@@ -374,3 +374,33 @@ def test_the_uplink_reading_while_ingest_commits_sees_every_event_once_in_order(
     sp.release_thread()
     assert seen == list(range(1, 4001))
     sp.close()
+
+
+def test_power_samples_stored_as_rows_before_schema_7_are_still_read_and_sent(tmp_path: Path) -> None:
+    import zlib
+
+    from gateway.spool.schema import MIGRATIONS
+    from gateway.wire import Encoder
+
+    raw = sqlite3.connect(tmp_path / "s.sqlite")
+    for version in range(1, 7):  # a spool a schema-6 gateway wrote: power samples one row each
+        for statement in MIGRATIONS[version].split(";"):
+            if statement.strip():
+                raw.execute(statement)
+    raw.execute("INSERT INTO gateways VALUES (1, 'box1')")
+    for seq in (1, 2):
+        whole, stored = Encoder("box1").fold(seq, "s1", {"wallTime": 1000.0 + seq, "instantPower": 200})
+        raw.execute("INSERT INTO events (seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc) "
+                    "VALUES (?, 'power', 'r01', 's1', ?, 5.0, ?, ?)", (seq, 1000.0 + seq, stored, zlib.crc32(whole)))
+    raw.execute("PRAGMA user_version=6")
+    raw.commit()
+    raw.close()
+    sp = open_spool(tmp_path / "s.sqlite")
+    sp.append([power(3), crossing(4), power(5)])
+    assert [(r.seq, r.kind) for r in sp.since(0)] == [(1, "power"), (2, "power"), (3, "power"), (4, "crossing"),
+                                                      (5, "power")]
+    assert [r.seq for r in sp.since(0, kinds=["power"])] == [1, 2, 3, 5]
+    topics = {"power": "p", "crossing": "c", "segment": "s", "session": "x"}
+    assert [r[0] for r in sp.outgoing(0, 10, topics)] == [1, 2, 3, 4, 5]
+    assert sp.backlog()[0] == 5 and sp.status()["corrupt_rows"] == 0
+    sp.close()

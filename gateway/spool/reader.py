@@ -164,18 +164,14 @@ class SpoolReader(SpoolState):
 
     def _rows_after_in(self, after: int, limit: int, kinds: Sequence[str], session_id: str | None) -> list[Row]:
         """Up to ``limit`` rows after ``after`` of ``kinds`` (and ``session_id``), rows and block samples
-        merged in sequence order."""
-        others = [k for k in kinds if k != "power"]
-        rows: list[Row] = []
-        cut = None
-        if others:
-            marks = ",".join("?" * len(others))
-            where = f"seq > ? AND kind IN ({marks})" + (" AND session_id = ?" if session_id is not None else "")
-            params: list[Any] = [after, *others] + ([session_id] if session_id is not None else [])
-            raw = self._conn().execute(f"SELECT {self._columns} FROM event_rows WHERE {where} ORDER BY seq "
-                                       f"LIMIT {int(limit)}", params).fetchall()
-            cut = raw[-1][0] if len(raw) == limit else None
-            rows = self._good_rows(raw)
+        merged in sequence order. Power samples stored before schema 7 are rows too."""
+        marks = ",".join("?" * len(kinds))
+        where = f"seq > ? AND kind IN ({marks})" + (" AND session_id = ?" if session_id is not None else "")
+        params: list[Any] = [after, *kinds] + ([session_id] if session_id is not None else [])
+        raw = self._conn().execute(f"SELECT {self._columns} FROM event_rows WHERE {where} ORDER BY seq "
+                                   f"LIMIT {int(limit)}", params).fetchall()
+        cut = raw[-1][0] if len(raw) == limit else None
+        rows = self._good_rows(raw)
         if "power" not in kinds:
             return rows
         blocks, block_cut = self._blocks(after, limit, session_id)
