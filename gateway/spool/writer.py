@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # rows are lost to damage: one small write every 25 s at 100 riders, where SQLite's AUTOINCREMENT
 # rewrote a page at every commit.
 SEQ_RESERVE = 10_000
+# A block is deleted only whole, so never while it holds a sample the broker refused.
+_NO_SET_ASIDE = "NOT EXISTS (SELECT 1 FROM set_aside a WHERE a.seq BETWEEN blocks.first_seq AND blocks.last_seq)"
 
 
 class SpoolWriter(SpoolState):
@@ -110,14 +112,14 @@ class SpoolWriter(SpoolState):
 
     def _delete_for_room(self, wanted: int) -> bool:
         conn = self._conn()
-        keep = "NOT EXISTS (SELECT 1 FROM set_aside a WHERE a.seq BETWEEN b.first_seq AND b.last_seq)"
         freed = conn.execute(
             "DELETE FROM event_rows WHERE seq IN (SELECT seq FROM event_rows WHERE seq <= ? "
             "AND seq NOT IN (SELECT seq FROM set_aside) ORDER BY seq LIMIT ?)",
             (self._delivered_through, max(wanted * 4, 1000))).rowcount
         freed += sum(n for (n,) in conn.execute(
-            f"DELETE FROM blocks WHERE last_seq IN (SELECT last_seq FROM blocks b WHERE last_seq <= ? AND {keep} "
-            "ORDER BY last_seq LIMIT ?) RETURNING n", (self._delivered_through, max(wanted // 100, 10))).fetchall())
+            "DELETE FROM blocks WHERE last_seq IN (SELECT last_seq FROM blocks WHERE last_seq <= ? "
+            f"AND {_NO_SET_ASIDE} ORDER BY last_seq LIMIT ?) RETURNING n",
+            (self._delivered_through, max(wanted // 100, 10))).fetchall())
         self.counters.pruned += freed
         if freed:
             return True
@@ -205,8 +207,7 @@ class SpoolWriter(SpoolState):
             n: int = conn.execute("DELETE FROM event_rows WHERE seq < ? AND seq NOT IN (SELECT seq FROM set_aside)",
                                   (below,)).rowcount
             n += sum(m for (m,) in conn.execute(
-                "DELETE FROM blocks WHERE last_seq < ? AND NOT EXISTS (SELECT 1 FROM set_aside a WHERE a.seq "
-                "BETWEEN blocks.first_seq AND blocks.last_seq) RETURNING n", (below,)).fetchall())
+                f"DELETE FROM blocks WHERE last_seq < ? AND {_NO_SET_ASIDE} RETURNING n", (below,)).fetchall())
         self.counters.pruned += n
         return n
 
