@@ -55,30 +55,30 @@ class Encoder:
     def __init__(self, gateway_id: str) -> None:
         # The config's pattern allows no character JSON would escape in a gateway id.
         self._gw = gateway_id.encode()
-        self._sessions: dict[str | None, bytes] = {}
+        self._heads: dict[str | None, bytes] = {}
 
-    def _sid(self, session_id: str | None) -> bytes:
-        sid = self._sessions.get(session_id)
-        if sid is None:
-            if len(self._sessions) > 64:
-                self._sessions.clear()
-            sid = self._sessions[session_id] = orjson.dumps(session_id)
-        return sid
-
-    def _head(self, seq: int, session_id: str | None) -> bytes:
-        sid = self._sid(session_id)
-        return b'{"event_id":"%s:%d","gateway_id":"%s","seq":%d,"schema":%d,"session_id":%s,"simulation_id":%s' % (
-            self._gw, seq, self._gw, seq, SCHEMA, sid, sid)
+    def _head(self, session_id: str | None) -> bytes:
+        """The identity of a session's messages as a format taking the sequence number twice (formatting
+        two numbers into it costs a third of formatting all seven fields, once per message)."""
+        head = self._heads.get(session_id)
+        if head is None:
+            if len(self._heads) > 64:
+                self._heads.clear()
+            sid = orjson.dumps(session_id).replace(b"%", b"%%")
+            gw = self._gw.replace(b"%", b"%%")
+            head = self._heads[session_id] = (
+                b'{"event_id":"%s:%%d","gateway_id":"%s","seq":%%d,"schema":%d,"session_id":%s,"simulation_id":%s'
+                % (gw, gw, SCHEMA, sid, sid))
+        return head
 
     def encode(self, seq: int, session_id: str | None, body: Mapping[str, Any]) -> bytes:
-        rest = orjson.dumps(body)  # NaN and infinities become null
-        return self._head(seq, session_id) + (b"," + rest[1:] if len(rest) > 2 else b"}")
+        return self.fold(seq, session_id, body)[0]
 
     def fold(self, seq: int, session_id: str | None, body: Mapping[str, Any]) -> tuple[bytes, bytes]:
         """(the whole message, the message as the spool stores it): see the class."""
-        rest = orjson.dumps(body)
+        rest = orjson.dumps(body)  # NaN and infinities become null
         tail = b"," + rest[1:] if len(rest) > 2 else b"}"
-        return self._head(seq, session_id) + tail, rest
+        return self._head(session_id) % (seq, seq) + tail, rest
 
 
 def seq_of(payload: bytes) -> int:

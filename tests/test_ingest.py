@@ -101,6 +101,26 @@ def test_rolling_30s_power_is_the_seed_normalized_power_field(spool: Spool) -> N
     assert rolling[44] == pytest.approx((15 * 100 + 15 * 300) / 30)
 
 
+def test_a_meter_paired_mid_session_is_its_riders_from_the_next_batch_on(spool: Spool) -> None:
+    seen: list[Accepted] = []
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
+    ingest.subscribe(seen.extend)
+    ingest.start()
+    for i in range(40):
+        ingest.submit(PowerSample("ant:777", "777", float(i), 100.0))
+    ingest.flush()
+    paired = [*RIDERS, {"id": "r03", "name": "Mia", "power_meters": [{"ant": 777}]}]
+    ingest.call(lambda: setattr(ingest, "roster", Roster(riders(paired))))
+    for i in range(40, 50):
+        ingest.submit(PowerSample("ant:777", "777", float(i), 300.0))
+    ingest.flush()
+    ingest.stop()
+    assert [a.rider_id for a in seen] == [None] * 40 + ["r03"] * 10
+    assert seen[-1].row.message["name"] == "Mia" and ingest.unmapped == {"ant:777": 40}
+    # The meter's own rolling window (while nobody's) is not the rider's: hers starts with her samples.
+    assert seen[-1].row.message["normalizedPower"] == pytest.approx(300.0)
+
+
 def run_pipeline(spool: Spool, events: list, results: list[SegmentResult]) -> tuple[Ingest, EngineRunner]:
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
     engine = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")

@@ -215,7 +215,7 @@ def test_a_commits_power_samples_are_one_compressed_block_read_in_order(tmp_path
 
 
 def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
-    from gateway.spool.schema import MIGRATIONS
+    from gateway.spool.schema import MIGRATIONS, SCHEMA_VERSION
 
     # A spool written by a version-1 gateway, with an event in it.
     raw = sqlite3.connect(tmp_path / "s.sqlite")
@@ -229,12 +229,12 @@ def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
     sp.append([NewEvent("segment", "r01", "s1", 1.0, {"number": "1.1"})])
     sp.close()
     raw = sqlite3.connect(tmp_path / "s.sqlite")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 7
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
     plan = raw.execute("EXPLAIN QUERY PLAN SELECT seq FROM events WHERE kind = 'segment' AND session_id = 's1'")
     assert "events_segments" in str(plan.fetchall())
     raw.execute("PRAGMA user_version=99")
     raw.close()
-    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 7"):
+    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 8"):
         open_spool(tmp_path / "s.sqlite")
 
 
@@ -403,4 +403,37 @@ def test_power_samples_stored_as_rows_before_schema_7_are_still_read_and_sent(tm
     topics = {"power": "p", "crossing": "c", "segment": "s", "session": "x"}
     assert [r[0] for r in sp.outgoing(0, 10, topics)] == [1, 2, 3, 4, 5]
     assert sp.backlog()[0] == 5 and sp.status()["corrupt_rows"] == 0
+    sp.close()
+
+
+def test_blocks_written_by_schema_7_as_zlib_streams_are_read_beside_new_ones(tmp_path: Path) -> None:
+    import zlib
+
+    from gateway.spool.schema import MIGRATIONS
+    from gateway.wire import Encoder
+
+    raw = sqlite3.connect(tmp_path / "s.sqlite")
+    for version in range(1, 8):  # a spool a schema-7 gateway wrote: its blocks are zlib streams
+        for statement in MIGRATIONS[version].split(";"):
+            if statement.strip():
+                raw.execute(statement)
+    raw.execute("INSERT INTO gateways VALUES (1, 'box1')")
+    wholes = [Encoder("box1").fold(seq, "s1", {"wallTime": 1000.0 + seq, "instantPower": 200})[0] for seq in (1, 2)]
+    data = zlib.compress(b"\n".join(wholes), 1)
+    idx = json.dumps({"seq": [1, 2], "rider": ["r01", "r01"], "wall": [1001.0, 1002.0]})
+    raw.execute("INSERT INTO blocks VALUES (2, 1, 2, 's1', 5.0, ?, ?, ?)", (idx, data, zlib.crc32(data)))
+    raw.execute("PRAGMA user_version=7")
+    raw.commit()
+    raw.close()
+    sp = open_spool(tmp_path / "s.sqlite")
+    sp.append([power(3), crossing(4), power(5)])
+    stored = sp.connection().execute("SELECT substr(data, 1, 4) FROM blocks ORDER BY last_seq").fetchall()
+    assert [d[0][:1] for d in stored] == [b"\x78", b"\x28"]  # zlib, then a Zstandard frame
+    rows = list(sp.since(0))
+    assert [(r.seq, r.kind) for r in rows] == [(1, "power"), (2, "power"), (3, "power"), (4, "crossing"),
+                                               (5, "power")]
+    assert rows[0].payload == wholes[0] and json.loads(rows[4].payload)["event_id"] == "box1:5"
+    topics = {"power": "p", "crossing": "c", "segment": "s", "session": "x"}
+    assert [r[3] for r in sp.outgoing(0, 10, topics)][:2] == wholes
+    assert sp.status()["corrupt_rows"] == 0
     sp.close()

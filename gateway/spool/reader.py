@@ -9,8 +9,9 @@ import logging
 import sqlite3
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import repeat
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 from gateway.spool.blocks import Members, unpack
 from gateway.spool.schema import KINDS, Row, crc
@@ -19,7 +20,7 @@ from gateway.spool.state import SpoolState
 log = logging.getLogger(__name__)
 
 Outgoing = tuple[int, str, str, bytes, int]  # seq, topic, key, whole message, its CRC
-_MESSAGE, _CRC = itemgetter(3), itemgetter(4)
+_SEQ, _MESSAGE, _CRC = itemgetter(0), itemgetter(3), itemgetter(4)
 T = TypeVar("T", bound=tuple)  # type: ignore[type-arg]
 
 
@@ -33,39 +34,83 @@ def _merged(items: list[T], cut: int | None, block_cut: int | None, limit: int) 
     return items[:limit]
 
 
+class Samples(NamedTuple):
+    """Power samples of one block, in order: their sequence numbers, keys (riders) and messages."""
+
+    seqs: list[int]
+    keys: list[str]
+    messages: list[bytes]
+
+
+class Pending(NamedTuple):
+    """What the uplink sends next: rows one tuple each (crossings, results, sessions), power samples
+    by block (all in ``power_topic``). Every event from the first to ``end`` is in it."""
+
+    power_topic: str
+    rows: list[Outgoing]
+    samples: list[Samples]
+
+    @property
+    def size(self) -> int:
+        return len(self.rows) + sum(len(s.seqs) for s in self.samples)
+
+    @property
+    def first(self) -> int:
+        return min([r[0] for r in self.rows[:1]] + [s.seqs[0] for s in self.samples[:1]])
+
+    @property
+    def end(self) -> int:
+        return max([r[0] for r in self.rows[-1:]] + [s.seqs[-1] for s in self.samples[-1:]])
+
+    def flat(self, limit: int | None = None) -> list[Outgoing]:
+        """One tuple per message, in sequence order (the careful path, and ``outgoing``)."""
+        items = list(self.rows)
+        for s in self.samples:  # the samples' CRC is their block's: 0 here
+            items += zip(s.seqs, repeat(self.power_topic), s.keys, s.messages, repeat(0))
+        items.sort(key=_SEQ)
+        return items if limit is None else items[:limit]
+
+
 class SpoolReader(SpoolState):
     def undelivered(self, after_seq: int = 0, limit: int = 1000) -> list[Row]:
         """Undelivered rows in order after ``after_seq``; a row whose CRC fails is counted, not returned."""
         return self._rows_after(max(after_seq, self._delivered_through), limit, KINDS, None)
 
     def outgoing(self, after_seq: int, limit: int, topics: Mapping[str, str]) -> list[Outgoing]:
-        """What the uplink sends next: (seq, topic, key, message, CRC) of the undelivered rows after
-        ``after_seq``, with ``topics`` naming each kind's topic.
+        """What the uplink sends next, one tuple per message: (seq, topic, key, message, CRC) of the
+        undelivered rows after ``after_seq``, at most ``limit``, with ``topics`` naming each kind's topic.
 
         The key keeps a rider's events in order within a partition; session records are keyed by
-        session (their topic is compacted). Leaner than ``undelivered`` (no Row per message): the
-        uplink reads every event once more, and a backlog of an hour is 1.44 M of them.
+        session (their topic is compacted).
         """
+        return self.pending(after_seq, limit, topics).flat(limit)
+
+    def pending(self, after_seq: int, limit: int, topics: Mapping[str, str]) -> Pending:
+        """What the uplink sends next, as ``outgoing`` but about ``limit`` messages (a block is cut
+        only at a row's limit) and the power samples as their blocks' lists: the uplink offers a
+        backlog of an hour, 1.44 M samples, without a tuple made per sample."""
         after = max(after_seq, self._delivered_through)
         with self._snapshot() as conn:
-            return self._outgoing(conn, after, limit, topics)
-
-    def _outgoing(self, conn: sqlite3.Connection, after: int, limit: int, topics: Mapping[str, str]) -> list[Outgoing]:
-        rows = conn.execute(
-            "SELECT seq, CASE kind WHEN 'power' THEN ?1 WHEN 'crossing' THEN ?2 WHEN 'segment' THEN ?3 ELSE ?4 END, "
-            f"COALESCE(CASE kind WHEN 'session' THEN session_id ELSE rider_id END, 'unknown'), {self._whole}, crc "
-            "FROM event_rows WHERE seq > ?5 ORDER BY seq LIMIT ?6",
-            (topics["power"], topics["crossing"], topics["segment"], topics["session"], after, limit)).fetchall()
-        cut = rows[-1][0] if len(rows) == limit else None
-        good = self._good(rows)
-        blocks, block_cut = self._blocks(after, limit, None)
-        if not blocks:
-            return good
-        topic = topics["power"]
-        for m, _session, _recv, start in blocks:  # the samples' CRC is their block's: 0 here
-            good += [(seq, topic, rider or "unknown", message, 0) for seq, rider, message
-                     in zip(m.seqs[start:], m.riders[start:], m.messages[start:], strict=True)]
-        return _merged(good, cut, block_cut, limit)
+            rows = conn.execute(
+                "SELECT seq, CASE kind WHEN 'power' THEN ?1 WHEN 'crossing' THEN ?2 WHEN 'segment' THEN ?3 "
+                "ELSE ?4 END, COALESCE(CASE kind WHEN 'session' THEN session_id ELSE rider_id END, 'unknown'), "
+                f"{self._whole}, crc FROM event_rows WHERE seq > ?5 ORDER BY seq LIMIT ?6",
+                (topics["power"], topics["crossing"], topics["segment"], topics["session"], after, limit)).fetchall()
+            cut = rows[-1][0] if len(rows) == limit else None
+            rows = self._good(rows)
+            blocks, block_cut = self._blocks(after, limit, None)
+        ends = [c for c in (cut, block_cut) if c is not None]
+        end = min(ends) if ends else None
+        if end is not None and rows and rows[-1][0] > end:
+            rows = rows[:bisect_right(rows, end, key=_SEQ)]
+        samples = []
+        for m, _session, _recv, start in blocks:
+            stop = len(m.seqs) if end is None else bisect_right(m.seqs, end, start)
+            if stop > start:
+                riders = m.riders[start:stop]
+                keys = cast(list[str], riders) if None not in riders else [r or "unknown" for r in riders]
+                samples.append(Samples(m.seqs[start:stop], keys, m.messages[start:stop]))
+        return Pending(topics["power"], rows, samples)
 
     def _good(self, rows: list[Outgoing]) -> list[Outgoing]:
         try:  # every checksum at C speed, the rows as they came: the common case
@@ -84,27 +129,25 @@ class SpoolReader(SpoolState):
         """Blocks of power samples after ``after`` in order, as (samples, session, receive time, index
         of the first sample after ``after``), holding at least ``limit`` samples when there are; and
         the last sequence number they cover when more may follow (None when none do)."""
-        conn = self._conn()
         where = "last_seq > ?" + (" AND session_id = ?" if session_id is not None else "")
+        params: list[Any] = [after] + ([session_id] if session_id is not None else [])
         out: list[tuple[Members, str | None, float, int]] = []
         count = 0
-        last = after
-        while True:
-            params: list[Any] = [last] + ([session_id] if session_id is not None else [])
-            rows = conn.execute(f"SELECT last_seq, first_seq, n, session_id, recv_time, idx, data, crc FROM blocks "
-                                f"WHERE {where} ORDER BY last_seq LIMIT 20", params).fetchall()
-            if not rows:
-                return out, None
-            for last, first, n, session, recv, idx, data, check in rows:
-                members = unpack(idx, data, check)
-                if members is None:
-                    self._count_corrupt(last, n)
-                    continue
-                start = 0 if first > after else bisect_right(members.seqs, after)
-                out.append((members, session, recv, start))
-                count += len(members.seqs) - start
-                if count >= limit:
-                    return out, last
+        # Stepped one block at a time: a block of a backlog holds thousands of samples, and the ones
+        # after the limit are not read.
+        for last, first, n, session, recv, idx, data, check in self._conn().execute(
+                f"SELECT last_seq, first_seq, n, session_id, recv_time, idx, data, crc FROM blocks "
+                f"WHERE {where} ORDER BY last_seq", params):
+            members = unpack(idx, data, check)
+            if members is None:
+                self._count_corrupt(last, n)
+                continue
+            start = 0 if first > after else bisect_right(members.seqs, after)
+            out.append((members, session, recv, start))
+            count += len(members.seqs) - start
+            if count >= limit:
+                return out, last
+        return out, None
 
     def set_aside_rows(self) -> list[Row]:
         """Rows the broker refused (kept, counted in the backlog, offered again when the uplink starts)."""

@@ -8,6 +8,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from gateway.errors import SpoolError
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 # rows are lost to damage: one small write every 25 s at 100 riders, where SQLite's AUTOINCREMENT
 # rewrote a page at every commit.
 SEQ_RESERVE = 10_000
+_KIND = itemgetter(0)
 # A block is deleted only whole, so never while it holds a sample the broker refused.
 _NO_SET_ASIDE = "NOT EXISTS (SELECT 1 FROM set_aside a WHERE a.seq BETWEEN blocks.first_seq AND blocks.last_seq)"
 
@@ -57,7 +59,7 @@ class SpoolWriter(SpoolState):
                 self._seq_reserved = reserve or self._seq_reserved
                 self._undelivered += len(rows)
                 self.counters.appended += len(rows)
-                self.counters.by_kind.update(ev.kind for ev in events)
+                self.counters.by_kind.update(map(_KIND, events))  # counted in C
                 self.counters.full_since = None
                 return rows
         return []  # pragma: no cover - the loop always returns
@@ -71,18 +73,24 @@ class SpoolWriter(SpoolState):
         seq = self._next_seq
         rows = []
         params = []
-        power: dict[str | None, list[Row]] = {}
+        power: dict[str | None, tuple[list[int], list[str | None], list[float | None], list[bytes]]] = {}
         for kind, rider, session, wall, body in events:
             message, stored = fold(seq, session, body)
-            row = make(Row, (seq, kind, rider, session, wall, now, message, crc(message)))
-            rows.append(row)
+            check = crc(message)
+            rows.append(make(Row, (seq, kind, rider, session, wall, now, message, check)))
             if kind == "power":
-                power.setdefault(session, []).append(row)
+                members = power.get(session)
+                if members is None:
+                    members = power[session] = ([], [], [], [])
+                seqs, riders, walls, messages = members
+                seqs.append(seq)
+                riders.append(rider)
+                walls.append(wall)
+                messages.append(message)
             else:
-                params.append((seq, kind, rider, session, wall, now, stored, row.crc))
+                params.append((seq, kind, rider, session, wall, now, stored, check))
             seq += 1
-        blocks = [pack([r.seq for r in rs], [r.rider_id for r in rs], [r.wall_time for r in rs],
-                       [r.payload for r in rs], session, now) for session, rs in power.items()]
+        blocks = [pack(*members, session, now) for session, members in power.items()]
         return rows, params, blocks
 
     def _insert(self, params: list[tuple[Any, ...]], blocks: list[Block], reserve: int | None) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -185,23 +186,54 @@ class Forwarder:
         room = self.window - self._in_flight
         if room <= 0 or self._restart:
             return False
-        rows = self.spool.outgoing(self._cursor, min(room, self.batch), self.topics)
-        if not rows:
+        pending = self.spool.pending(self._cursor, min(room, self.batch), self.topics)
+        count = pending.size
+        if not count:
             return False
+        first, end = pending.first, pending.end
+        self._behind = self._behind or count >= self.batch  # a full batch: there is a backlog
+        if first <= self._careful_until or any(first <= seq <= end for seq in self._set_aside):
+            self._send_rows(output, pending.flat())
+            return True
+        # The last message of each (topic, key) carries the report for its whole group.
+        last = {(topic, key): seq for seq, topic, key, _message, _crc in pending.rows}
+        last_sample: dict[str, int] = {}
+        for samples in pending.samples:
+            last_sample.update(zip(samples.keys, samples.seqs, strict=True))
+        for key in last_sample:  # power samples stored as rows (before schema 7) come first
+            last.pop((pending.power_topic, key), None)
+        sent = time.monotonic()
+        batch = _Batch(end, count, len(last) + len(last_sample))
+        self._batches.append(batch)
+        self._in_flight += count
+        self._cursor = end
+        if pending.rows:
+            self._put(output, pending.rows, {seq: (batch, seq, sent) for seq in last.values()})
+        reported = sorted(last_sample.values())
+        for samples in pending.samples:
+            if self._restart:
+                break
+            seqs = samples.seqs
+            mine = reported[bisect_left(reported, seqs[0]):bisect_right(reported, seqs[-1])]
+            reports = [(bisect_left(seqs, seq), (batch, seq, sent)) for seq in mine]
+            if not output.offer_run(pending.power_topic, samples.keys, samples.messages, reports):
+                self._restart = True  # part of a batch offered: start again from the watermark
+        return True
+
+    def _send_rows(self, output: KafkaOutput, rows: list[Outgoing]) -> None:
+        """Offer rows one by one: after a failure (one report per message, so the row at fault is
+        known) or with rows set aside in the range (the watermark passes them)."""
         careful = rows[0][0] <= self._careful_until
         if careful:
             rows = [r for r in rows if r[0] <= self._careful_until]
         end = rows[-1][0]
-        self._behind = self._behind or len(rows) >= self.batch  # a full batch: there is a backlog
         if self._set_aside:
-            rows = [r for r in rows if r[0] not in self._set_aside]  # the watermark passes them
+            rows = [r for r in rows if r[0] not in self._set_aside]
         sent = time.monotonic()
         if careful:
-            # One report per message, so the row at fault is known.
             batch = _Batch(end, len(rows), len(rows))
             tickets = {r[0]: (batch, r[0], sent) for r in rows}
         else:
-            # The last row of each (topic, key) carries the report for its whole group.
             last = {(topic, key): seq for seq, topic, key, _payload, _crc in rows}
             batch = _Batch(end, len(rows), len(last))
             tickets = {seq: (batch, seq, sent) for seq in last.values()}
@@ -212,7 +244,6 @@ class Forwarder:
             self._put(output, rows, tickets)
         elif len(self._batches) == 1:
             self._advance()  # only rows set aside: nothing to wait for
-        return True
 
     def _put(self, output: KafkaOutput, rows: list[Outgoing], tickets: dict[int, Any]) -> None:
         """Offer rows, waiting for room in the producer's queue (this thread has nothing else to do)."""

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 from gateway.spool.reader import Outgoing
@@ -106,6 +108,33 @@ class KafkaOutput:
             self.fatal = True  # said by the error callback already; the forwarder starts a new producer
             return i
         return len(messages)
+
+    def offer_run(self, topic: str, keys: Sequence[str], messages: Sequence[bytes],
+                  reports: Sequence[tuple[int, Any]]) -> bool:
+        """Offer ``messages`` of one ``topic`` in order, those at the indices in ``reports`` (ascending)
+        with a delivery report for their ticket; the stretches in between are handed to the producer
+        without a Python step per message. True when all were taken; False when the local queue
+        filled or the producer failed part way (how many were taken is then not known)."""
+        from confluent_kafka import KafkaException
+
+        produce = self._producer.produce
+        at = 0
+        try:
+            for i, ticket in reports:
+                if i > at:
+                    deque(map(produce, repeat(topic), messages[at:i], keys[at:i]), 0)
+                produce(topic, messages[i], keys[i], on_delivery=self._reporter(ticket))
+                at = i + 1
+            if at < len(messages):
+                deque(map(produce, repeat(topic), messages[at:], keys[at:]), 0)
+        except BufferError:
+            return False
+        except KafkaException as exc:
+            if not exc.args[0].fatal():
+                raise
+            self.fatal = True
+            return False
+        return True
 
     def poll(self, timeout: float) -> list[tuple[Any, str | None]]:
         self._producer.poll(timeout)
