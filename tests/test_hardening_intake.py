@@ -95,6 +95,26 @@ def test_an_engine_error_on_one_event_is_counted_and_the_rest_go_on(spool: Spool
     assert runner.errors == 1
 
 
+def test_a_power_sample_that_breaks_the_engine_is_skipped_and_the_rest_of_its_batch_goes_on(
+        spool: Spool) -> None:
+    eng = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")
+    runner = EngineRunner(eng, lambda r: None)
+    real = eng.add_power
+    fed: list[float] = []
+
+    def flaky(rider: str, t: float, power: float, cadence: float | None = None) -> list[SegmentResult]:
+        if t == 3.0:
+            raise ValueError("a sample the engine cannot take")
+        fed.append(t)
+        return real(rider, t, power, cadence)
+
+    eng.add_power = flaky  # type: ignore[method-assign]
+    samples = [PowerSample("ant:23456", "23456", float(t), 200.0) for t in range(1, 7)]
+    rows = spool.append([NewEvent("power", "r01", "s1", s.wall_time, {"wallTime": s.wall_time}) for s in samples])
+    runner.on_accepted([Accepted(row, s, "r01") for row, s in zip(rows, samples, strict=True)])
+    assert runner.errors == 1 and fed == [1.0, 2.0, 4.0, 5.0, 6.0]
+
+
 # -- clocks --------------------------------------------------------------------------------------------
 
 

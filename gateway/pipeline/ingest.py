@@ -17,8 +17,8 @@ import math
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, cast
 
 import orjson
 
@@ -168,6 +168,20 @@ class Ingest:
                 self._cond.notify_all()
         return True
 
+    def submit_many(self, events: Sequence[Event]) -> int:
+        """Queue ``events`` in order, as many as the queue has room for; returns how many (a replay at
+        full speed hands over its recording a stretch at a time: the rest is its to offer again)."""
+        queue = self._queue
+        room = self.max_queue - len(queue)
+        if room <= 0:
+            return 0
+        taken = events if len(events) <= room else events[:room]
+        queue.extend(taken)
+        with self._cond:
+            self._urgent = self._urgent or any(type(e) is not PowerSample for e in taken)
+            self._cond.notify_all()
+        return len(taken)
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far has been committed (or refused)."""
         done = threading.Event()
@@ -207,13 +221,18 @@ class Ingest:
                     self._cond.wait(left)
                 batch: list[Event] = []
                 call: Callable[[], object] | None = None
-                while self._queue and len(batch) < self.batch_size:
-                    item = self._queue.popleft()
-                    if not isinstance(item, PowerSample) and not isinstance(
-                            item, GateCrossing | SegmentResult | SessionRecord):
-                        call = item  # commit what came before it, then run it
-                        break
-                    batch.append(item)
+                popleft = self._queue.popleft
+                # Events are taken in one stretch; a call among them (rare) ends the batch there.
+                taken = [popleft() for _ in range(min(len(self._queue), self.batch_size))]
+                if all(type(item) is PowerSample for item in taken):
+                    batch = cast(list[Event], taken)
+                else:
+                    for i, item in enumerate(taken):
+                        if not isinstance(item, PowerSample | GateCrossing | SegmentResult | SessionRecord):
+                            call = item  # commit what came before it, then run it
+                            self._queue.extendleft(reversed(taken[i + 1:]))
+                            break
+                        batch.append(item)
                 self._urgent = False
             self._guard(f"a batch of {len(batch)} events could not be committed", self._commit, batch)
             if call is not None:

@@ -28,7 +28,27 @@ class EngineRunner:
         self.stats: dict[str, object] = engine.stats()
 
     def on_accepted(self, batch: list[Accepted]) -> None:
-        results = [r for a in batch if a.usable for r in self._guarded(a.event, a.rider_id, a.row.seq)]
+        results: list[SegmentResult] = []
+        add_power = self.engine.add_power
+        start = 0
+        while start < len(batch):
+            at = start
+            try:
+                # Power samples, hundreds a second, straight to the engine; the rest one by one.
+                for at in range(start, len(batch)):
+                    a = batch[at]
+                    event = a.event
+                    if type(event) is PowerSample:
+                        if a.usable and a.rider_id:
+                            done = add_power(a.rider_id, event.wall_time, event.power, event.cadence)
+                            if done:
+                                results += done
+                    elif a.usable:
+                        results += self._feed(event, a.rider_id)
+                start = len(batch)
+            except Exception as exc:  # MemoryError included: the event is skipped, the batch goes on
+                self._failed(batch[at].event, batch[at].row.seq, exc)
+                start = at + 1
         for result in results:
             self.emit(result)
 
@@ -38,10 +58,13 @@ class EngineRunner:
         try:
             return self._feed(event, rider_id)
         except Exception as exc:  # MemoryError included
-            self.errors += 1
-            log.error("engine: event %s (%r) could not be used and is skipped: %s: %s", seq, event,
-                      type(exc).__name__, exc)
+            self._failed(event, seq, exc)
             return []
+
+    def _failed(self, event: object, seq: int | None, exc: Exception) -> None:
+        self.errors += 1
+        log.error("engine: event %s (%r) could not be used and is skipped: %s: %s", seq, event,
+                  type(exc).__name__, exc)
 
     def _feed(self, event: object, rider_id: str | None) -> list[SegmentResult]:
         if isinstance(event, PowerSample):

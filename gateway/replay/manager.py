@@ -107,7 +107,7 @@ class ReplayManager:
             course = {**pipeline.course.as_dict(), "id": pipeline.course.key}
             await asyncio.to_thread(self.spool.set_meta, f"course:{session}", json.dumps(course))
         player = Player(session, events, pipeline.ingest.submit, factor=factor, clock=self.clock,
-                        backlog=lambda: pipeline.ingest.pending,
+                        backlog=lambda: pipeline.ingest.pending, submit_many=pipeline.ingest.submit_many,
                         label=", ".join(r.path for r in loaded.recordings))
         # Time-only riders (no power stream) finish their segments on the recording's clock.
         pipeline.clock = player.recorded_now
@@ -147,7 +147,7 @@ class ReplayManager:
             await asyncio.to_thread(self.spool.set_meta, f"course:{session}", json.dumps(course))
         name = f"review of {record.get('name') or stored}"
         player = Player(session, events, pipeline.ingest.submit, factor=factor, clock=self.clock,
-                        backlog=lambda: pipeline.ingest.pending, label=name)
+                        backlog=lambda: pipeline.ingest.pending, submit_many=pipeline.ingest.submit_many, label=name)
         pipeline.clock = player.recorded_now
         replay = Replay(player, pipeline, [], False, counts=counts, name=name, of_session=stored)
         pipeline.start()
