@@ -22,6 +22,24 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "s3cret"
 
 
+def older_spool(path: Path, version: int) -> Any:
+    """An open sqlite3 connection to a spool file as a gateway of schema ``version`` left it (its
+    migrations only; from schema 6 on, numbered by box1). The caller fills it, sets
+    ``PRAGMA user_version`` and commits."""
+    import sqlite3
+
+    from gateway.spool.schema import MIGRATIONS
+
+    raw = sqlite3.connect(path)
+    for step in range(1, version + 1):
+        for statement in MIGRATIONS[step].split(";"):
+            if statement.strip():
+                raw.execute(statement)
+    if version >= 6:
+        raw.execute("INSERT INTO gateways VALUES (1, 'box1')")
+    return raw
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

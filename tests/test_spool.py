@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from harness import older_spool
 
 from gateway.errors import SpoolError
 from gateway.spool.store import NewEvent, Policy, Spool
@@ -215,13 +216,9 @@ def test_a_commits_power_samples_are_one_compressed_block_read_in_order(tmp_path
 
 
 def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
-    from gateway.spool.schema import MIGRATIONS, SCHEMA_VERSION
+    from gateway.spool.schema import SCHEMA_VERSION
 
-    # A spool written by a version-1 gateway, with an event in it.
-    raw = sqlite3.connect(tmp_path / "s.sqlite")
-    for statement in MIGRATIONS[1].split(";"):
-        if statement.strip():
-            raw.execute(statement)
+    raw = older_spool(tmp_path / "s.sqlite", 1)  # a spool a version-1 gateway wrote
     raw.execute("PRAGMA user_version=1")
     raw.commit()
     raw.close()
@@ -379,15 +376,9 @@ def test_the_uplink_reading_while_ingest_commits_sees_every_event_once_in_order(
 def test_power_samples_stored_as_rows_before_schema_7_are_still_read_and_sent(tmp_path: Path) -> None:
     import zlib
 
-    from gateway.spool.schema import MIGRATIONS
     from gateway.wire import Encoder
 
-    raw = sqlite3.connect(tmp_path / "s.sqlite")
-    for version in range(1, 7):  # a spool a schema-6 gateway wrote: power samples one row each
-        for statement in MIGRATIONS[version].split(";"):
-            if statement.strip():
-                raw.execute(statement)
-    raw.execute("INSERT INTO gateways VALUES (1, 'box1')")
+    raw = older_spool(tmp_path / "s.sqlite", 6)  # a schema-6 gateway stored power samples one row each
     for seq in (1, 2):
         whole, stored = Encoder("box1").fold(seq, "s1", {"wallTime": 1000.0 + seq, "instantPower": 200})
         raw.execute("INSERT INTO events (seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc) "
@@ -409,15 +400,9 @@ def test_power_samples_stored_as_rows_before_schema_7_are_still_read_and_sent(tm
 def test_blocks_written_by_schema_7_as_zlib_streams_are_read_beside_new_ones(tmp_path: Path) -> None:
     import zlib
 
-    from gateway.spool.schema import MIGRATIONS
     from gateway.wire import Encoder
 
-    raw = sqlite3.connect(tmp_path / "s.sqlite")
-    for version in range(1, 8):  # a spool a schema-7 gateway wrote: its blocks are zlib streams
-        for statement in MIGRATIONS[version].split(";"):
-            if statement.strip():
-                raw.execute(statement)
-    raw.execute("INSERT INTO gateways VALUES (1, 'box1')")
+    raw = older_spool(tmp_path / "s.sqlite", 7)  # a schema-7 gateway wrote its blocks as zlib streams
     wholes = [Encoder("box1").fold(seq, "s1", {"wallTime": 1000.0 + seq, "instantPower": 200})[0] for seq in (1, 2)]
     data = zlib.compress(b"\n".join(wholes), 1)
     idx = json.dumps({"seq": [1, 2], "rider": ["r01", "r01"], "wall": [1001.0, 1002.0]})

@@ -129,20 +129,15 @@ def test_a_drained_backlog_is_recorded_at_once_and_live_flow_once_a_second(tmp_p
 def test_an_upgraded_spool_with_samples_as_rows_and_as_blocks_drains_in_order(tmp_path: Path, bootstrap: str) -> None:
     import zlib
 
+    from harness import older_spool
     from kafka_check import assert_exactly_once_in_order
 
-    from gateway.spool.schema import MIGRATIONS
     from gateway.wire import Encoder
 
     tag = uuid.uuid4().hex[:8]
     topics = {"power": f"power-{tag}", "crossings": f"crossings-{tag}", "segments": f"segments-{tag}",
               "sessions": f"sessions-{tag}"}
-    raw = sqlite3.connect(tmp_path / "spool.sqlite")
-    for version in range(1, 7):  # a schema-6 spool: its power samples are rows
-        for statement in MIGRATIONS[version].split(";"):
-            if statement.strip():
-                raw.execute(statement)
-    raw.execute("INSERT INTO gateways VALUES (1, 'box1')")
+    raw = older_spool(tmp_path / "spool.sqlite", 6)  # a schema-6 spool: its power samples are rows
     for seq in range(1, 301):
         rider = f"r{seq % 3}"
         whole, stored = Encoder("box1").fold(seq, "s1", {"wallTime": 1e9 + seq, "rider_id": rider})
