@@ -121,6 +121,21 @@ def test_a_meter_paired_mid_session_is_its_riders_from_the_next_batch_on(spool: 
     assert seen[-1].row.message["normalizedPower"] == pytest.approx(300.0)
 
 
+def test_a_crossing_queued_behind_a_full_batch_is_committed_without_the_batch_delay(spool: Spool) -> None:
+    crossed = threading.Event()
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=5.0, batch_size=10)
+    ingest.subscribe(lambda batch: crossed.set() if any(a.row.kind == "crossing" for a in batch) else None)
+    for i in range(25):  # more than two batches before it
+        ingest.submit(PowerSample("ant:23456", "23456", float(i), 200.0))
+    ingest.submit(GateCrossing("serial:x", "BD-1", "SF", 25.0))
+    ingest.start()
+    try:
+        assert crossed.wait(2.0), "the crossing waited for its batch to fill"
+    finally:
+        ingest.stop()
+    assert spool.last_seq() == 26
+
+
 def run_pipeline(spool: Spool, events: list, results: list[SegmentResult]) -> tuple[Ingest, EngineRunner]:
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
     engine = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")

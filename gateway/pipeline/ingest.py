@@ -99,6 +99,7 @@ class Ingest:
         self._idle = False  # the thread waits for a first event: a submit wakes it
         self._stopping = False
         self._urgent = False
+        self._waiting = 0  # crossings, results and calls queued: each makes the batch go at once
         self._thread: threading.Thread | None = None
         self.overflow = 0
         self.rejected = 0  # refused by the spool (full, or the disk is)
@@ -136,6 +137,7 @@ class Ingest:
         """Run ``fn`` on the writer thread once everything submitted before it is committed."""
         with self._cond:
             self._queue.append(fn)
+            self._waiting += 1
             self._urgent = True
             self._cond.notify_all()
 
@@ -161,6 +163,7 @@ class Ingest:
         if type(event) is not PowerSample:
             # Crossings and results are what the coach waits for: commit them without the batch delay.
             with self._cond:
+                self._waiting += 1
                 self._urgent = True
                 self._cond.notify_all()
         elif self._idle or len(queue) == self.batch_size:
@@ -177,8 +180,10 @@ class Ingest:
             return 0
         taken = events if len(events) <= room else events[:room]
         queue.extend(taken)
+        urgent = sum(type(e) is not PowerSample for e in taken)
         with self._cond:
-            self._urgent = self._urgent or any(type(e) is not PowerSample for e in taken)
+            self._waiting += urgent
+            self._urgent = self._urgent or urgent > 0
             self._cond.notify_all()
         return len(taken)
 
@@ -233,7 +238,9 @@ class Ingest:
                             self._queue.extendleft(reversed(taken[i + 1:]))
                             break
                         batch.append(item)
-                self._urgent = False
+                    self._waiting -= len(batch) - sum(type(item) is PowerSample for item in batch) + (call is not None)
+                # One still queued (behind a full batch) is not kept waiting for the next one to fill.
+                self._urgent = self._waiting > 0
             self._guard(f"a batch of {len(batch)} events could not be committed", self._commit, batch)
             if call is not None:
                 self._guard("a call on the ingest thread failed", call)
