@@ -195,6 +195,22 @@ def test_a_damaged_row_is_skipped_and_counted(tmp_path: Path) -> None:
     sp.close()
 
 
+def test_a_block_whose_bytes_became_text_is_skipped_not_the_whole_read(tmp_path: Path) -> None:
+    sp = open_spool(tmp_path / "s.sqlite")
+    sp.append([power(i) for i in range(1, 4)])
+    sp.append([power(i) for i in range(4, 7)])
+    raw = sqlite3.connect(tmp_path / "s.sqlite")
+    # One bit in a record's header turns a BLOB into TEXT: here, bytes that are no UTF-8 stored as text.
+    raw.execute("UPDATE blocks SET data = substr(data, 1, 4) || X'FF00FF' WHERE last_seq = 3")
+    raw.commit()
+    raw.close()
+    assert [r.seq for r in sp.since(0)] == [4, 5, 6]
+    topics = {"power": "p", "crossing": "c", "segment": "s", "session": "x"}
+    assert [r[0] for r in sp.outgoing(0, 10, topics)] == [4, 5, 6]
+    assert sp.status()["corrupt_rows"] == 3 + 3  # the block's three samples, once per read
+    sp.close()
+
+
 def test_a_commits_power_samples_are_one_compressed_block_read_in_order(tmp_path: Path) -> None:
     sp = open_spool(tmp_path / "s.sqlite")
     rows = sp.append([power(0), power(1), crossing(2), power(3)])

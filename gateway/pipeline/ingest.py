@@ -98,8 +98,7 @@ class Ingest:
         self._ranges = (p[0], p[1], c[0], c[1], t[0], t[1])
         self._idle = False  # the thread waits for a first event: a submit wakes it
         self._stopping = False
-        self._urgent = False
-        self._waiting = 0  # crossings, results and calls queued: each makes the batch go at once
+        self._waiting = 0  # crossings, results and calls queued: while any is, batches go at once
         self._thread: threading.Thread | None = None
         self.overflow = 0
         self.rejected = 0  # refused by the spool (full, or the disk is)
@@ -138,7 +137,6 @@ class Ingest:
         with self._cond:
             self._queue.append(fn)
             self._waiting += 1
-            self._urgent = True
             self._cond.notify_all()
 
     def start(self) -> Ingest:
@@ -164,7 +162,6 @@ class Ingest:
             # Crossings and results are what the coach waits for: commit them without the batch delay.
             with self._cond:
                 self._waiting += 1
-                self._urgent = True
                 self._cond.notify_all()
         elif self._idle or len(queue) == self.batch_size:
             with self._cond:
@@ -183,7 +180,6 @@ class Ingest:
         urgent = sum(type(e) is not PowerSample for e in taken)
         with self._cond:
             self._waiting += urgent
-            self._urgent = self._urgent or urgent > 0
             self._cond.notify_all()
         return len(taken)
 
@@ -219,7 +215,7 @@ class Ingest:
                 if not self._queue and self._stopping:
                     return
                 deadline = time.monotonic() + self.batch_interval_s
-                while len(self._queue) < self.batch_size and not self._stopping and not self._urgent:
+                while len(self._queue) < self.batch_size and not self._stopping and not self._waiting:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -238,9 +234,8 @@ class Ingest:
                             self._queue.extendleft(reversed(taken[i + 1:]))
                             break
                         batch.append(item)
+                    # One still queued behind this batch keeps the next from waiting to fill.
                     self._waiting -= len(batch) - sum(type(item) is PowerSample for item in batch) + (call is not None)
-                # One still queued (behind a full batch) is not kept waiting for the next one to fill.
-                self._urgent = self._waiting > 0
             self._guard(f"a batch of {len(batch)} events could not be committed", self._commit, batch)
             if call is not None:
                 self._guard("a call on the ingest thread failed", call)

@@ -58,7 +58,7 @@ class Members(NamedTuple):
 
 def unpack(idx: object, data: object, crc: object) -> Members | None:
     """A block's samples; None when it is damaged (its checksum or its index does not hold)."""
-    if not isinstance(data, bytes) or not isinstance(idx, str) or zlib.crc32(data) != crc:
+    if not isinstance(data, bytes) or not isinstance(idx, str | bytes) or zlib.crc32(data) != crc:
         return None
     try:
         stream = zstandard.decompress(data) if data[:4] == _ZSTD_MAGIC else zlib.decompress(data)

@@ -134,9 +134,12 @@ class SpoolReader(SpoolState):
         out: list[tuple[Members, str | None, float, int]] = []
         count = 0
         # Stepped one block at a time: a block of a backlog holds thousands of samples, and the ones
-        # after the limit are not read.
+        # after the limit are not read. The index and the samples are read as bytes whatever their
+        # stored type: one flipped bit in a record's header makes a BLOB text, which Python's sqlite3
+        # cannot even hand back, and the whole read would fail instead of the one block.
         for last, first, n, session, recv, idx, data, check in self._conn().execute(
-                f"SELECT last_seq, first_seq, n, session_id, recv_time, idx, data, crc FROM blocks "
+                f"SELECT last_seq, first_seq, n, session_id, recv_time, CAST(idx AS BLOB), CAST(data AS BLOB), "
+                f"crc FROM blocks "
                 f"WHERE {where} ORDER BY last_seq", params):
             members = unpack(idx, data, check)
             if members is None:

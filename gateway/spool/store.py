@@ -40,6 +40,12 @@ __all__ = ["KINDS", "NewEvent", "Policy", "Row", "Spool", "SpoolCounters"]
 log = logging.getLogger(__name__)
 
 
+def _last_gateway(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """(first sequence number, gateway id) of the gateway that numbers the newest rows."""
+    row = conn.execute("SELECT first_seq, gateway_id FROM gateways ORDER BY first_seq DESC LIMIT 1").fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
 class Spool(SpoolReader, SpoolWriter):
     """The spool: open (checked, migrated, salvaged) and closed here; read and written by its mixins."""
 
@@ -74,7 +80,7 @@ class Spool(SpoolReader, SpoolWriter):
     def _name_gateway(self, conn: sqlite3.Connection) -> None:
         """Rows store no event id: note from which row on this gateway numbers them (a box renamed
         mid-spool keeps its older rows' identity)."""
-        last = conn.execute("SELECT first_seq, gateway_id FROM gateways ORDER BY first_seq DESC LIMIT 1").fetchone()
+        last = _last_gateway(conn)
         if last is None or last[1] != self.gateway_id:
             conn.execute("INSERT OR REPLACE INTO gateways VALUES (?, ?)", (self._next_seq, self.gateway_id))
             last = (self._next_seq, self.gateway_id)
@@ -97,8 +103,7 @@ class Spool(SpoolReader, SpoolWriter):
         self._check_version(version)
         self._next_seq = top + 1
         if version >= 6:
-            last = self._conn().execute(
-                "SELECT first_seq, gateway_id FROM gateways ORDER BY first_seq DESC LIMIT 1").fetchone()
+            last = _last_gateway(self._conn())
             if last is not None:
                 self._reading_from(last[1], last[0])
         if version >= 3:

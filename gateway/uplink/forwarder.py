@@ -334,7 +334,7 @@ class Forwarder:
         while time.monotonic() < deadline and not self._restart and not output.fatal:
             self._send_more(output)
             self._settle(output.poll(0.05))
-            if not self._batches and not self.spool.outgoing(self._cursor, 1, self.topics):
+            if not self._batches and not self.spool.pending(self._cursor, 1, self.topics).size:
                 break
         self._mark(force=True)
         # What is still unacknowledged stays undelivered in the spool and is sent again next time.
