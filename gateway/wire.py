@@ -15,7 +15,7 @@ set the message aside and go on.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,8 @@ from gateway.model import SegmentResult, SessionRecord
 SCHEMA = 2
 SCHEMAS = (1, 2)
 HEADER = ("event_id", "gateway_id", "seq", "schema", "session_id", "simulation_id")
+# A power sample's own fields, in the order its message has them (before name, rider_id and source).
+POWER_FIELDS = ("wallTime", "instantPower", "cadence", "torque", "normalizedPower")
 # Which topic (by its key in kafka.topics) each kind of event goes to.
 TOPIC_KEYS = {"power": "power", "crossing": "crossings", "segment": "segments", "session": "sessions"}
 
@@ -57,6 +59,13 @@ class Encoder:
         self._gw = gateway_id.encode()
         self._heads: dict[str | None, bytes] = {}
 
+    def _identity(self, session_id: str | None) -> tuple[bytes, bytes, bytes]:
+        """A session's identity fields cut around the sequence number's two places."""
+        sid = orjson.dumps(session_id)
+        gw = self._gw
+        return (b'{"event_id":"' + gw + b":", b'","gateway_id":"' + gw + b'","seq":',
+                b',"schema":%d,"session_id":%s,"simulation_id":%s' % (SCHEMA, sid, sid))
+
     def _head(self, session_id: str | None) -> bytes:
         """The identity of a session's messages as a format taking the sequence number twice (formatting
         two numbers into it takes 0.28 us here, all seven fields 0.72 us, once per message)."""
@@ -64,12 +73,31 @@ class Encoder:
         if head is None:
             if len(self._heads) > 64:
                 self._heads.clear()
-            sid = orjson.dumps(session_id).replace(b"%", b"%%")
-            gw = self._gw.replace(b"%", b"%%")
-            head = self._heads[session_id] = (
-                b'{"event_id":"%s:%%d","gateway_id":"%s","seq":%%d,"schema":%d,"session_id":%s,"simulation_id":%s'
-                % (gw, gw, SCHEMA, sid, sid))
+            head = self._heads[session_id] = b"%d".join(p.replace(b"%", b"%%") for p in self._identity(session_id))
         return head
+
+    def power_run(self, first_seq: int, session_id: str | None, columns: Sequence[Sequence[float | None]],
+                  name: str | None, rider_id: str | None, source: str) -> bytes:
+        """The messages of a run of one meter's power samples, one per line, numbered from ``first_seq``:
+        byte for byte what ``encode`` makes of each sample's body (``POWER_FIELDS`` from ``columns``,
+        then name, rider and source), built from constant pieces and each column's numbers formatted
+        in one call (1.4 us a sample here against 3.1 us one message at a time)."""
+        n = len(columns[0])
+        a, b, c = self._identity(session_id)
+        tail = b',"name":%s,"rider_id":%s,"source":%s}\n' % (orjson.dumps(name), orjson.dumps(rider_id),
+                                                             orjson.dumps(source))
+        pieces: list[bytes] = [a, b"", b, b"", c]
+        for field in POWER_FIELDS:
+            pieces += (b',"%s":' % field.encode(), b"")
+        pieces.append(tail)
+        width = len(pieces)
+        parts = pieces * n
+        seqs = _numbers(list(range(first_seq, first_seq + n)))
+        parts[1::width] = seqs
+        parts[3::width] = seqs
+        for k, column in enumerate(columns):
+            parts[6 + 2 * k::width] = _numbers(column)
+        return b"".join(parts)[:-1]
 
     def encode(self, seq: int, session_id: str | None, body: Mapping[str, Any]) -> bytes:
         return self.fold(seq, session_id, body)[0]
@@ -79,6 +107,11 @@ class Encoder:
         rest = orjson.dumps(body)  # NaN and infinities become null
         tail = b"," + rest[1:] if len(rest) > 2 else b"}"
         return self._head(session_id) % (seq, seq) + tail, rest
+
+
+def _numbers(values: Sequence[float | int | None]) -> list[bytes]:
+    """Each value as JSON, formatted in one call (NaN and infinities become null, as in a body)."""
+    return orjson.dumps(values)[1:-1].split(b",")
 
 
 def seq_of(payload: bytes) -> int:

@@ -196,8 +196,9 @@ def test_a_full_disk_at_start_up_is_a_degraded_start(tiny_disk: Path, gateway_en
 
 
 def test_disk_full_during_a_replay_says_what_was_refused(tiny_disk: Path, gateway_env: dict[str, str]) -> None:
-    # The sample's power samples take under half a megabyte once compressed: leave less than that.
-    (tiny_disk / "other-files").write_bytes(b"\0" * (2 * 1024 * 1024))
+    # The sample's events take about 650 kB once stored (a replay's large commits keep its WAL about
+    # that size too): leave half a megabyte.
+    (tiny_disk / "other-files").write_bytes(b"\0" * (2560 * 1024))
     out = cli("replay", "@sample", "--speed", "0", "--no-web", "--state-dir", str(tiny_disk / "state"),
               env=gateway_env, timeout=300)
     assert out.returncode == 1, out.stderr

@@ -13,9 +13,10 @@ from gateway.engine.course import Course
 from gateway.engine.metrics import power_metrics
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.model import GateCrossing, PowerSample, SegmentResult
-from gateway.pipeline.ingest import Accepted, Ingest
+from gateway.pipeline.ingest import Accepted, Ingest, events_in
 from gateway.pipeline.roster import Roster
 from gateway.pipeline.runner import EngineRunner
+from gateway.pipeline.runs import PowerRun
 from gateway.spool.store import Spool
 
 RIDERS = [
@@ -62,8 +63,10 @@ def test_subscribers_see_only_committed_events_in_batches(spool: Spool) -> None:
     batches: list[int] = []
 
     def check(batch: list[Accepted]) -> None:
-        batches.append(len(batch))
-        committed_when_seen.append(spool.last_seq() >= batch[-1].row.seq)
+        batches.append(events_in(batch))  # one meter's samples in a batch come as one run
+        last = batch[-1]
+        end = last.row.seq + (len(last.event.walls) - 1 if isinstance(last.event, PowerRun) else 0)
+        committed_when_seen.append(spool.last_seq() >= end)
 
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.05, batch_size=100)
     ingest.subscribe(check)
@@ -88,23 +91,19 @@ def test_stop_commits_everything_queued(spool: Spool) -> None:
 
 
 def test_rolling_30s_power_is_the_seed_normalized_power_field(spool: Spool) -> None:
-    seen: list[Accepted] = []
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
-    ingest.subscribe(seen.extend)
     ingest.start()
     for i in range(60):
         ingest.submit(PowerSample("ant:23456", "23456", float(i), 100.0 if i < 30 else 300.0))
     ingest.flush()
     ingest.stop()
-    rolling = [a.row.message["normalizedPower"] for a in seen]
+    rolling = [row.message["normalizedPower"] for row in spool.since(0)]
     assert rolling[29] == pytest.approx(100.0) and rolling[59] == pytest.approx(300.0)
     assert rolling[44] == pytest.approx((15 * 100 + 15 * 300) / 30)
 
 
 def test_a_meter_paired_mid_session_is_its_riders_from_the_next_batch_on(spool: Spool) -> None:
-    seen: list[Accepted] = []
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
-    ingest.subscribe(seen.extend)
     ingest.start()
     for i in range(40):
         ingest.submit(PowerSample("ant:777", "777", float(i), 100.0))
@@ -115,10 +114,11 @@ def test_a_meter_paired_mid_session_is_its_riders_from_the_next_batch_on(spool: 
         ingest.submit(PowerSample("ant:777", "777", float(i), 300.0))
     ingest.flush()
     ingest.stop()
-    assert [a.rider_id for a in seen] == [None] * 40 + ["r03"] * 10
-    assert seen[-1].row.message["name"] == "Mia" and ingest.unmapped == {"ant:777": 40}
+    seen = list(spool.since(0))
+    assert [row.rider_id for row in seen] == [None] * 40 + ["r03"] * 10
+    assert seen[-1].message["name"] == "Mia" and ingest.unmapped == {"ant:777": 40}
     # The meter's own rolling window (while nobody's) is not the rider's: hers starts with her samples.
-    assert seen[-1].row.message["normalizedPower"] == pytest.approx(300.0)
+    assert seen[-1].message["normalizedPower"] == pytest.approx(300.0)
 
 
 def test_a_crossing_queued_behind_a_full_batch_is_committed_without_the_batch_delay(spool: Spool) -> None:

@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+from numpy.typing import ArrayLike
+
 from gateway.config.settings import RiderSettings
 from gateway.engine.course import Course, Crossing, Span, assemble
 from gateway.engine.metrics import DEFAULT_MAX_GAP_S, PREROLL_S, PowerMetrics, power_metrics
@@ -91,10 +94,10 @@ class SegmentEngine:
             "results": sum(len(r.emitted) for r in self._riders.values()),
         }
 
-    def _rider(self, rider_id: str) -> _Rider | None:
+    def _rider(self, rider_id: str, count: int = 1) -> _Rider | None:
         rider = self._riders.get(rider_id)
         if rider is None:
-            self.unknown_riders[rider_id] += 1
+            self.unknown_riders[rider_id] += count
         return rider
 
     def add_power(self, rider_id: str, t: float, power: float, cadence: float | None = None) -> list[SegmentResult]:
@@ -113,6 +116,28 @@ class SegmentEngine:
         if t > rider.latest_sample:
             rider.latest_sample = t
         if rider.pending and any(span.end <= t for span in rider.pending.values()):
+            return self._finalize(rider, lambda span: span.end <= rider.latest_sample)
+        return []
+
+    def add_power_run(self, rider_id: str, t: ArrayLike, power: ArrayLike, cadence: ArrayLike) -> list[SegmentResult]:
+        """Samples of one rider in time order (``cadence`` NaN where there is none): what as many
+        ``add_power`` calls would do, the arrays extended at once."""
+        columns = [np.asarray(values, dtype=np.float64) for values in (t, power, cadence)]
+        times = columns[0]
+        rider = self._rider(rider_id, len(times))
+        if rider is None or not len(times):
+            return []
+        if rider.t and times[0] < rider.t[-1]:
+            out: list[SegmentResult] = []
+            for sample in zip(*(c.tolist() for c in columns), strict=True):
+                out += self.add_power(rider_id, *sample)
+            return out
+        for kept, values in zip((rider.t, rider.p, rider.c), columns, strict=True):
+            kept.frombytes(values.tobytes())
+        last = rider.t[-1]
+        if last > rider.latest_sample:
+            rider.latest_sample = last
+        if rider.pending and any(span.end <= last for span in rider.pending.values()):
             return self._finalize(rider, lambda span: span.end <= rider.latest_sample)
         return []
 

@@ -23,6 +23,7 @@ from gateway.pipeline.runner import EngineRunner
 from gateway.spool.store import Spool
 
 TICK_S = 0.5
+REPLAY_BATCH = 5000
 
 
 @dataclass
@@ -80,13 +81,19 @@ def course_of(settings: Settings, gates: Sequence[str] | None) -> CourseSettings
 
 def build(settings: Settings, spool: Spool, session_id: str, *, riders: Sequence[RiderSettings] | None = None,
           gates: Sequence[str] | None = None, clock: Callable[[], float] = time.time,
-          subscribers: Sequence[Callable[[list[Accepted]], None]] = ()) -> SessionPipeline:
-    """A session's ingest and engine on ``spool``; ``clock`` is the engine's time (a replay's recorded one)."""
+          subscribers: Sequence[Callable[[list[Accepted]], None]] = (), replay: bool = False) -> SessionPipeline:
+    """A session's ingest and engine on ``spool``; ``clock`` is the engine's time (a replay's recorded one).
+
+    A replay's batches may be larger than the live box's (``REPLAY_BATCH``): at full speed a commit
+    then holds hundreds of samples of each meter, stored and computed as columns (``pipeline.runs``);
+    at real speed its batches are cut by ``spool.batch_interval_ms`` as the live box's are.
+    """
     riders = settings.riders if riders is None else riders
     course = course_of(settings, gates)
     sp = settings.spool
     ingest = Ingest(spool, Roster(riders), session_id, batch_interval_s=sp.batch_interval_ms / 1000.0,
-                    batch_size=sp.batch_size, plausible=Plausible.from_settings(settings.sources.plausible))
+                    batch_size=max(sp.batch_size, REPLAY_BATCH) if replay else sp.batch_size,
+                    plausible=Plausible.from_settings(settings.sources.plausible))
     engine = SegmentEngine(Course.from_settings(course), RiderInfo.roster(riders), session_id,
                            np_window=settings.metrics.np_window)
     runner = EngineRunner(engine, ingest.submit)

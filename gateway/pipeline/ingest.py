@@ -25,26 +25,33 @@ import orjson
 from gateway.model import GateCrossing, PowerSample, SegmentResult, SessionRecord
 from gateway.pipeline.plausible import Plausible
 from gateway.pipeline.roster import Roster
-from gateway.spool.store import NewEvent, Row, Spool
+from gateway.pipeline.runs import RUN_MIN, Event, PowerRun, by_meter, columns, rolling_means
+from gateway.spool.store import NewEvent, NewRun, Row, Spool
 from gateway.wire import segment_body, session_body
 
 log = logging.getLogger(__name__)
 
-Event = PowerSample | GateCrossing | SegmentResult | SessionRecord
 ROLLING_S = 30.0
+_EVENT_TYPES = frozenset((PowerSample, GateCrossing, SegmentResult, SessionRecord))
 
 
 class Accepted(NamedTuple):
     """An event committed to the spool, with the rider it belongs to (None if unknown).
 
     ``usable`` is False for a power sample outside the plausible ranges: stored and forwarded with
-    its flag, never averaged into a segment.
+    its flag, never averaged into a segment. ``event`` is a ``PowerRun`` for a long run of one
+    meter's samples committed together (a replay at full speed): ``row`` is then its first sample's.
     """
 
     row: Row
-    event: Event
+    event: Event | PowerRun
     rider_id: str | None
     usable: bool = True
+
+
+def events_in(batch: Sequence[Accepted]) -> int:
+    """How many events a committed batch holds (a ``PowerRun`` counts its samples)."""
+    return len(batch) + sum(len(a.event.walls) - 1 for a in batch if type(a.event) is PowerRun)
 
 
 def _finite(value: float | None) -> float | None:
@@ -220,22 +227,22 @@ class Ingest:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-                batch: list[Event] = []
                 call: Callable[[], object] | None = None
                 popleft = self._queue.popleft
                 # Events are taken in one stretch; a call among them (rare) ends the batch there.
                 taken = [popleft() for _ in range(min(len(self._queue), self.batch_size))]
-                if all(type(item) is PowerSample for item in taken):
-                    batch = cast(list[Event], taken)
-                else:
-                    for i, item in enumerate(taken):
-                        if not isinstance(item, PowerSample | GateCrossing | SegmentResult | SessionRecord):
-                            call = item  # commit what came before it, then run it
-                            self._queue.extendleft(reversed(taken[i + 1:]))
-                            break
-                        batch.append(item)
+                types = list(map(type, taken))  # counted and searched in C: a replay's batch is thousands
+                power = types.count(PowerSample)
+                if power < len(taken):
+                    if not _EVENT_TYPES.issuperset(types):
+                        end = next(i for i, kind in enumerate(types) if kind not in _EVENT_TYPES)
+                        call = cast(Callable[[], object], taken[end])  # commit what came before it, then run it
+                        self._queue.extendleft(reversed(taken[end + 1:]))
+                        power = types[:end].count(PowerSample)
+                        del taken[end:]
                     # One still queued behind this batch keeps the next from waiting to fill.
-                    self._waiting -= len(batch) - sum(type(item) is PowerSample for item in batch) + (call is not None)
+                    self._waiting -= len(taken) - power + (call is not None)
+                batch = cast(list[Event], taken)
             self._guard(f"a batch of {len(batch)} events could not be committed", self._commit, batch)
             if call is not None:
                 self._guard("a call on the ingest thread failed", call)
@@ -264,15 +271,20 @@ class Ingest:
     def _commit(self, batch: list[Event]) -> None:
         if not batch:
             return
+        runs: list[tuple[NewRun, PowerRun]] = []
+        if len(batch) >= RUN_MIN:
+            runs, batch = self._take_runs(batch)
         power, other = self._power, self._prepare
         news = [power(ev) if type(ev) is PowerSample else other(ev) for ev in batch]
-        rows = self.spool.append(news)
+        rows = self.spool.append(news, runs=[new for new, _ in runs])
         if not rows:
-            self.rejected += len(batch)
+            self.rejected += len(batch) + sum(len(run.walls) for _, run in runs)
             return
         make = tuple.__new__  # a NamedTuple's own constructor costs twice as much, once per event
         accepted = [make(Accepted, (row, ev, new.rider_id, "implausible" not in new.body))
-                    for row, ev, new in zip(rows, batch, news, strict=True)]
+                    for row, ev, new in zip(rows, batch, news, strict=False)]  # then the runs' rows
+        accepted += [make(Accepted, (row, run, new.rider_id, True))
+                     for row, (new, run) in zip(rows[len(news):], runs, strict=True)]
         for new in news:
             if new.kind == "session":  # the page's session list names sessions from these
                 self.spool.set_meta(f"session:{new.session_id}", orjson.dumps(new.body).decode())
@@ -281,6 +293,31 @@ class Ingest:
                 callback(accepted)
             except Exception:
                 log.exception("ingest: a subscriber failed on a batch of %d events", len(accepted))
+
+    def _take_runs(self, batch: list[Event]) -> tuple[list[tuple[NewRun, PowerRun]], list[Event]]:
+        """The batch's long plain runs of one meter (see ``pipeline.runs``), and what is left of it in
+        its order."""
+        runs: list[tuple[NewRun, PowerRun]] = []
+        groups, rest = by_meter(batch)
+        for group in groups:
+            cols = columns(group, self._ranges)
+            source, sensor = group[0][0], group[0][1]
+            meter = self._meters.get((source, sensor)) or self._meter(source, sensor)
+            window = meter.window
+            rolled = None if cols is None else rolling_means(
+                [s[0] for s in window.samples], [s[1] for s in window.samples], cols.t, cols.p, ROLLING_S)
+            if cols is None or rolled is None:
+                rest += group  # the one-sample way: after the rest of the batch, in its own order
+                continue
+            means, kept_t, kept_p = rolled
+            window.samples = deque(zip(kept_t, kept_p, strict=True))
+            window.total = math.fsum(kept_p)
+            if meter.rider is None:
+                self._count_unmapped(source, len(group))
+            runs.append((NewRun(meter.rider, self.session_id, meter.name, source,
+                                (cols.walls, cols.powers, cols.cadences, cols.torques, means)),
+                         PowerRun(source, sensor, cols.t, cols.p, cols.c)))
+        return runs, rest
 
     def _prepare(self, ev: Event) -> NewEvent:
         """The spool's record of an event (its rider is ``rider_id``: None when unknown)."""
@@ -350,8 +387,8 @@ class Ingest:
             log.warning("ingest: %s sent an implausible %s (%s W, %s rpm, %s Nm); kept flagged, never averaged "
                         "(%d so far)", ev.source, " and ".join(bad), ev.power, ev.cadence, ev.torque, n + 1)
 
-    def _count_unmapped(self, key: str) -> None:
+    def _count_unmapped(self, key: str, count: int = 1) -> None:
         n = self.unmapped.get(key, 0)
-        self.unmapped[key] = n + 1
+        self.unmapped[key] = n + count
         if n == 0:
             log.warning("ingest: %s is not in the roster; its events are kept and forwarded without a rider", key)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from gateway.engine.segments import SegmentEngine
 from gateway.model import GateCrossing, PowerSample, SegmentResult
 from gateway.pipeline.ingest import Accepted
+from gateway.pipeline.runs import PowerRun
 from gateway.spool.store import Spool
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class EngineRunner:
                   type(exc).__name__, exc)
 
     def _feed(self, event: object, rider_id: str | None) -> list[SegmentResult]:
+        if isinstance(event, PowerRun):
+            return self.engine.add_power_run(rider_id, event.walls, event.powers, event.cadences) if rider_id else []
         if isinstance(event, PowerSample):
             return self.engine.add_power(rider_id, event.wall_time, event.power, event.cadence) if rider_id else []
         if isinstance(event, GateCrossing):

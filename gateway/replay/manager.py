@@ -19,7 +19,7 @@ from gateway.config.settings import RiderSettings
 from gateway.errors import GatewayError, NotFound, ReplayError
 from gateway.model import GateCrossing, PowerSample
 from gateway.pipeline.build import SessionPipeline, build
-from gateway.pipeline.ingest import Accepted
+from gateway.pipeline.ingest import Accepted, events_in
 from gateway.pipeline.riderbook import RiderBook
 from gateway.replay.files import expand, load_session, merged
 from gateway.replay.player import Clock, Player, check_factor
@@ -54,7 +54,7 @@ class Replay:
 
 def _count(counts: dict[str, int], batch: list[Accepted]) -> None:
     counts["results"] += sum(1 for a in batch if a.row.kind == "segment")
-    counts["stored"] += len(batch)
+    counts["stored"] += events_in(batch)
 
 
 class ReplayManager:
@@ -101,7 +101,8 @@ class ReplayManager:
         # FTP and weight as they were on the recording's date.
         roster = self.book.riders_on(events[0].wall_time) if self.book and events else settings.riders
         pipeline = build(settings, self.spool, session, riders=(*roster, *map(rider, loaded.strangers)),
-                         gates=loaded.gates, subscribers=[lambda batch: _count(counts, batch), *self.listeners])
+                         gates=loaded.gates, subscribers=[lambda batch: _count(counts, batch), *self.listeners],
+                         replay=True)
         if loaded.gates != gates:
             # The page names a session's segments from its course: this one is the files'.
             course = {**pipeline.course.as_dict(), "id": pipeline.course.key}
@@ -142,7 +143,7 @@ class ReplayManager:
         session = self._session_id()
         counts = {"results": 0, "stored": 0}
         pipeline = build(settings, self.spool, session, riders=riders, gates=gates,
-                         subscribers=[lambda batch: _count(counts, batch), *self.listeners])
+                         subscribers=[lambda batch: _count(counts, batch), *self.listeners], replay=True)
         if course:
             await asyncio.to_thread(self.spool.set_meta, f"course:{session}", json.dumps(course))
         name = f"review of {record.get('name') or stored}"

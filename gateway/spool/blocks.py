@@ -43,7 +43,8 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # every Zstandard frame begins with it; a zli
 
 def pack(seqs: Sequence[int], riders: Sequence[str | None], walls: Sequence[float | None],
          messages: Sequence[bytes], session_id: str | None, recv_time: float) -> Block:
-    """One block of power samples (``seqs`` ascending; the messages whole, as sent)."""
+    """One block of power samples (``seqs`` ascending; the messages whole, as sent: an item of
+    ``messages`` may be several already joined by newlines, a run's)."""
     data = zstandard.compress(b"\n".join(messages), 1)
     idx = orjson.dumps({"seq": seqs, "rider": riders, "wall": walls}).decode()
     return Block(seqs[-1], seqs[0], len(seqs), session_id, recv_time, idx, data, zlib.crc32(data))

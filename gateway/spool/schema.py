@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -135,6 +135,18 @@ class NewEvent(NamedTuple):
     session_id: str | None
     wall_time: float | None
     body: dict[str, Any]
+
+
+class NewRun(NamedTuple):
+    """A run of one meter's power samples on its way in (a replay at full speed hands them over in
+    long runs): stored as one stretch of a block, numbered consecutively, its messages built in one
+    go (``wire.Encoder.power_run``). ``columns`` are ``wire.POWER_FIELDS``' values, one list each."""
+
+    rider_id: str | None
+    session_id: str | None
+    name: str | None
+    source: str
+    columns: tuple[Sequence[float | None], ...]
 
 
 class Row(NamedTuple):

@@ -31,11 +31,11 @@ from typing import Any
 
 from gateway.errors import SpoolError
 from gateway.spool.reader import SpoolReader
-from gateway.spool.schema import KINDS, MIGRATIONS, SCHEMA_VERSION, NewEvent, Row, compatible, transaction
+from gateway.spool.schema import KINDS, MIGRATIONS, SCHEMA_VERSION, NewEvent, NewRun, Row, compatible, transaction
 from gateway.spool.state import Policy, SpoolCounters
 from gateway.spool.writer import SpoolWriter
 
-__all__ = ["KINDS", "NewEvent", "Policy", "Row", "Spool", "SpoolCounters"]
+__all__ = ["KINDS", "NewEvent", "NewRun", "Policy", "Row", "Spool", "SpoolCounters"]
 
 log = logging.getLogger(__name__)
 

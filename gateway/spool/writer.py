@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.errors import SpoolError
 from gateway.spool.blocks import BLOCK_COLUMNS, Block, pack
-from gateway.spool.schema import COLUMNS, NewEvent, Row, crc, transaction
+from gateway.spool.schema import COLUMNS, NewEvent, NewRun, Row, crc, transaction
 from gateway.spool.state import SpoolState
 
 log = logging.getLogger(__name__)
@@ -28,23 +28,27 @@ _NO_SET_ASIDE = "NOT EXISTS (SELECT 1 FROM set_aside a WHERE a.seq BETWEEN block
 
 
 class SpoolWriter(SpoolState):
-    def append(self, events: Sequence[NewEvent], now: float | None = None) -> list[Row]:
-        """Store ``events`` in one transaction; returns the rows stored (all, or none if rejected).
+    def append(self, events: Sequence[NewEvent], now: float | None = None, runs: Sequence[NewRun] = ()) -> list[Row]:
+        """Store ``events`` and ``runs`` in one transaction; returns the rows stored (all, or none if
+        rejected): one per event, then one per run, its first sample's (the run's others follow it in
+        sequence).
 
         Never raises for a full spool or a full disk: the policy decides, the counters tell.
         """
-        if not events:
+        if not events and not runs:
             return []
         now = time.time() if now is None else now
+        in_runs = sum(len(run.columns[0]) for run in runs)
+        count = len(events) + in_runs
         with self._write_lock:
             if self.intake_paused is not None:
-                return self._reject(events, self.intake_paused)
-            if self.used_bytes() >= self.policy.max_bytes and not self._make_room(len(events)):
-                return self._reject(events, "the spool is full")
-            top = self._next_seq + len(events) - 1
+                return self._reject(count, self.intake_paused)
+            if self.used_bytes() >= self.policy.max_bytes and not self._make_room(count):
+                return self._reject(count, "the spool is full")
+            top = self._next_seq + count - 1
             reserve = top + SEQ_RESERVE if top > self._seq_reserved else None
             for attempt in range(2):
-                rows, params, blocks = self._rows(events, now)
+                rows, params, blocks = self._rows(events, runs, now)
                 try:
                     self._insert(params, blocks, reserve)
                 except sqlite3.OperationalError as exc:
@@ -52,19 +56,22 @@ class SpoolWriter(SpoolState):
                         raise SpoolError(f"cannot write: {exc}", where=str(self.path)) from None
                     self.counters.disk_full += 1
                     self.counters.last_error = f"disk full: {exc}"
-                    if attempt == 0 and self._make_room(len(events)):
+                    if attempt == 0 and self._make_room(count):
                         continue
-                    return self._reject(events, f"no space left ({exc})")
-                self._next_seq += len(rows)
+                    return self._reject(count, f"no space left ({exc})")
+                self._next_seq += count
                 self._seq_reserved = reserve or self._seq_reserved
-                self._undelivered += len(rows)
-                self.counters.appended += len(rows)
+                self._undelivered += count
+                self.counters.appended += count
                 self.counters.by_kind.update(map(_KIND, events))  # counted in C
+                if in_runs:
+                    self.counters.by_kind["power"] += in_runs
                 self.counters.full_since = None
                 return rows
         return []  # pragma: no cover - the loop always returns
 
-    def _rows(self, events: Sequence[NewEvent], now: float) -> tuple[list[Row], list[tuple[Any, ...]], list[Block]]:
+    def _rows(self, events: Sequence[NewEvent], runs: Sequence[NewRun],
+              now: float) -> tuple[list[Row], list[tuple[Any, ...]], list[Block]]:
         """Rows with their Kafka message (gateway.wire), sequence numbers from the next free one; the
         INSERT parameters of the ones stored as rows (the message folded: see ``wire.Encoder``) and
         the blocks that store the power samples, one per session (see ``spool.blocks``)."""
@@ -90,6 +97,19 @@ class SpoolWriter(SpoolState):
             else:
                 params.append((seq, kind, rider, session, wall, now, stored, check))
             seq += 1
+        for rider, session, name, source, columns in runs:
+            n = len(columns[0])
+            stream = self._encoder.power_run(seq, session, columns, name, rider, source)
+            first = stream[:stream.find(b"\n")] if n > 1 else stream
+            rows.append(make(Row, (seq, "power", rider, session, columns[0][0], now, first, crc(first))))
+            members = power.get(session)
+            if members is None:
+                members = power[session] = ([], [], [], [])
+            members[0].extend(range(seq, seq + n))
+            members[1].extend([rider] * n)
+            members[2].extend(columns[0])
+            members[3].append(stream)  # the run's messages, already one per line
+            seq += n
         blocks = [pack(*members, session, now) for session, members in power.items()]
         return rows, params, blocks
 
@@ -102,8 +122,8 @@ class SpoolWriter(SpoolState):
             if reserve is not None:
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq_reserved', ?)", (str(reserve),))
 
-    def _reject(self, events: Sequence[NewEvent], why: str) -> list[Row]:
-        self.counters.rejected += len(events)
+    def _reject(self, count: int, why: str) -> list[Row]:
+        self.counters.rejected += count
         if self.counters.full_since is None:
             self.counters.full_since = time.time()
             log.error("spool %s: %s: rejecting new events (policy %s); %d rejected so far",
