@@ -84,15 +84,16 @@ def build(settings: Settings, spool: Spool, session_id: str, *, riders: Sequence
           subscribers: Sequence[Callable[[list[Accepted]], None]] = (), replay: bool = False) -> SessionPipeline:
     """A session's ingest and engine on ``spool``; ``clock`` is the engine's time (a replay's recorded one).
 
-    A replay's batches may be larger than the live box's (``REPLAY_BATCH``): at full speed a commit
-    then holds hundreds of samples of each meter, stored and computed as columns (``pipeline.runs``);
-    at real speed its batches are cut by ``spool.batch_interval_ms`` as the live box's are.
+    A replay's commits may be larger than the live box's (up to ``REPLAY_BATCH`` events, when that
+    many are queued): at full speed a commit then holds hundreds of samples of each meter, stored
+    and computed as columns (``pipeline.runs``). A commit still goes as soon as ``spool.batch_size``
+    events wait, so a replay at 100 times real speed shows results as soon as before.
     """
     riders = settings.riders if riders is None else riders
     course = course_of(settings, gates)
     sp = settings.spool
     ingest = Ingest(spool, Roster(riders), session_id, batch_interval_s=sp.batch_interval_ms / 1000.0,
-                    batch_size=max(sp.batch_size, REPLAY_BATCH) if replay else sp.batch_size,
+                    batch_size=sp.batch_size, max_batch=REPLAY_BATCH if replay else None,
                     plausible=Plausible.from_settings(settings.sources.plausible))
     engine = SegmentEngine(Course.from_settings(course), RiderInfo.roster(riders), session_id,
                            np_window=settings.metrics.np_window)

@@ -86,14 +86,17 @@ class Ingest:
     """Batches submitted events into spool transactions on its own thread."""
 
     def __init__(self, spool: Spool, roster: Roster, session_id: str, *, batch_interval_s: float = 0.05,
-                 batch_size: int = 500, max_queue: int = 200_000, plausible: Plausible | None = None) -> None:
+                 batch_size: int = 500, max_batch: int | None = None, max_queue: int = 200_000,
+                 plausible: Plausible | None = None) -> None:
         self.spool = spool
         self._roster = roster
         self.plausible = plausible or Plausible()
         self.implausible: Counter[str] = Counter()
         self.session_id = session_id
         self.batch_interval_s = batch_interval_s
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # this many waiting: committed without waiting for the interval
+        # At most this many in one commit (more than batch_size for a replay: see pipeline.build).
+        self.max_batch = max(batch_size, max_batch or batch_size)
         self.max_queue = max_queue
         self._queue: deque[Event | Callable[[], object]] = deque()
         self._periodic: list[list[Any]] = []  # [interval, next due, function]
@@ -230,7 +233,7 @@ class Ingest:
                 call: Callable[[], object] | None = None
                 popleft = self._queue.popleft
                 # Events are taken in one stretch; a call among them (rare) ends the batch there.
-                taken = [popleft() for _ in range(min(len(self._queue), self.batch_size))]
+                taken = [popleft() for _ in range(min(len(self._queue), self.max_batch))]
                 types = list(map(type, taken))  # counted and searched in C: a replay's batch is thousands
                 power = types.count(PowerSample)
                 if power < len(taken):

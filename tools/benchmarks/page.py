@@ -37,7 +37,8 @@ def _run(clients: int) -> dict[str, object]:
     from playwright.sync_api import sync_playwright
 
     data = config.load(None).data
-    data["web"].update(host="127.0.0.1", admin_token="bench")
+    # Thirty phones have thirty addresses; here every client is 127.0.0.1 (web.streams_per_address).
+    data["web"].update(host="127.0.0.1", admin_token="bench", streams_per_address=clients)
     data["sources"]["replay"]["enabled"] = False
     with tempfile.TemporaryDirectory() as d:
         daemon = Daemon(config.Config(data, "bench"), state_dir=Path(d), port=0)
