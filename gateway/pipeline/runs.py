@@ -19,7 +19,9 @@ from gateway.model import GateCrossing, PowerSample, SegmentResult, SessionRecor
 
 Event = PowerSample | GateCrossing | SegmentResult | SessionRecord
 
-RUN_MIN = 32  # samples of one meter in one batch; below that the per-sample path is as fast
+# Samples of one meter in one commit. Measured here (a commit of one meter's samples, spool included):
+# 32 cost 8.9 us a sample as a run against 7.1 one by one, 64 cost 5.1 against 5.5, 128 3.2 against 4.7.
+RUN_MIN = 64
 
 
 class PowerRun(NamedTuple):
@@ -31,6 +33,11 @@ class PowerRun(NamedTuple):
     walls: np.ndarray
     powers: np.ndarray
     cadences: np.ndarray
+
+    def __repr__(self) -> str:  # a log line names the run, not its hundreds of numbers
+        n = len(self.walls)
+        span = f" from {self.walls[0]:.3f} to {self.walls[-1]:.3f}" if n else ""
+        return f"PowerRun({self.source} {self.sensor}: {n} samples{span})"
 
 
 class Columns(NamedTuple):
