@@ -66,6 +66,24 @@ def test_result_waits_for_late_samples_then_grace() -> None:
     assert "power_gap" in result.flags and result.coverage == pytest.approx(101 / 120)
 
 
+def test_a_recordings_last_segment_closes_with_its_last_sample_not_after_the_grace() -> None:
+    """A replay knows where each rider's file ends: the segment ending after the last sample is
+    what ``tick`` would give ``grace_s`` later, given at once; a live stream still waits."""
+    results = {}
+    for ends in ({}, {"r01": 99.0}):
+        eng = engine(grace_s=3.0)
+        eng.set_stream_ends(ends)
+        eng.add_crossing("r01", "SF", 0.0)
+        for i in range(0, 99):
+            assert eng.add_power("r01", float(i), 200.0 + i) == []
+        eng.add_crossing("r01", "TOP", 99.4)  # after the file's last sample (a rounding's worth)
+        early = eng.add_power("r01", 99.0, 300.0)
+        assert (early != []) == bool(ends)
+        assert eng.awaiting_power() == (frozenset() if early else frozenset({"r01"}))
+        results[bool(ends)] = early or eng.tick(102.4)
+    assert results[True] == results[False] and results[True][0].number == "1.1"
+
+
 def test_rider_without_power_meter_gets_a_time_only_result() -> None:
     eng = engine()
     eng.add_crossing("r02", "SF", 0.0)

@@ -136,6 +136,40 @@ def test_a_crossing_queued_behind_a_full_batch_is_committed_without_the_batch_de
     assert spool.last_seq() == 26
 
 
+def test_the_sample_a_closed_segment_waits_for_is_committed_without_the_batch_delay(spool: Spool) -> None:
+    """A crossing is committed at once, but its segment's result needs the rider's next sample
+    (past the gate): that sample must not wait out the spool's interval either."""
+    got: list[SegmentResult] = []
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=30.0)
+    engine = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")
+    arrived = threading.Event()
+
+    def emit(result: SegmentResult) -> None:
+        got.append(result)
+        arrived.set()
+
+    runner = EngineRunner(engine, emit, ingest.await_riders)
+    ingest.subscribe(runner.on_accepted)
+    ingest.start()
+    try:
+        ingest.submit(GateCrossing("serial:x", "BD-1", "SF", 0.0))
+        for i in range(40):
+            ingest.submit(PowerSample("ant:23456", "23456", i * 0.25, 200.0))
+        ingest.submit(GateCrossing("serial:x", "BD-1", "TOP", 9.9))  # commits the samples before it
+        assert not arrived.wait(0.3), "the result came before a sample past its end"
+        ingest.submit(PowerSample("ant:23456", "23456", 10.0, 200.0))
+        assert arrived.wait(10.0), "the sample past the gate waited for the 30 s batch"
+        # Other meters' samples still wait for their batch: the spool's SD-card interval stands.
+        ingest.submit(PowerSample("ble:c4:7f:51:0a:12:9e", "c4:7f:51:0a:12:9e", 10.0, 180.0))
+        committed = spool.last_seq()
+        threading.Event().wait(0.5)
+        assert spool.last_seq() == committed
+    finally:
+        ingest.stop()
+    assert [(r.number, r.end) for r in got] == [("1.1", 9.9)]
+    assert spool.last_seq() == 44
+
+
 def run_pipeline(spool: Spool, events: list, results: list[SegmentResult]) -> tuple[Ingest, EngineRunner]:
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
     engine = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")

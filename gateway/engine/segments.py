@@ -49,6 +49,7 @@ class _Rider:
     p: array[float] = field(default_factory=lambda: array("d"))
     c: array[float] = field(default_factory=lambda: array("d"))
     latest_sample: float = -math.inf
+    stream_end: float = math.inf  # a recording's last sample: no sample will pass a span ending later
     pending: dict[tuple[float, float, str], Span] = field(default_factory=dict)
     emitted: dict[tuple[float, float, str], SegmentResult | None] = field(default_factory=dict)
     duplicates: int = 0
@@ -115,8 +116,8 @@ class SegmentEngine:
             rider.c.append(math.nan if cadence is None else cadence)
         if t > rider.latest_sample:
             rider.latest_sample = t
-        if rider.pending and any(span.end <= t for span in rider.pending.values()):
-            return self._finalize(rider, lambda span: span.end <= rider.latest_sample)
+        if rider.pending:
+            return self._passed(rider)
         return []
 
     def add_power_run(self, rider_id: str, t: ArrayLike, power: ArrayLike, cadence: ArrayLike) -> list[SegmentResult]:
@@ -137,9 +138,7 @@ class SegmentEngine:
         last = rider.t[-1]
         if last > rider.latest_sample:
             rider.latest_sample = last
-        if rider.pending and any(span.end <= last for span in rider.pending.values()):
-            return self._finalize(rider, lambda span: span.end <= rider.latest_sample)
-        return []
+        return self._passed(rider) if rider.pending else []
 
     def add_unknown_crossing(self, transponder: str, gate: str, t: float) -> None:
         """A transponder the roster does not know: counted for the status page, not assembled."""
@@ -162,8 +161,15 @@ class SegmentEngine:
             if withdrawn is not None:  # None: restored from the spool, its row says the rest
                 out.append(replace(withdrawn, flags=(*withdrawn.flags, "withdrawn")))
         rider.pending = {k: s for k, s in spans.items() if k not in rider.emitted}
-        out += self._finalize(rider, lambda span: span.end <= rider.latest_sample)
-        return out
+        return out + self._passed(rider)
+
+    def _passed(self, rider: _Rider) -> list[SegmentResult]:
+        """Results of the spans the rider's power stream has passed the end of (all of them once a
+        recording's stream is over: what ``tick`` would close ``grace_s`` later, no sooner)."""
+        passed = math.inf if rider.latest_sample >= rider.stream_end else rider.latest_sample
+        if any(span.end <= passed for span in rider.pending.values()):
+            return self._finalize(rider, lambda span: span.end <= passed)
+        return []
 
     def mark_emitted(self, rider_id: str, start: float, end: float, number: str) -> None:
         """Record a result already stored (after a restart), so it is not computed twice."""
@@ -182,6 +188,17 @@ class SegmentEngine:
         starts = [s.start for r in self._riders.values() for s in r.pending.values()]
         starts += [r.crossings[-1].time for r in self._riders.values() if r.crossings]
         return min(starts, default=None)
+
+    def set_stream_ends(self, ends: dict[str, float]) -> None:
+        """A replay's riders' last power samples: a segment ending after its rider's is closed as
+        soon as that sample is in, not ``grace_s`` later on the recording's clock."""
+        for rid, end in ends.items():
+            if rid in self._riders:
+                self._riders[rid].stream_end = end
+
+    def awaiting_power(self) -> frozenset[str]:
+        """Riders with a power stream whose closed segment waits for it to pass the segment's end."""
+        return frozenset(rid for rid, r in self._riders.items() if r.pending and r.t)
 
     def tick(self, now: float) -> list[SegmentResult]:
         """Emit spans whose power stream went quiet: ``grace_s`` past their end on the caller's clock."""

@@ -97,7 +97,7 @@ def build(settings: Settings, spool: Spool, session_id: str, *, riders: Sequence
                     plausible=Plausible.from_settings(settings.sources.plausible))
     engine = SegmentEngine(Course.from_settings(course), RiderInfo.roster(riders), session_id,
                            np_window=settings.metrics.np_window)
-    runner = EngineRunner(engine, ingest.submit)
+    runner = EngineRunner(engine, ingest.submit, ingest.await_riders)
     ingest.subscribe(runner.on_accepted)
     for subscriber in subscribers:
         ingest.subscribe(subscriber)

@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -109,6 +109,10 @@ class Ingest:
         self._idle = False  # the thread waits for a first event: a submit wakes it
         self._stopping = False
         self._waiting = 0  # crossings, results and calls queued: while any is, batches go at once
+        # Meters of riders whose segment waits for their next sample (see ``await_riders``); one of
+        # theirs queued makes the batch go at once (``_hurry``), as a crossing does.
+        self._awaited: frozenset[tuple[str, str]] = frozenset()
+        self._hurry = False
         self._thread: threading.Thread | None = None
         self.overflow = 0
         self.rejected = 0  # refused by the spool (full, or the disk is)
@@ -173,10 +177,29 @@ class Ingest:
             with self._cond:
                 self._waiting += 1
                 self._cond.notify_all()
+        elif self._awaited and (event[0], event[1]) in self._awaited:
+            with self._cond:
+                self._hurry = True
+                self._cond.notify_all()
         elif self._idle or len(queue) == self.batch_size:
             with self._cond:
                 self._cond.notify_all()
         return True
+
+    def await_riders(self, riders: Collection[str]) -> None:
+        """``riders`` have a closed segment that waits for their power stream to pass its end: their
+        meters' next sample is committed at once, not after ``batch_interval_s`` (on this thread).
+
+        Without it a crossing's result waited for the batch after it, up to a second on the live box
+        (the spool's interval) and more in a replay at 100 times real speed."""
+        if not riders and not self._awaited:
+            return
+        awaited = self._awaited = frozenset(k for k, m in self._meters.items() if m.rider in riders)
+        if awaited and len(self._queue) < self.batch_size:
+            # Samples queued while the batch that closed the segment was committed.
+            queued = [e for e in list(self._queue) if type(e) is PowerSample]  # list(): a copy made in C
+            if any((e[0], e[1]) in awaited for e in queued):
+                self._hurry = True
 
     def submit_many(self, events: Sequence[Event]) -> int:
         """Queue ``events`` in order, as many as the queue has room for; returns how many (a replay at
@@ -225,12 +248,13 @@ class Ingest:
                 if not self._queue and self._stopping:
                     return
                 deadline = time.monotonic() + self.batch_interval_s
-                while len(self._queue) < self.batch_size and not self._stopping and not self._waiting:
+                while len(self._queue) < self.batch_size and not (self._stopping or self._waiting or self._hurry):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
                     self._cond.wait(left)
                 call: Callable[[], object] | None = None
+                self._hurry = False
                 popleft = self._queue.popleft
                 # Events are taken in one stretch; a call among them (rare) ends the batch there.
                 taken = [popleft() for _ in range(min(len(self._queue), self.max_batch))]

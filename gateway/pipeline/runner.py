@@ -22,9 +22,11 @@ log = logging.getLogger(__name__)
 class EngineRunner:
     """``on_accepted`` is an ingest subscriber; ``tick`` and ``flush`` run on the ingest thread too."""
 
-    def __init__(self, engine: SegmentEngine, emit: Callable[[SegmentResult], object]) -> None:
+    def __init__(self, engine: SegmentEngine, emit: Callable[[SegmentResult], object],
+                 awaiting: Callable[[frozenset[str]], object] = lambda riders: None) -> None:
         self.engine = engine
         self.emit = emit
+        self.awaiting = awaiting  # told, after each batch and tick, whose power the engine waits for
         self.errors = 0
         self.stats: dict[str, object] = engine.stats()
 
@@ -52,6 +54,7 @@ class EngineRunner:
                 start = at + 1
         for result in results:
             self.emit(result)
+        self.awaiting(self.engine.awaiting_power())
 
     def _guarded(self, event: object, rider_id: str | None, seq: int | None) -> list[SegmentResult]:
         """One event that breaks the engine is logged and skipped: it stays in the spool, and it must
@@ -91,6 +94,7 @@ class EngineRunner:
         self.stats = self.engine.stats()
         for result in results:
             self.emit(result)
+        self.awaiting(self.engine.awaiting_power())
 
     def flush(self) -> None:
         for result in self.engine.flush():

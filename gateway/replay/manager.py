@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -110,8 +111,14 @@ class ReplayManager:
         player = Player(session, events, pipeline.ingest.submit, factor=factor, clock=self.clock,
                         backlog=lambda: pipeline.ingest.pending, submit_many=pipeline.ingest.submit_many,
                         label=", ".join(r.path for r in loaded.recordings))
-        # Time-only riders (no power stream) finish their segments on the recording's clock.
+        # Time-only riders (no power stream) finish their segments on the recording's clock; a
+        # rider's last segment closes with the last sample of the rider's file.
         pipeline.clock = player.recorded_now
+        ends: dict[str, float] = {}
+        for r in loaded.recordings:
+            if r.samples and r.rider:
+                ends[r.rider] = max(ends.get(r.rider, -math.inf), r.samples[-1].wall_time)
+        pipeline.runner.engine.set_stream_ends(ends)
         names = [PurePath(r.path).name for r in loaded.recordings]
         replay = Replay(player, pipeline, files, loop, counts=counts, name=replay_name(names), tags=dict(tags or {}))
         pipeline.start()
@@ -150,6 +157,7 @@ class ReplayManager:
         player = Player(session, events, pipeline.ingest.submit, factor=factor, clock=self.clock,
                         backlog=lambda: pipeline.ingest.pending, submit_many=pipeline.ingest.submit_many, label=name)
         pipeline.clock = player.recorded_now
+        pipeline.runner.engine.set_stream_ends({e.sensor: e.wall_time for e in events if type(e) is PowerSample})
         replay = Replay(player, pipeline, [], False, counts=counts, name=name, of_session=stored)
         pipeline.start()
         pipeline.publish("replay", started=player.first, name=name, extra={"review_of": stored})
