@@ -134,7 +134,7 @@ class ReplayManager:
         ("look at lap 2, segment 4"); returns the new session id."""
         settings = self.config.settings
         factor = check_factor(settings.replay.simulationFactor if factor is None else factor)
-        events, record = await asyncio.to_thread(stored_session, self.spool, stored)
+        events, record, ends = await asyncio.to_thread(stored_session, self.spool, stored)
         if not events:
             raise NotFound(f"no power samples or gate crossings of session {stored!r} are in the spool",
                            where="review", hint="delivered events are pruned after spool.retention_h hours")
@@ -145,7 +145,7 @@ class ReplayManager:
         if not riders:
             riders = self.book.riders_on(events[0].wall_time) if self.book else settings.riders
         known = {r.id for r in riders}
-        strangers = sorted({e.sensor for e in events if isinstance(e, PowerSample)} - known)
+        strangers = sorted(ends.keys() - known)
         riders = (*riders, *(rider({"id": s, "name": s}) for s in strangers))
         session = self._session_id()
         counts = {"results": 0, "stored": 0}
@@ -157,7 +157,7 @@ class ReplayManager:
         player = Player(session, events, pipeline.ingest.submit, factor=factor, clock=self.clock,
                         backlog=lambda: pipeline.ingest.pending, submit_many=pipeline.ingest.submit_many, label=name)
         pipeline.clock = player.recorded_now
-        pipeline.runner.engine.set_stream_ends({e.sensor: e.wall_time for e in events if type(e) is PowerSample})
+        pipeline.runner.engine.set_stream_ends(ends)
         replay = Replay(player, pipeline, [], False, counts=counts, name=name, of_session=stored)
         pipeline.start()
         pipeline.publish("replay", started=player.first, name=name, extra={"review_of": stored})
@@ -273,15 +273,19 @@ def replay_name(files: list[str]) -> str:
     return f"replay of {files[0]} and {len(files) - 1} more"
 
 
-def stored_session(spool: Spool, session_id: str) -> tuple[list[PowerSample | GateCrossing], dict[str, Any]]:
-    """A stored session's power samples and crossings as events (named by rider), and its record."""
+def stored_session(spool: Spool, session_id: str) -> tuple[list[PowerSample | GateCrossing], dict[str, Any],
+                                                             dict[str, float]]:
+    """A stored session's power samples and crossings as events (named by rider), its record, and
+    each rider's last power sample (where the rider's stream ends: see ``set_stream_ends``)."""
     events: list[tuple[float, int, PowerSample | GateCrossing]] = []
+    ends: dict[str, float] = {}
     for row in spool.since(0, kinds=("power", "crossing"), session_id=session_id):
         msg = row.message
         wall = float(row.wall_time if row.wall_time is not None else msg["wallTime"])
         if row.kind == "power":
             if row.rider_id is None or msg.get("instantPower") is None or msg.get("implausible"):
                 continue  # nobody's meter, or a reading never averaged live either
+            ends[row.rider_id] = max(wall, ends.get(row.rider_id, wall))
             events.append((wall, 1, PowerSample("replay:review", row.rider_id, wall, float(msg["instantPower"]),
                                                 msg.get("cadence"), msg.get("torque"))))
         else:
@@ -289,4 +293,4 @@ def stored_session(spool: Spool, session_id: str) -> tuple[list[PowerSample | Ga
                                                  str(msg["gate"]), wall, lap=msg.get("lap"))))
     events.sort(key=lambda e: (e[0], e[1]))
     stored = spool.meta(f"session:{session_id}")
-    return [e[2] for e in events], (json.loads(stored) if stored else {})
+    return [e[2] for e in events], (json.loads(stored) if stored else {}), ends
