@@ -112,3 +112,14 @@ class NotFound(GatewayError):
     """Something asked for by name does not exist (HTTP 404)."""
 
     http_status = 404
+
+
+class Busy(GatewayError):
+    """The box is doing as much of this kind of work as it may at once (HTTP 503, Retry-After)."""
+
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after_s: int = 10, where: str | None = None,
+                 hint: str | None = None) -> None:
+        self.headers = {"Retry-After": str(retry_after_s)}
+        super().__init__(message, where=where, hint=hint)

@@ -2,19 +2,25 @@
 
 One JSON object per event, its identity first::
 
-    {"event_id":"<gateway>:<seq>","gateway_id":…,"seq":…,"schema":2,"session_id":…,"simulation_id":…, <body>}
+    {"event_id":"<gateway>:<spool>:<seq>","gateway_id":…,"spool_id":…,"seq":…,"schema":3,"session_id":…,
+     "simulation_id":…, <body>}
 
-``simulation_id`` repeats ``session_id`` for the seed system's consumers. The body is the event's
-own fields (DESIGN.md, "Events on the wire") and never repeats an identity key: schema 1 did, for
-segment results (``session_id`` and ``simulation_id`` twice in one object), which strict consumers
-reject. Decoding accepts schema 1 and 2 and refuses anything else with a ``WireError`` saying why
-(not JSON, a duplicate key, NaN, an unknown schema, a missing or mistyped field), so a consumer can
-set the message aside and go on.
+``spool_id`` names the spool that numbered the event (created with the spool file): a box whose
+spool starts over under the same gateway id (a reinstall, a new SD card) numbers from 1 again, and
+its events are a new stream, never taken for repeats of the old one's. ``simulation_id`` repeats
+``session_id`` for the seed system's consumers. The body is the event's own fields (DESIGN.md,
+"Events on the wire") and never repeats an identity key: schema 1 did, for segment results
+(``session_id`` and ``simulation_id`` twice in one object), which strict consumers reject. Schema 2
+had no ``spool_id`` (event id ``<gateway>:<seq>``). Decoding accepts schemas 1 to 3 and refuses
+anything else with a ``WireError`` saying why (not JSON, a duplicate key, NaN, an unknown schema, a
+missing or mistyped field), so a consumer can set the message aside and go on.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +30,32 @@ import orjson
 from gateway.errors import GatewayError
 from gateway.model import SegmentResult, SessionRecord
 
-SCHEMA = 2
-SCHEMAS = (1, 2)
-HEADER = ("event_id", "gateway_id", "seq", "schema", "session_id", "simulation_id")
+SCHEMA = 3
+SCHEMAS = (1, 2, 3)
+HEADER = ("event_id", "gateway_id", "spool_id", "seq", "schema", "session_id", "simulation_id")
+SPOOL_ID = re.compile(r"^[0-9a-z]{4,32}$")
 # A power sample's own fields, in the order its message has them (before name, rider_id and source).
 POWER_FIELDS = ("wallTime", "instantPower", "cadence", "torque", "normalizedPower")
 # Which topic (by its key in kafka.topics) each kind of event goes to.
 TOPIC_KEYS = {"power": "power", "crossing": "crossings", "segment": "segments", "session": "sessions"}
+
+
+def new_spool_id() -> str:
+    """A spool's identity: 40 random bits, in hex (a box reinstalled a thousand times under one
+    gateway id would see two alike with a chance of one in two million)."""
+    return secrets.token_hex(5)
+
+
+def identity_pieces(gateway: str, spool: str | None) -> tuple[str, str, str, str]:
+    """A message's identity cut around what varies in it (the sequence number, twice, then the
+    session, twice, as JSON): ``p0 <seq> p1 <seq> p2 <session> p3 <session>`` then the body's fields.
+    ``spool`` None: the identity of schema 2, which rows numbered before their spool had an
+    identity keep. The encoder and the spool's SQL (``spool.schema``) are both built from these."""
+    if spool is None:
+        return (f'{{"event_id":"{gateway}:', f'","gateway_id":"{gateway}","seq":',
+                ',"schema":2,"session_id":', ',"simulation_id":')
+    return (f'{{"event_id":"{gateway}:{spool}:', f'","gateway_id":"{gateway}","spool_id":"{spool}","seq":',
+            f',"schema":{SCHEMA},"session_id":', ',"simulation_id":')
 
 
 class WireError(GatewayError):
@@ -54,17 +79,17 @@ class Encoder:
     message (``spool.schema.whole_sql``).
     """
 
-    def __init__(self, gateway_id: str) -> None:
-        # The config's pattern allows no character JSON would escape in a gateway id.
-        self._gw = gateway_id.encode()
+    def __init__(self, gateway_id: str, spool_id: str | None = None) -> None:
+        # The config's pattern allows no character JSON would escape in a gateway id, nor SPOOL_ID in
+        # a spool's.
+        self._pieces = tuple(p.encode() for p in identity_pieces(gateway_id, spool_id))
         self._heads: dict[str | None, bytes] = {}
 
     def _identity(self, session_id: str | None) -> tuple[bytes, bytes, bytes]:
         """A session's identity fields cut around the sequence number's two places."""
         sid = orjson.dumps(session_id)
-        gw = self._gw
-        return (b'{"event_id":"' + gw + b":", b'","gateway_id":"' + gw + b'","seq":',
-                b',"schema":%d,"session_id":%s,"simulation_id":%s' % (SCHEMA, sid, sid))
+        p0, p1, p2, p3 = self._pieces
+        return p0, p1, p2 + sid + p3 + sid
 
     def _head(self, session_id: str | None) -> bytes:
         """The identity of a session's messages as a format taking the sequence number twice (formatting
@@ -157,6 +182,7 @@ class Message:
 
     event_id: str
     gateway_id: str
+    spool_id: str  # "" for schemas 1 and 2
     seq: int
     schema: int
     session_id: str | None
@@ -226,8 +252,9 @@ def decode(payload: bytes, kind: str) -> Message:
     event_id, gateway_id, seq = fields.get("event_id"), fields.get("gateway_id"), fields.get("seq")
     if type(event_id) is not str or type(gateway_id) is not str or type(seq) is not int:
         raise WireError("the identity (event_id, gateway_id, seq) is missing or not of its type")
-    if event_id != gateway_id + ":" + str(seq):
-        raise WireError(f"event_id {event_id!r} does not match gateway_id and seq")
+    spool_id = _spool_of(schema, fields.get("spool_id", _MISSING))
+    if event_id != _event_id(gateway_id, spool_id, seq):
+        raise WireError(f"event_id {event_id!r} does not match gateway_id, spool_id and seq")
     session = fields.get("session_id")
     if session is not None and type(session) is not str:
         raise WireError("session_id is not text")
@@ -237,10 +264,26 @@ def decode(payload: bytes, kind: str) -> Message:
             if value is _MISSING:
                 raise WireError(f"a {kind} message needs {name!r}")
             raise WireError(f"{name!r} of a {kind} message has the wrong type ({value!r})")
-    return Message(event_id, gateway_id, seq, schema, session, fields)
+    return Message(event_id, gateway_id, spool_id, seq, schema, session, fields)
 
 
 _MISSING = object()
+
+
+def _spool_of(schema: int, value: object) -> str:
+    """The spool of a message: required from schema 3 on, absent before ("")."""
+    if schema >= 3:
+        if type(value) is not str or not SPOOL_ID.match(value):
+            raise WireError(f"a schema {schema} message needs spool_id (4 to 32 lowercase letters or digits)"
+                            + ("" if value is _MISSING else f", got {str(value)[:40]!r}"))
+        return value
+    if value is not _MISSING:
+        raise WireError(f"spool_id in a schema {schema} message (it came with schema 3)")
+    return ""
+
+
+def _event_id(gateway_id: str, spool_id: str, seq: int) -> str:
+    return f"{gateway_id}:{spool_id}:{seq}" if spool_id else f"{gateway_id}:{seq}"
 
 
 def _power_struct() -> Any:
@@ -256,6 +299,7 @@ def _power_struct() -> Any:
         rider_id: str | None
         source: str
         session_id: str | None = None
+        spool_id: str | None = None
         cadence: float | None = None
         torque: float | None = None
         implausible: list[str] | None = None
@@ -281,6 +325,14 @@ def decode_power(payload: bytes) -> Any:
                         ) from None
     if msg.schema not in SCHEMAS:
         raise WireError(f"unknown schema version {msg.schema!r} (this gateway reads {', '.join(map(str, SCHEMAS))})")
-    if msg.event_id != f"{msg.gateway_id}:{msg.seq}":
-        raise WireError(f"event_id {msg.event_id!r} does not match gateway_id and seq")
+    spool = msg.spool_id
+    if spool is None:
+        if msg.schema >= 3:
+            raise WireError(f"a schema {msg.schema} message needs spool_id")
+        msg.spool_id = ""
+        if msg.event_id != f"{msg.gateway_id}:{msg.seq}":
+            raise WireError(f"event_id {msg.event_id!r} does not match gateway_id, spool_id and seq")
+    elif msg.schema < 3 or not SPOOL_ID.match(spool) or msg.event_id != f"{msg.gateway_id}:{spool}:{msg.seq}":
+        _spool_of(msg.schema, spool)  # says what is wrong with the spool, if that is it
+        raise WireError(f"event_id {msg.event_id!r} does not match gateway_id, spool_id and seq")
     return msg

@@ -36,7 +36,7 @@ def older_spool(path: Path, version: int) -> Any:
             if statement.strip():
                 raw.execute(statement)
     if version >= 6:
-        raw.execute("INSERT INTO gateways VALUES (1, 'box1')")
+        raw.execute("INSERT INTO gateways (first_seq, gateway_id) VALUES (1, 'box1')")
     return raw
 
 

@@ -33,7 +33,7 @@ def test_layers_import_downward_only_and_without_cycles() -> None:
     """The data flow is the import graph: no module imports a layer above its own, and no cycle."""
     import ast
 
-    order = ["errors", "model", "status", "wire", "config", "decode", "readers", "engine", "spool", "sources",
+    order = ["errors", "model", "counts", "status", "wire", "config", "decode", "readers", "engine", "spool", "sources",
              "pipeline", "uplink", "results", "debrief", "replay", "web", "service", "hub", "cli"]
     rank = {name: i for i, name in enumerate(order)}
 

@@ -92,7 +92,7 @@ def by_event(spool: Spool) -> dict[tuple[str | None, float, str], dict]:
     out = {}
     for row in spool.since(0, kinds=("power",)):
         msg = row.message
-        for key in ("event_id", "seq"):
+        for key in ("event_id", "seq", "spool_id"):
             msg.pop(key)
         out[(row.rider_id, msg["wallTime"], msg["source"])] = msg
     return out

@@ -121,6 +121,10 @@ def test_status_command_reads_the_running_daemon(tmp_path: Path, gateway_env) ->
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+    # A clean stop is said at once (before: "running" for up to 10 s after it).
+    out = subprocess.run([sys.executable, "-m", "gateway", "status", "--state-dir", str(tmp_path / "state")],
+                         capture_output=True, text=True, env=gateway_env, timeout=30, cwd=ROOT)
+    assert out.returncode == 3 and out.stdout.startswith("trackside-gateway: NOT RUNNING (last seen "), out.stdout
     out = subprocess.run([sys.executable, "-m", "gateway", "status", "--state-dir", str(tmp_path / "elsewhere")],
                          capture_output=True, text=True, env=gateway_env, timeout=30, cwd=ROOT)
     assert out.returncode == 3

@@ -34,9 +34,9 @@ def test_rows_get_sequence_ids_and_the_full_wire_message(tmp_path: Path) -> None
     rows = sp.append([power(0), power(1)])
     assert [r.seq for r in rows] == [1, 2]
     msg = rows[1].message
-    assert msg["event_id"] == "box1:2" and msg["seq"] == 2 and msg["gateway_id"] == "box1"
-    assert msg["session_id"] == msg["simulation_id"] == "s1"
-    assert msg["instantPower"] == 201 and msg["schema"] == 2
+    assert msg["event_id"] == f"box1:{sp.spool_id}:2" and msg["seq"] == 2 and msg["gateway_id"] == "box1"
+    assert msg["session_id"] == msg["simulation_id"] == "s1" and msg["spool_id"] == sp.spool_id
+    assert msg["instantPower"] == 201 and msg["schema"] == 3
     sp.close()
 
 
@@ -46,8 +46,9 @@ def test_sequence_survives_restarts_and_is_never_reused_after_pruning(tmp_path: 
     sp.mark_delivered_through(10)
     assert sp.prune() == 10
     sp.close()
+    first = sp.spool_id
     sp = open_spool(tmp_path / "s.sqlite")
-    assert sp.append([power(99)])[0].message["event_id"] == "box1:11"
+    assert sp.spool_id == first and sp.append([power(99)])[0].message["event_id"] == f"box1:{first}:11"
     sp.close()
 
 
@@ -160,7 +161,8 @@ def test_corrupt_file_is_moved_aside_and_readable_rows_salvaged(tmp_path: Path, 
     assert len(quarantined) == 1
     rows = list(sp.since(0))
     assert 0 < len(rows) < 4000
-    assert all(json.loads(r.payload)["event_id"] == f"box1:{r.seq}" for r in rows)
+    # The new file keeps the damaged one's identity: its numbers go on, and so does its stream.
+    assert all(json.loads(r.payload)["event_id"] == f"box1:{sp.spool_id}:{r.seq}" for r in rows)
     assert sp.status()["corrupt_rows"] > 0
     assert any("failed its integrity check" in m for m in caplog.messages)
     # New events continue after the highest salvaged sequence number: no event id is reused.
@@ -242,12 +244,12 @@ def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
     sp.append([NewEvent("segment", "r01", "s1", 1.0, {"number": "1.1"})])
     sp.close()
     raw = sqlite3.connect(tmp_path / "s.sqlite")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
     plan = raw.execute("EXPLAIN QUERY PLAN SELECT seq FROM events WHERE kind = 'segment' AND session_id = 's1'")
     assert "events_segments" in str(plan.fetchall())
     raw.execute("PRAGMA user_version=99")
     raw.close()
-    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 8"):
+    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 9"):
         open_spool(tmp_path / "s.sqlite")
 
 
@@ -295,17 +297,22 @@ def test_messages_are_stored_folded_and_read_whole(tmp_path: Path) -> None:
     topics = {"power": "p", "crossing": "c", "segment": "s", "session": "x"}
     assert sp.undelivered(0, 1)[0].payload == whole == sp.outgoing(0, 1, topics)[0][3]
     assert json.loads(whole)["session_id"] == json.loads(whole)["simulation_id"] == "s1"
-    assert json.loads(whole)["event_id"] == "box1:1" and json.loads(whole)["seq"] == 1
+    assert json.loads(whole)["event_id"] == f"box1:{sp.spool_id}:1" and json.loads(whole)["seq"] == 1
     sp.close()
     # Rows a schema-3 gateway stored whole, and a schema-5 one folded after the event id, read the
-    # same (rows from before the gateway was first named in the table).
+    # same (rows from before the gateway was first named in the table): as the wire schema 2
+    # messages they were.
+    from gateway.wire import Encoder
+
     raw.execute("UPDATE gateways SET first_seq = 2")
+    old = Encoder("box1").encode(1, "s1", json.loads(stored))
     folded = b'{"event_id":"box1:1",' + stored[1:]
-    for older in (whole, folded):
-        raw.execute("UPDATE event_rows SET payload = ?, crc = ? WHERE seq = 1", (older, zlib.crc32(whole)))
+    for older in (old, folded):
+        raw.execute("UPDATE event_rows SET payload = ?, crc = ? WHERE seq = 1", (older, zlib.crc32(old)))
         raw.commit()
         sp = open_spool(tmp_path / "s.sqlite")
-        assert sp.undelivered(0, 1)[0].payload == whole == sp.outgoing(0, 1, topics)[0][3]
+        assert sp.undelivered(0, 1)[0].payload == old == sp.outgoing(0, 1, topics)[0][3]
+        assert json.loads(old)["schema"] == 2 and "spool_id" not in json.loads(old)
         sp.close()
     raw.close()
 
@@ -433,8 +440,31 @@ def test_blocks_written_by_schema_7_as_zlib_streams_are_read_beside_new_ones(tmp
     rows = list(sp.since(0))
     assert [(r.seq, r.kind) for r in rows] == [(1, "power"), (2, "power"), (3, "power"), (4, "crossing"),
                                                (5, "power")]
-    assert rows[0].payload == wholes[0] and json.loads(rows[4].payload)["event_id"] == "box1:5"
+    assert rows[0].payload == wholes[0] and json.loads(rows[4].payload)["event_id"] == f"box1:{sp.spool_id}:5"
     topics = {"power": "p", "crossing": "c", "segment": "s", "session": "x"}
     assert [r[3] for r in sp.outgoing(0, 10, topics)][:2] == wholes
     assert sp.status()["corrupt_rows"] == 0
     sp.close()
+
+
+def test_any_damage_to_one_page_is_salvaged_never_a_refusal_to_start(tmp_path: Path) -> None:
+    """Random bytes over one page, 60 ways: whatever SQLite then says (corrupt, not a database,
+    "string or blob too big"), the spool opens, salvaging what it can. The fault test met "too big"
+    by chance, and the box refused to start."""
+    import random
+
+    template = tmp_path / "template.sqlite"
+    sp = open_spool(template)
+    for b in range(30):
+        sp.append([power(b * 100 + i) for i in range(100)])
+    sp.close()
+    original = template.read_bytes()
+    page = len(original) // 4096 // 2
+    for seed in range(60):
+        path = tmp_path / f"s{seed}.sqlite"
+        data = bytearray(original)
+        data[page * 4096 + 8: page * 4096 + 1000] = random.Random(seed).randbytes(992)
+        path.write_bytes(bytes(data))
+        spool = open_spool(path)  # raises SpoolError before the change for some of the seeds
+        assert spool.append([power(1)]), seed
+        spool.close()

@@ -78,16 +78,16 @@ def test_a_refused_event_is_set_aside_and_everything_else_arrives_once_in_order(
     conn = sqlite3.connect(tmp_path / "spool.sqlite")
     rows = conn.execute("SELECT seq, rider_id FROM events WHERE seq != ? ORDER BY seq", (big,)).fetchall()
     conn.close()
-    expected = {f"box1:{seq}" for seq, _ in rows}
+    expected = {f"box1:{spool.spool_id}:{seq}" for seq, _ in rows}
     parts = consume(bootstrap, [topics["power"]], expected)
     arrived = [event_id for messages in parts.values() for _key, event_id in messages]
-    assert set(arrived) == expected and f"box1:{big}" not in arrived
+    assert set(arrived) == expected and f"box1:{spool.spool_id}:{big}" not in arrived
     # In order per rider, once each after dropping repeats (a restart sends what was in flight again).
     for rider in riders:
         seen: list[int] = []
         for messages in parts.values():
             for key, event_id in messages:
-                seq = int(event_id.split(":")[1])
+                seq = int(event_id.rsplit(":", 1)[1])
                 if key == rider and seq not in seen:
                     seen.append(seq)
         assert seen == sorted(seen) == [seq for seq, r in rows if r == rider]
@@ -159,3 +159,41 @@ def test_an_upgraded_spool_with_samples_as_rows_and_as_blocks_drains_in_order(tm
         spool.close()
     assert assert_exactly_once_in_order(bootstrap, [topics["power"], topics["crossings"]],
                                         tmp_path / "spool.sqlite") == 3300
+
+
+def test_a_message_the_producer_refuses_never_stops_the_stream(tmp_path: Path, bootstrap: str,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Before: a session record over librdkafka's message.max.bytes (pairings with 200 KB sensor
+    ids) failed to produce every second and blocked the box's whole uplink, while failed_total
+    stayed 0 and the uplink showed connected. Now it is set aside at once, counted and said on the
+    status strip; a power sample in a block that is too large is found one message at a time."""
+    from kafka_check import assert_exactly_once_in_order
+
+    from gateway.service.health import warnings
+
+    tag = uuid.uuid4().hex[:8]
+    topics = {"power": f"power-{tag}", "crossings": f"crossings-{tag}", "segments": f"segments-{tag}",
+              "sessions": f"sessions-{tag}"}
+    spool = Spool(tmp_path / "spool.sqlite", "box1").open()
+    spool.append([power(i, f"r{i % 4}") for i in range(500)])
+    huge = os.urandom(700_000).hex()  # 1.4 MB: over the producer's 1 MB limit
+    record = spool.append([NewEvent("session", None, "s1", 1e9, {"kind": "live", "notes": huge})])[0].seq
+    spool.append([power(i, f"r{i % 4}") for i in range(500, 1000)])
+    sample = spool.append([power(1000, "r1", huge)])[0].seq
+    spool.append([power(i, f"r{i % 4}") for i in range(1001, 1500)])
+    caplog.set_level(logging.ERROR, "gateway.uplink.forwarder")
+    forwarder = Forwarder(spool, KafkaSettings(True, bootstrap, topics), batch=400).start()
+    try:
+        wait_for(lambda: spool.delivered_through() == spool.last_seq(), 60, "the stream to pass both")
+    finally:
+        forwarder.stop()
+    link = forwarder.link.snapshot()
+    assert sorted(r.seq for r in spool.set_aside_rows()) == [record, sample]
+    assert link["failed"] >= 2 and "MSG_SIZE_TOO_LARGE" in link["refused_last"]
+    assert sum("refused by the producer" in m for m in caplog.messages) == 2
+    said = warnings({"spool": spool.status(), "kafka": {"enabled": True, **link}}, {}, True)
+    assert any(w.startswith("uplink: 2 event(s) refused by Kafka, kept on the box and set aside") for w in said), said
+    spool.close()
+    # Everything else arrived, once each and in order per rider (the set-aside pair is not in Kafka).
+    assert_exactly_once_in_order(bootstrap, [topics["power"], topics["sessions"]], tmp_path / "spool.sqlite",
+                                 skip={record, sample})

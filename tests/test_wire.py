@@ -38,6 +38,7 @@ def stored(tmp_path: Path) -> list:
 
 
 def test_every_kind_parses_strictly_and_round_trips(stored: list) -> None:
+    spool_id = parse_strict(stored[0].row.payload)["spool_id"]
     kinds = [a.row.kind for a in stored]
     assert kinds == ["power", "power", "crossing", "segment"]
     for a in stored:
@@ -45,8 +46,10 @@ def test_every_kind_parses_strictly_and_round_trips(stored: list) -> None:
         msg = decode(a.row.payload, a.row.kind)
         assert msg.fields == strict
         assert msg.schema == SCHEMA and msg.gateway_id == "box-7" and msg.session_id == "s1"
-        assert msg.event_id == f"box-7:{msg.seq}" and seq_of(a.row.payload) == msg.seq == a.row.seq
-        assert list(strict)[:6] == ["event_id", "gateway_id", "seq", "schema", "session_id", "simulation_id"]
+        assert msg.spool_id == spool_id and len(spool_id) == 10
+        assert msg.event_id == f"box-7:{spool_id}:{msg.seq}" and seq_of(a.row.payload) == msg.seq == a.row.seq
+        assert list(strict)[:7] == ["event_id", "gateway_id", "spool_id", "seq", "schema", "session_id",
+                                    "simulation_id"]
         assert strict["simulation_id"] == strict["session_id"]
     power, flagged, crossing, segment = (decode(a.row.payload, a.row.kind).fields for a in stored)
     assert (power["instantPower"], power["cadence"], power["torque"], power["rider_id"]) == (250.0, 88.0, 30.5, "r01")
@@ -67,6 +70,13 @@ def test_every_kind_parses_strictly_and_round_trips(stored: list) -> None:
     (b'{"event_id":"b:1","gateway_id":"b","seq":1,"schema":2,"session_id":"s","wallTime":"soon","transponder":"T",'
      b'"gate":"SF","rider_id":null}', "crossing", "'wallTime' of a crossing message has the wrong type"),
     (b'{"event_id":"b:2","gateway_id":"b","seq":1,"schema":2,"session_id":"s"}', "power", "does not match"),
+    (b'{"event_id":"b:1","gateway_id":"b","seq":1,"schema":3,"session_id":"s"}', "power", "needs spool_id"),
+    (b'{"event_id":"b:ab12:1","gateway_id":"b","spool_id":"ab12","seq":1,"schema":2,"session_id":"s"}', "power",
+     "spool_id in a schema 2 message"),
+    (b'{"event_id":"b:1","gateway_id":"b","spool_id":"ab12","seq":1,"schema":3,"session_id":"s"}', "crossing",
+     "does not match"),
+    (b'{"event_id":"b:A B:1","gateway_id":"b","spool_id":"A B","seq":1,"schema":3,"session_id":"s"}', "segment",
+     "needs spool_id"),
     (b'{"event_id":"b:1","gateway_id":"b","seq":1,"schema":2,"session_id":"s","gate":"SF","gate":"G1",'
      b'"wallTime":1.0,"transponder":"T","rider_id":null}', "crossing", "the key 'gate' appears twice"),
 ])

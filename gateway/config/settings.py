@@ -173,6 +173,7 @@ class WebSettings:
     streams_per_address: int = 4
     request_threads: int = 16
     max_body_kb: int = 256
+    heavy_requests: int = 2
     heartbeat_s: float = 10.0
     chart: Mapping[str, Any] = field(default_factory=dict)  # handed to the page as it is
     view_sets: Mapping[str, Any] = field(default_factory=dict)
@@ -193,6 +194,7 @@ class HubSettings:
 @dataclass(frozen=True)
 class ReplaySettings:
     simulationFactor: float = 1.0
+    max_active: int = 4
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,19 @@ def validate(data: Any) -> list[ConfigProblem]:
     return sorted(set(problems), key=lambda p: p.path)
 
 
+def check_against(data: Any, document_schema: dict[str, Any], text: str) -> list[ConfigProblem]:
+    """Every problem of ``data`` against ``document_schema`` (a JSON Schema), with its line in ``text``
+    (YAML or JSON: YAML reads both) where known; the coach's rider book is checked as the config is."""
+    import jsonschema
+
+    problems = [ConfigProblem(path, f"expected a finite number, got {value!r}") for path, value in _non_finite(data)]
+    for err in jsonschema.Draft202012Validator(document_schema).iter_errors(data):
+        problems.extend(_describe(err))
+    lines = _LineFinder(text)
+    ordered = sorted(set(problems), key=lambda p: p.path)
+    return [ConfigProblem(p.path, p.message, lines.line_of(p.path)) for p in ordered]
+
+
 def _non_finite(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[str, float]]:
     if isinstance(data, float) and not math.isfinite(data):
         return [(format_path(path), data)]

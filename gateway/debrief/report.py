@@ -8,9 +8,11 @@ import io
 import time
 from collections.abc import Sequence
 from typing import Any
+from xml.sax.saxutils import escape
 
 from gateway.config.settings import Settings
 from gateway.debrief.view import comparison, course_tags, debrief, session_rows
+from gateway.errors import NotFound
 from gateway.results.store import ResultsStore
 
 QUADRANTS = {"efficient": ("Efficient", "#2e7d32", -1, -1), "strong": ("Strong", "#f9a825", -1, 1),
@@ -101,7 +103,15 @@ def build(store: ResultsStore, session: str, settings: Settings, *, rider: str |
     from reportlab.lib.styles import getSampleStyleSheet
     from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+    def para(text: str, style: str) -> Any:
+        # reportlab reads a Paragraph as markup: names, tags, notes and verdicts are the coach's or a
+        # stranger's text, so every one is escaped (``<img src=...>`` read files, ``<b`` failed).
+        return Paragraph(escape(str(text)), styles[style])
+
     everyone = session_rows(store, session)  # scored once: the matrices, the table and the fatigue share it
+    if rider is not None and all(r["rider_id"] != rider for r in everyone):
+        raise NotFound(f"no results of rider {rider!r} in session {session!r}", where="report",
+                       hint="give a rider id that rode the session")
     rows = [r for r in everyone if rider is None or r["rider_id"] == rider]
     data = debrief(store, session, rider=rider, rows=rows)
     tags = course_tags(store, session)
@@ -113,13 +123,13 @@ def build(store: ResultsStore, session: str, settings: Settings, *, rider: str |
     story: list[Any] = []
     title = data["name"] + (f": {next((n for i, n in riders if i == rider), rider)}" if rider else "")
     started = record.get("started") or min((r["start"] for r in everyone), default=None)
-    story.append(Paragraph(f"Debrief: {title}", styles["Title"]))
-    story.append(Paragraph(f"Session {session}" + (f", {time.strftime('%d %b %Y %H:%M', time.gmtime(started))} UTC"
-                                                  if started else ""), styles["Normal"]))
+    story.append(para(f"Debrief: {title}", "Title"))
+    story.append(para(f"Session {session}" + (f", {time.strftime('%d %b %Y %H:%M', time.gmtime(started))} UTC"
+                                                  if started else ""), "Normal"))
     if data["tags"]:
-        story.append(Paragraph("Tags: " + ", ".join(f"{k}={v}" for k, v in data["tags"].items()), styles["Normal"]))
+        story.append(para("Tags: " + ", ".join(f"{k}={v}" for k, v in data["tags"].items()), "Normal"))
     story.append(Spacer(1, 8))
-    story.append(Paragraph("Conventions", styles["Heading2"]))
+    story.append(para("Conventions", "Heading2"))
     windows = sorted({r.get("np_window") or "segment" for r in everyone})
     for line in (f"NP: 30-s rolling mean, 4th-power average; window: {', '.join(windows)} "
                  "(segment: restarted at each gate; ride: the ride-long rolling mean restricted to the segment).",
@@ -128,21 +138,21 @@ def build(store: ResultsStore, session: str, settings: Settings, *, rider: str |
                  "Population: every rider of this session on the same segment (z-scores and modified z-scores).",
                  "Quadrants: x the time z-score (negative = faster), y the power z-score. Efficient: faster with less "
                  "power; Strong: faster with more; Costly: slower with more; Easy: slower with less."):
-        story.append(Paragraph(line, styles["Normal"]))
+        story.append(para(line, "Normal"))
     profiles = [r for r in record.get("riders") or () if rider is None or r.get("id") == rider]
     if profiles:
-        story.append(Paragraph("Rider profiles used", styles["Heading2"]))
+        story.append(para("Rider profiles used", "Heading2"))
         table = [["Rider", "FTP (W)", "Weight (kg)", "Squad"]] + [
             [p.get("name") or p.get("id"), p.get("ftp_w") or "-", p.get("weight_kg") or "-", p.get("squad") or "-"]
             for p in profiles]
         story.append(_table(table, Table, TableStyle, colors))
     for lap in sorted({r["lap"] for r in everyone}):
         story.append(PageBreak())
-        story.append(Paragraph(f"Efficiency matrix, lap {lap}", styles["Heading2"]))
+        story.append(para(f"Efficiency matrix, lap {lap}", "Heading2"))
         shown = [r for r in everyone if rider is None or r["rider_id"] == rider]
         story.append(_matrix(shown, lap, colours, width))
     story.append(PageBreak())
-    story.append(Paragraph("Latest segments", styles["Heading2"]))
+    story.append(para("Latest segments", "Heading2"))
     latest = sorted(rows, key=lambda r: -r["end"])[:30]
     table = [["Rider", "Lap", "Segment", "Time (s)", "Power (W)", "W/kg", "Quadrant"]] + [
         [r.get("name") or r["rider_id"], r["lap"], _seg(r, data["segment_names"]), f"{r['duration']:.1f}",
@@ -150,28 +160,28 @@ def build(store: ResultsStore, session: str, settings: Settings, *, rider: str |
          QUADRANTS.get(_quadrant(r), ("-",))[0]] for r in latest]
     story.append(_table(table, Table, TableStyle, colors))
     story.append(PageBreak())
-    story.append(Paragraph("Fatigue across laps", styles["Heading2"]))
-    story.append(Paragraph("Theil-Sen trend of each segment's time, percent of lap 1 per lap, with Sen's 95 % "
-                           "interval in brackets (none with fewer than four laps).", styles["Normal"]))
+    story.append(para("Fatigue across laps", "Heading2"))
+    story.append(para("Theil-Sen trend of each segment's time, percent of lap 1 per lap, with Sen's 95 % "
+                           "interval in brackets (none with fewer than four laps).", "Normal"))
     by_rider: dict[str, list[dict[str, Any]]] = {}
     for s in data["fatigue"]["series"]:
         by_rider.setdefault(s["name"], []).append(s)
     for name, series in sorted(by_rider.items()):
-        story.append(Paragraph(name, styles["Heading3"]))
+        story.append(para(name, "Heading3"))
         story.append(_fatigue_chart(series, width))
     if data["fatigue"]["transitions"]:
-        story.append(Paragraph("Quadrant changes", styles["Heading3"]))
+        story.append(para("Quadrant changes", "Heading3"))
         for t in data["fatigue"]["transitions"][:60]:
-            story.append(Paragraph(t["text"], styles["Normal"]))
+            story.append(para(t["text"], "Normal"))
     for tag in list(data["comparable"])[:3]:
         cmp = comparison(store, tags, data["comparable"], tag, None, None, rider, data["segment_names"])
         story.append(PageBreak())
-        story.append(Paragraph(f"Comparison: {tag}={cmp['a']} (A) against {tag}={cmp['b']} (B)", styles["Heading2"]))
+        story.append(para(f"Comparison: {tag}={cmp['a']} (A) against {tag}={cmp['b']} (B)", "Heading2"))
         table = [["Segment", "Runs A/B", "Riders", "A vs B at equal power", "Verdict"]] + [
             [f"{s['segment']} {s['segment_name'][:16]}", f"{s['runs_a']}/{s['runs_b']}", s["riders_both"],
              "-" if s["effect_pct"] is None
              else f"{s['effect_pct']:+.1f} % [{s['low_pct']:+.1f}, {s['high_pct']:+.1f}]",
-             Paragraph(s["verdict"], styles["BodyText"])] for s in cmp["segments"]]
+             para(s["verdict"], "BodyText")] for s in cmp["segments"]]
         story.append(_table(table, Table, TableStyle, colors))
     out = io.BytesIO()
     doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=40, rightMargin=40, topMargin=40, bottomMargin=40,

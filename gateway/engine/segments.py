@@ -13,7 +13,6 @@ from __future__ import annotations
 import bisect
 import math
 from array import array
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from gateway.config.settings import RiderSettings
+from gateway.counts import bump
 from gateway.engine.course import Course, Crossing, Span, assemble
 from gateway.engine.metrics import DEFAULT_MAX_GAP_S, PREROLL_S, PowerMetrics, power_metrics
 from gateway.model import SegmentResult
@@ -68,9 +68,10 @@ class SegmentEngine:
         self.grace_s = grace_s
         self.keep_s = keep_s
         self._riders = {rid: _Rider(info) for rid, info in riders.items()}
-        self.unknown_transponders: Counter[str] = Counter()
-        self.unknown_gates: Counter[str] = Counter()
-        self.unknown_riders: Counter[str] = Counter()
+        # Counted by name for the status page, the newest gateway.counts.KEPT of each.
+        self.unknown_transponders: dict[str, int] = {}
+        self.unknown_gates: dict[str, int] = {}
+        self.unknown_riders: dict[str, int] = {}
 
     def set_riders(self, riders: dict[str, RiderInfo]) -> None:
         """New names, FTP and weight (results from now on use them) and riders added meanwhile."""
@@ -98,7 +99,7 @@ class SegmentEngine:
     def _rider(self, rider_id: str, count: int = 1) -> _Rider | None:
         rider = self._riders.get(rider_id)
         if rider is None:
-            self.unknown_riders[rider_id] += count
+            bump(self.unknown_riders, rider_id, count)
         return rider
 
     def add_power(self, rider_id: str, t: float, power: float, cadence: float | None = None) -> list[SegmentResult]:
@@ -142,14 +143,14 @@ class SegmentEngine:
 
     def add_unknown_crossing(self, transponder: str, gate: str, t: float) -> None:
         """A transponder the roster does not know: counted for the status page, not assembled."""
-        self.unknown_transponders[transponder] += 1
+        bump(self.unknown_transponders, transponder)
 
     def add_crossing(self, rider_id: str, gate: str, t: float, lap: int | None = None) -> list[SegmentResult]:
         rider = self._rider(rider_id)
         if rider is None:
             return []
         if self.course.index(gate) is None:
-            self.unknown_gates[gate] += 1
+            bump(self.unknown_gates, gate)
             return []
         bisect.insort(rider.crossings, Crossing(t, gate, lap))
         assembly = assemble(rider.crossings, self.course)

@@ -16,23 +16,38 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config.settings import Settings
+from gateway.hub.plausible import message_problem, power_problem
 from gateway.hub.writer import Batch, Written, write
 from gateway.wire import TOPIC_KEYS, WireError, decode, decode_power
 
 log = logging.getLogger(__name__)
 
+GATEWAYS_SHOWN = 1000  # boxes whose last event the status and the metrics list
 
-def rows_of(kind: str, fields: dict[str, Any], gateway: str, seq: int, session: str) -> tuple[Any, ...]:
+
+def rows_of(kind: str, fields: dict[str, Any], gateway: str, seq: int, session: str, spool: str) -> tuple[Any, ...]:
     """A decoded crossing or segment message as its table's row (writer.*_COLUMNS order)."""
     if kind == "crossing":
         return (gateway, seq, session, fields.get("rider_id"), fields["wallTime"], fields["transponder"],
-                fields["gate"], fields.get("source"), fields.get("lap"), fields.get("receiverTime"))
+                fields["gate"], fields.get("source"), fields.get("lap"), fields.get("receiverTime"), spool)
     flags = [str(f) for f in fields.get("flags") or ()]
     return (gateway, seq, session, fields["rider_id"], fields.get("name"), fields["number"], fields["lap"],
             fields.get("segment"), fields["start"], fields["end"], fields["duration"], fields.get("start_gate"),
             fields.get("end_gate"), fields.get("power_avg"), fields.get("cadence_avg"), fields.get("normalized_power"),
             fields.get("intensity_factor"), fields.get("tss"), fields.get("watts_per_kg"), fields["samples"],
-            fields["coverage"], flags, fields.get("np_window") or "segment", "withdrawn" in flags)
+            fields["coverage"], flags, fields.get("np_window") or "segment", "withdrawn" in flags, spool)
+
+
+def _seen(spools: dict[tuple[str, str], list[float]], key: tuple[str, str], wall: float) -> None:
+    agg = spools.get(key)
+    if agg is None:
+        spools[key] = [1, wall, wall]
+        return
+    agg[0] += 1
+    if wall < agg[1]:
+        agg[1] = wall
+    elif wall > agg[2]:
+        agg[2] = wall
 
 
 @dataclass
@@ -52,7 +67,7 @@ class HubStats:
     batches: int = 0
     dead_letters: int = 0
     lag: dict[str, int] = field(default_factory=dict)
-    last_event: dict[str, float] = field(default_factory=dict)  # gateway -> newest event time seen
+    last_event: dict[str, float] = field(default_factory=dict)  # gateway -> when the hub last received its events
     db_connected: bool = False
     db_error: str | None = None
     assigned: list[str] = field(default_factory=list)
@@ -130,9 +145,28 @@ class HubConsumer:
                 self._conn.close()
 
     def _write_once(self, batch: Batch) -> Written:
+        """Write ``batch``; one that PostgreSQL refuses for its size (out of shared memory, a program
+        limit) is written in halves, each in its own transaction, down to single events."""
+        import psycopg
+
         if self._conn is None or self._conn.closed:
             self._conn = self.connect()
-        return write(self._conn, batch)
+        try:
+            return write(self._conn, batch)
+        except (psycopg.errors.InsufficientResources, psycopg.errors.ProgramLimitExceeded) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if len(batch.power) + len(batch.crossings) + len(batch.segments) <= 1:
+                log.error("hub: PostgreSQL refuses even a single event (%s): the database needs more resources "
+                          "(max_locks_per_transaction, shared_buffers, disk); the hub tries again", reason)
+                raise
+            log.warning("hub: a batch of %d events was too big for one transaction (%s): written in two", len(batch),
+                        reason)
+            first, second = batch.halves()
+            done = self._write_once(first)
+            more = self._write_once(second)
+            for name in ("power", "crossings", "segments", "duplicates", "dead"):
+                setattr(done, name, getattr(done, name) + getattr(more, name))
+            return done
 
     def _settle(self, consumer: Any, stop: threading.Event, *, in_callback: bool = False) -> None:
         """Wait for the batch in flight and commit its offsets. If the database was away, the batch
@@ -162,6 +196,10 @@ class HubConsumer:
         kinds = self.kinds
         power_rows = batch.power
         sessions = batch.seen_sessions
+        spools = batch.spools
+        now = time.time()
+        run = ("", "", "")  # the box, spool and session of the last power message: a run of them costs one lookup
+        agg: list[float] = []
         for msg in messages:
             err = msg.error()
             if err is not None:  # an event of the client (its value is the error text), not a message
@@ -175,39 +213,58 @@ class HubConsumer:
             try:
                 if kind == "power":  # most of the stream: the fast decoder, straight into a row
                     p = decode_power(payload)
-                    session = p.session_id or ""
-                    sessions[session] = p.gateway_id
-                    power_rows.append((p.gateway_id, p.seq, session, p.rider_id, p.wallTime, p.instantPower,
-                                       p.cadence, p.torque, p.source, bool(p.implausible)))
+                    bad = power_problem(p, now)
+                    if bad is not None:
+                        raise WireError(bad)
+                    gateway, session, spool, wall = p.gateway_id, p.session_id or "", p.spool_id, p.wallTime
+                    power_rows.append((gateway, p.seq, session, p.rider_id, wall, p.instantPower,
+                                       p.cadence, p.torque, p.source, bool(p.implausible), spool))
+                    if gateway != run[0] or spool != run[1] or session != run[2]:
+                        run = (gateway, spool, session)
+                        sessions[session] = (gateway, spool)
+                        agg = spools.setdefault((gateway, spool), [0, wall, wall])
+                    agg[0] += 1
+                    if wall < agg[1]:
+                        agg[1] = wall
+                    elif wall > agg[2]:
+                        agg[2] = wall
                     continue
                 if kind is None:
                     raise WireError(f"no event kind is read from topic {msg.topic()!r}")
                 message = decode(payload, kind)
+                bad = message_problem(kind, message.fields, message.gateway_id, message.session_id, now)
+                if bad is not None:
+                    raise WireError(bad)
             except WireError as exc:
                 batch.dead.append((msg.topic(), msg.partition(), msg.offset(), payload, exc.reason))
                 continue
             fields = message.fields
             session = message.session_id or ""
-            sessions[session] = message.gateway_id
+            owner = (message.gateway_id, message.spool_id)
+            sessions[session] = owner
             if kind == "session":
-                batch.sessions[session] = (message.gateway_id, message.seq, {
-                    k: v for k, v in fields.items() if k not in ("event_id", "schema", "simulation_id")})
+                batch.sessions[(session, *owner)] = (message.seq, {
+                    k: v for k, v in fields.items() if k not in ("event_id", "schema", "simulation_id", "spool_id")},
+                    (msg.topic(), msg.partition(), msg.offset()))
+                _seen(spools, owner, fields["started"])
                 continue
-            (batch.crossings if kind == "crossing" else batch.segments).append(
-                rows_of(kind, fields, message.gateway_id, message.seq, session))
-        self._note_newest(batch)
+            row = rows_of(kind, fields, message.gateway_id, message.seq, session, message.spool_id)
+            (batch.crossings if kind == "crossing" else batch.segments).append(row)
+            _seen(spools, owner, fields["wallTime"] if kind == "crossing" else fields["end"])
+        self._note_seen(batch, now)
         return batch
 
-    def _note_newest(self, batch: Batch) -> None:
-        """The newest event time of each box in the batch (its last rows: a box sends in time order)."""
-        newest: dict[str, float] = {}
-        for rows, at in ((batch.crossings, 4), (batch.segments, 9), (batch.power[-500:], 4)):
-            for row in rows:
-                if row[at] > newest.get(row[0], 0.0):
-                    newest[row[0]] = row[at]
+    def _note_seen(self, batch: Batch, now: float) -> None:
+        """When the hub last received each box's events (its own clock: a box's may be off or replaying
+        last month), keeping the newest ``GATEWAYS_SHOWN`` boxes heard within a week (a flood of made-up
+        gateway ids must not grow the status and the metrics' labels without end)."""
         with self.stats.lock:
-            for gateway, t in newest.items():
-                self.stats.last_event[gateway] = max(self.stats.last_event.get(gateway, 0.0), t)
+            seen = self.stats.last_event
+            for gateway, _spool in batch.spools:
+                seen.pop(gateway, None)
+                seen[gateway] = now  # re-inserted: the dict keeps the newest last
+            while seen and (len(seen) > GATEWAYS_SHOWN or next(iter(seen.values())) < now - 7 * 86_400):
+                seen.pop(next(iter(seen)))
 
     def _write(self, batch: Batch, consumer: Any, stop: threading.Event) -> bool:
         """Write ``batch`` until it is in, partitions paused meanwhile; False if stopping first."""

@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from gateway import __version__
 from gateway.config import Config
 from gateway.config.settings import HubSettings
 from gateway.errors import GatewayError
+from gateway.hub.boxes import spool_report
 from gateway.hub.consumer import HubConsumer
 from gateway.hub.results import PgResults
 from gateway.hub.schema import DatabaseError, migrate
@@ -35,16 +37,36 @@ def read_dsn(hub: HubSettings, environ: dict[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     if hub.dsn_file:
         try:
-            return Path(hub.dsn_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise GatewayError(f"cannot read the database connection file: {exc.strerror or exc}",
+            dsn = Path(hub.dsn_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GatewayError(f"cannot read the database connection file: {getattr(exc, 'strerror', None) or exc}",
                                where=hub.dsn_file, hint="hub.dsn_file names a file holding the DSN") from None
-    dsn = env.get(hub.dsn_env or "")
-    if not dsn:
-        raise GatewayError(f"no database connection string: set the environment variable {hub.dsn_env}",
-                           where="hub", hint="e.g. host=db.local dbname=trackside user=hub (the password from "
-                                             "~/.pgpass or PGPASSWORD), or set hub.dsn_file")
+        where = hub.dsn_file
+    else:
+        dsn = env.get(hub.dsn_env or "") or ""
+        where = f"hub (environment variable {hub.dsn_env})"
+        if not dsn:
+            raise GatewayError(f"no database connection string: set the environment variable {hub.dsn_env}",
+                               where="hub", hint=DSN_HINT + ", or set hub.dsn_file")
+    _check_dsn(dsn, where)
     return dsn
+
+
+DSN_HINT = "e.g. host=db.local dbname=trackside user=hub (the password from ~/.pgpass or PGPASSWORD)"
+
+
+def _check_dsn(dsn: str, where: str) -> None:
+    """A DSN that libpq cannot parse, in one line that never repeats it: its parser quotes the text
+    it stumbled on, which may be the password."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        return  # said when the hub starts: it needs psycopg
+    try:
+        conninfo_to_dict(dsn)
+    except Exception:
+        raise GatewayError("the database connection string is malformed (not key=value pairs nor a postgresql:// "
+                           "URL; a value with spaces needs single quotes)", where=where, hint=DSN_HINT) from None
 
 
 def describe(dsn: str) -> str:
@@ -56,6 +78,21 @@ def describe(dsn: str) -> str:
     except Exception:
         return "(an unreadable connection string)"
     return " ".join(f"{k}={parts[k]}" for k in ("host", "port", "dbname", "user") if parts.get(k))
+
+
+def _first_line(exc: Exception, dsn: str) -> str:
+    """An error's first line with no value of the DSN that could be a secret in it."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    line = (str(exc).splitlines() or [type(exc).__name__])[0]
+    try:
+        secrets = [str(v) for k, v in conninfo_to_dict(dsn).items() if k in ("password", "passfile", "sslpassword")]
+    except Exception:
+        secrets = [dsn]
+    for secret in secrets:
+        if secret:
+            line = line.replace(secret, "***")
+    return line
 
 
 class Hub:
@@ -75,6 +112,8 @@ class Hub:
         self.broadcaster: Any = None
         self._stop = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
+        self._next_boxes = 0.0
+        self._boxes: tuple[dict[str, Any], list[str]] = ({}, [])
 
     def connect(self) -> Any:
         import psycopg
@@ -94,8 +133,11 @@ class Hub:
         except ImportError:
             raise GatewayError("the hub needs psycopg", hint="pip install 'trackside-gateway[hub]'") from None
         except psycopg.OperationalError as exc:
-            raise DatabaseError(f"cannot reach the database: {str(exc).splitlines()[0]}", where=describe(self.dsn),
+            raise DatabaseError(f"cannot reach the database: {_first_line(exc, self.dsn)}", where=describe(self.dsn),
                                 hint="check the server and the connection string") from None
+        except psycopg.Error as exc:
+            raise DatabaseError(f"the database refused the hub: {_first_line(exc, self.dsn)}",
+                                where=describe(self.dsn), hint="check the connection string's options") from None
         log.info("trackside-gateway %s hub, group %s, database %s (schema %d), kafka %s", __version__,
                  self.settings.hub.group_id, describe(self.dsn), version, self.settings.kafka.bootstrap_servers)
         handled = self._handle_signals()
@@ -123,6 +165,7 @@ class Hub:
             for sig in handled:
                 signal.signal(sig, signal.SIG_DFL)
             self.status.post("daemon", state="stopped", pid=os.getpid(), mode="hub")
+            self.supervisor.write_status_file(final=True)
 
     def _start(self, name: str, target: Any) -> None:
         def guarded() -> None:
@@ -182,8 +225,18 @@ class Hub:
         return self.supervisor.alive(web_ok=True, threads=threads)
 
     def _post_status(self) -> None:
-        self.status.post("hub", group=self.settings.hub.group_id, database=describe(self.dsn),
-                         **self.consumer.stats.snapshot())
+        if time.monotonic() >= self._next_boxes:
+            self._next_boxes = time.monotonic() + 5.0
+            try:
+                rows = self.results.spools()
+            except GatewayError:
+                rows = None  # the database is away: the consumer says so
+            if rows is not None:
+                self._boxes = spool_report([[float(v) if isinstance(v, Decimal) else v for v in r] for r in rows],
+                                           time.time())
+        boxes, warnings = self._boxes
+        self.status.post("hub", group=self.settings.hub.group_id, database=describe(self.dsn), boxes=boxes,
+                         warnings=warnings, **self.consumer.stats.snapshot())
 
 
 def run(config: Config, port: int | None = None, state_dir: Path | None = None) -> None:

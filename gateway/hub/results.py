@@ -144,3 +144,8 @@ class PgResults:
     def course_of(self, session: str) -> str | None:
         rows = self._rows("SELECT course_id FROM sessions WHERE session_id = %s", (session,))
         return rows[0][0] if rows else None
+
+    def spools(self) -> list[Any]:
+        """Every box's spools (``hub.boxes.spool_report`` reads them)."""
+        return self._rows("SELECT gateway_id, spool_id, extract(epoch FROM first_seen), extract(epoch FROM last_seen), "
+                          "first_wall, last_wall, events FROM spools ORDER BY gateway_id, first_seen LIMIT 5000")

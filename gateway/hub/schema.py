@@ -5,9 +5,10 @@ Power samples grow by about 1.4 M rows an hour per box. They carry one index, on
 a session's samples are one range of it whatever the table's size (measured in tools/bench at
 tens of millions of rows), and every further index would cost the hub a third of its ingest rate.
 Duplicates (a box resends what was in flight at a crash; Kafka redelivers after a hub is killed)
-are caught without a unique index: a box sends each rider's events in sequence order, so an event
-whose sequence number is not above the highest already written for its box and rider
-(``power_hwm``, updated in the same transaction) is one already in the table. Retention, when it
+are caught without a unique index: a box's spool sends each rider's events in sequence order, so an
+event whose sequence number is above the highest already written for its box, spool and rider
+(``power_hwm``, updated in the same transaction) is new; one at or below it is looked up through
+the (session, time) index, since it may also be one the box set aside and offered again later. Retention, when it
 is needed, is a ``DELETE`` by session or a later migration to monthly range partitions.
 Segment results keep every message (history, withdrawals) with a ``hub_seq`` from a sequence, the
 page's SSE id; ``segments_current`` is one current result per rider, session and segment.
@@ -113,6 +114,32 @@ MIGRATIONS: dict[int, str] = {
             at timestamptz NOT NULL DEFAULT now(),
             UNIQUE (topic, partition, "offset")
         );
+    """,
+    # Events are a box's spool's (wire schema 3): a reinstalled box numbers from 1 again under the
+    # same gateway id, in a new spool, and its events must not be taken for the old spool's. Events
+    # of schema 2 have spool ''. ``spools`` lists each box's spools as the hub saw them (a box that
+    # changed spool; two that interleave: two boxes configured alike).
+    2: """
+        ALTER TABLE sessions ADD COLUMN spool_id text NOT NULL DEFAULT '';
+        ALTER TABLE power ADD COLUMN spool_id text NOT NULL DEFAULT '';
+        ALTER TABLE power_hwm ADD COLUMN spool_id text NOT NULL DEFAULT '';
+        ALTER TABLE power_hwm DROP CONSTRAINT power_hwm_pkey, ADD PRIMARY KEY (gateway_id, spool_id, rider);
+        ALTER TABLE crossings ADD COLUMN spool_id text NOT NULL DEFAULT '';
+        ALTER TABLE crossings DROP CONSTRAINT crossings_pkey, ADD PRIMARY KEY (gateway_id, spool_id, seq);
+        ALTER TABLE segments ADD COLUMN spool_id text NOT NULL DEFAULT '';
+        ALTER TABLE segments DROP CONSTRAINT segments_pkey, ADD PRIMARY KEY (gateway_id, spool_id, seq);
+        CREATE TABLE spools (
+            gateway_id text NOT NULL,
+            spool_id text NOT NULL,
+            first_seen timestamptz NOT NULL DEFAULT now(),
+            last_seen timestamptz NOT NULL DEFAULT now(),
+            first_wall double precision,
+            last_wall double precision,
+            events bigint NOT NULL DEFAULT 0,
+            PRIMARY KEY (gateway_id, spool_id)
+        );
+        INSERT INTO spools (gateway_id, spool_id, first_wall, last_wall, events)
+            SELECT gateway_id, '', min(wall_time), max(wall_time), count(*) FROM crossings GROUP BY gateway_id;
     """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

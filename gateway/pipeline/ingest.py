@@ -16,12 +16,13 @@ import logging
 import math
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, NamedTuple, cast
 
 import orjson
 
+from gateway.counts import bump
 from gateway.model import GateCrossing, PowerSample, SegmentResult, SessionRecord
 from gateway.pipeline.plausible import Plausible
 from gateway.pipeline.roster import Roster
@@ -32,6 +33,7 @@ from gateway.wire import segment_body, session_body
 log = logging.getLogger(__name__)
 
 ROLLING_S = 30.0
+METERS_KEPT = 4096  # meters' lookups cached
 _EVENT_TYPES = frozenset((PowerSample, GateCrossing, SegmentResult, SessionRecord))
 
 
@@ -91,7 +93,8 @@ class Ingest:
         self.spool = spool
         self._roster = roster
         self.plausible = plausible or Plausible()
-        self.implausible: Counter[str] = Counter()
+        self.implausible: dict[str, int] = {}  # by source, the newest gateway.counts.KEPT
+        self.implausible_sources = 0
         self.session_id = session_id
         self.batch_interval_s = batch_interval_s
         self.batch_size = batch_size  # this many waiting: committed without waiting for the interval
@@ -116,7 +119,8 @@ class Ingest:
         self._thread: threading.Thread | None = None
         self.overflow = 0
         self.rejected = 0  # refused by the spool (full, or the disk is)
-        self.unmapped: dict[str, int] = {}
+        self.unmapped: dict[str, int] = {}  # events of devices not in the roster, the newest gateway.counts.KEPT
+        self.unmapped_keys = 0  # devices not in the roster seen in all
 
     @property
     def roster(self) -> Roster:
@@ -403,6 +407,9 @@ class Ingest:
     def _meter(self, source: str, sensor: str) -> _Meter:
         rider = self.roster.rider_for_power(source, sensor)
         key = rider or source
+        if len(self._meters) >= METERS_KEPT:  # a flood of unknown meters: their caches go, riders' windows stay
+            self._meters.clear()
+            self._windows = {k: w for k, w in self._windows.items() if k in self.roster.names}
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window()
@@ -410,14 +417,16 @@ class Ingest:
         return meter
 
     def _count_implausible(self, ev: PowerSample, bad: list[str]) -> None:
-        n = self.implausible[ev.source]
-        self.implausible[ev.source] = n + 1
-        if n == 0 or (n + 1) % 1000 == 0:
+        n = bump(self.implausible, ev.source)
+        self.implausible_sources += n == 0
+        if (n == 0 and self.implausible_sources <= 20) or (n + 1) % 1000 == 0:  # a flood of sources: 20 lines
             log.warning("ingest: %s sent an implausible %s (%s W, %s rpm, %s Nm); kept flagged, never averaged "
                         "(%d so far)", ev.source, " and ".join(bad), ev.power, ev.cadence, ev.torque, n + 1)
 
     def _count_unmapped(self, key: str, count: int = 1) -> None:
-        n = self.unmapped.get(key, 0)
-        self.unmapped[key] = n + count
-        if n == 0:
-            log.warning("ingest: %s is not in the roster; its events are kept and forwarded without a rider", key)
+        if bump(self.unmapped, key, count) == 0:
+            self.unmapped_keys += 1
+            if self.unmapped_keys <= 20 or self.unmapped_keys % 1000 == 0:  # a flood is one line a thousand
+                log.warning("ingest: %s is not in the roster; its events are kept and forwarded without a rider "
+                            "(%d unknown devices so far)", key, self.unmapped_keys)
+

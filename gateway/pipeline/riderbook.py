@@ -4,28 +4,73 @@ power meter or timing chip is whose since when.
 
 A session uses the values valid on its date (a replay: the recording's date), so IF, TSS and W/kg
 of last month's session do not change when today's FTP test raises a rider's FTP. The file is
-written whole to a temporary file and renamed: a power cut leaves the old book or the new one.
+written whole to a temporary file and renamed: a power cut leaves the old book or the new one. A
+change is made to a copy, which is kept only once it is on disk: a full disk refuses the change
+and leaves the book as it was. A file that cannot be read or is not a rider book (checked against
+``BOOK_SCHEMA``, with its path and line) is moved aside and the box starts from the config's
+riders, saying so on the status strip: it never keeps the box from starting.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
+import logging
 import os
+import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import orjson
 
 from gateway.config.settings import MeterSettings, RiderSettings
+from gateway.config.validate import check_against
 from gateway.errors import GatewayError
 
+log = logging.getLogger(__name__)
+
 KINDS = ("ant", "ble", "chip")
+RIDER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # as the config's riders[].id: it goes in URLs and file names
+SENSOR = re.compile(r"^[\x21-\x7e]{1,64}$")  # a device number, a BLE address or name, a chip id
+HISTORY_KEPT = 2000  # pairing changes kept in the file (a session's record carries its own few)
+T = TypeVar("T")
+_NAME = {"type": "string", "minLength": 1, "maxLength": 80}
+BOOK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "riders": {"type": "object", "propertyNames": {"pattern": RIDER_ID.pattern}, "additionalProperties": {
+            "type": "object", "additionalProperties": False, "properties": {
+                "name": _NAME, "squad": {"type": ["string", "null"], "maxLength": 80},
+                "profile": {"type": "array", "items": {
+                    "type": "object", "additionalProperties": False, "required": ["from"], "properties": {
+                        "from": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+                        "ftp_w": {"type": ["number", "null"], "minimum": 30, "maximum": 700},
+                        "weight_kg": {"type": ["number", "null"], "minimum": 25, "maximum": 200},
+                        "recorded": {"type": "number"}}}}}}},
+        "pairings": {"type": "object", "propertyNames": {"pattern": r"^(ant|ble|chip):[\x21-\x7e]{1,64}$"},
+                     "additionalProperties": {
+                         "type": "object", "required": ["rider"], "additionalProperties": False, "properties": {
+                             "rider": {"type": ["string", "null"], "pattern": RIDER_ID.pattern},
+                             "from": {"type": "number"}}}},
+        "history": {"type": "array", "items": {"type": "object"}},
+    },
+}
 
 
 class RiderBookError(GatewayError):
     """A rider or a pairing that cannot be recorded as asked."""
+
+
+class BookNotSaved(RiderBookError):
+    """The book could not be written (a full disk): the change was not made (HTTP 503)."""
+
+    http_status = 503
 
 
 def day_of(t: float) -> str:
@@ -47,6 +92,9 @@ def _sensor_key(kind: str, sensor: str) -> str:
     sensor = sensor.strip()
     if not sensor:
         raise RiderBookError("no device number, address or chip given")
+    if not SENSOR.match(sensor):
+        raise RiderBookError(f"{sensor[:40]!r} is not a device number, address or chip id",
+                             hint="up to 64 printable characters without spaces")
     return f"{kind}:{sensor.lower() if kind != 'chip' else sensor}"
 
 
@@ -58,22 +106,66 @@ class RiderBook:
         self.roster = tuple(roster)
         self._lock = threading.Lock()
         self._data: dict[str, Any] = {"riders": {}, "pairings": {}, "history": []}
+        # Why the book on disk was not used (it was moved aside), for the status strip; None when it was.
+        self.damaged: str | None = None
         if path.exists():
-            try:
-                loaded = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                raise RiderBookError(f"cannot be read ({exc})", where=str(path),
-                                     hint="restore it from a backup or move it aside to start a new book") from None
-            if not isinstance(loaded, dict):
-                raise RiderBookError("is not a rider book", where=str(path), hint="move it aside to start a new one")
-            self._data.update(loaded)
+            problem = self._load()
+            if problem is not None:
+                self._set_aside(problem)
+
+    def _load(self) -> str | None:
+        """Read the book; what is wrong with it, or None."""
+        try:
+            text = self.path.read_bytes().decode("utf-8")
+            loaded = orjson.loads(text)  # NaN and infinities are refused, as in the API
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
+        except orjson.JSONDecodeError as exc:
+            return f"not JSON ({exc})"
+        problems = check_against(loaded, BOOK_SCHEMA, text)
+        if problems:
+            first = problems[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            at = f"{first.path} (line {first.line}): " if first.path and first.line else (
+                f"{first.path}: " if first.path else "")
+            return f"{at}{first.message}{more}"
+        for rider_id, entry in loaded.get("riders", {}).items():
+            for i, p in enumerate(entry.get("profile", [])):
+                try:
+                    time.strptime(p["from"], "%Y-%m-%d")
+                except ValueError:
+                    return f"riders.{rider_id}.profile[{i}].from: {p['from']!r} is not a date (YYYY-MM-DD)"
+        self._data.update(loaded)
+        return None
+
+    def _set_aside(self, problem: str) -> None:
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            os.replace(self.path, aside)
+            kept = f"kept as {aside.name}"
+        except OSError as exc:
+            kept = f"left in place ({exc.strerror or exc})"
+        self.damaged = (f"{self.path.name}: {problem}; {kept}; the riders of the configuration are used "
+                        "(riders added, values and pairings made on the page must be set again)")
+        log.error("rider book %s", self.damaged)
 
     # -- riders and profiles -------------------------------------------------------------------
 
-    def _entry(self, rider_id: str) -> dict[str, Any]:
-        entry: dict[str, Any] = self._data["riders"].setdefault(rider_id, {})
+    @staticmethod
+    def _entry(data: dict[str, Any], rider_id: str) -> dict[str, Any]:
+        entry: dict[str, Any] = data["riders"].setdefault(rider_id, {})
         entry.setdefault("profile", [])
         return entry
+
+    def _change(self, edit: Callable[[dict[str, Any]], T]) -> T:
+        """Apply ``edit`` to a copy of the book, write the copy, and only then keep it: a change that
+        cannot reach the disk changes nothing in memory either (the caller holds the lock)."""
+        data = copy.deepcopy(self._data)
+        out = edit(data)
+        data["history"] = data["history"][-HISTORY_KEPT:]
+        self._save(data)
+        self._data = data
+        return out
 
     def known(self, rider_id: str) -> bool:
         return rider_id in self._data["riders"] or any(r.id == rider_id for r in self.roster)
@@ -81,14 +173,20 @@ class RiderBook:
     def add(self, rider_id: str, name: str, squad: str | None = None) -> None:
         """A new rider, or a new name (and squad) for a known one."""
         rider_id, name = rider_id.strip(), name.strip()
-        if not rider_id or not name or len(rider_id) > 64 or len(name) > 80:
-            raise RiderBookError("a rider needs an id (up to 64 characters) and a name (up to 80)")
-        with self._lock:
-            entry = self._entry(rider_id)
+        if not RIDER_ID.match(rider_id) or not name or len(name) > 80 or not name.isprintable():
+            raise RiderBookError("a rider needs an id (up to 64 letters, digits, _ . -) and a name (up to 80 "
+                                 "printable characters)", hint="for example id r07, name Anna Keller")
+        if squad is not None and (len(squad.strip()) > 80 or not squad.isprintable()):
+            raise RiderBookError("a squad is up to 80 printable characters")
+
+        def edit(data: dict[str, Any]) -> None:
+            entry = self._entry(data, rider_id)
             entry["name"] = name
             if squad is not None:
                 entry["squad"] = squad.strip() or None
-            self._save()
+
+        with self._lock:
+            self._change(edit)
 
     def set_profile(self, rider_id: str, *, ftp_w: float | None = None, weight_kg: float | None = None,
                     day: str | None = None) -> dict[str, Any]:
@@ -103,14 +201,17 @@ class RiderBook:
             raise RiderBookError(f"a weight of {weight_kg:g} kg is not plausible", hint="between 25 and 200 kg")
         day = _check_day(day or day_of(time.time()))
         with self._lock:
-            entry = self._entry(rider_id)
             current = self._valid(rider_id, day)
             value = {"from": day, "ftp_w": ftp_w if ftp_w is not None else current.get("ftp_w"),
                      "weight_kg": weight_kg if weight_kg is not None else current.get("weight_kg"),
                      "recorded": time.time()}
-            entry["profile"] = sorted([p for p in entry["profile"] if p["from"] != day] + [value],
-                                      key=lambda p: p["from"])
-            self._save()
+
+            def edit(data: dict[str, Any]) -> None:
+                entry = self._entry(data, rider_id)
+                entry["profile"] = sorted([p for p in entry["profile"] if p["from"] != day] + [value],
+                                          key=lambda p: p["from"])
+
+            self._change(edit)
             return value
 
     def _valid(self, rider_id: str, day: str) -> dict[str, Any]:
@@ -164,26 +265,26 @@ class RiderBook:
         key = _sensor_key(kind, sensor)
         if not self.known(rider_id):
             raise RiderBookError(f"no rider {rider_id!r}", hint="add the rider first")
-        now = time.time()
         with self._lock:
-            before = self._data["pairings"].get(key)
-            self._data["pairings"][key] = {"rider": rider_id, "from": now}
-            self._data["history"].append({"at": now, "sensor": key, "rider": rider_id,
-                                          "before": before["rider"] if before else None})
-            self._save()
-        return {"sensor": key, "rider": rider_id, "from": now, "before": before["rider"] if before else None}
+            return self._pair(key, rider_id)
 
     def unpair(self, kind: str, sensor: str) -> dict[str, Any]:
         """``sensor`` is nobody's from now on (over a YAML pairing too)."""
         key = _sensor_key(kind, sensor)
-        now = time.time()
         with self._lock:
-            before = self._data["pairings"].get(key)
-            self._data["pairings"][key] = {"rider": None, "from": now}
-            self._data["history"].append({"at": now, "sensor": key, "rider": None,
-                                          "before": before["rider"] if before else None})
-            self._save()
-        return {"sensor": key, "rider": None, "from": now}
+            return self._pair(key, None)
+
+    def _pair(self, key: str, rider_id: str | None) -> dict[str, Any]:
+        now = time.time()
+        before = self._data["pairings"].get(key)
+        previous = before["rider"] if before else None
+
+        def edit(data: dict[str, Any]) -> None:
+            data["pairings"][key] = {"rider": rider_id, "from": now}
+            data["history"].append({"at": now, "sensor": key, "rider": rider_id, "before": previous})
+
+        self._change(edit)
+        return {"sensor": key, "rider": rider_id, "from": now, "before": previous}
 
     def pairings(self) -> dict[str, str]:
         """Sensor key ("ant:12345", "ble:aa:bb:..", "chip:DM-0007") -> rider id, YAML and page together."""
@@ -223,11 +324,19 @@ class RiderBook:
                 for (rider, kind), keys in sorted(by_rider.items()) if len(keys) > 1]
         return out
 
-    def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _save(self, data: dict[str, Any]) -> None:
+        """Write ``data`` whole, then rename it over the book; on any failure nothing is left behind
+        and ``BookNotSaved`` says why."""
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(self._data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w") as f:
+                json.dump(data, f, indent=1, sort_keys=True, allow_nan=False)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise BookNotSaved(f"the change was not saved ({exc.strerror or exc}) and was not made",
+                               where=str(self.path), hint="free space on the box's disk and try again") from None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from gateway.errors import GatewayError
 from gateway.spool.store import Spool
@@ -19,23 +20,42 @@ class SessionError(GatewayError):
     http_status = 409
 
 
-def parse_tags(tags: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
-    """``["tyres=1.6bar", "bike=hardtail"]`` (or a mapping) as a dict; says which tag is wrong."""
+MAX_TAGS = 20
+
+
+def parse_tags(tags: object) -> dict[str, str]:
+    """``["tyres=1.6bar", "bike=hardtail"]`` (or a mapping of text to text) as a dict; says which tag
+    is wrong. At most ``MAX_TAGS``: they travel in every record of the session."""
     if tags is None:
         return {}
-    items = list(tags.items()) if isinstance(tags, Mapping) else []
-    if not isinstance(tags, Mapping):
+    if isinstance(tags, Mapping):
+        items = list(tags.items())
+    elif isinstance(tags, list | tuple):
+        items = []
         for tag in tags:
             if not isinstance(tag, str) or not TAG.match(tag.strip()):
-                raise SessionError(f"tag {tag!r} is not name=value",
+                raise SessionError(f"tag {str(tag)[:80]!r} is not name=value",
                                    hint="for example tyres=1.6bar: a name of letters, digits, _ . - (up to 32), "
                                         "a value of up to 64 characters")
             name, value = tag.strip().split("=", 1)
             items.append((name, value))
+    else:
+        raise SessionError("tags must be a list of name=value texts", hint='["tyres=1.6bar"]')
     for name, value in items:
-        if not TAG.match(f"{name}={value}"):
-            raise SessionError(f"tag {name}={value} is not name=value")
+        if not isinstance(name, str) or not isinstance(value, str) or not TAG.match(f"{name}={value}"):
+            raise SessionError(f"tag {str(name)[:32]}={str(value)[:64]} is not name=value (both text)")
+    if len(items) > MAX_TAGS:
+        raise SessionError(f"{len(items)} tags; a session takes at most {MAX_TAGS}")
     return dict(items)
+
+
+def new_session_id(gateway_id: str, now: float | None = None, *, prefix: str = "", suffix: str = "") -> str:
+    """A session id no other session shares, on this box or another: the gateway, the UTC time to the
+    second and six random hex digits. Ids to the second alone collided: three starts in one second
+    replaced a session's record, and two boxes replaying in the same second became one session at
+    the hub."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    return f"{prefix}{gateway_id}-{stamp}-{secrets.token_hex(3)}{suffix}"
 
 
 def live_session(spool: Spool, gateway_id: str, gap_h: float, now: float | None = None) -> str:
@@ -51,9 +71,7 @@ def live_session(spool: Spool, gateway_id: str, gap_h: float, now: float | None 
     # the middle of a training": it could be last month's session.
     if current and last and -CLOCK_SLACK_S <= now - float(last) < gap_h * 3600:
         return current
-    session = f"{gateway_id}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}"
-    if session == current:
-        session += "-2"
+    session = new_session_id(gateway_id, now)
     spool.set_meta("live_session_started", repr(now))
     spool.set_meta("live_session", session)
     spool.set_meta("live_session_seen", repr(now))

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
 from gateway.config import EMBEDDED, Config, rider
 from gateway.config.settings import RiderSettings
-from gateway.errors import GatewayError, NotFound, ReplayError
+from gateway.errors import Busy, GatewayError, NotFound, ReplayError
 from gateway.model import GateCrossing, PowerSample
 from gateway.pipeline.build import SessionPipeline, build
 from gateway.pipeline.ingest import Accepted, events_in
 from gateway.pipeline.riderbook import RiderBook
+from gateway.pipeline.session import new_session_id
 from gateway.replay.files import expand, load_session, merged
 from gateway.replay.player import Clock, Player, check_factor
 from gateway.spool.store import Spool
@@ -29,6 +29,7 @@ from gateway.spool.store import Spool
 log = logging.getLogger(__name__)
 
 KEEP_FINISHED = 5  # finished replays whose final status stays listed (a looping demo makes one a minute)
+MAX_FILES = 64  # a squad's power and timing files; more in one replay is a mistake, and costs memory
 
 
 @dataclass
@@ -71,10 +72,26 @@ class ReplayManager:
         # Final statuses of finished replays; the replays themselves (their events, their ingest
         # thread and its spool connection) are released when they end.
         self.finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._counter = itertools.count(1)
+        self._starting = 0  # replays being read or built, not yet playing
 
     def _session_id(self) -> str:
-        return f"replay-{time.strftime('%Y%m%d-%H%M%S')}-{next(self._counter)}"
+        return new_session_id(self.config.gateway_id, prefix="replay-")
+
+    @contextlib.contextmanager
+    def _admitted(self, what: str) -> Iterator[None]:
+        """A place among ``replay.max_active`` for a replay or review being started: each holds a
+        thread and its recording in memory (160 reviews at once took the box past its unit's
+        MemoryMax and TasksMax). Starting ones count too: reading files outlives a request that
+        timed out."""
+        limit = self.config.settings.replay.max_active
+        if len(self.active()) + self._starting >= limit:
+            raise Busy(f"{limit} replays are playing or starting already; {what} was not started",
+                       where="replay", hint="stop one, or wait for one to end (replay.max_active)")
+        self._starting += 1
+        try:
+            yield
+        finally:
+            self._starting -= 1
 
     async def start(self, files: list[str], *, factor: float | None = None, loop: bool = False,
                     offset_s: float = 0.0, course_from_file: bool | None = None,
@@ -84,6 +101,12 @@ class ReplayManager:
         The course comes from the files when ``course_from_file`` is set, and by default when the
         box runs on its embedded defaults (no course of its own): see ``files.load_session``.
         """
+        with self._admitted("this replay"):
+            return await self._start(files, factor=factor, loop=loop, offset_s=offset_s,
+                                     course_from_file=course_from_file, tags=tags)
+
+    async def _start(self, files: list[str], *, factor: float | None, loop: bool, offset_s: float,
+                     course_from_file: bool | None, tags: dict[str, str] | None) -> str:
         settings = self.config.settings
         from_file = self.config.source == EMBEDDED if course_from_file is None else course_from_file
         factor = check_factor(settings.replay.simulationFactor if factor is None else factor)
@@ -93,6 +116,9 @@ class ReplayManager:
                               hint="use 0.05 for twenty times real time")
         gates = settings.course.gate_ids
         specs = expand(files)
+        if len(specs) > MAX_FILES:
+            raise ReplayError(f"{len(specs)} files in one replay; at most {MAX_FILES} are played together",
+                              where="replay", hint="replay a session's files (one per rider, and its timing file)")
         if offset_s:
             specs = [type(s)(s.path, s.rider, s.offset_s + offset_s) for s in specs]
         loaded = await asyncio.to_thread(load_session, specs, gates, settings.riders, from_file=from_file)
@@ -132,6 +158,10 @@ class ReplayManager:
     async def review(self, stored: str, *, factor: float | None = None) -> str:
         """Play a session stored in the spool again, through the same pipeline, as a new session
         ("look at lap 2, segment 4"); returns the new session id."""
+        with self._admitted("this review"):
+            return await self._review(stored, factor=factor)
+
+    async def _review(self, stored: str, *, factor: float | None) -> str:
         settings = self.config.settings
         factor = check_factor(settings.replay.simulationFactor if factor is None else factor)
         events, record, ends = await asyncio.to_thread(stored_session, self.spool, stored)

@@ -123,6 +123,7 @@ class Daemon:
 
     def _start_live(self, spool: Spool) -> SessionPipeline:
         self.book = RiderBook(self.state_dir / "riders.json", self.settings.riders)
+        self.status.post("riderbook", damaged=self.book.damaged)
         self.sessions = LiveSessions(self.settings, spool, self.book, self.config.gateway_id, self._listeners())
         live = self.sessions.open()
         session_id = live.session_id
@@ -202,6 +203,7 @@ class Daemon:
             if self.server is not None:
                 self.server.stop()
             self.status.post("daemon", state="stopped", pid=os.getpid())
+            self.supervisor.write_status_file(final=True)  # `status` says stopped at once, not 45 s later
             lock.release()
 
     def _handle_signals(self) -> list[int]:

@@ -50,6 +50,10 @@ def warnings(components: dict[str, dict[str, Any]], disk_info: dict[str, Any], s
     if disk_info.get("low"):
         out.append(f"low disk: {disk_info['free_bytes'] // (1024 * 1024)} MB free")
     kafka = components.get("kafka", {})
+    if kafka.get("enabled") and spool.get("set_aside"):
+        why = f" (last: {kafka['refused_last']})" if kafka.get("refused_last") else ""
+        out.append(f"uplink: {spool['set_aside']} event(s) refused by Kafka, kept on the box and set aside; the "
+                   f"stream goes on{why}")
     if kafka.get("enabled") and not kafka.get("connected") and kafka.get("down_since"):
         down = now - kafka["down_since"]
         if down > UPLINK_DOWN_WARN_S:
@@ -64,6 +68,9 @@ def warnings(components: dict[str, dict[str, Any]], disk_info: dict[str, Any], s
     degraded = components.get("degraded", {})
     if degraded.get("reason"):
         out.insert(0, f"degraded: {degraded['reason']}")
+    out += components.get("hub", {}).get("warnings") or []
+    if components.get("riderbook", {}).get("damaged"):
+        out.append(f"rider book: {components['riderbook']['damaged']}")
     if components.get("security", {}).get("weak_admin_token"):
         out.append("the admin PIN is weak (the shipped example, or shorter than 8 characters): set web.admin_token")
     return out

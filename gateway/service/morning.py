@@ -4,16 +4,20 @@ The web layer calls this; it calls the live sessions, the rider book and the sou
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.config.settings import Settings
+from gateway.errors import NotFound
 from gateway.pipeline.riderbook import RiderBook, RiderBookError
 from gateway.service.sessions import LiveSessions, add_note, record_of
 from gateway.spool.store import Spool
 from gateway.status import StatusBoard
 
+NUMBER = re.compile(r"^\d{1,4}\.\d{1,3}(-\d{1,3})?$")  # "2.3", or "2.1-3" for a span over a missed gate
+MAX_RIDERS = 200  # riders named present in one session
 HEARD_S = 60.0  # a radio not heard for this long leaves the list
 ANT_CHANNELS = 8  # an ANTUSB2 or ANTUSB-m stick: one channel searches, seven follow paired meters
 
@@ -45,9 +49,15 @@ class Morning:
 
     def start(self, body: Mapping[str, Any]) -> dict[str, Any]:
         riders = body.get("riders")
+        if riders is not None and (not isinstance(riders, list) or len(riders) > MAX_RIDERS
+                                   or not all(isinstance(r, str) for r in riders)):
+            raise RiderBookError(f"riders must be a list of up to {MAX_RIDERS} rider ids", hint='["r01", "r02"]')
         tags = body.get("tags")
         if isinstance(tags, str):
             tags = [t for t in tags.replace(",", " ").split() if t]
+        for key in ("name", "notes"):
+            if not isinstance(body.get(key) or "", str):
+                raise RiderBookError(f"{key} must be text")
         return self.sessions.start(str(body.get("name") or ""), riders=list(riders) if riders else None,
                                    notes=str(body.get("notes") or ""), tags=tags)
 
@@ -116,10 +126,21 @@ class Morning:
 
     # -- notes ---------------------------------------------------------------------------------
 
+    def _recorded(self, session: str) -> bool:
+        if self.spool.meta(f"session:{session}") is not None or session == self.sessions.current().get("session"):
+            return True
+        return any(s == session for s, *_ in self.spool.segment_sessions())
+
     def note(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         session, rider, number = (str(body.get(k) or "") for k in ("session", "rider_id", "number"))
         if not session or not rider or not number:
             raise RiderBookError("a note needs the session, the rider and the segment number")
+        if not NUMBER.match(number) or len(rider) > 64:
+            raise RiderBookError(f"{number[:20]!r} of {rider[:64]!r} is not a segment result",
+                                 hint="a segment number is lap.segment, such as 2.3")
+        # A note never creates a session: only one the box recorded takes notes.
+        if len(session) > 128 or not self._recorded(session):
+            raise NotFound(f"no session {session[:128]!r} on this box", where="notes")
         notes = add_note(self.spool, session, rider, number, str(body.get("text") or ""))
         live = self.sessions.live
         if live is not None:  # the session's record, with its notes, goes to Kafka (compacted: the latest wins)

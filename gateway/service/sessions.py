@@ -27,6 +27,9 @@ from gateway.spool.store import Spool
 
 log = logging.getLogger(__name__)
 
+PAIRING_CHANGES = 200  # pairing changes a session's record carries (the newest)
+MAX_NOTES = 300  # notes on one session's results: its record (with them) stays well under Kafka's 1 MB
+
 
 class LiveSessions:
     def __init__(self, settings: Settings, spool: Spool, book: RiderBook, gateway_id: str,
@@ -79,7 +82,8 @@ class LiveSessions:
         info = info or self.info
         if pipeline is None:
             return
-        history = [h for h in self.book.history() if h["at"] >= info["started"] - 1]
+        # The newest changes only: a record is one Kafka message, and a day of swaps must not outgrow it.
+        history = [h for h in self.book.history() if h["at"] >= info["started"] - 1][-PAIRING_CHANGES:]
         pipeline.publish("live", started=info["started"], ended=ended, name=info["name"], tags=info.get("tags"),
                          notes=info.get("notes", ""), present=info.get("present"),
                          extra={"pairings": self.book.pairings(), "pairing_changes": history,
@@ -105,9 +109,7 @@ class LiveSessions:
             raise SessionError(f"unknown rider(s): {', '.join(unknown)}", hint="add them on the riders page first")
         with self._lock:
             now = time.time()
-            session_id = f"{self.gateway_id}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}"
-            if self.live is not None and session_id == self.live.session_id:
-                session_id += "-2"
+            session_id = session.new_session_id(self.gateway_id, now)
             info = {"session": session_id, "name": name, "named": True, "started": now, "tags": parsed,
                     "notes": notes, "present": present}
             self._switch(session_id, info, now)
@@ -121,18 +123,18 @@ class LiveSessions:
                                    hint="start a session first")
             now = time.time()
             ended = {**self.info, "ended": now}
-            session_id = f"{self.gateway_id}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-auto"
+            session_id = session.new_session_id(self.gateway_id, now, suffix="-auto")
             self._switch(session_id, self._automatic(session_id, now), now)
             log.info("session %s ended", ended["session"])
             return ended
 
     def _switch(self, session_id: str, info: dict[str, Any], now: float) -> None:
+        # On disk before anything changes: a session is reported started (or ended) only once a
+        # restart would keep it; a full disk refuses it and leaves the box as it was.
+        self.spool.save_meta({"live_session": session_id, "live_session_started": repr(now),
+                              "live_session_seen": repr(now), "live_session_info": json.dumps(info)})
         old, old_info = self.live, self.info
         new = self._build(session_id, now).start()
-        self.spool.set_meta("live_session", session_id)
-        self.spool.set_meta("live_session_started", repr(now))
-        self.spool.set_meta("live_session_seen", repr(now))
-        self.spool.set_meta("live_session_info", json.dumps(info))
         self.live, self.info = new, info
         if old is not None:
             if old_info.get("named"):
@@ -158,14 +160,17 @@ def notes_of(spool: Spool, session_id: str) -> list[dict[str, Any]]:
 
 
 def add_note(spool: Spool, session_id: str, rider_id: str, number: str, text: str) -> list[dict[str, Any]]:
-    """A coach's note on one result ("chain dropped"); an empty text removes the note."""
+    """A coach's note on one result ("chain dropped"); an empty text removes the note. Saved before it
+    is reported (a full disk refuses it: ``SpoolError``)."""
     text = text.strip()
     if len(text) > 280:
         raise SessionError("a note is limited to 280 characters")
     notes = [n for n in notes_of(spool, session_id) if (n["rider_id"], n["number"]) != (rider_id, number)]
     if text:
+        if len(notes) >= MAX_NOTES:
+            raise SessionError(f"a session holds at most {MAX_NOTES} notes", hint="remove one first")
         notes.append({"rider_id": rider_id, "number": number, "text": text, "at": time.time()})
-    spool.set_meta(f"notes:{session_id}", json.dumps(notes))
+    spool.save_meta({f"notes:{session_id}": json.dumps(notes)})
     return notes
 
 

@@ -1,7 +1,10 @@
 """Keeping the daemon watchable: sd_notify (READY, WATCHDOG, STATUS, STOPPING), health, a status file.
 
-The status file (``<state_dir>/status.json``, rewritten every tick) is what
-``trackside-gateway status`` reads, so it works with the page switched off too.
+The status file (``<state_dir>/status.json``) is what ``trackside-gateway status`` reads, so it
+works with the page switched off too. It is written when what it says changes (at most every
+``WRITE_EVERY_S``), at least every ``HEARTBEAT_S`` (its time says the daemon is alive), and at
+exit with the stopped state: every second, it cost the SD card about 50 MB a minute once a flood of
+unknown chips had made it 841 KB.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from gateway.status import StatusBoard
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
-STALE_S = 10.0
+WRITE_EVERY_S = 5.0
+HEARTBEAT_S = 30.0
+STALE_S = HEARTBEAT_S + 15.0  # no write for this long: the daemon is gone (or hung)
+_VOLATILE = frozenset({"time", "uptime_s", "updated", "age_s"})
 
 
 class Supervisor:
@@ -34,6 +40,9 @@ class Supervisor:
         self.last_tick = time.monotonic()
         self._synced: bool | None = None
         self._synced_at = 0.0
+        self._written_at = -1e9
+        self._written: str | None = None
+        self._urgent: str | None = None
 
     @property
     def tick_interval(self) -> float:
@@ -55,7 +64,7 @@ class Supervisor:
                          warnings=health.warnings(components, disk, self._synced, now))
         self.notifier.watchdog()
         self.notifier.status(self.summary())
-        self._write_status_file()
+        self.write_status_file()
 
     def summary(self) -> str:
         """One line for systemctl status: riders seen, backlog, links, the first warning."""
@@ -75,14 +84,41 @@ class Supervisor:
     def stopping(self) -> None:
         self.notifier.stopping()
 
-    def _write_status_file(self) -> None:
+    def write_status_file(self, final: bool = False) -> None:
+        """Write the status file if what it says changed; ``final``: the stopped state at exit, if this
+        process wrote one before (a start refused leaves the state directory as it was)."""
+        if final and self._written is None:
+            return
+        snap = self.status.snapshot()
+        now = time.monotonic()
+        steady = json.dumps(_steady(snap), sort_keys=True, default=str)
+        parts = snap["components"]
+        # A state or a warning is said at once; counters that move every second, every few seconds.
+        urgent = json.dumps([parts.get("health", {}).get("warnings"),
+                             sorted((k, str(v.get("state"))) for k, v in parts.items())], default=str)
+        due = (now - self._written_at >= HEARTBEAT_S or urgent != self._urgent
+               or (steady != self._written and now - self._written_at >= WRITE_EVERY_S))
+        if not (final or due):
+            return
         path = self.state_dir / STATUS_FILE
         tmp = path.with_suffix(".tmp")
         try:
-            tmp.write_text(json.dumps({**self.status.snapshot(), "pid": os.getpid()}, default=str))
+            tmp.write_text(json.dumps({**snap, "pid": os.getpid()}, default=str))
             tmp.replace(path)
+            self._written, self._urgent, self._written_at = steady, urgent, now
         except OSError:
-            pass  # a full disk is reported by the spool; the status file is best effort
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a full disk is reported by the spool; the status file is best effort
+
+
+
+def _steady(value: Any) -> Any:
+    """``value`` without the times that change at every snapshot."""
+    if isinstance(value, dict):
+        return {k: _steady(v) for k, v in value.items() if k not in _VOLATILE}
+    if isinstance(value, list):
+        return [_steady(v) for v in value]
+    return value
 
 
 def read_status_file(state_dir: Path) -> dict[str, Any] | None:
@@ -90,7 +126,8 @@ def read_status_file(state_dir: Path) -> dict[str, Any] | None:
         doc: dict[str, Any] = json.loads((state_dir / STATUS_FILE).read_text())
     except (OSError, ValueError):
         return None
-    doc["stale"] = time.time() - doc.get("time", 0) > STALE_S
+    stopped = (doc.get("components", {}).get("daemon") or {}).get("state") == "stopped"
+    doc["stale"] = stopped or time.time() - doc.get("time", 0) > STALE_S
     return doc
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from gateway.status import StatusBoard
 
+DEVICES_KEPT = 64  # devices a source lists (an ANT+ stick hears 8 channels' worth; BLE scans more)
+
 
 class Link:
     """Read live by the status board at every snapshot, so counters are never stale."""
@@ -35,8 +37,12 @@ class Link:
             self.counters[key] += n
 
     def device(self, key: str, **info: Any) -> None:
+        """A device heard (kept newest last; past ``DEVICES_KEPT`` the longest unheard goes: a flood of
+        strangers' meters must not grow the status without end)."""
         with self._lock:
-            self.devices[key] = {**self.devices.get(key, {}), **info, "seen": time.time()}
+            self.devices[key] = {**self.devices.pop(key, {}), **info, "seen": time.time()}
+            if len(self.devices) > DEVICES_KEPT:
+                del self.devices[next(iter(self.devices))]
 
     def note(self, **info: Any) -> None:
         """Extra state for the status page (a receiver's clock offset, ...)."""

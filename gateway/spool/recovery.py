@@ -22,7 +22,10 @@ SIDE_FILES = ("-wal", "-shm")
 
 # Only these mean the file itself is damaged; anything else (no permission, locked, I/O) is a
 # problem around a file that may be perfectly healthy, and salvaging it would orphan its backlog.
-CORRUPTION_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+# SQLITE_TOOBIG too: a damaged record header can claim a value larger than SQLite's limit, and the
+# check then stops with "string or blob too big" (seen with random bytes over one page: the box
+# refused to start instead of salvaging).
+CORRUPTION_CODES = {11, 18, 26}  # SQLITE_CORRUPT, SQLITE_TOOBIG, SQLITE_NOTADB
 
 
 def check_openable(path: Path) -> None:
@@ -112,12 +115,27 @@ def _probe(src: sqlite3.Connection, table: str, whole: str, lo: int, hi: int) ->
     return out
 
 
-def _gateways(src: sqlite3.Connection) -> list[tuple[int, str]]:
+def _gateways(src: sqlite3.Connection) -> list[tuple[int, str, str | None]]:
     try:
-        return src.execute("SELECT first_seq, gateway_id FROM gateways").fetchall()
-    except sqlite3.DatabaseError:  # an older spool, or the table is damaged: an empty one stands in
-        src.execute("CREATE TEMP TABLE gateways (first_seq INTEGER PRIMARY KEY, gateway_id TEXT NOT NULL)")
+        return src.execute("SELECT first_seq, gateway_id, spool_id FROM gateways").fetchall()
+    except sqlite3.DatabaseError:
+        pass
+    try:  # a spool older than its identities (schema 9): a table with the column shadows it
+        src.execute("CREATE TEMP TABLE gateways AS SELECT first_seq, gateway_id, NULL AS spool_id FROM main.gateways")
+        return src.execute("SELECT first_seq, gateway_id, spool_id FROM gateways").fetchall()
+    except sqlite3.DatabaseError:  # older still, or the table is damaged: an empty one stands in
+        src.execute("DROP TABLE IF EXISTS temp.gateways")
+        src.execute("CREATE TEMP TABLE gateways (first_seq INTEGER PRIMARY KEY, gateway_id TEXT NOT NULL, "
+                    "spool_id TEXT)")
         return []
+
+
+def _spool_identity(src: sqlite3.Connection) -> list[tuple[str, str]]:
+    """The damaged file's own identity, kept by the new file: its numbers go on, so its stream does."""
+    try:
+        return [(str(k), str(v)) for k, v in src.execute("SELECT key, value FROM meta WHERE key = 'spool_id'")]
+    except sqlite3.DatabaseError:
+        return []  # lost with the damage: the new file gets an identity of its own, a new stream
 
 
 def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> tuple[int, int]:
@@ -143,7 +161,8 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> 
         src.close()
         return 0, 0
     with transaction(dst):
-        dst.executemany("INSERT OR REPLACE INTO gateways VALUES (?, ?)", named)
+        dst.executemany("INSERT OR REPLACE INTO gateways (first_seq, gateway_id, spool_id) VALUES (?, ?, ?)", named)
+        dst.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", _spool_identity(src))
     table = "event_rows" if _has_table(src, "event_rows") else "events"  # renamed in schema 7
     whole = whole_sql(None, 0, table)
     saved, first, last_good = _salvage_blocks(src, dst, deadline) if _has_table(src, "blocks") else (0, None, None)

@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from gateway.wire import SCHEMA
+from gateway.wire import identity_pieces
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 # Where sqlite_sequence is held (schema 5): out of reach of any sequence number the spool will give.
 SEQUENCE_PARKED = 1 << 62
 KINDS = ("power", "crossing", "segment", "session")
@@ -108,6 +108,14 @@ MIGRATIONS: dict[int, str] = {
     8: """
         SELECT 1;
     """,
+    # Each spool has an identity of its own (meta spool_id, created with the file), carried in every
+    # event's identity: a box whose spool starts over under the same gateway id numbers from 1
+    # again, and its events must be a new stream at the hub, not repeats of the old one's. A row
+    # of ``gateways`` names the spool that numbered rows from its sequence number on (NULL: rows
+    # numbered before, which keep the identity of wire schema 2 they were sent with).
+    9: """
+        ALTER TABLE gateways ADD COLUMN spool_id TEXT;
+    """,
 }
 
 
@@ -118,7 +126,11 @@ def compatible(version: int) -> list[str]:
     if version < 3:
         out.append("CREATE TEMP TABLE IF NOT EXISTS set_aside (seq INTEGER PRIMARY KEY, reason TEXT, at REAL)")
     if version < 6:
-        out.append("CREATE TEMP TABLE IF NOT EXISTS gateways (first_seq INTEGER PRIMARY KEY, gateway_id TEXT)")
+        out.append("CREATE TEMP TABLE IF NOT EXISTS gateways (first_seq INTEGER PRIMARY KEY, gateway_id TEXT, "
+                   "spool_id TEXT)")
+    elif version < 9:  # shadows the file's table (temp comes first), with the column it lacks
+        out.append("CREATE TEMP TABLE IF NOT EXISTS gateways AS SELECT first_seq, gateway_id, NULL AS spool_id "
+                   "FROM main.gateways")
     if version < 7:
         out += ["CREATE TEMP VIEW IF NOT EXISTS event_rows AS SELECT seq, kind, rider_id, session_id, wall_time, "
                 "recv_time, payload, crc FROM main.events",
@@ -187,29 +199,41 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 COLUMNS = "seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc"
 
 
-def _identity(body: str, *, gateway: str | None = None, lookup: str = "") -> str:
-    """SQL for a whole message: its identity, then ``body`` (SQL for what follows the identity).
-    The gateway's id is ``gateway``, written into the format, or what the SQL ``lookup`` finds.
-    One format() call: cheaper for SQLite than a dozen concatenations, for every row the uplink reads."""
-    gw, args = ("%s", f"{lookup}, seq, {lookup}, seq") if gateway is None else (
-        gateway.replace("%", "%%").replace("'", "''"), "seq, seq")
-    return (f"format('{{\"event_id\":\"{gw}:%d\",\"gateway_id\":\"{gw}\",\"seq\":%d,\"schema\":{SCHEMA},"
-            f"\"session_id\":%s,\"simulation_id\":%s%s', {args}, json_quote(session_id), json_quote(session_id), "
-            f"{body})")
+def _sql_text(text: str) -> str:
+    """``text`` inside an SQL string literal that format() reads: quotes doubled, % escaped."""
+    return text.replace("%", "%%").replace("'", "''")
+
+
+def _identity(body: str, spool: bool, *, gateway: str | None = None, spool_id: str | None = None,
+              lookup: str = "", spool_lookup: str = "") -> str:
+    """SQL for a whole message: its identity (``wire.identity_pieces``, with a spool or, ``spool``
+    False, as schema 2 had it), then ``body`` (SQL for what follows the identity). The gateway's id
+    and spool's are ``gateway`` and ``spool_id``, written into the format, or what the SQL
+    ``lookup`` and ``spool_lookup`` find. One format() call: cheaper for SQLite than a dozen
+    concatenations, for every row the uplink reads."""
+    if gateway is None:
+        pieces = identity_pieces("\0g", "\0s" if spool else None)
+        args = [lookup, spool_lookup, "seq", lookup, spool_lookup, "seq"] if spool else [lookup, "seq", lookup, "seq"]
+    else:
+        pieces = identity_pieces(gateway, spool_id if spool else None)
+        args = ["seq", "seq"]
+    p0, p1, p2, p3 = (_sql_text(p).replace("\0g", "%s").replace("\0s", "%s") for p in pieces)
+    template = f"{p0}%d{p1}%d{p2}%s{p3}%s%s"
+    return (f"format('{template}', {', '.join(args)}, json_quote(session_id), json_quote(session_id), {body})")
 
 
 def _with_event_id(prefix: bytes) -> str:
     """SQL for the whole message of a row stored before schema 6: folded after its event id
     (``{"event_id":"<gateway>:<seq>", <body>``) or whole. The gateway comes from the stored event id
     (a gateway id has no ':'); ``prefix``, the spool's own ``<gateway>:``, spares looking for the
-    ':' in the common case."""
+    ':' in the common case. Such rows have the identity of wire schema 2."""
     own = f"X'{prefix.hex()}'"
     colon = (f"(CASE WHEN substr(payload, 14, {len(prefix)}) = {own} THEN {len(prefix)} "
              "ELSE instr(CAST(substr(payload, 14, 80) AS TEXT), ':') END)")  # the gateway's length + 1
     rest = f"({colon} + length(seq) + 15)"  # 1-based: the byte after '{{"event_id":"<gateway>:<seq>"'
     head = (f"substr(payload, 1, {rest} - 1) || ',\"gateway_id\":\"' || CAST(substr(payload, 14, {colon} - 1) AS TEXT)"
             " || '\",\"seq\":' || seq || "
-            f"',\"schema\":{SCHEMA},\"session_id\":' || json_quote(session_id) || ',\"simulation_id\":' || "
+            "',\"schema\":2,\"session_id\":' || json_quote(session_id) || ',\"simulation_id\":' || "
             "json_quote(session_id)")
     return (f"CASE WHEN CAST(substr(payload, {rest}, 14) AS TEXT) = ',\"gateway_id\":' THEN payload "
             f"ELSE {head} || substr(payload, {rest}) END")
@@ -218,24 +242,28 @@ def _with_event_id(prefix: bytes) -> str:
 _EVENT_ID_OPENING = b'{"event_id":"'.hex()
 
 
-def whole_sql(gateway: str | None, since: int, table: str = "event_rows") -> str:
+def whole_sql(gateway: str | None, since: int, table: str = "event_rows", spool: str | None = None) -> str:
     """SQL for a row's whole Kafka message (a BLOB), as the spool of ``gateway`` reads it.
 
     Rows store their message folded (``gateway.wire.Encoder.fold``: the body alone); SQLite puts
     the identity back as it reads, which costs the uplink less than doing it in Python. Rows from
-    ``since`` on were numbered by ``gateway`` (the common case: no lookup); older ones by the
-    gateway the ``gateways`` table names for them; rows stored before schema 6 begin with their
-    event id (a body never has one).
+    ``since`` on were numbered by ``gateway`` in spool ``spool`` (the common case: no lookup; None:
+    rows of wire schema 2); older ones by the gateway and spool the ``gateways`` table names for
+    them; rows stored before schema 6 begin with their event id (a body never has one).
     """
-    lookup = (f"(SELECT g.gateway_id FROM gateways g WHERE g.first_seq <= {table}.seq "
-              "ORDER BY g.first_seq DESC LIMIT 1)")
+    row = (f"(SELECT g.{{}} FROM gateways g WHERE g.first_seq <= {table}.seq "
+           "ORDER BY g.first_seq DESC LIMIT 1)")
+    lookup, spool_lookup = row.format("gateway_id"), row.format("spool_id")
     prefix = f"{gateway or ''}:".encode()
     body = "(CASE WHEN length(payload) > 2 THEN ',' || substr(payload, 2) ELSE '}' END)"
     stored_before = f"substr(payload, 1, 13) = X'{_EVENT_ID_OPENING}'"
-    others = f"WHEN {stored_before} THEN {_with_event_id(prefix)} ELSE {_identity(body, lookup=lookup)}"
+    others = (f"WHEN {stored_before} THEN {_with_event_id(prefix)} "
+              f"WHEN {spool_lookup} IS NULL THEN {_identity(body, False, lookup=lookup)} "
+              f"ELSE {_identity(body, True, lookup=lookup, spool_lookup=spool_lookup)}")
     if gateway is None:
         return f"CAST(CASE {others} END AS BLOB)"
-    return f"CAST(CASE WHEN seq >= {int(since)} THEN {_identity(body, gateway=gateway)} {others} END AS BLOB)"
+    mine = _identity(body, spool is not None, gateway=gateway, spool_id=spool)
+    return f"CAST(CASE WHEN seq >= {int(since)} THEN {mine} {others} END AS BLOB)"
 
 
 def read_columns(whole: str) -> str:

@@ -55,7 +55,8 @@ class SpoolState:
         self._conn_lock = threading.Lock()
         self._next_seq = 1
         self._seq_reserved = 0  # numbers up to here may have been given (meta seq_reserved)
-        self._encoder = Encoder(self.gateway_id)
+        self._encoder = Encoder(self.gateway_id)  # made again with the spool's identity once it is open
+        self.spool_id: str | None = None
         # How readers rebuild whole messages (spool.schema.whole_sql); set again once the spool is
         # open and knows from which row on this gateway numbered them.
         self._whole = whole_sql(None, 0)
@@ -68,8 +69,8 @@ class SpoolState:
         # can still be read, sent and pruned.
         self.intake_paused: str | None = None
 
-    def _reading_from(self, gateway: str | None, since: int) -> None:
-        self._whole = whole_sql(gateway, since)
+    def _reading_from(self, gateway: str | None, since: int, spool: str | None) -> None:
+        self._whole = whole_sql(gateway, since, spool=spool)
         self._columns = read_columns(self._whole)
 
     # -- connections ---------------------------------------------------------------------------

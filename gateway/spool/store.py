@@ -3,8 +3,8 @@
 Every accepted event is stored in batched transactions before anything downstream sees it: a gate
 crossing, a segment result or a session record as one row (table ``event_rows``), a commit's power
 samples as one compressed block (table ``blocks``, see ``spool.blocks``). Rows carry their Kafka
-message's body (the identity, ``event_id`` = ``<gateway_id>:<seq>`` and the rest, is rebuilt from the
-columns as rows are read) and the whole message's CRC-32; a block carries its samples' whole messages
+message's body (the identity, ``event_id`` = ``<gateway_id>:<spool_id>:<seq>`` and the rest, is rebuilt
+from the columns as rows are read) and the whole message's CRC-32; a block carries its samples' whole messages
 and a CRC-32 of them; so damage is recognised and skipped instead of sent. The view ``events`` shows
 both, one line per event.
 
@@ -34,16 +34,18 @@ from gateway.spool.reader import SpoolReader
 from gateway.spool.schema import KINDS, MIGRATIONS, SCHEMA_VERSION, NewEvent, NewRun, Row, compatible, transaction
 from gateway.spool.state import Policy, SpoolCounters
 from gateway.spool.writer import SpoolWriter
+from gateway.wire import Encoder, new_spool_id
 
 __all__ = ["KINDS", "NewEvent", "NewRun", "Policy", "Row", "Spool", "SpoolCounters"]
 
 log = logging.getLogger(__name__)
 
 
-def _last_gateway(conn: sqlite3.Connection) -> tuple[int, str] | None:
-    """(first sequence number, gateway id) of the gateway that numbers the newest rows."""
-    row = conn.execute("SELECT first_seq, gateway_id FROM gateways ORDER BY first_seq DESC LIMIT 1").fetchone()
-    return None if row is None else (int(row[0]), str(row[1]))
+def _last_gateway(conn: sqlite3.Connection) -> tuple[int, str, str | None] | None:
+    """(first sequence number, gateway id, spool id) of what numbers the newest rows."""
+    row = conn.execute("SELECT first_seq, gateway_id, spool_id FROM gateways ORDER BY first_seq DESC LIMIT 1"
+                       ).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]), row[2])
 
 
 class Spool(SpoolReader, SpoolWriter):
@@ -72,19 +74,33 @@ class Spool(SpoolReader, SpoolWriter):
         top = self._top()
         self._next_seq = max(top, self._delivered_through, int(self.meta("seq_floor") or 0)) + 1
         self._seq_reserved = int(self.meta("seq_reserved") or 0)
+        self._identify(conn)
         self._name_gateway(conn)
         self._undelivered = self._count(self._delivered_through, top) + self.set_aside_count()
         self.set_meta("gateway_id", self.gateway_id, replace=False)
         return self
 
+    def _identify(self, conn: sqlite3.Connection) -> None:
+        """The spool's identity, made with the file (or at its first start with this gateway): every
+        event's identity carries it, so a spool that starts over is a new stream."""
+        spool_id = self.meta("spool_id")
+        if spool_id is None:
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('spool_id', ?)", (new_spool_id(),))
+            spool_id = str(self.meta("spool_id"))
+            log.info("spool %s: identity %s", self.path, spool_id)
+        self.spool_id = spool_id
+        self._encoder = Encoder(self.gateway_id, spool_id)
+
     def _name_gateway(self, conn: sqlite3.Connection) -> None:
-        """Rows store no event id: note from which row on this gateway numbers them (a box renamed
-        mid-spool keeps its older rows' identity)."""
+        """Rows store no event id: note from which row on this gateway and spool number them (a box
+        renamed mid-spool keeps its older rows' identity, rows older than the spool's own keep
+        schema 2's)."""
         last = _last_gateway(conn)
-        if last is None or last[1] != self.gateway_id:
-            conn.execute("INSERT OR REPLACE INTO gateways VALUES (?, ?)", (self._next_seq, self.gateway_id))
-            last = (self._next_seq, self.gateway_id)
-        self._reading_from(self.gateway_id, last[0])
+        if last is None or last[1:] != (self.gateway_id, self.spool_id):
+            conn.execute("INSERT OR REPLACE INTO gateways (first_seq, gateway_id, spool_id) VALUES (?, ?, ?)",
+                         (self._next_seq, self.gateway_id, self.spool_id))
+            last = (self._next_seq, self.gateway_id, self.spool_id)
+        self._reading_from(self.gateway_id, last[0], self.spool_id)
 
     def _open_readonly(self) -> Spool:
         if not self.path.is_file():
@@ -105,7 +121,8 @@ class Spool(SpoolReader, SpoolWriter):
         if version >= 6:
             last = _last_gateway(self._conn())
             if last is not None:
-                self._reading_from(last[1], last[0])
+                self._reading_from(last[1], last[0], last[2])
+                self.spool_id = last[2]
         if version >= 3:
             self._delivered_through = int(self.meta("delivered_through") or 0)
         return self
@@ -131,7 +148,7 @@ class Spool(SpoolReader, SpoolWriter):
         rows, oldest = self.backlog()
         c = self.counters
         return {
-            "path": str(self.path), "last_seq": self.last_seq(), "backlog_rows": rows,
+            "path": str(self.path), "spool_id": self.spool_id, "last_seq": self.last_seq(), "backlog_rows": rows,
             "backlog_oldest": oldest, "used_bytes": self.used_bytes(), "max_bytes": self.policy.max_bytes,
             "policy": self.policy.full_policy, "full": c.full_since is not None, "full_since": c.full_since,
             "delivered_through": self._delivered_through, "set_aside": self.set_aside_count(),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -240,6 +240,22 @@ class SpoolWriter(SpoolState):
         return n
 
     # -- reading -------------------------------------------------------------------------------
+
+    def save_meta(self, items: Mapping[str, str]) -> None:
+        """Store settings in one transaction, or raise ``SpoolError`` saying why, with nothing stored:
+        for what a coach is told is done (a session started or ended, a note), which must survive a
+        restart or be refused."""
+        with self._write_lock:
+            try:
+                with transaction(self._conn()) as conn:
+                    conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(items.items()))
+            except sqlite3.Error as exc:
+                full = "full" in str(exc).lower()
+                if full:
+                    self.counters.disk_full += 1
+                    self.counters.last_error = f"disk full: {exc}"
+                raise SpoolError(f"{'the disk is full: ' if full else ''}nothing was saved ({exc})",
+                                 where=str(self.path), hint="free space on the box's disk, then try again") from None
 
     def set_meta(self, key: str, value: str, *, replace: bool = True) -> bool:
         """Store a setting; False (counted, not raised) when the disk is full."""

@@ -80,6 +80,7 @@ class Forwarder:
         self._refusals: dict[int, int] = {}
         self._set_aside: set[int] = set()
         self._retry_set_aside = True
+        self._offered_aside: set[int] = set()  # set aside before, offered again at this start
         self._last_mark = 0.0
         self._behind = False  # draining a backlog (full batches), until caught up
         self._next_topic_try = 0.0
@@ -179,7 +180,16 @@ class Forwarder:
         self._retry_set_aside = False
         rows = [(row.seq, self.topics[row.kind], (row.session_id if row.kind == "session" else row.rider_id)
                  or "unknown", row.payload, row.crc) for row in self.spool.set_aside_rows()]
-        self._put(output, rows, {seq: (None, seq, 0.0) for seq, *_ in rows})
+        self._offered_aside = {seq for seq, *_ in rows}
+        tickets = {seq: (None, seq, 0.0) for seq, *_ in rows}
+        for row in rows:  # one at a time: one still refused as offered must not keep the others back
+            while output.offer([row], tickets) == 0:
+                if output.refused:
+                    self._set_aside_refused(output)
+                    break
+                if self._stop.is_set() or output.fatal:
+                    self._restart = True
+                    return
 
     def _send_more(self, output: KafkaOutput) -> bool:
         """Offer the next batch within the window; False when there was nothing to offer."""
@@ -218,6 +228,8 @@ class Forwarder:
             reports = [(bisect_left(seqs, seq), (batch, seq, sent)) for seq in mine]
             if not output.offer_run(pending.power_topic, samples.keys, samples.messages, reports):
                 self._restart = True  # part of a batch offered: start again from the watermark
+                if output.refused_unknown:  # one sample at a time finds the one refused
+                    self._careful_until = max(self._careful_until, end)
         return True
 
     def _send_rows(self, output: KafkaOutput, rows: list[Outgoing]) -> None:
@@ -249,11 +261,28 @@ class Forwarder:
         """Offer rows, waiting for room in the producer's queue (this thread has nothing else to do)."""
         done = output.offer(rows, tickets)
         while done < len(rows):
-            if self._stop.is_set() or output.fatal:
+            if self._stop.is_set() or output.fatal or output.refused:
                 # A batch half offered cannot be accounted for: start again from the watermark.
                 self._restart = True
+                self._set_aside_refused(output)
                 return
             done = output.offer(rows, tickets, done)
+
+    def _set_aside_refused(self, output: KafkaOutput) -> None:
+        """Messages the producer refused as offered (too large, ...) will be refused again: set aside
+        at once (kept in the spool, counted, offered again at the next start), so that one message
+        never stops the stream."""
+        refused, output.refused = output.refused, []
+        for seq, error in refused:
+            with self.link.lock:
+                self.link.failed += 1
+                self.link.last_error = self.link.refused_last = f"event {seq}: {error}"
+            if seq in self._set_aside or seq in self._offered_aside:
+                continue  # offered again at this start, still refused: it stays where it is
+            if self.spool.set_aside(seq, error):
+                self._set_aside.add(seq)
+                log.error("kafka: event %d refused by the producer (%s); kept in the spool and set aside, the "
+                          "stream goes on", seq, error)
 
     def _settle(self, reports: list[tuple[Any, str | None]]) -> None:
         if not reports:
@@ -298,6 +327,8 @@ class Forwarder:
             self._refusals[seq] = self._refusals.get(seq, 0) + 1
             if self._refusals[seq] >= REFUSALS and seq not in self._set_aside and self.spool.set_aside(seq, error):
                 self._set_aside.add(seq)
+                with self.link.lock:
+                    self.link.refused_last = f"event {seq}: {error}"
                 log.error("kafka: event %d refused %d times (%s); kept in the spool, not sent again until "
                           "the next start", seq, REFUSALS, error)
         self._restart = True

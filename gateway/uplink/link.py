@@ -22,6 +22,7 @@ class LinkState:
     backlog_rows: int = 0
     backlog_oldest: float | None = None
     topics_ready: bool = False
+    refused_last: str | None = None  # the last event the producer or broker refused, and why
     # Sending to acknowledgement, one sample per delivery report (one per rider per batch): counts per
     # bucket (LATENCY_BUCKETS, then +Inf) and the sum.
     latency: dict[str, Any] = field(default_factory=lambda: {"buckets": [0] * (len(LATENCY_BUCKETS) + 1), "sum": 0.0})

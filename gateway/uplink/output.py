@@ -57,6 +57,10 @@ class KafkaOutput:
         self.gapless = gapless
         # Filled by callbacks, which run inside poll() on the caller's thread.
         self._reports: list[tuple[Any, str | None]] = []
+        # Messages the producer refused as they were offered (too large for message.max.bytes, ...):
+        # (seq, why); ``refused_unknown`` when one in a run was, and which is not known.
+        self.refused: list[tuple[int, str]] = []
+        self.refused_unknown = False
         self._producer: Any = Producer({
             "enable.idempotence": True,
             "enable.gapless.guarantee": gapless,
@@ -103,8 +107,11 @@ class KafkaOutput:
             self._producer.poll(0.1)
             return i
         except KafkaException as exc:
-            if not exc.args[0].fatal():
-                raise
+            err = exc.args[0]
+            if not err.fatal():
+                # This message, not the link: the forwarder sets it aside, the stream goes on.
+                self.refused.append((messages[i][0], f"{err.name()}: {err.str()}"))
+                return i
             self.fatal = True  # said by the error callback already; the forwarder starts a new producer
             return i
         return len(messages)
@@ -131,7 +138,8 @@ class KafkaOutput:
             return False
         except KafkaException as exc:
             if not exc.args[0].fatal():
-                raise
+                self.refused_unknown = True  # found one message at a time, in the forwarder's careful mode
+                return False
             self.fatal = True
             return False
         return True

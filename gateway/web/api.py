@@ -18,7 +18,7 @@ from gateway.errors import ApiError, GatewayError, NotFound
 from gateway.replay.player import check_factor
 from gateway.results.export import table, write
 from gateway.results.store import ResultsStore
-from gateway.web.guard import TokenGuard
+from gateway.web.guard import HeavyWork, TokenGuard
 
 
 def _token_ok(guard: TokenGuard) -> None:
@@ -84,7 +84,8 @@ def _viewer_safe(status: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge: Any, guard: TokenGuard) -> Blueprint:
+def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge: Any, guard: TokenGuard,
+               heavy: HeavyWork) -> Blueprint:
     api = Blueprint("api", __name__)
 
     def opened() -> ResultsStore:
@@ -131,13 +132,14 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
         fmt = request.args.get("format", "csv")
         if fmt not in ("csv", "json", "xlsx"):
             raise ApiError(400, "format must be csv, json or xlsx")
-        results_store, session, targets, pool = selected()
-        if session is None:
-            raise NotFound("no results to export yet")
-        columns, rows = table(targets, pool, results_store)
-        buffer = io.BytesIO() if fmt == "xlsx" else io.StringIO(newline="")
-        write(buffer, fmt, session, columns, rows)
-        data = buffer.getvalue()
+        with heavy.slot("this export"):
+            results_store, session, targets, pool = selected()
+            if session is None:
+                raise NotFound("no results to export yet")
+            columns, rows = table(targets, pool, results_store)
+            buffer = io.BytesIO() if fmt == "xlsx" else io.StringIO(newline="")
+            write(buffer, fmt, session, columns, rows)
+            data = buffer.getvalue()
         mime = {"csv": "text/csv", "json": "application/json",
                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[fmt]
         return Response(data, mimetype=mime,
@@ -150,7 +152,16 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
     @api.post("/api/replays")
     def start_replay() -> tuple[Response, int]:
         _token_ok(guard)
-        body = _body()
+        with heavy.slot("this replay"):
+            return start_replay_of(_body())
+
+    def manager() -> Any:
+        if replays is None:
+            raise ApiError(404, "replays are not played on this server (the hub shows what the boxes recorded)")
+        return replays
+
+    def start_replay_of(body: dict[str, Any]) -> tuple[Response, int]:
+        manager()
         if body.get("session") is not None:  # a stored session played again (the coach's review)
             speed = body.get("speed")
             if speed is not None:
@@ -174,7 +185,7 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
 
     @api.get("/api/replays/<session>")
     def replay_status(session: str) -> Response:
-        return jsonify(_viewer_safe(bridge.call(replays.status, session)))
+        return jsonify(_viewer_safe(bridge.call(manager().status, session)))
 
     @api.post("/api/replays/<session>/<action>")
     def control(session: str, action: str) -> Response:
@@ -182,7 +193,7 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
         factor = _body().get("factor")
         if factor is not None:
             check_factor(factor)
-        return jsonify(_viewer_safe(bridge.call(replays.control, session, action, factor)))
+        return jsonify(_viewer_safe(bridge.call(manager().control, session, action, factor)))
 
     return api
 

@@ -14,7 +14,7 @@ from gateway import __version__
 from gateway.config import Config
 from gateway.results.store import ResultsStore
 from gateway.status import StatusBoard
-from gateway.web.guard import StreamBudget, TokenGuard
+from gateway.web.guard import HeavyWork, StreamBudget, TokenGuard
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -46,6 +46,7 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
     web = config.settings.web
     budget = budget or StreamBudget(web.max_streams, web.streams_per_address)
     guard = guard or TokenGuard(web.admin_token)
+    heavy = HeavyWork(web.heavy_requests)
 
     if not (STATIC / "vendor" / "chart.umd.min.js").exists():
         import logging
@@ -55,13 +56,13 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
     app = Flask("gateway.web", static_folder=None)
     app.json = StrictJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = web.max_body_kb * 1024
-    app.register_blueprint(create_api(config, results, replays, bridge, guard))
+    app.register_blueprint(create_api(config, results, replays, bridge, guard, heavy))
     from gateway.web.morning import create_morning
 
     app.register_blueprint(create_morning(morning, guard))
     from gateway.web.debrief import create_debrief
 
-    app.register_blueprint(create_debrief(config, results))
+    app.register_blueprint(create_debrief(config, results, heavy))
     register_errors(app)
     stop = stop or threading.Event()
 
@@ -134,7 +135,8 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
         parts = snap["components"]
         if broadcaster is not None:
             parts["web"] = {"sse_clients": broadcaster.clients, "resyncs": broadcaster.resyncs,
-                            "streams_refused": budget.refused, "failed_pins": guard.failed}
+                            "streams_refused": budget.refused, "failed_pins": guard.failed,
+                            "heavy_refused": heavy.refused}
         if "spool" in parts and parts["spool"].get("path"):
             parts["spool"]["path"] = PurePath(parts["spool"]["path"]).name  # viewers see no directories
         for replay in parts.get("replays", {}).get("replays", []):

@@ -9,9 +9,10 @@ from flask import Blueprint, Response, jsonify, request
 from gateway.config import Config
 from gateway.errors import ApiError, NotFound
 from gateway.results.store import ResultsStore
+from gateway.web.guard import HeavyWork
 
 
-def create_debrief(config: Config, store: ResultsStore | None) -> Blueprint:
+def create_debrief(config: Config, store: ResultsStore | None, heavy: HeavyWork) -> Blueprint:
     bp = Blueprint("debrief", __name__)
 
     def chosen() -> tuple[ResultsStore, str]:
@@ -31,7 +32,8 @@ def create_debrief(config: Config, store: ResultsStore | None) -> Blueprint:
 
         results, session = chosen()
         args: dict[str, Any] = {k: request.args.get(k) or None for k in ("rider", "tag", "a", "b")}
-        return jsonify(build(results, session, **args))
+        with heavy.slot("this debrief"):
+            return jsonify(build(results, session, **args))
 
     @bp.get("/api/report.pdf")
     def report() -> Response:
@@ -39,7 +41,8 @@ def create_debrief(config: Config, store: ResultsStore | None) -> Blueprint:
 
         results, session = chosen()
         rider = request.args.get("rider") or None
-        pdf = build(results, session, config.settings, rider=rider)
+        with heavy.slot("this report"):
+            pdf = build(results, session, config.settings, rider=rider)
         name = f"debrief-{session}{'-' + rider if rider else ''}.pdf"
         return Response(pdf, mimetype="application/pdf",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,14 +1,16 @@
 """What keeps a stranger on the Wi-Fi from costing the coach the page: a budget of live streams
-(each holds a server thread) apart from ordinary requests, per address and in all, and a limit on
-failed admin-token attempts per address."""
+(each holds a server thread) apart from ordinary requests, per address and in all, a bound on the
+heavy requests running at once, and a limit on failed admin-token attempts per address."""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +97,28 @@ class TokenGuard:
         if len(self._failures) > 10_000:  # a flood of addresses: forget the oldest
             self._failures.pop(next(iter(self._failures)))
         return recent
+
+
+class HeavyWork:
+    """At most ``slots`` heavy requests (debriefs, comparisons, reports, exports, reviews, replays) at
+    once. One past the bound is answered at once with 503 and Retry-After: waiting would hold one of
+    the page's threads per request, and a hundred of them kept /healthz and the page from answering."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._sem = threading.BoundedSemaphore(slots)
+        self.refused = 0
+
+    @contextlib.contextmanager
+    def slot(self, what: str) -> Iterator[None]:
+        from gateway.errors import ApiError
+
+        if not self._sem.acquire(timeout=0.25):
+            self.refused += 1
+            raise ApiError(503, f"the box is busy with {self.slots} heavy requests (reports, exports, debriefs, "
+                                f"replays); {what} was not started: try again in a few seconds",
+                           headers={"Retry-After": "5"})
+        try:
+            yield
+        finally:
+            self._sem.release()

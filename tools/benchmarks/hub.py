@@ -61,7 +61,8 @@ def _produce(bootstrap: str, topic: str) -> list[tuple[Any, ...]]:
     rows = []
     for box in range(BOXES):
         gateway = f"box{box}"
-        enc = Encoder(gateway)
+        spool = f"{box:010x}"
+        enc = Encoder(gateway, spool)
         session = f"{gateway}-20260601-090000"
         for i in range(EVENTS):
             rider = f"r{i % 100:03d}"
@@ -76,7 +77,7 @@ def _produce(bootstrap: str, topic: str) -> list[tuple[Any, ...]]:
                     break
                 except BufferError:
                     producer.poll(0.05)
-            rows.append((gateway, i + 1, session, rider, t, watts, 85.0, None, "ant:1", False))
+            rows.append((gateway, i + 1, session, rider, t, watts, 85.0, None, "ant:1", False, spool))
     producer.flush(120)
     return rows
 
@@ -86,7 +87,7 @@ def hub_ingest() -> list[tuple[str, dict[str, object]]]:
 
     from gateway.hub.consumer import HubConsumer
     from gateway.hub.schema import migrate
-    from gateway.hub.writer import POWER_COLUMNS
+    from gateway.hub.writer import POWER_COLUMNS, POWER_TYPES
 
     with tempfile.TemporaryDirectory() as d:
         broker, bootstrap, pg = _servers(Path(d))
@@ -116,8 +117,7 @@ def hub_ingest() -> list[tuple[str, dict[str, object]]]:
                 t0 = time.perf_counter()
                 columns = ", ".join(POWER_COLUMNS)
                 with conn.cursor().copy(f"COPY power ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(["text", "int8", "text", "text", "float8", "float8", "float8", "float8", "text",
-                                    "bool"])
+                    copy.set_types(POWER_TYPES)
                     for row in rows:
                         copy.write_row(row)
                 conn.commit()

@@ -1,0 +1,86 @@
+"""What the hub refuses from a box, as the box refuses it from a sensor: values no box of this project
+sends (power of 1e308 W not flagged implausible, wall times a century ahead, a coverage of 55),
+identities too long to be ids. A refused message goes to the dead letters with the reason; the
+stream goes on. Pure functions of a decoded message and the hub's clock."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+EARLIEST = 946_684_800.0  # 2000-01-01: no recording this project reads is older
+AHEAD_S = 86_400.0  # a box's clock may run ahead (no NTP at the course), but not by more than a day
+POWER_W = (0.0, 10_000.0)  # a reading outside this is never a cyclist's; the box flags far less
+SPEC_W = (0.0, 5_000.0)  # a segment's averages
+GATEWAY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # the config's gateway.id
+ID_MAX = 128  # session, rider, source, transponder, gate ids
+
+
+def wall_problem(t: float, now: float, what: str = "wallTime") -> str | None:
+    if not math.isfinite(t) or t < EARLIEST:
+        return f"{what} {t!r} is before 2000"
+    if t > now + AHEAD_S:
+        return f"{what} {t!r} is more than a day ahead of the hub's clock ({t - now:.0f} s)"
+    return None
+
+
+def identity_problem(gateway: str, session: str | None) -> str | None:
+    if not GATEWAY.match(gateway):
+        return f"gateway_id {gateway[:80]!r} is not a gateway id (letters, digits, _ . -, up to 64)"
+    if session is not None and len(session) > ID_MAX:
+        return f"session_id is {len(session)} characters long (at most {ID_MAX})"
+    return None
+
+
+def power_problem(msg: Any, now: float) -> str | None:
+    """A decoded power message (``wire.decode_power``)."""
+    p = msg.instantPower
+    if p is not None and not msg.implausible and not POWER_W[0] <= p <= POWER_W[1]:
+        return f"instantPower {p!r} W is outside {POWER_W[0]:g}-{POWER_W[1]:g} W and not flagged implausible"
+    if len(msg.source) > ID_MAX or (msg.rider_id is not None and len(msg.rider_id) > ID_MAX):
+        return f"source or rider_id longer than {ID_MAX} characters"
+    return wall_problem(msg.wallTime, now) or identity_problem(msg.gateway_id, msg.session_id)
+
+
+def _texts(fields: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = fields.get(name)
+        if isinstance(value, str) and len(value) > ID_MAX:
+            return f"{name} is {len(value)} characters long (at most {ID_MAX})"
+    return None
+
+
+def _within(fields: dict[str, Any], names: tuple[str, ...], low: float, high: float) -> str | None:
+    for name in names:
+        value = fields.get(name)
+        if value is not None and not (isinstance(value, int | float) and low <= value <= high):
+            return f"{name} {value!r} is outside {low:g}-{high:g}"
+    return None
+
+
+def message_problem(kind: str, fields: dict[str, Any], gateway: str, session: str | None, now: float) -> str | None:
+    """A decoded crossing, segment or session message (``wire.decode``: types already checked)."""
+    out = identity_problem(gateway, session)
+    if out:
+        return out
+    if kind == "crossing":
+        return wall_problem(fields["wallTime"], now) or _texts(fields, ("transponder", "gate", "rider_id", "source"))
+    if kind == "segment":
+        start, end = fields["start"], fields["end"]
+        return (wall_problem(start, now, "start") or wall_problem(end, now, "end")
+                or (f"end {end!r} is before start {start!r}" if end < start else None)
+                or _within(fields, ("duration",), 0.0, 7 * 86_400.0)
+                or _within(fields, ("coverage",), 0.0, 1.0)
+                or _within(fields, ("power_avg", "normalized_power"), *SPEC_W)
+                or _within(fields, ("cadence_avg",), 0.0, 300.0)
+                or _within(fields, ("intensity_factor",), 0.0, 5.0)
+                or _within(fields, ("tss",), 0.0, 10_000.0)
+                or _within(fields, ("watts_per_kg",), 0.0, 100.0)
+                or _within(fields, ("samples",), 0, 10_000_000)
+                or _texts(fields, ("rider_id", "number", "name", "start_gate", "end_gate")))
+    if kind == "session":
+        ended = fields.get("ended")
+        return (wall_problem(fields["started"], now, "started")
+                or (wall_problem(ended, now, "ended") if ended is not None else None))
+    return None
