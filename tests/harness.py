@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,30 @@ def older_spool(path: Path, version: int) -> Any:
     if version >= 6:
         raw.execute("INSERT INTO gateways (first_seq, gateway_id) VALUES (1, 'box1')")
     return raw
+
+
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A real filesystem of ``size`` (tmpfs) at ``mount``, for a full disk; `make test` runs as root."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a tmpfs and needs root (make test runs as root)")
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(path: Path) -> None:
+    """Write zeros until the filesystem is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\0" * 512)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def free_port() -> int:

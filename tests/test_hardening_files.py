@@ -17,7 +17,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from harness import free_port
+from harness import fill, free_port, tmpfs
 from test_daemon import get, start, wait_for_page
 
 from gateway import config
@@ -49,26 +49,8 @@ def power(i: int) -> NewEvent:
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 3 MB filesystem (tmpfs): the tests that need one run as root, as `make test` does."""
-    if os.geteuid() != 0:
-        pytest.fail("these tests mount a tmpfs and need root (make test runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(path: Path) -> None:
-    """Write zeros until the filesystem is full."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """A real 3 MB filesystem (tmpfs)."""
+    yield from tmpfs(tmp_path / "disk", "3m")
 
 
 # -- the spool at start-up -----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ DSN never prints its password. Each test failed on the main branch before the is
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import TOKEN, RunningDaemon, wait_for
+from harness import TOKEN, RunningDaemon, fill, tmpfs, wait_for
 
 MARKUP_NAME = '<b>Anna <img src="/etc/hostname"/> & <font name="x">'
 
@@ -164,26 +163,8 @@ def test_session_ids_differ_across_boxes_named_alike_in_the_same_second() -> Non
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 4 MB filesystem (tmpfs); `make test` runs as root."""
-    if os.geteuid() != 0:
-        pytest.fail("this test mounts a tmpfs and needs root (make test runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(path: Path) -> None:
-    """Write zeros until the filesystem is full."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        while True:
-            os.write(fd, b"\0" * 512)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """A real 4 MB filesystem (tmpfs)."""
+    yield from tmpfs(tmp_path / "disk", "4m")
 
 
 def test_a_change_on_a_full_disk_is_refused_and_nothing_changes(tiny_disk: Path) -> None:
