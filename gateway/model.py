@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -95,3 +97,17 @@ class SegmentResult:
         """What a correction shares with the result it replaces (a withdrawn result and its
         re-emission have the same): session, rider, number and start."""
         return (self.session_id, self.rider_id, self.number, self.start)
+
+
+DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_day(text: object) -> dt.date:
+    """A day as the box writes it, YYYY-MM-DD and nothing else (``2026-2-1`` and ``2026-12- 1``, which
+    strptime takes, were then compared as text); ValueError saying why."""
+    if not isinstance(text, str) or not DAY.match(text):
+        raise ValueError(f"{str(text)[:40]!r} is not a date written YYYY-MM-DD")
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a day of the calendar") from None

@@ -205,25 +205,38 @@ REQUIRED: dict[str, tuple[tuple[str, frozenset[type]], ...]] = {
                 ("lap", NUM), ("segment", NUM_OR_NONE), ("samples", NUM), ("coverage", NUM)),
     "session": (("kind", TEXT), ("started", NUM), ("ended", NUM_OR_NONE), ("course", OBJECT), ("riders", LIST)),
 }
+# Fields a message may leave out, and their types when it does not.
+OPTIONAL: dict[str, tuple[tuple[str, frozenset[type]], ...]] = {
+    "power": (("cadence", NUM_OR_NONE), ("torque", NUM_OR_NONE), ("implausible", frozenset({list, type(None)}))),
+}
 
 
 def _reject_constant(name: str) -> float:
     raise WireError(f"{name} is not a JSON number")
 
 
-def _strict_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+# Schema 1 segments repeated session_id and simulation_id, with the same values: tolerated, nothing else.
+_REPEATED_IN_SCHEMA_1 = frozenset({"session_id", "simulation_id"})
+
+
+def _strict_pairs(pairs: list[tuple[str, Any]], repeatable: frozenset[str] = frozenset()) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
-        if key in out:
+        if key in out and not (key in repeatable and out[key] == value):
             raise WireError(f"the key {key!r} appears twice")
         out[key] = value
     return out
 
 
-def parse_strict(payload: bytes) -> dict[str, Any]:
+def _schema_1_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return _strict_pairs(pairs, _REPEATED_IN_SCHEMA_1)
+
+
+def parse_strict(payload: bytes, *, schema_1: bool = False) -> dict[str, Any]:
     """JSON with no duplicate key and no NaN or infinity (slow: for tests and doubtful messages)."""
     try:
-        value = json.loads(payload, object_pairs_hook=_strict_pairs, parse_constant=_reject_constant)
+        value = json.loads(payload, object_pairs_hook=_schema_1_pairs if schema_1 else _strict_pairs,
+                           parse_constant=_reject_constant)
     except WireError:
         raise
     except (ValueError, UnicodeDecodeError) as exc:
@@ -243,10 +256,10 @@ def decode(payload: bytes, kind: str) -> Message:
         raise WireError("not a JSON object")
     schema = fields.get("schema")
     # orjson keeps the last of duplicate keys silently: a message with more key separators than keys
-    # has a duplicate (or a string value containing '":'), and the strict parser decides which.
-    # Schema 1 segments repeated session_id and simulation_id, with the same values: tolerated.
-    if schema != 1 and payload.count(b'":') > len(fields):
-        parse_strict(payload)
+    # has a duplicate (or a nested object, or a string value containing '":'), and the strict parser
+    # decides which.
+    if payload.count(b'":') > len(fields):
+        parse_strict(payload, schema_1=schema == 1)
     if schema not in SCHEMAS:
         raise WireError(f"unknown schema version {schema!r} (this gateway reads {', '.join(map(str, SCHEMAS))})")
     event_id, gateway_id, seq = fields.get("event_id"), fields.get("gateway_id"), fields.get("seq")
@@ -264,6 +277,10 @@ def decode(payload: bytes, kind: str) -> Message:
             if value is _MISSING:
                 raise WireError(f"a {kind} message needs {name!r}")
             raise WireError(f"{name!r} of a {kind} message has the wrong type ({value!r})")
+    for name, allowed in OPTIONAL.get(kind, ()):
+        value = fields.get(name)
+        if type(value) not in allowed:
+            raise WireError(f"{name!r} of a {kind} message has the wrong type ({str(value)[:40]!r})")
     return Message(event_id, gateway_id, spool_id, seq, schema, session, fields)
 
 
@@ -287,52 +304,70 @@ def _event_id(gateway_id: str, spool_id: str, seq: int) -> str:
 
 
 def _power_struct() -> Any:
+    """Every key a box's power message has (``implausible`` only when flagged, ``spool_id`` from
+    schema 3 on); a message of any other shape is decoded the slow way, by ``decode``. What the hub
+    does not store (``simulation_id``, ``normalizedPower``, ``name``) is skipped, not decoded."""
     import msgspec
 
-    class PowerMessage(msgspec.Struct):
-        event_id: str
-        gateway_id: str
-        seq: int
-        schema: int
-        wallTime: float
-        instantPower: float | None
-        rider_id: str | None
-        source: str
-        session_id: str | None = None
-        spool_id: str | None = None
-        cadence: float | None = None
-        torque: float | None = None
-        implausible: list[str] | None = None
-
-    return msgspec.json.Decoder(PowerMessage), msgspec.DecodeError
+    raw = msgspec.Raw
+    power = msgspec.defstruct("PowerMessage", [
+        ("event_id", str), ("gateway_id", str), ("seq", int), ("schema", int), ("session_id", str | None),
+        ("simulation_id", raw), ("wallTime", float), ("instantPower", float | None), ("cadence", float | None),
+        ("torque", float | None), ("normalizedPower", raw), ("name", raw), ("rider_id", str | None),
+        ("source", str), ("spool_id", str | None, None), ("implausible", list[str] | None, None)],
+        forbid_unknown_fields=True)
+    return msgspec.json.Decoder(power), msgspec.DecodeError, power
 
 
 _POWER: Any = None
+# The keys of a box's power message of schema 2 (identity 6, body 8); schema 3 adds spool_id.
+_POWER_KEYS = 14
 
 
 def decode_power(payload: bytes) -> Any:
-    """A power message, checked as ``decode`` checks it (but for duplicate keys), in a few
-    microseconds: the hub reads most of its stream through here. Needs ``msgspec`` (the hub extra)."""
+    """A power message, checked as ``decode`` checks it, in a few microseconds: the hub reads most of
+    its stream through here. A box's message (every key once, as the box writes it) is decoded by
+    msgspec, whose last duplicate key would win silently: so the key separators are counted, and any
+    other shape (a key twice, one missing or unknown, '":' inside a text) goes through ``decode``,
+    which names what is wrong. Needs ``msgspec`` (the hub extra)."""
     global _POWER
     if _POWER is None:
         _POWER = _power_struct()
-    decoder, error = _POWER
+    decoder, error, cls = _POWER
     try:
         msg = decoder.decode(payload)
-    except error as exc:
-        text = str(exc)
-        raise WireError(("not JSON: " if "malformed" in text or "truncated" in text else "a power message: ") + text
-                        ) from None
+    except error:
+        return _power_slowly(payload, cls)
+    spool = msg.spool_id
+    if payload.count(b'":') != _POWER_KEYS + (spool is not None) + (msg.implausible is not None):
+        return _power_slowly(payload, cls)
     if msg.schema not in SCHEMAS:
         raise WireError(f"unknown schema version {msg.schema!r} (this gateway reads {', '.join(map(str, SCHEMAS))})")
-    spool = msg.spool_id
     if spool is None:
         if msg.schema >= 3:
             raise WireError(f"a schema {msg.schema} message needs spool_id")
         msg.spool_id = ""
         if msg.event_id != f"{msg.gateway_id}:{msg.seq}":
             raise WireError(f"event_id {msg.event_id!r} does not match gateway_id, spool_id and seq")
-    elif msg.schema < 3 or not SPOOL_ID.match(spool) or msg.event_id != f"{msg.gateway_id}:{spool}:{msg.seq}":
+    elif (msg.schema < 3 or not (4 <= len(spool) <= 32 and spool.isascii() and spool.isalnum())
+          or msg.event_id != f"{msg.gateway_id}:{spool}:{msg.seq}"):  # SPOOL_ID's rule, cheaper than the regex
         _spool_of(msg.schema, spool)  # says what is wrong with the spool, if that is it
         raise WireError(f"event_id {msg.event_id!r} does not match gateway_id, spool_id and seq")
     return msg
+
+
+def _power_slowly(payload: bytes, cls: Any) -> Any:
+    """A power message of another shape than the box's, checked strictly, as the fast path's type."""
+    m = decode(payload, "power")
+    f = m.fields
+    import msgspec
+
+    return cls(event_id=m.event_id, gateway_id=m.gateway_id, seq=m.seq, schema=m.schema, session_id=m.session_id,
+               simulation_id=msgspec.Raw(), wallTime=float(f["wallTime"]), instantPower=_float(f["instantPower"]),
+               cadence=_float(f.get("cadence")), torque=_float(f.get("torque")), normalizedPower=msgspec.Raw(),
+               name=msgspec.Raw(), rider_id=f["rider_id"], source=f["source"], spool_id=m.spool_id,
+               implausible=f.get("implausible"))
+
+
+def _float(value: float | int | None) -> float | None:
+    return None if value is None else float(value)

@@ -88,10 +88,12 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
 
 
 class RunningDaemon:
-    """The daemon on its embedded defaults (no replay, page on a free loopback port) in a thread."""
+    """The daemon on its embedded defaults, or on ``data`` (a validated config's document), with no
+    replay from the config and the page on a free loopback port, in a thread."""
 
-    def __init__(self, state: Path, token: str = TOKEN, edit: Callable[[dict[str, Any]], None] | None = None) -> None:
-        data = config.load(None).data
+    def __init__(self, state: Path, token: str = TOKEN, edit: Callable[[dict[str, Any]], None] | None = None,
+                 data: dict[str, Any] | None = None) -> None:
+        data = data if data is not None else config.load(None).data
         data["web"].update(admin_token=token, host="127.0.0.1")
         data["sources"]["replay"]["enabled"] = False
         if edit is not None:

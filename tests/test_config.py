@@ -147,7 +147,8 @@ def test_cross_references_and_duplicates() -> None:
         "test.yaml:7: riders[1].power_meters[0]: duplicate power meter ('ant', 7) (already used at "
         "riders[0].power_meters[0])",
         "test.yaml:7: riders[1].transponder: duplicate transponder 'BD-1' (already used at riders[0].transponder)",
-        "test.yaml:9: web.view_sets.u23[0]: no view with id 'zscor' in web.chart.views",
+        # The seed's views are there without being written (#28, point 1): the near one is named.
+        "test.yaml:9: web.view_sets.u23[0]: no view with id 'zscor' in web.chart.views (did you mean 'zscore'?)",
     ]
 
 

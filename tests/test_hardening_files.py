@@ -57,7 +57,10 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_spool_this_user_cannot_open_is_left_alone(gateway_env: dict[str, str]) -> None:
-    """The probe: spool owned by root with mode 600, daemon started as an unprivileged user."""
+    """The probe: spool owned by another user with mode 600. The daemon runs as root without the
+    capabilities that let root read anyone's file, so it meets the file as another user would, and
+    still reads the checkout wherever it is (run as another user, it could not import the package
+    from a home directory of mode 700, or from a `mktemp -d`)."""
     base = Path(tempfile.mkdtemp(prefix="trackside-perm-"))
     try:
         base.chmod(0o755)
@@ -66,10 +69,10 @@ def test_a_spool_this_user_cannot_open_is_left_alone(gateway_env: dict[str, str]
         sp = Spool(state / "spool.sqlite", "box1").open()
         sp.append([power(i) for i in range(50)])
         sp.close()
+        os.chown(state / "spool.sqlite", 65534, 65534)
         (state / "spool.sqlite").chmod(0o600)
-        state.chmod(0o777)  # the directory is writable: only the file is not the user's
         before = sorted(p.name for p in state.iterdir())
-        out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+        out = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m",
                               "gateway", "run", "--state-dir", str(state), "--port", "0"],
                              env=gateway_env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         one_line_exit_2(out, "cannot open the spool", "no permission", "mode 600", "left as it is")
@@ -325,3 +328,21 @@ def test_install_says_what_the_machine_lacks_first(tmp_path: Path, machine: str,
     assert len(out.stderr.strip().splitlines()) == 1 and expected in out.stderr
     assert "64-bit Raspberry Pi OS" in out.stderr
     assert not (tmp_path / "root").exists()  # checked before anything is written
+
+
+def test_the_permission_probe_passes_from_a_checkout_others_cannot_read(tmp_path: Path) -> None:
+    """`make test` from a home directory of mode 700 or a `mktemp -d`: the probe above ran the daemon
+    as another user, who could not import the package from there ("No module named gateway")."""
+    private = Path(tempfile.mkdtemp(prefix="trackside-private-"))
+    try:
+        assert private.stat().st_mode & 0o777 == 0o700
+        for name in ("gateway", "tests", "tools"):
+            shutil.copytree(ROOT / name, private / name, ignore=shutil.ignore_patterns("__pycache__", "artifacts"))
+        shutil.copy(ROOT / "pyproject.toml", private)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              "tests/test_hardening_files.py", "-k", "cannot_open"],
+                             cwd=private, env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "1 passed" in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]
+    finally:
+        shutil.rmtree(private)

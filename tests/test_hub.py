@@ -303,10 +303,16 @@ def test_the_hub_page_serves_sessions_history_and_live_updates(
         assert status["power_rows"] > 0 and set(status["last_event"]) == {"box-a", "box-b"}
         assert "password" not in json.dumps(status)
         from prometheus_client.parser import text_string_to_metric_families
+        from test_prometheus import promtool_problems
 
+        wait_for(lambda: get("/api/status")["components"]["hub"]["lag"], 30, "the consumer's lag")
         with urllib.request.urlopen(base + "/metrics", timeout=10) as reply:
-            samples = {(x.name, tuple(sorted(x.labels.items()))): x.value
-                       for f in text_string_to_metric_families(reply.read().decode()) for x in f.samples}
+            text = reply.read().decode()
+        samples = {(x.name, tuple(sorted(x.labels.items()))): x.value
+                   for f in text_string_to_metric_families(text) for x in f.samples}
+        assert promtool_problems(text) == ""
+        lags = [dict(labels) for name, labels in samples if name == "trackside_hub_consumer_lag_messages"]
+        assert lags and all(set(lag) == {"topic", "partition"} and lag["partition"].isdigit() for lag in lags)
         assert samples[("trackside_hub_rows_written_total", (("table", "power"),))] > 0
         assert samples[("trackside_hub_database_connected", ())] == 1
         assert {k[1][0][1] for k in samples if k[0] == "trackside_hub_last_event_age_seconds"} == {"box-a", "box-b"}

@@ -279,13 +279,18 @@ def test_what_no_box_sends_is_dead_lettered_with_its_reason_and_labels_stay_boun
            (topics["segments"], "r1", enc.encode(3, "s1", segment)),
            (topics["segments"], "r1", enc.encode(4, "s1", {**segment, "coverage": 1.0, "intensity_factor": -49.8})),
            (topics["crossings"], "r1", enc.encode(5, "s1", {"wallTime": T0, "transponder": "T" * 5000, "gate": "SF",
-                                                              "rider_id": "r1"}))]
+                                                              "rider_id": "r1"})),
+           # A foreign producer's duplicate key (last value wins in a lenient parser): #28, point 4.
+           (topics["power"], "r1", power(enc, 7, "r1", T0 + 7).replace(b'"instantPower":200.0,',
+                                                                       b'"instantPower":200.0,"instantPower":2000.0,')),
+           (topics["segments"], "r1", b'{"event_id":"old:9","gateway_id":"old","seq":9,"schema":1,"session_id":"s1",'
+                                      b'"simulation_id":"s1","session_id":"s1","coverage":1.0,"coverage":0.1}')]
     good = [(topics["power"], "r1", power(enc, 6, "r1", T0 + 6)),
             (topics["power"], "r1", power(Encoder("box-b", "bbbb2222bb"), 1, "r1", T0, watts=0.0))]
     flood = [(topics["power"], "x", power(Encoder(f"fake{i}", "ffff0000ff"), 1, "x", T0)) for i in range(1500)]
     with Consuming(settings_for(kafka_bootstrap, topics), pg_dsn) as consumer:
         produce(kafka_bootstrap, bad + good)
-        wait_for(lambda: query(pg_dsn, "SELECT count(*) FROM dead_letters")[0][0] == 5, 60, "five dead letters")
+        wait_for(lambda: query(pg_dsn, "SELECT count(*) FROM dead_letters")[0][0] == 7, 60, "seven dead letters")
         wait_for(lambda: query(pg_dsn, "SELECT count(*) FROM power")[0][0] == 2, 60, "the two good samples")
         seen = consumer.stats.snapshot()["last_event"]
         assert set(seen) == {"box-a", "box-b"} and all(abs(t - time.time()) < 60 for t in seen.values())
@@ -296,5 +301,52 @@ def test_what_no_box_sends_is_dead_lettered_with_its_reason_and_labels_stay_boun
     joined = " | ".join(reasons)
     for said in ("instantPower 1e+308 W is outside 0-10000 W", "more than a day ahead of the hub's clock",
                  "coverage 55 is outside 0-1", "intensity_factor -49.8 is outside 0-5",
-                 "transponder is 5000 characters long"):
+                 "transponder is 5000 characters long", "the key 'instantPower' appears twice",
+                 "the key 'coverage' appears twice"):
         assert said in joined, (said, reasons)
+
+
+def test_a_killed_hubs_partitions_are_taken_over_within_seconds(
+        tmp_path: Path, kafka_bootstrap: str, topics: dict[str, str], pg_dsn: str, gateway_env: dict[str, str]
+) -> None:
+    """#28, point 13: with librdkafka's default session timeout (45 s) a hub killed by SIGKILL kept its
+    partitions, and the page its gap, for most of a minute. The defaults now take about 10 s."""
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.create_topics([NewTopic(t, num_partitions=4, replication_factor=1)
+                                       for t in topics.values()]).values():
+        future.result(30)
+
+    def hub(name: str) -> Any:
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(json.dumps({  # no kafka.properties: the hub's own defaults
+            "gateway": {"id": name, "state_dir": str(tmp_path / name)}, "course": {"gates": GATES}, "riders": [],
+            "kafka": {"enabled": True, "bootstrap_servers": kafka_bootstrap, "topics": topics},
+            "hub": {"group_id": f"g-{topics['power']}", "web": False, "batch_ms": 100}}))
+        env = {**gateway_env, "TRACKSIDE_PG_DSN": pg_dsn}
+        return spawn(["hub", "--config", str(cfg)], env, tmp_path / f"{name}.log")
+
+    with psycopg.connect(pg_dsn) as conn:
+        migrate(conn)
+    enc = Encoder("box-a", "aaaa1111aa")
+    riders = [f"r{i:02d}" for i in range(16)]  # spread over the four partitions
+    hubs = [hub("hub-1"), hub("hub-2")]
+    try:
+        produce(kafka_bootstrap, [(topics["power"], r, power(enc, i + 1, r, T0 + i)) for i, r in enumerate(riders)])
+        wait_for(lambda: query(pg_dsn, "SELECT count(*) FROM power")[0][0] == 16, 60, "both hubs at work")
+        time.sleep(3)  # both hold partitions now
+        hubs[0].send_signal(signal.SIGKILL)
+        hubs[0].wait(10)
+        killed = time.monotonic()
+        produce(kafka_bootstrap, [(topics["power"], r, power(enc, 100 + i, r, T0 + 100 + i))
+                                  for i, r in enumerate(riders)])
+        wait_for(lambda: query(pg_dsn, "SELECT count(*) FROM power")[0][0] == 32, 30,
+                 "the survivor to take over every partition")
+        took = time.monotonic() - killed
+        assert took < 15, took
+    finally:
+        for proc in hubs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)

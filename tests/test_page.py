@@ -40,7 +40,14 @@ def running(tmp_path: Path) -> Iterator[RunningDaemon]:
 
 
 def wait_until(page, expression: str, timeout: float = 60.0) -> None:
-    page.wait_for_function(expression, timeout=timeout * 1000, polling=100)
+    """Poll ``expression`` in the page until it is true. Through page.evaluate (the browser's own
+    debugging channel): Playwright's wait_for_function compiles its string with Function(), which
+    the page's Content-Security-Policy (no 'unsafe-eval') rightly refuses."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting in the page for {expression}")
+        time.sleep(0.1)
 
 
 def open_page(browser, url: str):
@@ -151,3 +158,63 @@ def test_control_without_the_pin_is_refused(browser, running: RunningDaemon) -> 
             time.sleep(0.1)
     finally:
         context.close()
+
+
+def test_a_config_without_chart_views_draws_the_seeds_views(browser, tmp_path: Path) -> None:
+    """Before: a `--config` file without `web.chart.views` did not inherit the embedded views: the View
+    menu was empty and the chart said "No results match these filters" while the table had rows.
+    `make hub-demo`'s own configs did this, on the box and on the hub."""
+    import re
+
+    from gateway import config
+
+    script = (Path(__file__).resolve().parent.parent / "tools" / "hub-demo").read_text()
+    box = re.search(r'cat > "\$dir/box.yaml" <<YAML\n(.*?)\nYAML\n', script, re.S)
+    assert box is not None, "tools/hub-demo writes its box's config as a heredoc"
+    text = box.group(1).replace("$dir", str(tmp_path)).replace("$bootstrap", "127.0.0.1:9")
+    assert "views" not in text
+    data = config.parse(text, "hub-demo box.yaml").data
+    data["kafka"]["enabled"] = False
+    with RunningDaemon(tmp_path / "state", data=data) as running:
+        context, page, _, errors = open_page(browser, running.base + "/")
+        try:
+            assert page.locator("#view-select option").all_inner_texts() == [
+                "Power vs. Time (Z-Score)", "Power vs. Time (Modified Z-Score)", "Watts per Kilo vs. Absolute Time"]
+            running.api("/api/replays", {"files": ["@sample"], "speed": 0})
+            wait_until(page, "window.trackside.drawnPoints() >= 30")
+            assert errors == []
+        finally:
+            context.close()
+
+
+def test_the_page_runs_without_unsafe_eval(browser, running: RunningDaemon) -> None:
+    """The Content-Security-Policy has no 'unsafe-eval' (Alpine's CSP build reads the attributes); so
+    the attributes may use only what that build reads: the component's own properties and methods, no
+    browser globals, one expression each (no ';', '??', '?.', '=>' nor statements)."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(running.base + "/") as reply:
+        policy = reply.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in policy and "unsafe-eval" not in policy
+    static = Path(__file__).resolve().parent.parent / "gateway" / "web" / "static"
+    attribute = re.compile(r'\s(?:x-[a-z:.-]+|@[a-z.:-]+|:[a-z-]+)="([^"]*)"')
+    forbidden = re.compile(r";|\?\?|\?\.|=>|\bif \(|\b(?:window|document|location|Math|Number|String|Object|JSON|Date|"
+                           r"encodeURIComponent|parseInt|parseFloat|Array|console)\b")
+    text = re.compile(r"'(?:[^'\\]|\\.)*'")  # a string literal says what it likes
+    bad = [(page.name, expression) for page in static.glob("*.html")
+           for expression in attribute.findall(page.read_text()) if forbidden.search(text.sub("''", expression))]
+    assert bad == []
+    warnings: list[str] = []
+    for path in ("/", "/setup", "/debrief"):
+        context = browser.new_context()
+        page = context.new_page()
+        page.on("console", lambda m: warnings.append(m.text) if "Alpine" in m.text or "CSP" in m.text else None)
+        page.on("pageerror", lambda e: warnings.append(str(e)))
+        try:
+            page.goto(running.base + path)
+            page.wait_for_load_state("networkidle")
+            time.sleep(0.5)
+            assert warnings == [], (path, warnings)
+        finally:
+            context.close()

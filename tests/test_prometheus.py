@@ -15,11 +15,27 @@ from harness import RunningDaemon, wait_for
 def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen(base + "/metrics", timeout=10) as reply:
-        assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = reply.read().decode()
+    text = scrape_text(base)
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def scrape_text(base: str) -> str:
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as reply:
+        assert reply.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"  # charset once
+        return str(reply.read().decode())
+
+
+def promtool_problems(text: str) -> str:
+    """What Prometheus' own linter says of a scrape (`make test` fetches promtool: install-system-deps)."""
+    import os
+    import shutil
+    import subprocess
+
+    cached = Path(os.environ.get("TRACKSIDE_CACHE", Path.home() / ".cache" / "trackside-gateway")) / "bin" / "promtool"
+    promtool = shutil.which("promtool") or str(cached)
+    out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    return (out.stdout + out.stderr).strip() if out.returncode or out.stdout.strip() else ""
 
 
 def test_metrics_move_while_the_daemon_runs(tmp_path: Path, kafka_bootstrap: str) -> None:
@@ -35,11 +51,26 @@ def test_metrics_move_while_the_daemon_runs(tmp_path: Path, kafka_bootstrap: str
         try:
             wait_for(lambda: scrape(running.base).get(("trackside_uplink_delivered_total", ()), 0) > 0, 60,
                      "the first delivery to Kafka")
+            wait_for(lambda: scrape(running.base).get(("trackside_segment_results_total", ()), 0) > 0, 60,
+                     "the first segment result")
             first = scrape(running.base)
             time.sleep(2.5)
             second = scrape(running.base)
+            # A counter never goes down: not at a new session either (before, the results counter
+            # dropped to 0 there, and Prometheus counted a reset).
+            running.api("/api/session/start", {"name": "After lunch"})
+            third = scrape(running.base)
+            text = scrape_text(running.base)
         finally:
             stream.close()
+    assert promtool_problems(text) == ""
+    results = ("trackside_segment_results_total", ())
+    assert third[results] >= second[results] >= first[results] > 0
+    assert ("trackside_live_session_segment_results", ()) in third  # the live session's own: a gauge
+    # One family per kind of count, each labelled by source alone.
+    assert second[("trackside_source_samples_total", (("source", "load"),))] > 0
+    assert second[("trackside_source_crossings_total", (("source", "load"),))] > 0
+    assert not any(name == "trackside_source_events_total" for name, _ in second)
     power = ("trackside_events_accepted_total", (("kind", "power"),))
     assert second[power] > first[power] > 0
     assert second[("trackside_uplink_delivered_total", ())] > first[("trackside_uplink_delivered_total", ())]
@@ -51,4 +82,3 @@ def test_metrics_move_while_the_daemon_runs(tmp_path: Path, kafka_bootstrap: str
     assert second[("process_resident_memory_bytes", ())] > 10e6
     assert second[("process_cpu_seconds_total", ())] > 0
     assert ("trackside_spool_backlog_oldest_age_seconds", ()) in second
-    assert second[("trackside_segment_results_total", ())] >= first[("trackside_segment_results_total", ())]

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 from harness import Pty, spawn
@@ -203,19 +203,24 @@ def test_line_formats() -> None:
         decode_line("BD-1,SF,soon", LineFormat())
 
 
-def test_serial_through_a_real_pty_survives_garbage_and_an_unplug(tmp_path: Path) -> None:
-    got = []
-    link = tmp_path / "ttyGates"
-    pty = Pty(link)
-    source = SerialSource(got.append, str(link), 9600, LineFormat(), retry_max_s=0.05)
-
-    async def until(predicate, what: str) -> None:
+def waiter(source: SerialSource) -> Any:
+    """``await until(predicate, what)``: polls for 10 s, then fails saying what and the link's state."""
+    async def until(predicate: Any, what: str) -> None:
         for _ in range(1000):
             if predicate():
                 return
             await asyncio.sleep(0.01)
         raise AssertionError(f"timed out waiting for {what}; state {source.link.state}, {source.link.counters}")
 
+    return until
+
+
+def test_serial_through_a_real_pty_survives_garbage_and_an_unplug(tmp_path: Path) -> None:
+    got = []
+    link = tmp_path / "ttyGates"
+    pty = Pty(link)
+    source = SerialSource(got.append, str(link), 9600, LineFormat(), retry_max_s=0.05)
+    until = waiter(source)
     t0 = int(time.time())  # a receiver whose clock agrees with the box's
 
     async def scenario() -> None:
@@ -282,3 +287,34 @@ def test_all_three_sources_start_and_say_no_adapter_here(tmp_path: Path, gateway
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     assert "Traceback" not in log.read_text()
+
+
+def test_a_100_kb_serial_line_is_dropped_whole_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """#28, point 10: it was dropped in 512-byte pieces (a log line each) and its tail accepted as a
+    crossing with a 305-character chip id."""
+    got = []
+    link = tmp_path / "ttyGates"
+    pty = Pty(link)
+    source = SerialSource(got.append, str(link), 9600, LineFormat(), retry_max_s=0.05)
+    until = waiter(source)
+    t0 = int(time.time())
+
+    async def scenario() -> None:
+        task = asyncio.create_task(source.run())
+        await until(lambda: source.link.state == "connected", "the port to open")
+        junk = b"X" * (100 * 1024 - 20) + f",SF,{t0}.5\n".encode()  # its tail alone would decode
+        for i in range(0, len(junk), 4096):
+            pty.write(junk[i:i + 4096])
+            await asyncio.sleep(0.001)
+        pty.write(f"BD-1,SF,{t0 + 1}\n".encode())
+        await until(lambda: bool(got), "the crossing after it")
+        source.stop()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    pty.close()
+    assert [(c.transponder, c.wall_time) for c in got] == [("BD-1", t0 + 1.0)]
+    assert source.link.counters["bad_lines"] == 1
+    assert sum("longer than 512 bytes" in m for m in caplog.messages) == 1
+    with pytest.raises(DecodeError, match="is 305 characters long"):
+        decode_line("X" * 305 + f",SF,{t0}", LineFormat())

@@ -468,3 +468,35 @@ def test_any_damage_to_one_page_is_salvaged_never_a_refusal_to_start(tmp_path: P
         spool = open_spool(path)  # raises SpoolError before the change for some of the seeds
         assert spool.append([power(1)]), seed
         spool.close()
+
+
+def test_a_new_spool_is_made_at_its_schema_in_one_line(tmp_path: Path, caplog) -> None:
+    """#28, point 12: a fresh spool logged eight migrations at its first start."""
+    import logging
+
+    from gateway.spool.schema import SCHEMA_VERSION
+
+    caplog.set_level(logging.INFO, "gateway.spool.store")
+    open_spool(tmp_path / "s.sqlite").close()
+    said = [m for m in caplog.messages if "schema" in m]
+    assert said == [f"spool {tmp_path / 's.sqlite'}: created (schema {SCHEMA_VERSION})"], said
+
+
+def test_full_clears_once_the_disk_has_room_without_waiting_for_a_write(tmp_path: Path) -> None:
+    """#28, point 10: `full: true` stayed on the status after the disk was freed, until the next write."""
+    from harness import fill, tmpfs
+
+    disk = tmpfs(tmp_path / "disk", "3m")
+    mount = next(disk)
+    try:
+        sp = open_spool(mount / "s.sqlite", full_policy="reject")
+        sp.append([power(i) for i in range(10)])
+        sp.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        fill(mount / "filler")
+        assert sp.append([power(i) for i in range(10, 2000)]) == [] and sp.status()["full"]
+        (mount / "filler").unlink()
+        assert not sp.status()["full"]  # said at once, no write needed
+        assert sp.append([power(5000)])
+        sp.close()
+    finally:
+        next(disk, None)

@@ -214,7 +214,7 @@ def test_a_change_on_a_full_disk_is_refused_and_nothing_changes(tiny_disk: Path)
     ('{"riders": {"r01": {"profile": [{"from": "2026-01-01", "ftp_w": -250, "weight_kg": -1}]}}}',
      "riders.r01.profile[0].ftp_w (line 1): expected a number >= 30, got -250"),
     ('["not", "a", "book"]', "riders.json: expected a mapping, got a list"),
-    ('{"riders": {"r01": {"profile": [{"from": "2026-02-30"}]}}}', "'2026-02-30' is not a date"),
+    ('{"riders": {"r01": {"profile": [{"from": "2026-02-30"}]}}}', "'2026-02-30' is not a day of the calendar"),
     ("{broken", "riders.json: not JSON"),
 ])
 def test_a_damaged_rider_book_is_kept_aside_and_the_box_starts(tmp_path: Path, book: str, said: str) -> None:
@@ -289,3 +289,4 @@ def test_a_flood_of_unknown_devices_keeps_status_small_and_the_status_file_quiet
     for i in range(1000):
         link.device(str(i), manufacturer="x")
     assert len(link.snapshot()["devices"]) == DEVICES_KEPT and "999" in link.snapshot()["devices"]
+

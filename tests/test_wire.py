@@ -95,3 +95,28 @@ def test_schema_1_segments_with_their_doubled_session_still_decode() -> None:
     with pytest.raises(WireError, match="appears twice"):
         parse_strict(old)
     assert segment_result(decode(old, "segment").fields) == RESULT
+
+
+def test_the_hubs_fast_power_decoder_refuses_a_key_twice_and_reads_other_shapes_strictly() -> None:
+    """msgspec keeps the last of two equal keys: a foreign producer's `"instantPower":200,
+    "instantPower":2000` was stored as 2000 W. Every other shape than the box's goes through the
+    strict decoder."""
+    from gateway.wire import Encoder, decode_power
+
+    body = {"wallTime": 1e9, "instantPower": 200.0, "cadence": 90.0, "torque": None, "normalizedPower": 210.0,
+            "name": "Anna", "rider_id": "r01", "source": "ant:1"}
+    box = Encoder("box-7", "ab12cd34ef").encode(5, "s1", body)
+    assert decode_power(box).instantPower == 200.0 and decode_power(box).spool_id == "ab12cd34ef"
+    twice = box.replace(b'"instantPower":200.0,', b'"instantPower":200.0,"instantPower":2000.0,')
+    with pytest.raises(WireError, match="the key 'instantPower' appears twice"):
+        decode_power(twice)
+    older = Encoder("box-7").encode(5, "s1", {**body, "implausible": ["power"]})  # schema 2, flagged
+    assert decode_power(older).spool_id == "" and decode_power(older).implausible == ["power"]
+    minimal = b'{"event_id":"b:1","gateway_id":"b","seq":1,"schema":2,"session_id":"s","wallTime":1,' \
+              b'"instantPower":100,"rider_id":null,"source":"x","extra":{"a":1}}'
+    assert decode_power(minimal).instantPower == 100.0
+    with pytest.raises(WireError, match="'cadence' of a power message has the wrong type"):
+        decode_power(minimal.replace(b'"source"', b'"cadence":"fast","source"'))
+    with pytest.raises(WireError, match="the key 'number' appears twice"):  # schema 1 repeats only its session
+        decode(b'{"event_id":"b:1","gateway_id":"b","seq":1,"schema":1,"session_id":"s","session_id":"s",'
+               b'"number":"1.1","number":"1.2"}', "segment")

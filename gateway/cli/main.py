@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,18 @@ from gateway import __version__
 from gateway.errors import ConfigError, GatewayError
 
 log = logging.getLogger("gateway")
+
+
+def _port(text: str) -> int:
+    """A TCP port, 0 for any free one (99999 listened on a port of the kernel's choosing, -1 failed
+    with a traceback)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: give 1 to 65535, or 0 for any free port")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the gateway daemon (sources, spool, engine, forwarder, page)")
     run.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
     run.add_argument("--state-dir", type=Path, help="override gateway.state_dir")
-    run.add_argument("--port", type=int, help="override web.port (0 picks a free port)")
+    run.add_argument("--port", type=_port, help="override web.port (0 picks a free port)")
 
     check = sub.add_parser("check-config", help="validate a config file: prints OK or every error with its path")
     check.add_argument("file", type=Path)
@@ -40,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
     replay.add_argument("--speed", type=float, help="simulationFactor: 1 real time, 0.5 twice as fast, 0 flat out")
     replay.add_argument("--state-dir", type=Path, help="override gateway.state_dir")
-    replay.add_argument("--port", type=int, help="override web.port")
+    replay.add_argument("--port", type=_port, help="override web.port")
     replay.add_argument("--no-web", action="store_true", help="no page: exit when the replay ends")
     replay.add_argument("--course-from-file", action="store_true",
                         help="take the course (segments a lap) from the files, not from the config; the default "
@@ -83,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Reads the kafka section's topics in the consumer group hub.group_id and writes "
                                      "them to the PostgreSQL database named by $TRACKSIDE_PG_DSN (or hub.dsn_file).")
     hub.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
-    hub.add_argument("--port", type=int, help="override hub.port (0 picks a free port)")
+    hub.add_argument("--port", type=_port, help="override hub.port (0 picks a free port)")
     hub.add_argument("--state-dir", type=Path, help="where the hub keeps its status file")
 
     from gateway.cli.remote import add_parsers
@@ -156,7 +169,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     cfg = config.Config(data, cfg.source)
     daemon = Daemon(cfg, state_dir=args.state_dir, port=args.port, web=not args.no_web, replay_files=args.files,
                     replay_factor=args.speed, exit_after_replay=args.no_web, progress=Progress(),
-                    course_from_file=True if args.course_from_file else None)
+                    course_from_file=True if args.course_from_file else None, replay_only=True)
     asyncio.run(daemon.run())
     refused = [s for s in (daemon.replays.statuses() if daemon.replays else []) if s.get("rejected")]
     for s in refused:
@@ -284,3 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`export ... | head`): nothing more to say, and nothing at exit either
+        # (Python would try to flush standard output again and print a traceback).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a program killed by SIGPIPE

@@ -7,7 +7,9 @@ import argparse
 import json
 import os
 import time
+import unicodedata
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -70,28 +72,29 @@ def cmd_session(args: argparse.Namespace) -> int:
             raise GatewayError("session start needs a name", hint="trackside-gateway session start 'Hill repeats'")
         out = _call(args, "POST", "/api/session/start",
                     {"name": args.name, "riders": args.rider or None, "tags": args.tag, "notes": args.notes})
-        print(f"session {out['session']} started: {out['name']}")
+        print(_clean(f"session {out['session']} started: {out['name']}"))
     elif args.action == "end":
         out = _call(args, "POST", "/api/session/end", {})
-        print(f"session {out['session']} ended: {out['name']}")
+        print(_clean(f"session {out['session']} ended: {out['name']}"))
     elif args.action == "show":
         out = _call(args, "GET", "/api/session")
         kind = "started" if out.get("named") else "automatic"
-        print(f"{out['session']}\t{out['name']}\t{kind}\t{_when(out.get('started'))}\t"
-              + " ".join(f"{k}={v}" for k, v in (out.get("tags") or {}).items()))
+        print(_clean(f"{out['session']}\t{out['name']}\t{kind}\t{_when(out.get('started'))}\t"
+                     + " ".join(f"{k}={v}" for k, v in (out.get("tags") or {}).items())))
     else:
         for s in _call(args, "GET", "/api/sessions"):
             when = _when(s.get("started") or s["first"])
-            print(f"{s['session']}\t{s.get('name') or ''}\t{s.get('kind') or ''}\t{when}\t{s['results']} results")
+            name, kind = s.get("name") or "", s.get("kind") or ""
+            print(_clean(f"{s['session']}\t{name}\t{kind}\t{when}\t{s['results']} results"))
     return 0
 
 
 def cmd_rider(args: argparse.Namespace) -> int:
     if args.action == "list":
         for r in _call(args, "GET", "/api/riders"):
-            print(f"{r['id']}\t{r['name']}\t{r['ftp_w'] if r['ftp_w'] is not None else '-'} W\t"
-                  f"{r['weight_kg'] if r['weight_kg'] is not None else '-'} kg\t"
-                  + ", ".join(f"{h['from']}: {h['ftp_w']} W {h['weight_kg']} kg" for h in r["history"]))
+            print(_clean(f"{r['id']}\t{r['name']}\t{r['ftp_w'] if r['ftp_w'] is not None else '-'} W\t"
+                         f"{r['weight_kg'] if r['weight_kg'] is not None else '-'} kg\t"
+                         + ", ".join(f"{h['from']}: {h['ftp_w']} W {h['weight_kg']} kg" for h in r["history"])))
         return 0
     if not args.id:
         raise GatewayError(f"rider {args.action} needs a rider id")
@@ -99,12 +102,19 @@ def cmd_rider(args: argparse.Namespace) -> int:
         if not args.name:
             raise GatewayError("rider add needs a name", hint="trackside-gateway rider add r07 Mia")
         _call(args, "POST", "/api/riders", {"id": args.id, "name": args.name, "squad": args.squad})
-        print(f"rider {args.id}: {args.name}")
+        print(_clean(f"rider {args.id}: {args.name}"))
         return 0
-    out = _call(args, "POST", f"/api/riders/{args.id}/profile",
+    out = _call(args, "POST", f"/api/riders/{urllib.parse.quote(args.id, safe='')}/profile",
                 {"ftp_w": args.ftp, "weight_kg": args.weight, "from": args.day})
-    print(f"rider {args.id}: {out['ftp_w']} W, {out['weight_kg']} kg from {out['from']}")
+    print(_clean(f"rider {args.id}: {out['ftp_w']} W, {out['weight_kg']} kg from {out['from']}"))
     return 0
+
+
+def _clean(text: str) -> str:
+    """A line for the terminal: control characters in names (an escape sequence cleared the terminal
+    and set its title) are shown as their code, never sent to the terminal."""
+    return "".join(c if c == "\t" or unicodedata.category(c) not in ("Cc", "Cf") else f"\\x{ord(c):02x}"
+                   for c in text)
 
 
 def _when(t: float | None) -> str:

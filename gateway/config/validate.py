@@ -11,6 +11,7 @@ import copy
 import difflib
 import json
 import math
+import stat
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
@@ -73,13 +74,32 @@ def load(path: str | Path | None = None) -> Config:
         source = EMBEDDED
     else:
         source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(source, [ConfigProblem("", "the file does not exist")]) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(source, [ConfigProblem("", f"cannot read the file: {exc}")]) from None
+        text = _read(Path(path), source)
     return parse(text, source)
+
+
+MAX_BYTES = 1024 * 1024  # a config of a hundred riders is 20 KB
+
+
+def _read(path: Path, source: str) -> str:
+    """The file's text: a regular file of at most MAX_BYTES (/dev/zero grew `check-config` to 3.7 GB and
+    a FIFO hung it)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(source, [ConfigProblem("", "the file does not exist")]) from None
+    except OSError as exc:
+        raise ConfigError(source, [ConfigProblem("", f"cannot read the file: {exc.strerror or exc}")]) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(source, [ConfigProblem("", "not a regular file (a device, a pipe or a directory)")])
+    if info.st_size > MAX_BYTES:
+        raise ConfigError(source, [ConfigProblem("", f"{info.st_size} bytes: larger than any config "
+                                                     f"({MAX_BYTES // 1024} KB at most)")])
+    try:
+        with path.open("rb") as f:
+            return f.read(MAX_BYTES + 1).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [ConfigProblem("", f"cannot read the file: {exc}")]) from None
 
 
 def parse(text: str, source: str = "<text>") -> Config:

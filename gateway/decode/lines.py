@@ -42,6 +42,9 @@ class LineFormat:
                    str(decoder.get("time_format", "unix")), serial.gate)
 
 
+ID_MAX = 64  # a chip's or gate's id; a longer field is line noise
+
+
 def decode_line(text: str, fmt: LineFormat, today: dt.date | None = None) -> tuple[str, str, float]:
     """(transponder, gate, unix time) of one line; DecodeError says which field is wrong."""
     cells = [c.strip() for c in text.strip().split(fmt.separator)]
@@ -52,9 +55,14 @@ def decode_line(text: str, fmt: LineFormat, today: dt.date | None = None) -> tup
     transponder = cells[fmt.transponder]
     if not transponder:
         raise DecodeError(KIND, f"field {fmt.transponder} (transponder) is empty: {text.strip()!r}")
+    if len(transponder) > ID_MAX:
+        raise DecodeError(KIND, f"field {fmt.transponder} (transponder) is {len(transponder)} characters long, "
+                                f"no chip's id (at most {ID_MAX})")
     gate = cells[fmt.gate] if fmt.gate is not None else fmt.default_gate
     if not gate:
         raise DecodeError(KIND, f"no gate in the line and none configured (sources.serial.gate): {text.strip()!r}")
+    if len(gate) > ID_MAX:
+        raise DecodeError(KIND, f"field {fmt.gate} (gate) is {len(gate)} characters long, no gate's id")
     raw = cells[fmt.time]
     try:
         if fmt.time_format == "unix":

@@ -66,7 +66,7 @@ class HubStats:
     written: Written = field(default_factory=Written)
     batches: int = 0
     dead_letters: int = 0
-    lag: dict[str, int] = field(default_factory=dict)
+    lag: dict[str, dict[str, int]] = field(default_factory=dict)  # topic -> partition -> messages behind
     last_event: dict[str, float] = field(default_factory=dict)  # gateway -> when the hub last received its events
     db_connected: bool = False
     db_error: str | None = None
@@ -78,8 +78,8 @@ class HubStats:
             w = self.written
             return {"power_rows": w.power, "crossing_rows": w.crossings, "segment_rows": w.segments,
                     "duplicates_skipped": w.duplicates, "dead_letters": self.dead_letters, "batches": self.batches,
-                    "lag": dict(self.lag), "last_event": dict(self.last_event), "db_connected": self.db_connected,
-                    "db_error": self.db_error, "assigned": list(self.assigned)}
+                    "lag": {t: dict(p) for t, p in self.lag.items()}, "last_event": dict(self.last_event),
+                    "db_connected": self.db_connected, "db_error": self.db_error, "assigned": list(self.assigned)}
 
 
 class HubConsumer:
@@ -105,6 +105,11 @@ class HubConsumer:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
+            # A hub that dies (kill -9, a power cut) is noticed after this, and its partitions go to
+            # the others: librdkafka's 45 s left the page without new results for most of a minute.
+            # The brokers' group.min.session.timeout.ms (6 s by default) is the floor.
+            "session.timeout.ms": 8000,
+            "heartbeat.interval.ms": 2000,
             # Large fetches: a backlog of millions of small messages is read in few round trips.
             "fetch.min.bytes": 262144,
             "fetch.wait.max.ms": 100,
@@ -340,14 +345,14 @@ class HubConsumer:
         gone = {f"{p.topic}[{p.partition}]" for p in partitions}
         with self.stats.lock:
             self.stats.assigned = [a for a in self.stats.assigned if a not in gone]
-            for name in gone:
-                self.stats.lag.pop(name, None)
+            for p in partitions:
+                self.stats.lag.get(p.topic, {}).pop(str(p.partition), None)
 
     def _update_lag(self, consumer: Any) -> None:
         if time.monotonic() < self._next_lag:
             return
         self._next_lag = time.monotonic() + 2.0
-        lag: dict[str, int] = {}
+        lag: list[tuple[str, str, int]] = []
         for tp in consumer.assignment():
             try:
                 _, high = consumer.get_watermark_offsets(tp, timeout=0.5, cached=True)
@@ -355,6 +360,7 @@ class HubConsumer:
             except Exception:  # the broker is away: keep the last figures
                 continue
             if position >= 0 and high >= 0:
-                lag[f"{tp.topic}[{tp.partition}]"] = max(high - position, 0)
+                lag.append((tp.topic, str(tp.partition), max(high - position, 0)))
         with self.stats.lock:
-            self.stats.lag.update(lag)
+            for topic, partition, n in lag:
+                self.stats.lag.setdefault(topic, {})[partition] = n

@@ -31,6 +31,7 @@ import orjson
 from gateway.config.settings import MeterSettings, RiderSettings
 from gateway.config.validate import check_against
 from gateway.errors import GatewayError
+from gateway.model import parse_day
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,12 @@ def day_of(t: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(t))
 
 
-def _check_day(day: str) -> str:
+def _check_day(day: object) -> str:
+    """The day in the one form the book compares (YYYY-MM-DD: as text, that sorts as dates do)."""
     try:
-        time.strptime(day, "%Y-%m-%d")
-    except ValueError:
-        raise RiderBookError(f"{day!r} is not a date", hint="write it as YYYY-MM-DD") from None
-    return day
+        return parse_day(day).isoformat()
+    except ValueError as exc:
+        raise RiderBookError(str(exc), hint="write it as YYYY-MM-DD, e.g. 2026-02-01") from None
 
 
 def _sensor_key(kind: str, sensor: str) -> str:
@@ -132,9 +133,9 @@ class RiderBook:
         for rider_id, entry in loaded.get("riders", {}).items():
             for i, p in enumerate(entry.get("profile", [])):
                 try:
-                    time.strptime(p["from"], "%Y-%m-%d")
-                except ValueError:
-                    return f"riders.{rider_id}.profile[{i}].from: {p['from']!r} is not a date (YYYY-MM-DD)"
+                    parse_day(p["from"])
+                except ValueError as exc:
+                    return f"riders.{rider_id}.profile[{i}].from: {exc}"
         self._data.update(loaded)
         return None
 

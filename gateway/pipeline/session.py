@@ -15,9 +15,15 @@ TAG = re.compile(r"^[A-Za-z0-9_.-]{1,32}=[^\n]{0,64}$")
 
 
 class SessionError(GatewayError):
-    """A session that cannot be started or ended as asked."""
+    """A session that cannot be started or ended as asked (the box's state: HTTP 409)."""
 
     http_status = 409
+
+
+class SessionInputError(SessionError):
+    """What was asked of a session is not well formed: a tag, a name, a note (HTTP 400)."""
+
+    http_status = 400
 
 
 MAX_TAGS = 20
@@ -34,18 +40,18 @@ def parse_tags(tags: object) -> dict[str, str]:
         items = []
         for tag in tags:
             if not isinstance(tag, str) or not TAG.match(tag.strip()):
-                raise SessionError(f"tag {str(tag)[:80]!r} is not name=value",
+                raise SessionInputError(f"tag {str(tag)[:80]!r} is not name=value",
                                    hint="for example tyres=1.6bar: a name of letters, digits, _ . - (up to 32), "
                                         "a value of up to 64 characters")
             name, value = tag.strip().split("=", 1)
             items.append((name, value))
     else:
-        raise SessionError("tags must be a list of name=value texts", hint='["tyres=1.6bar"]')
+        raise SessionInputError("tags must be a list of name=value texts", hint='["tyres=1.6bar"]')
     for name, value in items:
         if not isinstance(name, str) or not isinstance(value, str) or not TAG.match(f"{name}={value}"):
-            raise SessionError(f"tag {str(name)[:32]}={str(value)[:64]} is not name=value (both text)")
+            raise SessionInputError(f"tag {str(name)[:32]}={str(value)[:64]} is not name=value (both text)")
     if len(items) > MAX_TAGS:
-        raise SessionError(f"{len(items)} tags; a session takes at most {MAX_TAGS}")
+        raise SessionInputError(f"{len(items)} tags; a session takes at most {MAX_TAGS}")
     return dict(items)
 
 

@@ -92,6 +92,12 @@ def write(out: IO[Any], fmt: str, chosen: str, columns: list[str], rows: list[di
         writer.writerows(rows)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # read by setting it, then put back at once
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(target: Path, *, binary: bool = False) -> Iterator[IO[Any]]:
     """Write ``target`` whole or not at all: into a temporary file beside it, renamed at the end.
@@ -111,6 +117,8 @@ def atomic_output(target: Path, *, binary: bool = False) -> Iterator[IO[Any]]:
             raise GatewayError("no such directory", where=str(target.parent), hint="create it first")
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
+            # mkstemp makes 0600; an export or a report is the coach's to share: the umask decides.
+            os.fchmod(fd, 0o666 & ~_umask())
             with os.fdopen(fd, mode, -1, *(("utf-8", None, "") if not binary else ())) as out:
                 yield out
                 out.flush()

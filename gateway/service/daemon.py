@@ -65,7 +65,8 @@ class Daemon:
     def __init__(self, config: Config, *, state_dir: Path | None = None, port: int | None = None,
                  web: bool | None = None, replay_files: list[str] | None = None,
                  replay_factor: float | None = None, exit_after_replay: bool = False,
-                 progress: Callable[[Any], None] | None = None, course_from_file: bool | None = None) -> None:
+                 progress: Callable[[Any], None] | None = None, course_from_file: bool | None = None,
+                 replay_only: bool = False) -> None:
         self.config = config
         self.settings = config.settings
         self.state_dir = state_dir or config.state_dir
@@ -76,6 +77,9 @@ class Daemon:
         self.exit_after_replay = exit_after_replay
         self.progress = progress
         self.course_from_file = course_from_file
+        # `trackside-gateway replay`: the files given, nothing else. No radio or serial port is opened,
+        # no live session is kept, nothing is forwarded, whatever the config enables for live use.
+        self.replay_only = replay_only
         self.status = StatusBoard()
         self.supervisor = Supervisor(self.status, self.state_dir)
         self.reserve = DiskReserve(self.state_dir, int(self.settings.spool.reserve_mb * 2**20))
@@ -121,9 +125,12 @@ class Daemon:
             self.broadcaster = Broadcaster(self.results)
         return spool
 
-    def _start_live(self, spool: Spool) -> SessionPipeline:
+    def _start_live(self, spool: Spool) -> SessionPipeline | None:
         self.book = RiderBook(self.state_dir / "riders.json", self.settings.riders)
         self.status.post("riderbook", damaged=self.book.damaged)
+        if self.replay_only:
+            log.info("replay only: no live session, no radios, no uplink; spool %s", spool.path)
+            return None
         self.sessions = LiveSessions(self.settings, spool, self.book, self.config.gateway_id, self._listeners())
         live = self.sessions.open()
         session_id = live.session_id
@@ -171,14 +178,14 @@ class Daemon:
                 self.start_web()
             self.status.post("daemon", state="running", pid=os.getpid(), web_port=self.web_port)
             handled = self._handle_signals()
-            assert self.sessions is not None
-            # Meters paired on the page count like the YAML's.
-            assert self.book is not None
-            roster = replace(self.settings, riders=self.book.riders_on(time.time()))
-            sources = self._sources = build_sources(roster, self.sessions.submit, self.status)
-            if sources or self.sessions.info.get("named"):
-                # A box with sensors, or a session the coach started: its record (a replay-only run has none).
-                self.sessions.publish()
+            if self.sessions is not None:
+                # Meters paired on the page count like the YAML's.
+                assert self.book is not None
+                roster = replace(self.settings, riders=self.book.riders_on(time.time()))
+                sources = self._sources = build_sources(roster, self.sessions.submit, self.status)
+                if sources or self.sessions.info.get("named"):
+                    # A box with sensors, or a session the coach started: its record.
+                    self.sessions.publish()
             tasks = [asyncio.create_task(supervised(s, self.status), name=f"source.{s.name}") for s in sources]
             await self._start_replays()
             await asyncio.to_thread(self._post_status)
@@ -243,7 +250,7 @@ class Daemon:
     # -- the page ------------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        threads = {"spool": self.live is not None and self.live.ingest.alive}
+        threads = {} if self.replay_only else {"spool": self.live is not None and self.live.ingest.alive}
         if self.forwarder is not None:
             threads["forwarder"] = self.forwarder.alive
         return self.supervisor.alive(web_ok=True, threads=threads)
@@ -274,10 +281,12 @@ class Daemon:
         return registry(self.status, self.broadcaster.queue_depths if self.broadcaster is not None else None)
 
     def morning(self) -> Any:
-        """What the page's set-up needs: sessions, riders and pairings, radios, notes."""
+        """What the page's set-up needs: sessions, riders and pairings, radios, notes (none for a replay)."""
         from gateway.service.morning import Morning
 
-        assert self.sessions is not None and self.book is not None and self.spool is not None
+        if self.sessions is None:
+            return None
+        assert self.book is not None and self.spool is not None
         return Morning(self.sessions, self.book, self.spool, self.status, self.settings, on_pair=self._paired)
 
     def _paired(self, kind: str, sensor: str) -> None:
@@ -308,23 +317,24 @@ class Daemon:
                 break
             await asyncio.to_thread(self._post_status)
             self.supervisor.tick()
-            if time.time() - last_touch > 60:
+            if self.live is not None and time.time() - last_touch > 60:
                 await asyncio.to_thread(session.touch, self.spool)
                 last_touch = time.time()
 
     def _post_status(self) -> None:
-        assert self.spool is not None and self.live is not None
+        assert self.spool is not None
         if self._degraded and self.reserve.room():
             log.info("the disk has room again: new events are accepted (no longer degraded)")
             self._degraded = False
             self.spool.intake_paused = None
             self.reserve.ensure()
             self.status.post("degraded", reason=None)
-        ingest = self.live.ingest
         self.status.post("spool", **self.spool.status())
-        self.status.post("engine", session=ingest.session_id, **self.live.runner.stats)
-        self.status.post("ingest", overflow=ingest.overflow, rejected=ingest.rejected,
-                         unmapped=dict(ingest.unmapped), implausible=dict(ingest.implausible))
+        if self.live is not None:
+            ingest = self.live.ingest
+            self.status.post("engine", session=ingest.session_id, **self.live.runner.stats)
+            self.status.post("ingest", overflow=ingest.overflow, rejected=ingest.rejected,
+                             unmapped=dict(ingest.unmapped), implausible=dict(ingest.implausible))
         if self.replays is not None:
             self.status.post("replays", replays=[{k: r[k] for k in ("session", "state", "elapsed_s", "duration_s",
                                                                    "results", "factor")}
@@ -338,5 +348,6 @@ class Daemon:
         if self.forwarder is not None:
             self.forwarder.stop(timeout=5.0)
         if self.spool is not None:
-            session.touch(self.spool)
+            if self.live is not None:
+                session.touch(self.spool)
             self.spool.close()

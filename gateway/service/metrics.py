@@ -6,6 +6,7 @@ Names follow Prometheus conventions: ``trackside_`` prefix, units in names, ``_t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -77,21 +78,31 @@ class StatusCollector:
             yield HistogramMetricFamily("trackside_uplink_delivery_latency_seconds",
                                         "From sending to Kafka's acknowledgement (one sample per rider per batch)",
                                         buckets=buckets, sum_value=latency["sum"])
-        yield CounterMetricFamily("trackside_segment_results", "Segment results of the live session",
-                                  value=engine.get("results") or 0)
+        # A counter never goes down: results stored since the daemon started, live and replays alike (the
+        # live session's own count starts again at each session: a gauge).
+        yield CounterMetricFamily("trackside_segment_results", "Segment results stored (live and replays)",
+                                  value=(spool.get("appended_by_kind") or {}).get("segment") or 0)
+        yield GaugeMetricFamily("trackside_live_session_segment_results", "Segment results of the live session",
+                                value=engine.get("results") or 0)
         state = GaugeMetricFamily("trackside_source_state", "1 for the state each source is in",
                                   labels=["source", "state"])
-        counters = CounterMetricFamily("trackside_source_events", "A source's counters (pages, lines, samples...)",
-                                       labels=["source", "counter"])
+        # One family per kind of count (pages, lines, samples...): a sum over unlike counts means nothing.
+        counters: dict[str, Any] = {}
         for name, part in sorted(parts.items()):
             if not name.startswith("source."):
                 continue
             for s in sorted({*LINK_STATES, part.get("state") or "starting"}):
                 state.add_metric([name[7:], s], 1 if part.get("state") == s else 0)
             for key, n in sorted((part.get("counters") or {}).items()):
-                counters.add_metric([name[7:], key], n)
+                kind = re.sub(r"[^a-z0-9_]", "_", key.lower())
+                family = counters.get(kind)
+                if family is None:
+                    family = counters[kind] = CounterMetricFamily(
+                        f"trackside_source_{kind}", f"What each source counted: {key.replace('_', ' ')}",
+                        labels=["source"])
+                family.add_metric([name[7:]], n)
         yield state
-        yield counters
+        yield from counters.values()
         if self.stream is not None:
             stream = self.stream()
             yield GaugeMetricFamily("trackside_sse_clients", "Open live streams", value=stream["clients"])
@@ -125,14 +136,15 @@ class HubCollector:
                                   value=hub.get("batches") or 0)
         yield GaugeMetricFamily("trackside_hub_database_connected", "1 while PostgreSQL takes the writes",
                                 value=1 if hub.get("db_connected") else 0)
-        lag = GaugeMetricFamily("trackside_hub_consumer_lag_messages", "Messages behind, per partition",
-                                labels=["partition"])
-        for partition, n in sorted((hub.get("lag") or {}).items()):
-            lag.add_metric([partition], n)
+        lag = GaugeMetricFamily("trackside_hub_consumer_lag_messages", "Messages behind, per topic and partition",
+                                labels=["topic", "partition"])
+        for topic, partitions in sorted((hub.get("lag") or {}).items()):
+            for partition, n in sorted(partitions.items(), key=lambda p: int(p[0])):
+                lag.add_metric([topic, str(partition)], n)
         yield lag
         now = snapshot.get("time") or 0
-        age = GaugeMetricFamily("trackside_hub_last_event_age_seconds", "Since each box's newest event",
-                                labels=["gateway"])
+        age = GaugeMetricFamily("trackside_hub_last_event_age_seconds",
+                                "Since the hub last received each box's events (its own clock)", labels=["gateway"])
         for gateway, t in sorted((hub.get("last_event") or {}).items()):
             age.add_metric([gateway], max(0.0, now - t))
         yield age

@@ -22,6 +22,14 @@ HEARD_S = 60.0  # a radio not heard for this long leaves the list
 ANT_CHANNELS = 8  # an ANTUSB2 or ANTUSB-m stick: one channel searches, seven follow paired meters
 
 
+def _texts(body: Mapping[str, Any], keys: tuple[str, ...]) -> None:
+    """Each of ``keys`` is text when given (a number, a list or an object: 400 saying which, not 500)."""
+    for key in keys:
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            raise RiderBookError(f"{key} must be text, got {type(value).__name__}")
+
+
 def _number(body: Mapping[str, Any], key: str) -> float | None:
     value = body.get(key)
     if value is None or value == "":
@@ -55,9 +63,7 @@ class Morning:
         tags = body.get("tags")
         if isinstance(tags, str):
             tags = [t for t in tags.replace(",", " ").split() if t]
-        for key in ("name", "notes"):
-            if not isinstance(body.get(key) or "", str):
-                raise RiderBookError(f"{key} must be text")
+        _texts(body, ("name", "notes"))
         return self.sessions.start(str(body.get("name") or ""), riders=list(riders) if riders else None,
                                    notes=str(body.get("notes") or ""), tags=tags)
 
@@ -70,7 +76,8 @@ class Morning:
         return self.book.profiles()
 
     def add_rider(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
-        self.book.add(str(body.get("id") or ""), str(body.get("name") or ""), body.get("squad"))
+        _texts(body, ("id", "name", "squad"))
+        self.book.add(body.get("id") or "", body.get("name") or "", body.get("squad"))
         self.sessions.riders_changed()
         return self.riders()
 
@@ -117,6 +124,7 @@ class Morning:
         return out
 
     def pair(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        _texts(body, ("kind", "id", "rider"))
         kind, sensor, rider = str(body.get("kind") or ""), str(body.get("id") or ""), body.get("rider")
         result = self.book.pair(kind, sensor, str(rider or "")) if rider else self.book.unpair(kind, sensor)
         self.sessions.riders_changed()
@@ -132,6 +140,7 @@ class Morning:
         return any(s == session for s, *_ in self.spool.segment_sessions())
 
     def note(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        _texts(body, ("session", "rider_id", "number", "text"))
         session, rider, number = (str(body.get(k) or "") for k in ("session", "rider_id", "number"))
         if not session or not rider or not number:
             raise RiderBookError("a note needs the session, the rider and the segment number")

@@ -22,7 +22,7 @@ from gateway.pipeline import session
 from gateway.pipeline.build import SessionPipeline, build
 from gateway.pipeline.ingest import Accepted
 from gateway.pipeline.riderbook import RiderBook
-from gateway.pipeline.session import SessionError, parse_tags
+from gateway.pipeline.session import SessionError, SessionInputError, parse_tags
 from gateway.spool.store import Spool
 
 log = logging.getLogger(__name__)
@@ -99,14 +99,14 @@ class LiveSessions:
               tags: Sequence[str] | Mapping[str, str] | None = None) -> dict[str, Any]:
         name = (name or "").strip()
         if not name or len(name) > 80:
-            raise SessionError("a session needs a name of 1 to 80 characters", hint="for example 'Hill repeats'")
+            raise SessionInputError("a session needs a name of 1 to 80 characters", hint="for example 'Hill repeats'")
         if len(notes) > 2000:
-            raise SessionError("notes are limited to 2000 characters")
+            raise SessionInputError("notes are limited to 2000 characters")
         parsed = parse_tags(tags)
         present = list(riders) if riders else None
         unknown = [r for r in present or [] if not self.book.known(r)]
         if unknown:
-            raise SessionError(f"unknown rider(s): {', '.join(unknown)}", hint="add them on the riders page first")
+            raise SessionInputError(f"unknown rider(s): {', '.join(unknown)}", hint="add them on the riders page first")
         with self._lock:
             now = time.time()
             session_id = session.new_session_id(self.gateway_id, now)
@@ -137,7 +137,9 @@ class LiveSessions:
         new = self._build(session_id, now).start()
         self.live, self.info = new, info
         if old is not None:
-            if old_info.get("named"):
+            # Its record says it ended: a named one, or an automatic one that published a record (a box
+            # with sensors; before, an automatic session replaced by a started one kept ended: null).
+            if old_info.get("named") or self.spool.meta(f"session:{old.session_id}") is not None:
                 self.publish(ended=now, pipeline=old, info=old_info)
             old.finish()  # its open segments close in their own session
         self.publish()
@@ -164,7 +166,7 @@ def add_note(spool: Spool, session_id: str, rider_id: str, number: str, text: st
     is reported (a full disk refuses it: ``SpoolError``)."""
     text = text.strip()
     if len(text) > 280:
-        raise SessionError("a note is limited to 280 characters")
+        raise SessionInputError("a note is limited to 280 characters")
     notes = [n for n in notes_of(spool, session_id) if (n["rider_id"], n["number"]) != (rider_id, number)]
     if text:
         if len(notes) >= MAX_NOTES:

@@ -86,20 +86,30 @@ class SerialSource:
 
     def _read(self, port: Any, loop: asyncio.AbstractEventLoop) -> None:
         buffer = b""
+        skipping = False  # inside a line too long to be one: dropped up to its end, whole
         while not self._stop.is_set():
             chunk = port.read(256)
             if not chunk:
                 if not port.is_open:
                     raise OSError("the port closed")
                 continue
-            buffer += chunk
-            *lines, buffer = buffer.replace(b"\r", b"\n").split(b"\n")
-            if len(buffer) > MAX_LINE:
-                self._bad(buffer, "a line longer than 512 bytes: dropped")
-                buffer = b""
+            buffer += chunk.replace(b"\r", b"\n")
+            if skipping:
+                end = buffer.find(b"\n")
+                if end < 0:
+                    buffer = b""
+                    continue
+                buffer, skipping = buffer[end + 1:], False
+            *lines, buffer = buffer.split(b"\n")
             for raw in lines:
-                if raw.strip():
+                if len(raw) > MAX_LINE:
+                    self._bad(raw, f"a line longer than {MAX_LINE} bytes: dropped whole")
+                elif raw.strip():
                     self._line(raw, loop)
+            if len(buffer) > MAX_LINE:
+                # Before, each 512 bytes were dropped on their own and the tail taken for a crossing.
+                self._bad(buffer, f"a line longer than {MAX_LINE} bytes: dropped whole")
+                buffer, skipping = b"", True
 
     def _line(self, raw: bytes, loop: asyncio.AbstractEventLoop) -> None:
         self.link.count("lines")

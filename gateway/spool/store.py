@@ -40,6 +40,8 @@ __all__ = ["KINDS", "NewEvent", "NewRun", "Policy", "Row", "Spool", "SpoolCounte
 
 log = logging.getLogger(__name__)
 
+ROOM_BYTES = 1024 * 1024  # free space that takes a few commits: below it a disk is still "full"
+
 
 def _last_gateway(conn: sqlite3.Connection) -> tuple[int, str, str | None] | None:
     """(first sequence number, gateway id, spool id) of what numbers the newest rows."""
@@ -79,6 +81,17 @@ class Spool(SpoolReader, SpoolWriter):
         self._undelivered = self._count(self._delivered_through, top) + self.set_aside_count()
         self.set_meta("gateway_id", self.gateway_id, replace=False)
         return self
+
+    def _room_again(self) -> bool:
+        """Below its cap, on a disk with room for a commit's worth: "full" no longer holds (before, the
+        status said full until the next write, long after the disk was freed)."""
+        import shutil
+
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return False
+        return self.used_bytes() < self.policy.max_bytes and free > ROOM_BYTES
 
     def _identify(self, conn: sqlite3.Connection) -> None:
         """The spool's identity, made with the file (or at its first start with this gateway): every
@@ -136,17 +149,29 @@ class Spool(SpoolReader, SpoolWriter):
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         self._check_version(version)
+        if version == 0:  # a new file: made at this schema in one step, said in one line (not eight)
+            with transaction(conn):
+                for target in range(1, SCHEMA_VERSION + 1):
+                    self._apply(conn, target)
+            log.info("spool %s: created (schema %d)", self.path, SCHEMA_VERSION)
+            return
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with transaction(conn):
-                for statement in MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={target}")
+                self._apply(conn, target)
             log.info("spool %s: schema migrated to version %d", self.path, target)
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, target: int) -> None:
+        for statement in MIGRATIONS[target].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={target}")
 
     def status(self) -> dict[str, Any]:
         rows, oldest = self.backlog()
         c = self.counters
+        if c.full_since is not None and self._room_again():
+            c.full_since = None  # the disk was freed or rows pruned: not "full" until the next write says so
         return {
             "path": str(self.path), "spool_id": self.spool_id, "last_seq": self.last_seq(), "backlog_rows": rows,
             "backlog_oldest": oldest, "used_bytes": self.used_bytes(), "max_bytes": self.policy.max_bytes,

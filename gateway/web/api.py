@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from dataclasses import replace
 from pathlib import PurePath
 from typing import Any
@@ -15,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from gateway.config import Config
 from gateway.engine.normalize import Population, annotate
 from gateway.errors import ApiError, GatewayError, NotFound
+from gateway.model import parse_day
 from gateway.replay.player import check_factor
 from gateway.results.export import table, write
 from gateway.results.store import ResultsStore
@@ -37,6 +39,8 @@ def _token_ok(guard: TokenGuard) -> None:
 
 
 def _body() -> dict[str, Any]:
+    if request.form or request.files:  # a form's fields were silently ignored
+        raise ApiError(415, "send the body as JSON (Content-Type: application/json), not as a form")
     if not request.data:
         return {}
     try:
@@ -54,10 +58,18 @@ def _day(text: str | None, end: bool = False) -> float | None:
     if not text:
         return None
     try:
-        day = dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=dt.UTC)
-    except ValueError:
-        raise ApiError(400, f"{text!r} is not a date (YYYY-MM-DD)") from None
-    return (day + dt.timedelta(days=1 if end else 0)).timestamp()
+        day = dt.datetime.combine(parse_day(text), dt.time(), dt.UTC)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    # The day after the last (``to`` includes its day); 9999-12-31 has none, and means "to the end".
+    return day.timestamp() + (86_400.0 if end else 0.0)
+
+
+def attachment(name: str, extension: str) -> dict[str, str]:
+    """The download's header. The name comes from the request: only safe characters reach it (a quote
+    let the client write its own Content-Disposition)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:120]
+    return {"Content-Disposition": f'attachment; filename="{safe}.{extension}"'}
 
 
 def population_of(session: str, spec: str | None) -> Population:
@@ -100,6 +112,7 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
     def selected() -> tuple[ResultsStore, str | None, list[Any], list[Any]]:
         """The session asked for (the latest by default), its results, and the population's."""
         results_store = opened()
+        since, until = _day(request.args.get("from")), _day(request.args.get("to"), end=True)  # checked first
         session = request.args.get("session")
         if not session:  # the latest session with results
             known = [s for s in results_store.sessions() if s["results"]]
@@ -109,8 +122,7 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
         population = population_of(session, request.args.get("population"))
         if population.sessions != frozenset({session}):
             # Across sessions only on the same course: z-scores compare the same terrain.
-            population = replace(population, course=results_store.course_of(session),
-                                 since=_day(request.args.get("from")), until=_day(request.args.get("to"), end=True))
+            population = replace(population, course=results_store.course_of(session), since=since, until=until)
         targets = results_store.results([session])
         pool = targets if population == Population(frozenset({session})) else results_store.population(population)
         return results_store, session, targets, pool
@@ -136,14 +148,15 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
             results_store, session, targets, pool = selected()
             if session is None:
                 raise NotFound("no results to export yet")
+            if not targets:
+                raise NotFound(f"no results of session {session[:128]!r} to export")
             columns, rows = table(targets, pool, results_store)
             buffer = io.BytesIO() if fmt == "xlsx" else io.StringIO(newline="")
             write(buffer, fmt, session, columns, rows)
             data = buffer.getvalue()
         mime = {"csv": "text/csv", "json": "application/json",
                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[fmt]
-        return Response(data, mimetype=mime,
-                        headers={"Content-Disposition": f'attachment; filename="{session}.{fmt}"'})
+        return Response(data, mimetype=mime, headers=attachment(session, fmt))
 
     @api.get("/api/replays")
     def list_replays() -> Response:

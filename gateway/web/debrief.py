@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from gateway.config import Config
 from gateway.errors import ApiError, NotFound
 from gateway.results.store import ResultsStore
+from gateway.web.api import attachment
 from gateway.web.guard import HeavyWork
 
 
@@ -43,8 +44,7 @@ def create_debrief(config: Config, store: ResultsStore | None, heavy: HeavyWork)
         rider = request.args.get("rider") or None
         with heavy.slot("this report"):
             pdf = build(results, session, config.settings, rider=rider)
-        name = f"debrief-{session}{'-' + rider if rider else ''}.pdf"
         return Response(pdf, mimetype="application/pdf",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                        headers=attachment(f"debrief-{session}{'-' + rider if rider else ''}", "pdf"))
 
     return bp

@@ -491,7 +491,25 @@ function matrixPage() {
     finishedReplays() { return this.replays.filter(r => !this.activeReplays().includes(r)); },
     replayName(r) { return (r.files || []).join(", ") || r.session; },
     progress(r) { return r.duration_s ? Math.min(100, 100 * r.elapsed_s / r.duration_s) : 0; },
+    // What the page's attributes need of the browser's globals: the CSP build of Alpine reads only
+    // the component (no 'unsafe-eval' in the page's Content-Security-Policy).
+    progressRounded(r) { return Math.round(this.progress(r)); },
+    setSpeed(r, event) {
+      const factor = Number(event.target.value);
+      event.target.value = "";
+      return this.control(r.session, "speed", factor);
+    },
+    rescale() { this.resetAxes(); this.redraw(); },
+    focusChanged() {
+      if (!this.focus) this.onlyFocus = this.trail = false;
+      this.redraw();
+    },
+    debriefHref() { return "/debrief?session=" + encodeURIComponent(this.session || ""); },
+    origin() { return window.location.origin; },
     speedLabel(f) { return f === 0 ? "max speed" : `×${+(1 / f).toFixed(2)}`; },
     fmt(v, digits) { return v === null || v === undefined ? "–" : Number(v).toFixed(digits); },
   };
 }
+
+// The CSP build of Alpine (no 'unsafe-eval') sees only components registered by name.
+document.addEventListener("alpine:init", () => Alpine.data("matrixPage", matrixPage));

@@ -5,6 +5,9 @@ let FATIGUE = null;  // outside Alpine's proxies, like the matrix's chart
 
 function debriefPage() {
   return {
+    // Globals the page's attributes would need: the CSP build of Alpine reads only the component.
+    matrixHref() { return "/?session=" + encodeURIComponent(this.session || ""); },
+    hasComparable() { return Object.keys((this.data && this.data.comparable) || {}).length > 0; },
     sessions: [], session: "", rider: "", tag: "", data: {}, message: "",
 
     async start() {
@@ -69,3 +72,6 @@ function debriefPage() {
     },
   };
 }
+
+// The CSP build of Alpine (no 'unsafe-eval') sees only components registered by name.
+document.addEventListener("alpine:init", () => Alpine.data("debriefPage", debriefPage));

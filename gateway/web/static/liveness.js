@@ -39,7 +39,7 @@ function liveness() {
       if (s.hub) {
         const hub = s.hub;
         items.push({ label: "database", text: hub.db_connected ? "connected" : "away", level: hub.db_connected ? "ok" : "bad" });
-        items.push({ label: "behind", text: `${Object.values(hub.lag || {}).reduce((a, b) => a + b, 0)} messages`, level: "" });
+        items.push({ label: "behind", text: `${Object.values(hub.lag || {}).flatMap(Object.values).reduce((a, b) => a + b, 0)} messages`, level: "" });
       }
       const spool = s.spool;
       if (spool) {
