@@ -16,9 +16,10 @@ from gateway.decode.ant_power import AntPowerDecoder
 from gateway.decode.ble_power import BlePowerDecoder, CrankCadence
 from gateway.decode.lines import LineFormat, decode_line
 from gateway.engine.course import Course
-from gateway.engine.segments import RiderInfo, SegmentEngine
+from gateway.engine.segments import SegmentEngine
 from gateway.errors import ConfigError, DecodeError
 from gateway.model import GateCrossing, PowerSample, SegmentResult
+from gateway.pipeline.build import rider_infos
 from gateway.pipeline.ingest import Accepted, Ingest
 from gateway.pipeline.plausible import Plausible
 from gateway.pipeline.roster import Roster
@@ -56,7 +57,7 @@ def test_a_receiver_whose_clock_reset_never_reaches_the_engine() -> None:
 
 def test_a_span_longer_than_the_course_allows_is_flagged_not_resampled() -> None:
     """Before: a crossing at 0 then one now made the 1 Hz resampler allocate 13 GiB."""
-    eng = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")
+    eng = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
     eng.add_power("r01", 1.0, 200.0)
     eng.add_crossing("r01", "SF", 1.0)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -74,7 +75,7 @@ def test_one_poisoned_event_in_the_spool_cannot_stop_a_restart(spool: Spool) -> 
                                                            "rider_id": "r01"}),
                   NewEvent("power", "r01", "s1", NOW + 1, {"wallTime": "soon", "instantPower": 200.0,
                                                             "rider_id": "r01"})])
-    eng = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")
+    eng = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
     runner = EngineRunner(eng, lambda r: None)
     assert runner.restore(spool) == 3
     assert runner.errors == 2  # the crossing without a gate, the sample without a time
@@ -82,7 +83,7 @@ def test_one_poisoned_event_in_the_spool_cannot_stop_a_restart(spool: Spool) -> 
 
 
 def test_an_engine_error_on_one_event_is_counted_and_the_rest_go_on(spool: Spool) -> None:
-    eng = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")
+    eng = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
     out: list[SegmentResult] = []
     runner = EngineRunner(eng, out.append)
 
@@ -97,7 +98,7 @@ def test_an_engine_error_on_one_event_is_counted_and_the_rest_go_on(spool: Spool
 
 def test_a_power_sample_that_breaks_the_engine_is_skipped_and_the_rest_of_its_batch_goes_on(
         spool: Spool) -> None:
-    eng = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")
+    eng = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
     runner = EngineRunner(eng, lambda r: None)
     real = eng.add_power
     fed: list[float] = []
@@ -176,7 +177,7 @@ def test_forged_pages_decode_to_absurd_values_that_ingest_flags_and_the_engine_i
     neg = ble.feed(bytes.fromhex("0000 18fc"), 0.0)  # -1000 W
     assert neg["power_w"] == -1000.0
 
-    eng = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")
+    eng = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
     results: list[SegmentResult] = []
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01, plausible=Plausible())
     runner = EngineRunner(eng, ingest.submit)
@@ -233,7 +234,7 @@ def test_a_receiver_two_hours_ahead_still_yields_segments_and_current_counters(s
     from gateway.status import StatusBoard
 
     board = StatusBoard()
-    eng = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1", grace_s=0.5)
+    eng = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1", grace_s=0.5)
     results: list[SegmentResult] = []
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
     runner = EngineRunner(eng, ingest.submit)

@@ -11,8 +11,9 @@ import pytest
 from gateway.config import riders
 from gateway.engine.course import Course
 from gateway.engine.metrics import power_metrics
-from gateway.engine.segments import RiderInfo, SegmentEngine
+from gateway.engine.segments import SegmentEngine
 from gateway.model import GateCrossing, PowerSample, SegmentResult
+from gateway.pipeline.build import rider_infos
 from gateway.pipeline.ingest import Accepted, Ingest, events_in
 from gateway.pipeline.roster import Roster
 from gateway.pipeline.runner import EngineRunner
@@ -141,7 +142,7 @@ def test_the_sample_a_closed_segment_waits_for_is_committed_without_the_batch_de
     (past the gate): that sample must not wait out the spool's interval either."""
     got: list[SegmentResult] = []
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=30.0)
-    engine = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")
+    engine = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
     arrived = threading.Event()
 
     def emit(result: SegmentResult) -> None:
@@ -172,7 +173,7 @@ def test_the_sample_a_closed_segment_waits_for_is_committed_without_the_batch_de
 
 def run_pipeline(spool: Spool, events: list, results: list[SegmentResult]) -> tuple[Ingest, EngineRunner]:
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
-    engine = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")
+    engine = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
     lock = threading.Lock()
 
     def emit(result: SegmentResult) -> None:

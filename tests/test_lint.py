@@ -57,6 +57,11 @@ def test_layers_import_downward_only_and_without_cycles() -> None:
             if mine in rank and theirs in rank and rank[theirs] > rank[mine]:
                 upward.append(f"{module} -> {target}")
     assert upward == []
+    # Seams the layers keep (the seams issue, #29): the engine takes typed inputs, never the config
+    # nor the wire format; the wire format is read and written by its own package only.
+    crossing = sorted(f"{m} -> {t}" for m, targets in edges.items() for t in targets
+                      if (layer(m) == "engine" and layer(t) in ("config", "wire")))
+    assert crossing == []
     # A cycle between modules (a package's __init__ re-exporting its children is not one).
     state: dict[str, int] = {}
 

@@ -11,16 +11,21 @@ import pytest
 from scipy import stats
 
 from gateway.engine.course import Course
-from gateway.engine.normalize import (
-    Population,
-    annotate,
-    modified_zscores,
-    quadrant,
-    view_quadrant,
-    zscores,
-)
+from gateway.engine.normalize import Population, Spread, quadrant
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.model import SegmentResult
+from gateway.results.rows import annotate
+
+
+def zscores(values: list[float | None]) -> list[float | None]:
+    """Each value's z-score over the values given (None stays None)."""
+    spread = Spread.of([v for v in values if v is not None])
+    return [spread.z(v) for v in values]
+
+
+def modified_zscores(values: list[float | None]) -> list[float | None]:
+    spread = Spread.of([v for v in values if v is not None])
+    return [spread.modified_z(v) for v in values]
 
 WORKBOOK = Path(__file__).resolve().parent / "data" / "freelap" / "swiss-cycling-mtb-2026-03-02-export.xlsx"
 COURSE = Course(("SF", "TOP"), ("Climb", "Descent"))
@@ -142,11 +147,6 @@ def test_quadrants_of_the_efficiency_matrix() -> None:
     assert quadrant(1.0, 0.5) == "costly"
     assert quadrant(1.0, -0.5) == "easy"
     assert quadrant(None, 1.0) is None and quadrant(0.0, 1.0) is None
-    view = {"xAxis": {"data": "time_zscore"}, "yAxis": {"data": "power_zscore"}, "quadrants": True}
-    colours = {"efficient": {"label": "Efficient", "color": "#2e7d32"}}
-    assert view_quadrant({"time_zscore": -0.3, "power_zscore": -1.2}, view, colours) == {
-        "key": "efficient", "label": "Efficient", "color": "#2e7d32"}
-    assert view_quadrant({"time_zscore": -0.3, "power_zscore": -1.2}, {**view, "quadrants": False}, colours) is None
 
 
 def test_missed_gate_spans_stay_out_of_the_terrain_population() -> None:

@@ -18,9 +18,9 @@ import openpyxl
 import pytest
 
 from gateway import config
-from gateway.engine.course import Course
-from gateway.engine.segments import RiderInfo, SegmentEngine
+from gateway.engine.segments import SegmentEngine
 from gateway.model import GateCrossing, PowerSample
+from gateway.pipeline.build import engine_course, rider_infos
 from gateway.replay.files import expand, load_session, merged
 from gateway.replay.manager import ReplayManager
 from gateway.replay.player import Player
@@ -115,7 +115,7 @@ def test_a_full_pipeline_is_waited_for_never_dropped() -> None:
 def direct_results(files: list[str], cfg: config.Config) -> list[tuple]:
     gates = cfg.settings.course.gate_ids
     recs = load_session(expand(files), gates, cfg.settings.riders).recordings
-    engine = SegmentEngine(Course.from_settings(cfg.settings.course), RiderInfo.roster(cfg.settings.riders), "d")
+    engine = SegmentEngine(engine_course(cfg.settings.course), rider_infos(cfg.settings.riders), "d")
     out = []
     for ev in merged(recs):
         if isinstance(ev, GateCrossing):

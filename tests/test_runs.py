@@ -12,8 +12,9 @@ import pytest
 
 from gateway.config import riders
 from gateway.engine.course import Course
-from gateway.engine.segments import RiderInfo, SegmentEngine
+from gateway.engine.segments import SegmentEngine
 from gateway.model import GateCrossing, PowerSample, SegmentResult
+from gateway.pipeline.build import rider_infos
 from gateway.pipeline.ingest import Accepted, Ingest, events_in
 from gateway.pipeline.roster import Roster
 from gateway.pipeline.runner import EngineRunner
@@ -67,7 +68,7 @@ def play(path: Path, batch_size: int) -> tuple[Spool, Ingest, list[Accepted], li
     ``batch_size`` at a time."""
     spool = Spool(path, "box1").open()
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01, batch_size=batch_size)
-    engine = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")
+    engine = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
     results: list[SegmentResult] = []
     runner = EngineRunner(engine, lambda r: results.append(r))
     seen: list[Accepted] = []
@@ -173,7 +174,7 @@ def test_the_engine_takes_a_run_as_its_samples_late_ones_too() -> None:
     c = np.where(np.arange(t.size) % 5 == 0, np.nan, 90.0)
 
     def engine() -> SegmentEngine:
-        eng = SegmentEngine(COURSE, RiderInfo.roster(riders(RIDERS)), "s1")
+        eng = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
         eng.add_crossing("r01", "SF", 10.0)
         eng.add_crossing("r01", "TOP", 140.0)
         eng.add_crossing("r01", "SF", 250.0)

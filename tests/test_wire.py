@@ -11,7 +11,7 @@ from gateway.model import GateCrossing, PowerSample, SegmentResult
 from gateway.pipeline.ingest import Ingest
 from gateway.pipeline.roster import Roster
 from gateway.spool.store import Spool
-from gateway.wire import SCHEMA, WireError, decode, parse_strict, segment_body, segment_result, seq_of
+from gateway.wire import SCHEMA, WireError, decode, parse_strict, segment_body, segment_result
 
 RIDERS = [{"id": "r01", "name": "Anna", "transponder": "BD-1", "power_meters": [{"ant": 23456}]}]
 RESULT = SegmentResult("s1", "r01", "Anna", "2.3", 2, 3, 1000.0, 1061.5, 61.5, "G2", "G3", 250.0, 88.0, 262.5,
@@ -47,7 +47,7 @@ def test_every_kind_parses_strictly_and_round_trips(stored: list) -> None:
         assert msg.fields == strict
         assert msg.schema == SCHEMA and msg.gateway_id == "box-7" and msg.session_id == "s1"
         assert msg.spool_id == spool_id and len(spool_id) == 10
-        assert msg.event_id == f"box-7:{spool_id}:{msg.seq}" and seq_of(a.row.payload) == msg.seq == a.row.seq
+        assert msg.event_id == f"box-7:{spool_id}:{msg.seq}" and msg.seq == a.row.seq
         assert list(strict)[:7] == ["event_id", "gateway_id", "spool_id", "seq", "schema", "session_id",
                                     "simulation_id"]
         assert strict["simulation_id"] == strict["session_id"]
@@ -120,3 +120,57 @@ def test_the_hubs_fast_power_decoder_refuses_a_key_twice_and_reads_other_shapes_
     with pytest.raises(WireError, match="the key 'number' appears twice"):  # schema 1 repeats only its session
         decode(b'{"event_id":"b:1","gateway_id":"b","seq":1,"schema":1,"session_id":"s","session_id":"s",'
                b'"number":"1.1","number":"1.2"}', "segment")
+
+
+@pytest.mark.parametrize("gateway, spool", [("box-7", "ab12cd34ef"), ("box-7", None), ("b.x_1", "0000")])
+@pytest.mark.parametrize("session", ["s1", None, 'it\'s "odd" % ünïcode'])
+def test_the_spools_identity_sql_gives_the_encoders_bytes(gateway: str, spool: str | None, session: str | None) -> None:
+    """The spool stores a message's body and rebuilds its identity in SQL as it reads: both come from
+    ``wire.identity_pieces``, and must give the same bytes (the row's checksum is of the whole)."""
+    import sqlite3
+
+    from gateway.wire import Encoder
+    from gateway.wire.identity import identity_sql
+
+    body = {"wallTime": 1e9, "instantPower": 200.5, "cadence": None, "name": "Zoë", "rider_id": "r01", "source": "x"}
+    whole, stored = Encoder(gateway, spool).fold(41, session, body)
+    empty_whole, empty_stored = Encoder(gateway, spool).fold(42, session, {})
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (seq INTEGER, session_id TEXT, payload BLOB)")
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(41, session, stored), (42, session, empty_stored)])
+    rest = "(CASE WHEN length(payload) > 2 THEN ',' || substr(payload, 2) ELSE '}' END)"
+    for sql in (identity_sql(rest, spool is not None, gateway=gateway, spool_id=spool),
+                identity_sql(rest, spool is not None, lookup="'" + gateway + "'", spool_lookup=f"'{spool}'")):
+        got = [bytes(r[0], "utf-8") for r in conn.execute(f"SELECT {sql} FROM t ORDER BY seq")]
+        assert got == [whole, empty_whole]
+    conn.close()
+
+
+def test_one_key_rule_in_python_and_in_sql() -> None:
+    import sqlite3
+
+    from gateway.wire import KEY_SQL, key_of
+
+    rows = [("power", "r01", "s1"), ("power", None, "s1"), ("crossing", None, "s1"), ("session", None, "s1"),
+            ("session", "r01", None), ("segment", "r02", "s2")]
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (kind TEXT, rider_id TEXT, session_id TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
+    assert [k for (k,) in conn.execute(f"SELECT {KEY_SQL} FROM t")] == [key_of(*r) for r in rows] == [
+        "r01", "unknown", "unknown", "s1", "unknown", "r02"]
+    conn.close()
+
+
+def test_every_kind_decodes_to_its_typed_event(stored: list) -> None:
+    import math
+
+    from gateway.model import GateCrossing, PowerSample
+    from gateway.wire import decode_event
+
+    power, flagged, crossing, segment = (decode_event(a.row.kind, a.row.payload) for a in stored)
+    assert isinstance(power.event, PowerSample) and power.rider_id == "r01" and not power.implausible
+    assert (power.event.power, power.event.cadence, power.event.torque) == (250.0, 88.0, 30.5)
+    assert flagged.implausible == ("power",) and not math.isnan(flagged.event.power)
+    assert isinstance(crossing.event, GateCrossing) and crossing.event.receiver_time == 8200.0
+    assert (crossing.event.gate, crossing.event.lap, crossing.rider_id) == ("SF", 2, "r01")
+    assert segment.event == RESULT and segment.message.seq == stored[3].row.seq

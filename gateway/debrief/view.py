@@ -7,8 +7,8 @@ from typing import Any
 
 from gateway.debrief.compare import compare, tag_values
 from gateway.debrief.fatigue import fatigue
-from gateway.engine.normalize import annotate
 from gateway.errors import NotFound
+from gateway.results.rows import annotate
 from gateway.results.store import ResultsStore
 
 

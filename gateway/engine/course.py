@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from gateway.config.settings import CourseSettings
-
 
 @dataclass(frozen=True)
 class Course:
@@ -25,11 +23,6 @@ class Course:
     def __post_init__(self) -> None:
         if not self.gates:
             raise ValueError("a course needs at least one gate")
-
-    @classmethod
-    def from_settings(cls, course: CourseSettings) -> Course:
-        return cls(tuple(course.gate_ids), tuple(s.name for s in course.segments), course.debounce_s,
-                   course.max_segment_s)
 
     @property
     def size(self) -> int:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gateway.model import SegmentResult
-from gateway.wire import segment_body
 
 MODIFIED_Z_K = 0.6745
 MEAN_AD_K = 1.253314
@@ -73,18 +71,6 @@ def _defined(value: float) -> float | None:
     return None if np.isnan(value) else value
 
 
-def zscores(values: Sequence[float | None]) -> list[float | None]:
-    """Population z-score (ddof=0, as scipy.stats.zscore) of each value; None stays None."""
-    spread = Spread.of([v for v in values if v is not None])
-    return [spread.z(v) for v in values]
-
-
-def modified_zscores(values: Sequence[float | None]) -> list[float | None]:
-    """Iglewicz-Hoaglin modified z-score of each value; None stays None."""
-    spread = Spread.of([v for v in values if v is not None])
-    return [spread.modified_z(v) for v in values]
-
-
 @dataclass(frozen=True)
 class Population:
     """Which results form the population: all filters given must hold (None = no filter).
@@ -129,24 +115,11 @@ def _segments(results: Sequence[SegmentResult]) -> np.ndarray:
 
 @dataclass
 class Scores:
-    """Every z-score of ``targets`` as columns (NaN = undefined); rows are built only when asked."""
+    """Every z-score of ``targets`` as columns (NaN = undefined); rows are built by the results layer
+    (``gateway.results.rows``)."""
 
     targets: Sequence[SegmentResult]
     columns: dict[str, np.ndarray]
-
-    def row(self, i: int) -> dict[str, Any]:
-        r = self.targets[i]
-        row: dict[str, Any] = {"session_id": r.session_id, **segment_body(r)}
-        row["time_absolute"] = r.duration
-        row["power_absolute"] = r.power_avg
-        row["watts_per_kilo"] = r.watts_per_kg
-        for key, column in self.columns.items():
-            value = float(column[i])
-            row[key] = None if np.isnan(value) else value
-        return row
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [self.row(i) for i in range(len(self.targets))]
 
 
 def score(targets: Sequence[SegmentResult], population: Iterable[SegmentResult]) -> Scores:
@@ -176,11 +149,6 @@ def score(targets: Sequence[SegmentResult], population: Iterable[SegmentResult])
     return Scores(targets, columns)
 
 
-def annotate(targets: Sequence[SegmentResult], population: Iterable[SegmentResult]) -> list[dict[str, Any]]:
-    """Each target as a dict of its fields plus the chart data keys (see ``score``)."""
-    return score(targets, population).rows()
-
-
 def quadrant(x: float | None, y: float | None) -> str | None:
     """Where a point lies on an efficiency matrix (x: time score, negative = faster; y: power score).
 
@@ -192,14 +160,3 @@ def quadrant(x: float | None, y: float | None) -> str | None:
     if x < 0:
         return "efficient" if y < 0 else "strong"
     return "costly" if y > 0 else "easy"
-
-
-def view_quadrant(row: dict[str, Any], view: dict[str, Any], quadrants: dict[str, dict[str, str]]
-                  ) -> dict[str, str] | None:
-    """The quadrant of a result on a chart view, with its configured label and colour."""
-    if not view.get("quadrants"):
-        return None
-    key = quadrant(row.get(view["xAxis"]["data"]), row.get(view["yAxis"]["data"]))
-    if key is None:
-        return None
-    return {"key": key, **quadrants[key]}

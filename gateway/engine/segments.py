@@ -13,14 +13,12 @@ from __future__ import annotations
 import bisect
 import math
 from array import array
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from gateway.config.settings import RiderSettings
 from gateway.counts import bump
 from gateway.engine.course import Course, Crossing, Span, assemble
 from gateway.engine.metrics import DEFAULT_MAX_GAP_S, PREROLL_S, PowerMetrics, power_metrics
@@ -34,10 +32,6 @@ class RiderInfo:
     ftp_w: float | None = None
     weight_kg: float | None = None
     squad: str | None = None
-
-    @classmethod
-    def roster(cls, riders: Sequence[RiderSettings]) -> dict[str, RiderInfo]:
-        return {r.id: cls(r.id, r.name, r.ftp_w, r.weight_kg, r.squad) for r in riders}
 
 
 @dataclass

@@ -18,24 +18,31 @@ from typing import Any
 from gateway.config.settings import Settings
 from gateway.hub.plausible import message_problem, power_problem
 from gateway.hub.writer import Batch, Written, write
-from gateway.wire import TOPIC_KEYS, WireError, decode, decode_power
+from gateway.model import GateCrossing, SegmentResult, SessionRecord
+from gateway.wire import TOPIC_KEYS, Decoded, WireError, decode, decode_power, session_body, typed
 
 log = logging.getLogger(__name__)
 
 GATEWAYS_SHOWN = 1000  # boxes whose last event the status and the metrics list
+PARTITION_EOF = -191  # librdkafka's KafkaError._PARTITION_EOF: the end of a partition, not an error
 
 
-def rows_of(kind: str, fields: dict[str, Any], gateway: str, seq: int, session: str, spool: str) -> tuple[Any, ...]:
-    """A decoded crossing or segment message as its table's row (writer.*_COLUMNS order)."""
-    if kind == "crossing":
-        return (gateway, seq, session, fields.get("rider_id"), fields["wallTime"], fields["transponder"],
-                fields["gate"], fields.get("source"), fields.get("lap"), fields.get("receiverTime"), spool)
-    flags = [str(f) for f in fields.get("flags") or ()]
-    return (gateway, seq, session, fields["rider_id"], fields.get("name"), fields["number"], fields["lap"],
-            fields.get("segment"), fields["start"], fields["end"], fields["duration"], fields.get("start_gate"),
-            fields.get("end_gate"), fields.get("power_avg"), fields.get("cadence_avg"), fields.get("normalized_power"),
-            fields.get("intensity_factor"), fields.get("tss"), fields.get("watts_per_kg"), fields["samples"],
-            fields["coverage"], flags, fields.get("np_window") or "segment", "withdrawn" in flags, spool)
+def crossing_row(decoded: Decoded, session: str) -> tuple[Any, ...]:
+    """A crossing as its table's row (writer.CROSSING_COLUMNS order)."""
+    m, c = decoded.message, decoded.event
+    assert isinstance(c, GateCrossing)
+    return (m.gateway_id, m.seq, session, decoded.rider_id, c.wall_time, c.transponder, c.gate, c.source or None,
+            c.lap, c.receiver_time, m.spool_id)
+
+
+def segment_row(decoded: Decoded, session: str) -> tuple[Any, ...]:
+    """A segment result as its table's row (writer.SEGMENT_COLUMNS order)."""
+    m, r = decoded.message, decoded.event
+    assert isinstance(r, SegmentResult)
+    return (m.gateway_id, m.seq, session, r.rider_id, r.name, r.number, r.lap, r.segment, r.start, r.end, r.duration,
+            r.start_gate, r.end_gate, r.power_avg, r.cadence_avg, r.normalized_power, r.intensity_factor, r.tss,
+            r.watts_per_kg, r.samples, r.coverage, [str(f) for f in r.flags], r.np_window, "withdrawn" in r.flags,
+            m.spool_id)
 
 
 def _seen(spools: dict[tuple[str, str], list[float]], key: tuple[str, str], wall: float) -> None:
@@ -208,7 +215,7 @@ class HubConsumer:
         for msg in messages:
             err = msg.error()
             if err is not None:  # an event of the client (its value is the error text), not a message
-                if err.code() != -191:  # _PARTITION_EOF is not an error
+                if err.code() != PARTITION_EOF:
                     log.warning("kafka: %s", err.str())
                 continue
             payload = msg.value()
@@ -243,19 +250,21 @@ class HubConsumer:
             except WireError as exc:
                 batch.dead.append((msg.topic(), msg.partition(), msg.offset(), payload, exc.reason))
                 continue
-            fields = message.fields
+            decoded = typed(message, kind)
+            event = decoded.event
             session = message.session_id or ""
             owner = (message.gateway_id, message.spool_id)
             sessions[session] = owner
-            if kind == "session":
-                batch.sessions[(session, *owner)] = (message.seq, {
-                    k: v for k, v in fields.items() if k not in ("event_id", "schema", "simulation_id", "spool_id")},
-                    (msg.topic(), msg.partition(), msg.offset()))
-                _seen(spools, owner, fields["started"])
-                continue
-            row = rows_of(kind, fields, message.gateway_id, message.seq, session, message.spool_id)
-            (batch.crossings if kind == "crossing" else batch.segments).append(row)
-            _seen(spools, owner, fields["wallTime"] if kind == "crossing" else fields["end"])
+            if isinstance(event, SessionRecord):
+                batch.sessions[(session, *owner)] = (message.seq, session_body(event),
+                                                     (msg.topic(), msg.partition(), msg.offset()))
+                _seen(spools, owner, event.started)
+            elif isinstance(event, GateCrossing):
+                batch.crossings.append(crossing_row(decoded, session))
+                _seen(spools, owner, event.wall_time)
+            elif isinstance(event, SegmentResult):
+                batch.segments.append(segment_row(decoded, session))
+                _seen(spools, owner, event.end)
         self._note_seen(batch, now)
         return batch
 

@@ -51,7 +51,7 @@ class SessionPipeline:
 
         def apply() -> None:
             self.ingest.roster = Roster(riders)
-            self.runner.engine.set_riders(RiderInfo.roster(riders))
+            self.runner.engine.set_riders(rider_infos(riders))
 
         self.ingest.call(apply)
 
@@ -67,6 +67,17 @@ class SessionPipeline:
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop the ingest thread."""
         self.ingest.stop(timeout)
+
+
+def engine_course(course: CourseSettings) -> Course:
+    """The engine's course from the config's (the engine takes typed inputs, never the config)."""
+    return Course(tuple(course.gate_ids), tuple(s.name for s in course.segments), course.debounce_s,
+                  course.max_segment_s)
+
+
+def rider_infos(riders: Sequence[RiderSettings]) -> dict[str, RiderInfo]:
+    """What the engine knows of each rider (name, FTP, weight, squad), by id."""
+    return {r.id: RiderInfo(r.id, r.name, r.ftp_w, r.weight_kg, r.squad) for r in riders}
 
 
 def course_of(settings: Settings, gates: Sequence[str] | None) -> CourseSettings:
@@ -95,7 +106,7 @@ def build(settings: Settings, spool: Spool, session_id: str, *, riders: Sequence
     ingest = Ingest(spool, Roster(riders), session_id, batch_interval_s=sp.batch_interval_ms / 1000.0,
                     batch_size=sp.batch_size, max_batch=REPLAY_BATCH if replay else None,
                     plausible=Plausible.from_settings(settings.sources.plausible))
-    engine = SegmentEngine(Course.from_settings(course), RiderInfo.roster(riders), session_id,
+    engine = SegmentEngine(engine_course(course), rider_infos(riders), session_id,
                            np_window=settings.metrics.np_window)
     runner = EngineRunner(engine, ingest.submit, ingest.await_riders)
     ingest.subscribe(runner.on_accepted)

@@ -28,7 +28,7 @@ from gateway.pipeline.plausible import Plausible
 from gateway.pipeline.roster import Roster
 from gateway.pipeline.runs import RUN_MIN, Event, PowerRun, by_meter, columns, rolling_means
 from gateway.spool.store import NewEvent, NewRun, Row, Spool
-from gateway.wire import segment_body, session_body
+from gateway.wire import crossing_body, power_body, segment_body, session_body
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,12 @@ class _Meter:
     """What ingest knows of one (source, sensor): its rider, the rider's name and rolling window
     (shared by the rider's meters; a meter with no rider has its own)."""
 
-    __slots__ = ("name", "rider", "window")
+    __slots__ = ("name", "rider", "who", "window")
 
     def __init__(self, rider: str | None, name: str | None, window: _Window) -> None:
         self.rider = rider
         self.name = name
+        self.who = (name, rider)  # as wire.power_body takes them
         self.window = window
 
 
@@ -360,13 +361,7 @@ class Ingest:
             rider = self.roster.rider_for_crossing(ev.source, ev.transponder)
             if rider is None:
                 self._count_unmapped(f"transponder:{ev.transponder}")
-            body = {"wallTime": ev.wall_time, "transponder": ev.transponder, "gate": ev.gate,
-                    "rider_id": rider, "source": ev.source}
-            if ev.receiver_time is not None and ev.receiver_time != ev.wall_time:
-                body["receiverTime"] = ev.receiver_time
-            if ev.lap is not None:
-                body["lap"] = ev.lap
-            return NewEvent("crossing", rider, self.session_id, ev.wall_time, body)
+            return NewEvent("crossing", rider, self.session_id, ev.wall_time, crossing_body(ev, rider))
         if isinstance(ev, SessionRecord):
             return NewEvent("session", None, ev.session_id, ev.started, session_body(ev))
         return NewEvent("segment", ev.rider_id, ev.session_id, ev.end, segment_body(ev))
@@ -393,14 +388,11 @@ class Ingest:
             while samples and samples[0][0] <= cut:
                 total -= samples.popleft()[1]
             window.total = total
-            body = {"wallTime": wall, "instantPower": power, "cadence": cadence, "torque": torque,
-                    "normalizedPower": total / len(samples) if samples else power, "name": meter.name,
-                    "rider_id": rider, "source": source}
+            body = power_body(wall, power, cadence, torque, total / len(samples) if samples else power, meter.who,
+                              source)
         else:
             bad = self.plausible.problems(ev)
-            body = {"wallTime": wall, "instantPower": _finite(power), "cadence": _finite(cadence),
-                    "torque": _finite(torque), "normalizedPower": None, "name": meter.name, "rider_id": rider,
-                    "source": source, "implausible": bad}
+            body = power_body(wall, _finite(power), _finite(cadence), _finite(torque), None, meter.who, source, bad)
             self._count_implausible(ev, bad)
         return tuple.__new__(NewEvent, ("power", rider, self.session_id, wall, body))
 

@@ -15,8 +15,14 @@ from gateway.model import GateCrossing, PowerSample, SegmentResult
 from gateway.pipeline.ingest import Accepted
 from gateway.pipeline.runs import PowerRun
 from gateway.spool.store import Spool
+from gateway.wire import WireError, decode_event
 
 log = logging.getLogger(__name__)
+
+# Restore reads power samples from the first crossing this long before the oldest open segment, and
+# this many rows before it: samples are committed a little behind or ahead of crossings.
+RESTORE_LOOKBACK_S = 60.0
+RESTORE_ROWS_BEFORE = 5000
 
 
 class EngineRunner:
@@ -114,17 +120,18 @@ class EngineRunner:
         # Before the ingest thread starts: nothing else touches the engine yet.
         for row in spool.since(0, kinds=("crossing", "segment"), session_id=session):
             count += 1
-            msg = row.message
             try:
-                if row.kind == "segment":
-                    stored.append((msg["rider_id"], msg["start"], msg["end"], msg["number"],
-                                   "withdrawn" in (msg.get("flags") or ())))
-                else:
-                    crossing = GateCrossing(msg.get("source", ""), msg["transponder"], msg["gate"],
-                                            float(msg["wallTime"]), lap=msg.get("lap"))
-                    crossings.append((row.seq, crossing, msg.get("rider_id")))
-            except (KeyError, TypeError, ValueError) as exc:
+                decoded = decode_event(row.kind, row.payload)
+            except WireError as exc:
                 self._skip(row.seq, exc)
+                continue
+            event = decoded.event
+            if isinstance(event, SegmentResult):
+                stored.append((event.rider_id, event.start, event.end, event.number, "withdrawn" in event.flags))
+            elif isinstance(event, GateCrossing):
+                # The engine places a crossing by its time on the box's timeline, not the receiver's.
+                crossings.append((row.seq, GateCrossing(event.source, event.transponder, event.gate,
+                                                        event.wall_time, lap=event.lap), decoded.rider_id))
         for seq, crossing, rider in crossings:
             self._guarded(crossing, rider, seq)
         # After the crossings, so the spans exist: a stored result marks its span done, a
@@ -139,21 +146,19 @@ class EngineRunner:
             return count
         # Rows are in acceptance order, power samples a little behind or ahead of crossings:
         # start scanning well before the first crossing near the horizon.
-        start_seq = min((seq for seq, c, _ in crossings if c.wall_time >= horizon - 60.0), default=0)
+        start_seq = min((seq for seq, c, _ in crossings if c.wall_time >= horizon - RESTORE_LOOKBACK_S), default=0)
         results: list[SegmentResult] = []
-        for row in spool.since(max(start_seq - 5000, 0), kinds=("power",), session_id=session):
+        for row in spool.since(max(start_seq - RESTORE_ROWS_BEFORE, 0), kinds=("power",), session_id=session):
             count += 1
-            msg = row.message
-            if not msg.get("rider_id") or "implausible" in msg:
-                continue
             try:
-                sample = PowerSample(msg.get("source", ""), "", float(msg["wallTime"]), float(msg["instantPower"]),
-                                     msg.get("cadence"))
-            except (KeyError, TypeError, ValueError) as exc:
+                decoded = decode_event("power", row.payload)
+            except WireError as exc:
                 self._skip(row.seq, exc)
                 continue
-            if sample.wall_time >= horizon - 1.0:
-                results += self._guarded(sample, msg["rider_id"], row.seq)
+            sample = decoded.event
+            if (decoded.rider_id and not decoded.implausible and isinstance(sample, PowerSample)
+                    and sample.wall_time >= horizon - 1.0):
+                results += self._guarded(sample, decoded.rider_id, row.seq)
         for result in results:
             self.emit(result)
         log.info("engine: session %s restored from %d spool rows; %d result(s) completed", session, count,

@@ -25,6 +25,7 @@ from gateway.pipeline.session import new_session_id
 from gateway.replay.files import expand, load_session, merged
 from gateway.replay.player import Clock, Player, check_factor
 from gateway.spool.store import Spool
+from gateway.wire import WireError, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -310,17 +311,22 @@ def stored_session(spool: Spool, session_id: str) -> tuple[list[PowerSample | Ga
     events: list[tuple[float, int, PowerSample | GateCrossing]] = []
     ends: dict[str, float] = {}
     for row in spool.since(0, kinds=("power", "crossing"), session_id=session_id):
-        msg = row.message
-        wall = float(row.wall_time if row.wall_time is not None else msg["wallTime"])
-        if row.kind == "power":
-            if row.rider_id is None or msg.get("instantPower") is None or msg.get("implausible"):
+        try:
+            decoded = decode_event(row.kind, row.payload)
+        except WireError as exc:
+            log.error("review of %s: spool row %d skipped: %s", session_id, row.seq, exc.reason)
+            continue
+        event = decoded.event
+        if isinstance(event, PowerSample):
+            if row.rider_id is None or decoded.implausible or math.isnan(event.power):
                 continue  # nobody's meter, or a reading never averaged live either
+            wall = event.wall_time
             ends[row.rider_id] = max(wall, ends.get(row.rider_id, wall))
-            events.append((wall, 1, PowerSample("replay:review", row.rider_id, wall, float(msg["instantPower"]),
-                                                msg.get("cadence"), msg.get("torque"))))
-        else:
-            events.append((wall, 0, GateCrossing("replay:review", row.rider_id or str(msg["transponder"]),
-                                                 str(msg["gate"]), wall, lap=msg.get("lap"))))
+            events.append((wall, 1, PowerSample("replay:review", row.rider_id, wall, event.power, event.cadence,
+                                                event.torque)))
+        elif isinstance(event, GateCrossing):
+            events.append((event.wall_time, 0, GateCrossing("replay:review", row.rider_id or event.transponder,
+                                                            event.gate, event.wall_time, lap=event.lap)))
     events.sort(key=lambda e: (e[0], e[1]))
     stored = spool.meta(f"session:{session_id}")
     return [e[2] for e in events], (json.loads(stored) if stored else {}), ends

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from gateway.engine.normalize import annotate
 from gateway.errors import GatewayError
 from gateway.model import SegmentResult
+from gateway.results.rows import annotate
 from gateway.results.store import ResultsStore
 
 # The chart views' data keys first, then every segment field.

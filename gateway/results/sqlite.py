@@ -3,7 +3,8 @@ index on segment rows: samples are never scanned)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -11,8 +12,11 @@ import orjson
 from gateway.engine.normalize import Population
 from gateway.model import SegmentResult
 from gateway.results.store import current
+from gateway.spool.schema import Row
 from gateway.spool.store import Spool
-from gateway.wire import segment_result
+from gateway.wire import WireError, decode_event
+
+log = logging.getLogger(__name__)
 
 
 class SpoolResults:
@@ -42,7 +46,7 @@ class SpoolResults:
         return out
 
     def results(self, sessions: Sequence[str]) -> list[SegmentResult]:
-        return current(segment_result(row.message) for s in sessions for row in self.spool.segment_rows(s))
+        return current(r for s in sessions for r in _results(self.spool.segment_rows(s)))
 
     def population(self, population: Population) -> list[SegmentResult]:
         sessions = population.sessions if population.sessions is not None else [s["session"] for s in self.sessions()]
@@ -54,8 +58,8 @@ class SpoolResults:
         return self.spool.last_seq()
 
     def results_since(self, seq: int) -> Iterator[tuple[int, SegmentResult]]:
-        for row in self.spool.since(seq, kinds=("segment",)):
-            yield row.seq, segment_result(row.message)
+        rows = list(self.spool.since(seq, kinds=("segment",)))
+        yield from zip((row.seq for row in rows), _results(rows), strict=True)
 
     def course(self, session: str) -> dict[str, Any] | None:
         stored = self.spool.meta(f"course:{session}")
@@ -72,3 +76,15 @@ class SpoolResults:
     def course_of(self, session: str) -> str | None:
         stored = self.course(session)
         return str(stored.get("id") or stored.get("name") or "") if stored else self.configured_course
+
+
+def _results(rows: Iterable[Row]) -> Iterator[SegmentResult]:
+    """The stored results, typed by the one codec (a row that is not one is logged and left out)."""
+    for row in rows:
+        try:
+            event = decode_event("segment", row.payload).event
+        except WireError as exc:
+            log.error("results: spool row %d is not a segment result (%s); left out", row.seq, exc.reason)
+            continue
+        if isinstance(event, SegmentResult):
+            yield event

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 from gateway.spool.blocks import Members, unpack
 from gateway.spool.schema import KINDS, Row, crc
 from gateway.spool.state import SpoolState
+from gateway.wire import KEY_SQL, key_of
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class SpoolReader(SpoolState):
         with self._snapshot() as conn:
             rows = conn.execute(
                 "SELECT seq, CASE kind WHEN 'power' THEN ?1 WHEN 'crossing' THEN ?2 WHEN 'segment' THEN ?3 "
-                "ELSE ?4 END, COALESCE(CASE kind WHEN 'session' THEN session_id ELSE rider_id END, 'unknown'), "
+                f"ELSE ?4 END, {KEY_SQL}, "
                 f"{self._whole}, crc FROM event_rows WHERE seq > ?5 ORDER BY seq LIMIT ?6",
                 (topics["power"], topics["crossing"], topics["segment"], topics["session"], after, limit)).fetchall()
             cut = rows[-1][0] if len(rows) == limit else None
@@ -108,7 +109,7 @@ class SpoolReader(SpoolState):
             stop = len(m.seqs) if end is None else bisect_right(m.seqs, end, start)
             if stop > start:
                 riders = m.riders[start:stop]
-                keys = cast(list[str], riders) if None not in riders else [r or "unknown" for r in riders]
+                keys = cast(list[str], riders) if None not in riders else [key_of("power", r, None) for r in riders]
                 samples.append(Samples(m.seqs[start:stop], keys, m.messages[start:stop]))
         return Pending(topics["power"], rows, samples)
 

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from gateway.wire import identity_pieces
+from gateway.wire.identity import EVENT_ID_OPENING, event_id_prefixed_sql, identity_sql
 
 SCHEMA_VERSION = 9
 # Where sqlite_sequence is held (schema 5): out of reach of any sequence number the spool will give.
@@ -199,49 +199,6 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 COLUMNS = "seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc"
 
 
-def _sql_text(text: str) -> str:
-    """``text`` inside an SQL string literal that format() reads: quotes doubled, % escaped."""
-    return text.replace("%", "%%").replace("'", "''")
-
-
-def _identity(body: str, spool: bool, *, gateway: str | None = None, spool_id: str | None = None,
-              lookup: str = "", spool_lookup: str = "") -> str:
-    """SQL for a whole message: its identity (``wire.identity_pieces``, with a spool or, ``spool``
-    False, as schema 2 had it), then ``body`` (SQL for what follows the identity). The gateway's id
-    and spool's are ``gateway`` and ``spool_id``, written into the format, or what the SQL
-    ``lookup`` and ``spool_lookup`` find. One format() call: cheaper for SQLite than a dozen
-    concatenations, for every row the uplink reads."""
-    if gateway is None:
-        pieces = identity_pieces("\0g", "\0s" if spool else None)
-        args = [lookup, spool_lookup, "seq", lookup, spool_lookup, "seq"] if spool else [lookup, "seq", lookup, "seq"]
-    else:
-        pieces = identity_pieces(gateway, spool_id if spool else None)
-        args = ["seq", "seq"]
-    p0, p1, p2, p3 = (_sql_text(p).replace("\0g", "%s").replace("\0s", "%s") for p in pieces)
-    template = f"{p0}%d{p1}%d{p2}%s{p3}%s%s"
-    return (f"format('{template}', {', '.join(args)}, json_quote(session_id), json_quote(session_id), {body})")
-
-
-def _with_event_id(prefix: bytes) -> str:
-    """SQL for the whole message of a row stored before schema 6: folded after its event id
-    (``{"event_id":"<gateway>:<seq>", <body>``) or whole. The gateway comes from the stored event id
-    (a gateway id has no ':'); ``prefix``, the spool's own ``<gateway>:``, spares looking for the
-    ':' in the common case. Such rows have the identity of wire schema 2."""
-    own = f"X'{prefix.hex()}'"
-    colon = (f"(CASE WHEN substr(payload, 14, {len(prefix)}) = {own} THEN {len(prefix)} "
-             "ELSE instr(CAST(substr(payload, 14, 80) AS TEXT), ':') END)")  # the gateway's length + 1
-    rest = f"({colon} + length(seq) + 15)"  # 1-based: the byte after '{{"event_id":"<gateway>:<seq>"'
-    head = (f"substr(payload, 1, {rest} - 1) || ',\"gateway_id\":\"' || CAST(substr(payload, 14, {colon} - 1) AS TEXT)"
-            " || '\",\"seq\":' || seq || "
-            "',\"schema\":2,\"session_id\":' || json_quote(session_id) || ',\"simulation_id\":' || "
-            "json_quote(session_id)")
-    return (f"CASE WHEN CAST(substr(payload, {rest}, 14) AS TEXT) = ',\"gateway_id\":' THEN payload "
-            f"ELSE {head} || substr(payload, {rest}) END")
-
-
-_EVENT_ID_OPENING = b'{"event_id":"'.hex()
-
-
 def whole_sql(gateway: str | None, since: int, table: str = "event_rows", spool: str | None = None) -> str:
     """SQL for a row's whole Kafka message (a BLOB), as the spool of ``gateway`` reads it.
 
@@ -256,13 +213,13 @@ def whole_sql(gateway: str | None, since: int, table: str = "event_rows", spool:
     lookup, spool_lookup = row.format("gateway_id"), row.format("spool_id")
     prefix = f"{gateway or ''}:".encode()
     body = "(CASE WHEN length(payload) > 2 THEN ',' || substr(payload, 2) ELSE '}' END)"
-    stored_before = f"substr(payload, 1, 13) = X'{_EVENT_ID_OPENING}'"
-    others = (f"WHEN {stored_before} THEN {_with_event_id(prefix)} "
-              f"WHEN {spool_lookup} IS NULL THEN {_identity(body, False, lookup=lookup)} "
-              f"ELSE {_identity(body, True, lookup=lookup, spool_lookup=spool_lookup)}")
+    stored_before = f"substr(payload, 1, 13) = X'{EVENT_ID_OPENING.hex()}'"
+    others = (f"WHEN {stored_before} THEN {event_id_prefixed_sql(prefix)} "
+              f"WHEN {spool_lookup} IS NULL THEN {identity_sql(body, False, lookup=lookup)} "
+              f"ELSE {identity_sql(body, True, lookup=lookup, spool_lookup=spool_lookup)}")
     if gateway is None:
         return f"CAST(CASE {others} END AS BLOB)"
-    mine = _identity(body, spool is not None, gateway=gateway, spool_id=spool)
+    mine = identity_sql(body, spool is not None, gateway=gateway, spool_id=spool)
     return f"CAST(CASE WHEN seq >= {int(since)} THEN {mine} {others} END AS BLOB)"
 
 

@@ -34,7 +34,7 @@ from gateway.spool.store import Spool
 from gateway.uplink.link import LinkState
 from gateway.uplink.output import KafkaOutput
 from gateway.uplink.topics import ensure_topics
-from gateway.wire import TOPIC_KEYS
+from gateway.wire import TOPIC_KEYS, key_of
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,8 @@ class Forwarder:
         if not self._retry_set_aside:
             return
         self._retry_set_aside = False
-        rows = [(row.seq, self.topics[row.kind], (row.session_id if row.kind == "session" else row.rider_id)
-                 or "unknown", row.payload, row.crc) for row in self.spool.set_aside_rows()]
+        rows = [(row.seq, self.topics[row.kind], key_of(row.kind, row.rider_id, row.session_id), row.payload,
+                 row.crc) for row in self.spool.set_aside_rows()]
         self._offered_aside = {seq for seq, *_ in rows}
         tickets = {seq: (None, seq, 0.0) for seq, *_ in rows}
         for row in rows:  # one at a time: one still refused as offered must not keep the others back

@@ -14,11 +14,12 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.config import Config
-from gateway.engine.normalize import Population, annotate
+from gateway.engine.normalize import Population
 from gateway.errors import ApiError, GatewayError, NotFound
 from gateway.model import parse_day
 from gateway.replay.player import check_factor
 from gateway.results.export import table, write
+from gateway.results.rows import annotate
 from gateway.results.store import ResultsStore
 from gateway.web.guard import HeavyWork, TokenGuard
 

@@ -23,10 +23,10 @@ from typing import Any
 import orjson
 
 from gateway.engine.normalize import Spread, score
-from gateway.model import SegmentResult
+from gateway.model import GateCrossing, SegmentResult
 from gateway.pipeline.ingest import Accepted
+from gateway.results.rows import scored_row
 from gateway.results.store import ResultsStore
-from gateway.wire import segment_result
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,16 @@ class Broadcaster:
     def on_accepted(self, batch: list[Accepted]) -> None:
         events = []
         for a in batch:
-            if a.row.kind == "crossing" and a.rider_id:
-                msg = a.row.message
+            event = a.event
+            if isinstance(event, GateCrossing) and a.rider_id:
                 with self._lock:
-                    self._crossings[(a.rider_id, msg["gate"], msg["wallTime"])] = a.row.recv_time
+                    self._crossings[(a.rider_id, event.gate, event.wall_time)] = a.row.recv_time
                     if len(self._crossings) > 20_000:
                         self._crossings.pop(next(iter(self._crossings)))
-            elif a.row.kind == "segment":
-                result = a.event if isinstance(a.event, SegmentResult) else segment_result(a.row.message)
-                events.append(self._live_event(a.row.seq, a.row.recv_time, result))
-        for event in events:
-            self._publish(event)
+            elif isinstance(event, SegmentResult):
+                events.append(self._live_event(a.row.seq, a.row.recv_time, event))
+        for sse in events:
+            self._publish(sse)
 
     def _session(self, session: str) -> dict[tuple[str, str, str, float], SegmentResult]:
         with self._lock:
@@ -180,7 +179,7 @@ def event_of(seq: int, result: SegmentResult, group: list[SegmentResult], commit
         stats = {"time": asdict(Spread.of([r.duration for r in group])),
                  "power": asdict(Spread.of([r.power_avg for r in group if r.power_avg is not None]))}
     data = {
-        "seq": seq, "session": result.session_id, "result": score([result], group).row(0),
+        "seq": seq, "session": result.session_id, "result": scored_row(score([result], group), 0),
         "segment": result.segment, "stats": _finite(stats), "committed": committed,
         "crossing_received": crossing_received,
     }

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import numpy as np
 
 from gateway.engine.metrics import power_metrics
-from gateway.engine.normalize import annotate, score
+from gateway.engine.normalize import score
 from gateway.model import SegmentResult
+from gateway.results.rows import annotate
 
 
 def _median_time(func: Callable[[], object], repeat: int) -> float:
