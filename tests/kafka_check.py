@@ -15,7 +15,7 @@ def spool_event_ids(path: Path) -> dict[str, tuple[str | None, int]]:
 
     spool = Spool(path, "reader", readonly=True).open()
     try:
-        return {json.loads(r.payload)["event_id"]: (r.rider_id, r.seq) for r in spool.since(0)}
+        return {json.loads(r.payload)["event_id"]: (r.rider_id, r.seq) for r in spool.queries.since(0)}
     finally:
         spool.close()
 

@@ -153,9 +153,9 @@ def test_cross_references_and_duplicates() -> None:
 
 
 def test_admin_token_never_reaches_the_page() -> None:
-    from gateway.web.app import _public_config
+    from gateway.web.site import public_config
 
-    public = _public_config(config.load(EXAMPLE))
+    public = public_config(config.load(EXAMPLE))
     assert "admin_token" not in yaml.safe_dump(public)
 
 

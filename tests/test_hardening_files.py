@@ -67,7 +67,7 @@ def test_a_spool_this_user_cannot_open_is_left_alone(gateway_env: dict[str, str]
         state = base / "state"
         state.mkdir()
         sp = Spool(state / "spool.sqlite", "box1").open()
-        sp.append([power(i) for i in range(50)])
+        sp.appender.append([power(i) for i in range(50)])
         sp.close()
         os.chown(state / "spool.sqlite", 65534, 65534)
         (state / "spool.sqlite").chmod(0o600)
@@ -79,7 +79,7 @@ def test_a_spool_this_user_cannot_open_is_left_alone(gateway_env: dict[str, str]
         after = sorted(p.name for p in state.iterdir() if p.name not in ("gateway.lock",))
         assert after == before  # nothing moved aside
         sp = Spool(state / "spool.sqlite", "box1").open()
-        assert sp.backlog()[0] == 50
+        assert sp.ledger.backlog()[0] == 50
         sp.close()
     finally:
         shutil.rmtree(base)
@@ -88,7 +88,7 @@ def test_a_spool_this_user_cannot_open_is_left_alone(gateway_env: dict[str, str]
 def test_a_locked_spool_is_not_corrupt(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite"
     sp = Spool(path, "box1").open()
-    sp.append([power(i) for i in range(10)])
+    sp.appender.append([power(i) for i in range(10)])
     sp.close()
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("PRAGMA locking_mode=EXCLUSIVE")
@@ -100,13 +100,13 @@ def test_a_locked_spool_is_not_corrupt(tmp_path: Path) -> None:
         holder.execute("ROLLBACK")
         holder.close()
     assert not list(tmp_path.glob("*.corrupt-*"))
-    assert Spool(path, "box1").open().backlog()[0] == 10
+    assert Spool(path, "box1").open().ledger.backlog()[0] == 10
 
 
 def test_export_never_writes_to_the_spool(tmp_path: Path, gateway_env: dict[str, str]) -> None:
     path = tmp_path / "spool.sqlite"
     sp = Spool(path, "box1").open()
-    sp.append([power(i) for i in range(10)])
+    sp.appender.append([power(i) for i in range(10)])
     sp.close()
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version=1")  # an older schema: a writer would migrate it

@@ -70,7 +70,8 @@ def test_a_span_longer_than_the_course_allows_is_flagged_not_resampled() -> None
 
 def test_one_poisoned_event_in_the_spool_cannot_stop_a_restart(spool: Spool) -> None:
     """A row the engine chokes on is logged and skipped; the others are still restored."""
-    spool.append([NewEvent("crossing", "r01", "s1", 1.0, {"wallTime": 1.0, "transponder": "BD-1", "rider_id": "r01"}),
+    spool.appender.append([NewEvent("crossing", "r01", "s1", 1.0,
+                                    {"wallTime": 1.0, "transponder": "BD-1", "rider_id": "r01"}),
                   NewEvent("crossing", "r01", "s1", NOW, {"wallTime": NOW, "transponder": "BD-1", "gate": "SF",
                                                            "rider_id": "r01"}),
                   NewEvent("power", "r01", "s1", NOW + 1, {"wallTime": "soon", "instantPower": 200.0,
@@ -91,8 +92,8 @@ def test_an_engine_error_on_one_event_is_counted_and_the_rest_go_on(spool: Spool
         raise MemoryError("13 GiB")
 
     eng.add_crossing = broken  # type: ignore[method-assign]
-    row = spool.append([NewEvent("crossing", "r01", "s1", 1.0, {"wallTime": 1.0})])[0]
-    runner.on_accepted([Accepted(row, GateCrossing("serial:x", "BD-1", "SF", 1.0), "r01")])
+    row = spool.appender.append([NewEvent("crossing", "r01", "s1", 1.0, {"wallTime": 1.0})])[0]
+    runner.on_accepted([Accepted(GateCrossing("serial:x", "BD-1", "SF", 1.0), row.seq, row.recv_time, "r01")])
     assert runner.errors == 1
 
 
@@ -111,8 +112,9 @@ def test_a_power_sample_that_breaks_the_engine_is_skipped_and_the_rest_of_its_ba
 
     eng.add_power = flaky  # type: ignore[method-assign]
     samples = [PowerSample("ant:23456", "23456", float(t), 200.0) for t in range(1, 7)]
-    rows = spool.append([NewEvent("power", "r01", "s1", s.wall_time, {"wallTime": s.wall_time}) for s in samples])
-    runner.on_accepted([Accepted(row, s, "r01") for row, s in zip(rows, samples, strict=True)])
+    rows = spool.appender.append([NewEvent("power", "r01", "s1", s.wall_time, {"wallTime": s.wall_time})
+                                  for s in samples])
+    runner.on_accepted([Accepted(s, row.seq, row.recv_time, "r01") for row, s in zip(rows, samples, strict=True)])
     assert runner.errors == 1 and fed == [1.0, 2.0, 4.0, 5.0, 6.0]
 
 
@@ -200,7 +202,7 @@ def test_forged_pages_decode_to_absurd_values_that_ingest_flags_and_the_engine_i
     assert ingest.implausible == {"ant:23456": 4}
     (result,) = results
     assert result.power_avg == pytest.approx(200.0) and result.cadence_avg == pytest.approx(90.0)
-    stored = [r.message for r in spool.since(0, kinds=("power",))]
+    stored = [r.message for r in spool.queries.since(0, kinds=("power",))]
     flagged = [m for m in stored if "implausible" in m]
     assert [m["implausible"] for m in flagged] == [["power"], ["power"], ["power"], ["cadence"]]
     assert len(stored) == 121  # kept, not lost
@@ -275,5 +277,5 @@ def test_a_receiver_two_hours_ahead_still_yields_segments_and_current_counters(s
     assert part["clock_offset_s"] == pytest.approx(-7200.0, abs=1.0) and part["clock_aligned"] is True
     assert [r.number for r in results] == ["1.1", "1.2", "2.1"]
     assert all(r.duration == pytest.approx(0.6, abs=0.05) and r.power_avg is not None for r in results)
-    crossings = [r.message for r in spool.since(0, kinds=("crossing",))]
+    crossings = [r.message for r in spool.queries.since(0, kinds=("crossing",))]
     assert all(abs(c["receiverTime"] - c["wallTime"] - 7200.0) < 1.0 for c in crossings)

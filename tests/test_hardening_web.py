@@ -158,7 +158,7 @@ def test_security_headers_and_no_directories_for_viewers(running: RunningDaemon)
 
 def test_a_weak_admin_token_is_a_warning_on_the_page_and_in_status(tmp_path: Path) -> None:
     from gateway.cli import status_report
-    from gateway.service.supervise import read_status_file
+    from gateway.watch.supervise import read_status_file
 
     with RunningDaemon(tmp_path, token="change-me") as weak:
         deadline = time.monotonic() + 10

@@ -136,7 +136,7 @@ def spool_union(states: dict[str, Path]) -> dict[str, dict[tuple[str, int], dict
     for gateway, state in states.items():
         # Through the spool's reader: rows store their messages folded (gateway.wire.Encoder).
         spool = Spool(state / "spool.sqlite", gateway, readonly=True).open()
-        for row in spool.since(0):
+        for row in spool.queries.since(0):
             out[row.kind][(gateway, row.seq)] = row.message
         spool.close()
     return out

@@ -129,7 +129,7 @@ def test_a_box_whose_spool_starts_over_loses_nothing_at_the_hub(
         want: dict[str, set[tuple[str, int]]] = {"power": set(), "crossing": set(), "segment": set()}
         for copy in copies:
             spool = Spool(copy, "box-a", readonly=True).open()
-            for row in spool.since(0):
+            for row in spool.queries.since(0):
                 if row.kind in want:
                     want[row.kind].add((json.loads(row.payload)["spool_id"], row.seq))
             spool.close()

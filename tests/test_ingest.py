@@ -50,13 +50,13 @@ def test_sensors_and_transponders_map_to_riders(spool: Spool) -> None:
     finally:
         ingest.stop()
     assert [a.rider_id for a in seen] == ["r01", "r02", "r02", None, None]
-    messages = [a.row.message for a in seen]
+    messages = [row.message for row in spool.queries.since(0)]
     assert messages[0]["name"] == "Anna" and messages[0]["instantPower"] == 250.0
     assert messages[0]["source"] == "ant:23456" and messages[0]["normalizedPower"] == 250.0
     assert messages[3]["transponder"] == "BD-9" and messages[3]["rider_id"] is None
     # Unknown sensors are kept and forwarded, and counted for the status page.
     assert ingest.unmapped == {"transponder:BD-9": 1, "ant:777": 1}
-    assert spool.last_seq() == 5
+    assert spool.ledger.last_seq() == 5
 
 
 def test_subscribers_see_only_committed_events_in_batches(spool: Spool) -> None:
@@ -66,8 +66,8 @@ def test_subscribers_see_only_committed_events_in_batches(spool: Spool) -> None:
     def check(batch: list[Accepted]) -> None:
         batches.append(events_in(batch))  # one meter's samples in a batch come as one run
         last = batch[-1]
-        end = last.row.seq + (len(last.event.walls) - 1 if isinstance(last.event, PowerRun) else 0)
-        committed_when_seen.append(spool.last_seq() >= end)
+        end = last.seq + (len(last.event.walls) - 1 if isinstance(last.event, PowerRun) else 0)
+        committed_when_seen.append(spool.ledger.last_seq() >= end)
 
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.05, batch_size=100)
     ingest.subscribe(check)
@@ -88,7 +88,7 @@ def test_stop_commits_everything_queued(spool: Spool) -> None:
     for i in range(300):
         ingest.submit(PowerSample("ant:23456", "23456", float(i), 200.0))
     ingest.stop()
-    assert spool.last_seq() == 300
+    assert spool.ledger.last_seq() == 300
 
 
 def test_rolling_30s_power_is_the_seed_normalized_power_field(spool: Spool) -> None:
@@ -98,7 +98,7 @@ def test_rolling_30s_power_is_the_seed_normalized_power_field(spool: Spool) -> N
         ingest.submit(PowerSample("ant:23456", "23456", float(i), 100.0 if i < 30 else 300.0))
     ingest.flush()
     ingest.stop()
-    rolling = [row.message["normalizedPower"] for row in spool.since(0)]
+    rolling = [row.message["normalizedPower"] for row in spool.queries.since(0)]
     assert rolling[29] == pytest.approx(100.0) and rolling[59] == pytest.approx(300.0)
     assert rolling[44] == pytest.approx((15 * 100 + 15 * 300) / 30)
 
@@ -115,7 +115,7 @@ def test_a_meter_paired_mid_session_is_its_riders_from_the_next_batch_on(spool: 
         ingest.submit(PowerSample("ant:777", "777", float(i), 300.0))
     ingest.flush()
     ingest.stop()
-    seen = list(spool.since(0))
+    seen = list(spool.queries.since(0))
     assert [row.rider_id for row in seen] == [None] * 40 + ["r03"] * 10
     assert seen[-1].message["name"] == "Mia" and ingest.unmapped == {"ant:777": 40}
     # The meter's own rolling window (while nobody's) is not the rider's: hers starts with her samples.
@@ -125,7 +125,7 @@ def test_a_meter_paired_mid_session_is_its_riders_from_the_next_batch_on(spool: 
 def test_a_crossing_queued_behind_a_full_batch_is_committed_without_the_batch_delay(spool: Spool) -> None:
     crossed = threading.Event()
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=5.0, batch_size=10)
-    ingest.subscribe(lambda batch: crossed.set() if any(a.row.kind == "crossing" for a in batch) else None)
+    ingest.subscribe(lambda batch: crossed.set() if any(isinstance(a.event, GateCrossing) for a in batch) else None)
     for i in range(25):  # more than two batches before it
         ingest.submit(PowerSample("ant:23456", "23456", float(i), 200.0))
     ingest.submit(GateCrossing("serial:x", "BD-1", "SF", 25.0))
@@ -134,7 +134,7 @@ def test_a_crossing_queued_behind_a_full_batch_is_committed_without_the_batch_de
         assert crossed.wait(2.0), "the crossing waited for its batch to fill"
     finally:
         ingest.stop()
-    assert spool.last_seq() == 26
+    assert spool.ledger.last_seq() == 26
 
 
 def test_the_sample_a_closed_segment_waits_for_is_committed_without_the_batch_delay(spool: Spool) -> None:
@@ -162,13 +162,13 @@ def test_the_sample_a_closed_segment_waits_for_is_committed_without_the_batch_de
         assert arrived.wait(10.0), "the sample past the gate waited for the 30 s batch"
         # Other meters' samples still wait for their batch: the spool's SD-card interval stands.
         ingest.submit(PowerSample("ble:c4:7f:51:0a:12:9e", "c4:7f:51:0a:12:9e", 10.0, 180.0))
-        committed = spool.last_seq()
+        committed = spool.ledger.last_seq()
         threading.Event().wait(0.5)
-        assert spool.last_seq() == committed
+        assert spool.ledger.last_seq() == committed
     finally:
         ingest.stop()
     assert [(r.number, r.end) for r in got] == [("1.1", 9.9)]
-    assert spool.last_seq() == 44
+    assert spool.ledger.last_seq() == 44
 
 
 def run_pipeline(spool: Spool, events: list, results: list[SegmentResult]) -> tuple[Ingest, EngineRunner]:
@@ -222,6 +222,42 @@ def test_a_restart_mid_segment_still_yields_the_full_result(tmp_path: Path) -> N
     assert after[0].samples == m.samples == 840
     assert after[0].normalized_power == pytest.approx(m.normalized_power)
     # Both results are in the spool once each, to be forwarded.
-    stored = [r.message["number"] for r in sp.since(0, kinds=("segment",))]
+    stored = [r.message["number"] for r in sp.queries.since(0, kinds=("segment",))]
     assert stored == ["1.1", "1.2"]
     sp.close()
+
+
+def test_the_committer_alone_commits_a_batch_and_a_records_meta_with_it(spool: Spool) -> None:
+    """The committer has no thread (the seams issue, #29): a test drives it directly. A session
+    record's meta goes in the batch's transaction: refused together, or stored together."""
+    from gateway.model import SessionRecord
+    from gateway.pipeline.committer import Committer
+
+    committer = Committer(spool, Roster(riders(RIDERS)), "s1")
+    seen: list[Accepted] = []
+    committer.subscribers.append(seen.extend)
+    record = SessionRecord("s1", "live", "Hill repeats", 1000.0, None, {"id": "c"}, ())
+    spool.appender.intake_paused = "a test refuses this batch"
+    committer.commit([PowerSample("ant:23456", "23456", 10.0, 250.0), record])
+    assert seen == [] and committer.rejected == 2 and not spool.sessions.has_record("s1")
+    spool.appender.intake_paused = None
+    committer.commit([PowerSample("ant:23456", "23456", 10.0, 250.0), record])
+    assert [type(a.event).__name__ for a in seen] == ["PowerSample", "SessionRecord"]
+    assert [a.seq for a in seen] == [1, 2] and seen[0].rider_id == "r01" and seen[0].usable
+    assert (spool.sessions.record("s1") or {})["name"] == "Hill repeats"
+
+
+def test_a_call_runs_after_what_was_submitted_before_it_and_before_what_came_after(spool: Spool) -> None:
+    order: list[str] = []
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=5.0, batch_size=1000)
+    ingest.subscribe(lambda batch: order.extend(f"{a.event.wall_time:g}" for a in batch))
+    for t in (1.0, 2.0):
+        ingest.submit(PowerSample("ant:23456", "23456", t, 200.0))
+    ingest.call(lambda: order.append("call"))
+    ingest.submit(PowerSample("ant:23456", "23456", 3.0, 200.0))
+    ingest.start()
+    try:
+        assert ingest.flush(10)
+    finally:
+        ingest.stop()
+    assert order == ["1", "2", "call", "3"]

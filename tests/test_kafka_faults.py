@@ -95,7 +95,7 @@ def drained(spool: Spool, timeout: float) -> bool:
     """Wait until the spool has no undelivered row."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if spool.backlog()[0] == 0:
+        if spool.ledger.backlog()[0] == 0:
             return True
         time.sleep(0.05)
     return False
@@ -119,7 +119,7 @@ def test_broker_stopped_during_a_steady_stream(tmp_path: Path, running_broker) -
             down = forwarder.link.snapshot()
             assert down["down_since"] is not None and down["last_error"]
             time.sleep(2)
-            assert spool.backlog()[0] > 1000  # the stream goes on into the spool
+            assert spool.ledger.backlog()[0] > 1000  # the stream goes on into the spool
             running_broker.start()
             wait_for(lambda: forwarder.link.snapshot()["connected"], 60, "the link to come back")
             time.sleep(1)
@@ -136,7 +136,7 @@ def test_broker_restarted_while_a_large_backlog_drains(tmp_path: Path, running_b
     spool, ingest, forwarder, topics = pipeline(tmp_path, running_broker.bootstrap)
     ingest.stop()
     for b in range(100):
-        spool.append([NewEvent("power", RIDERS[i % 6]["id"], "s1", float(b * 1000 + i),
+        spool.appender.append([NewEvent("power", RIDERS[i % 6]["id"], "s1", float(b * 1000 + i),
                                {"wallTime": float(b * 1000 + i), "instantPower": 200 + i % 50})
                       for i in range(1000)])
     forwarder.start()
@@ -274,7 +274,8 @@ def test_a_corrupt_spool_at_start_up_is_recovered(tmp_path: Path, running_broker
     spool_path.parent.mkdir(parents=True)
     sp = Spool(spool_path, "box9").open()
     for b in range(30):
-        sp.append([NewEvent("power", f"r{i % 10}", "old", float(i), {"wallTime": float(i), "instantPower": 150})
+        sp.appender.append([NewEvent("power", f"r{i % 10}", "old", float(i),
+                                     {"wallTime": float(i), "instantPower": 150})
                    for i in range(b * 100, b * 100 + 100)])
     sp.close()
     data = bytearray(spool_path.read_bytes())

@@ -34,7 +34,7 @@ def test_layers_import_downward_only_and_without_cycles() -> None:
     import ast
 
     order = ["errors", "model", "counts", "status", "wire", "config", "decode", "readers", "engine", "spool", "sources",
-             "pipeline", "uplink", "results", "debrief", "replay", "web", "service", "hub", "cli"]
+             "pipeline", "uplink", "results", "debrief", "replay", "watch", "web", "service", "hub", "cli"]
     rank = {name: i for i, name in enumerate(order)}
 
     def layer(module: str) -> str:
@@ -60,7 +60,8 @@ def test_layers_import_downward_only_and_without_cycles() -> None:
     # Seams the layers keep (the seams issue, #29): the engine takes typed inputs, never the config
     # nor the wire format; the wire format is read and written by its own package only.
     crossing = sorted(f"{m} -> {t}" for m, targets in edges.items() for t in targets
-                      if (layer(m) == "engine" and layer(t) in ("config", "wire")))
+                      if (layer(m) == "engine" and layer(t) in ("config", "wire"))
+                      or (layer(m) == "hub" and layer(t) == "service"))  # the hub is no box
     assert crossing == []
     # A cycle between modules (a package's __init__ re-exporting its children is not one).
     state: dict[str, int] = {}

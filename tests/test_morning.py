@@ -202,7 +202,7 @@ def test_the_whole_morning_from_a_phone(browser: Any, radios: FakeBle, tmp_path:
 
             spool = Spool(tmp_path / "spool.sqlite", "test", readonly=True).open()
             try:
-                rows = spool.since(0, kinds=("power",), session_id=session)
+                rows = spool.queries.since(0, kinds=("power",), session_id=session)
                 riders = {(r.message["source"], r.rider_id) for r in rows}
             finally:
                 spool.close()

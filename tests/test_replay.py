@@ -193,7 +193,7 @@ def test_a_bad_file_stops_the_replay_before_anything_is_ingested(tmp_path: Path,
     assert "Traceback" not in out.stderr
     assert f"trackside-gateway: {bad}: not an Excel workbook" in out.stderr
     spool = Spool(tmp_path / "state" / "spool.sqlite", "demo").open()
-    assert [r for r in spool.since(0) if r.session_id and r.session_id.startswith("replay")] == []
+    assert [r for r in spool.queries.since(0) if r.session_id and r.session_id.startswith("replay")] == []
     spool.close()
 
 

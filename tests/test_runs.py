@@ -91,7 +91,7 @@ def order(result: SegmentResult) -> tuple[str, float]:
 def by_event(spool: Spool) -> dict[tuple[str | None, float, str], dict]:
     """Each stored power message by (rider, time, source), its own sequence fields left out."""
     out = {}
-    for row in spool.since(0, kinds=("power",)):
+    for row in spool.queries.since(0, kinds=("power",)):
         msg = row.message
         for key in ("event_id", "seq", "spool_id"):
             msg.pop(key)
@@ -108,7 +108,7 @@ def test_runs_store_what_the_one_sample_way_stores_and_the_engine_gives_the_same
         # The plain meters go as runs; each meter with something wrong in its batch goes sample by sample.
         assert {a.event.source for a in runs} == {"ant:111", "ant:222", "ant:333", "ant:999"}
         assert len(runs) < 20 and events_in(run_seen) == len(one_seen) == 4 * 2400 + 12
-        assert run_spool.last_seq() == one_spool.last_seq()
+        assert run_spool.ledger.last_seq() == one_spool.ledger.last_seq()
         assert dict(run_spool.counters.by_kind) == dict(one_spool.counters.by_kind)
 
         one_msgs, run_msgs = by_event(one_spool), by_event(run_spool)
@@ -124,9 +124,9 @@ def test_runs_store_what_the_one_sample_way_stores_and_the_engine_gives_the_same
         assert run.implausible == one.implausible and run.unmapped == one.unmapped == {"ant:999": 2400}
 
         # Sequence numbers: one per event, none twice, every stored message whole.
-        seqs = [row.seq for row in run_spool.since(0)]
-        assert seqs == sorted(set(seqs)) and len(seqs) == run_spool.last_seq()
-        assert all(orjson.loads(row.payload)["seq"] == row.seq for row in run_spool.since(0))
+        seqs = [row.seq for row in run_spool.queries.since(0)]
+        assert seqs == sorted(set(seqs)) and len(seqs) == run_spool.ledger.last_seq()
+        assert all(orjson.loads(row.payload)["seq"] == row.seq for row in run_spool.queries.since(0))
 
         # Three riders, each: SF-TOP, TOP-SF, SF-TOP (the second lap's TOP ends the session's crossings).
         assert len(one_results) == 9

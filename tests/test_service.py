@@ -154,7 +154,7 @@ def spool_ids(path: Path) -> set[str]:
     except SpoolError:  # the daemon is still creating its spool's tables
         return set()
     try:
-        return {json.loads(r.payload)["event_id"] for r in spool.since(0)}
+        return {json.loads(r.payload)["event_id"] for r in spool.queries.since(0)}
     except sqlite3.OperationalError:
         return set()
     finally:

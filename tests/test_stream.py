@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,21 @@ def spool(tmp_path: Path):
     sp.close()
 
 
+@pytest.fixture
+def broadcasters() -> Iterator[list[sse.Broadcaster]]:
+    """The test's broadcasters, closed at its end (each has a thread once it is fed)."""
+    made: list[sse.Broadcaster] = []
+    yield made
+    for b in made:
+        b.close()
+
+
 def store(spool: Spool, broadcaster: sse.Broadcaster, results: list[SegmentResult]) -> None:
-    rows = spool.append([NewEvent("segment", r.rider_id, r.session_id, r.end, segment_body(r)) for r in results])
-    broadcaster.on_accepted([Accepted(row, r, r.rider_id) for row, r in zip(rows, results, strict=True)])
+    rows = spool.appender.append([NewEvent("segment", r.rider_id, r.session_id, r.end, segment_body(r))
+                                  for r in results])
+    broadcaster.on_accepted([Accepted(r, row.seq, row.recv_time, r.rider_id) for row, r in zip(rows, results,
+                                                                                           strict=True)])
+    assert broadcaster.settle()  # sent by its own thread
 
 
 def frames(chunks: list[str]) -> list[tuple[int, dict]]:
@@ -42,8 +55,9 @@ def frames(chunks: list[str]) -> list[tuple[int, dict]]:
     return out
 
 
-def test_catch_up_then_live_with_no_gap_and_no_duplicate(spool: Spool) -> None:
+def test_catch_up_then_live_with_no_gap_and_no_duplicate(spool: Spool, broadcasters) -> None:
     b = sse.Broadcaster(SpoolResults(spool))
+    broadcasters.append(b)
     store(spool, b, [result("a", 1, 100.0), result("b", 1, 110.0), result("c", 1, 90.0)])
     stop = threading.Event()
     gen = b.stream(last_id=1, stop=stop, heartbeat_s=60)
@@ -80,9 +94,10 @@ def test_heartbeat_keeps_the_connection_alive(spool: Spool) -> None:
     list(gen)
 
 
-def test_a_client_that_falls_behind_is_told_to_resync(spool: Spool, monkeypatch) -> None:
+def test_a_client_that_falls_behind_is_told_to_resync(spool: Spool, monkeypatch, broadcasters) -> None:
     monkeypatch.setattr(sse, "CLIENT_QUEUE", 5)
     b = sse.Broadcaster(SpoolResults(spool))
+    broadcasters.append(b)
     stop = threading.Event()
     slow = b.stream(last_id=None, stop=stop, heartbeat_s=60)
     next(slow)  # connected, then reads nothing while ten results arrive

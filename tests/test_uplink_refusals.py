@@ -59,19 +59,20 @@ def test_a_refused_event_is_set_aside_and_everything_else_arrives_once_in_order(
 
     spool = Spool(tmp_path / "spool.sqlite", "box1").open()
     riders = [f"r{i}" for i in range(4)]
-    spool.append([power(i, riders[i % 4]) for i in range(3000)])
-    big = spool.append([power(3000, "r1", os.urandom(6000).hex())])[0].seq  # incompressible, 12 kB
-    spool.append([power(i, riders[i % 4]) for i in range(3001, 6000)])
+    spool.appender.append([power(i, riders[i % 4]) for i in range(3000)])
+    big = spool.appender.append([power(3000, "r1", os.urandom(6000).hex())])[0].seq  # incompressible, 12 kB
+    spool.appender.append([power(i, riders[i % 4]) for i in range(3001, 6000)])
     # Small producer batches, so that only the big message breaks the topic's limit.
     kafka = KafkaSettings(True, bootstrap, topics, properties={"batch.size": 3000})
     caplog.set_level(logging.ERROR, "gateway.uplink.forwarder")
 
     forwarder = Forwarder(spool, kafka, batch=700).start()
     try:
-        wait_for(lambda: spool.delivered_through() == spool.last_seq(), 120, "the watermark to pass the refused event")
+        wait_for(lambda: spool.ledger.delivered_through() == spool.ledger.last_seq(), 120,
+                 "the watermark to pass the refused event")
     finally:
         forwarder.stop()
-    assert spool.backlog()[0] == 1 and [r.seq for r in spool.set_aside_rows()] == [big]
+    assert spool.ledger.backlog()[0] == 1 and [r.seq for r in spool.outbox.set_aside_rows()] == [big]
     assert forwarder.link.failed >= REFUSALS
     assert any(f"event {big} refused {REFUSALS} times" in m and "MSG_SIZE_TOO_LARGE" in m for m in caplog.messages)
 
@@ -98,7 +99,7 @@ def test_a_refused_event_is_set_aside_and_everything_else_arrives_once_in_order(
         wait_for(lambda: any("set aside before, is still refused" in m for m in caplog.messages), 60,
                  "the set-aside event to be offered again")
         time.sleep(0.5)
-        assert spool.backlog()[0] == 1 and spool.status()["set_aside"] == 1
+        assert spool.ledger.backlog()[0] == 1 and spool.status()["set_aside"] == 1
     finally:
         forwarder.stop()
         spool.close()
@@ -109,20 +110,21 @@ def test_a_drained_backlog_is_recorded_at_once_and_live_flow_once_a_second(tmp_p
     topics = {"power": f"power-{tag}", "crossings": f"crossings-{tag}", "segments": f"segments-{tag}",
               "sessions": f"sessions-{tag}"}
     spool = Spool(tmp_path / "spool.sqlite", "box1").open()
-    spool.append([power(i, f"r{i % 4}") for i in range(12_000)])  # an outage's backlog: full batches
+    spool.appender.append([power(i, f"r{i % 4}") for i in range(12_000)])  # an outage's backlog: full batches
     forwarder = Forwarder(spool, KafkaSettings(True, bootstrap, topics), batch=5_000)
     forwarder.mark_every_s = 3600.0  # the periodic mark only once in this test (at the first batch)
     forwarder.start()
     try:
         # The status shows the backlog gone as soon as it is delivered, not at the next mark.
-        wait_for(lambda: spool.backlog()[0] == 0, 60, "the drained backlog to be recorded")
-        spool.append([power(i, "r0") for i in range(100)])  # then live: a second's events, marked once a second
+        wait_for(lambda: spool.ledger.backlog()[0] == 0, 60, "the drained backlog to be recorded")
+        # Then live: a second's events, marked once a second.
+        spool.appender.append([power(i, "r0") for i in range(100)])
         wait_for(lambda: forwarder.link.delivered >= 12_100, 30, "the live events to be delivered")
         time.sleep(0.5)
-        assert spool.backlog()[0] == 100
+        assert spool.ledger.backlog()[0] == 100
     finally:
         forwarder.stop()
-    assert spool.backlog()[0] == 0  # the stop records the rest
+    assert spool.ledger.backlog()[0] == 0  # the stop records the rest
     spool.close()
 
 
@@ -140,7 +142,7 @@ def test_an_upgraded_spool_with_samples_as_rows_and_as_blocks_drains_in_order(tm
     raw = older_spool(tmp_path / "spool.sqlite", 6)  # a schema-6 spool: its power samples are rows
     for seq in range(1, 301):
         rider = f"r{seq % 3}"
-        whole, stored = Encoder("box1").fold(seq, "s1", {"wallTime": 1e9 + seq, "rider_id": rider})
+        whole, stored = Encoder("box1").for_spool(seq, "s1", {"wallTime": 1e9 + seq, "rider_id": rider})
         raw.execute("INSERT INTO events (seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc) "
                     "VALUES (?, 'power', ?, 's1', ?, 5.0, ?, ?)", (seq, rider, 1e9 + seq, stored, zlib.crc32(whole)))
     raw.execute("PRAGMA user_version=6")
@@ -148,12 +150,12 @@ def test_an_upgraded_spool_with_samples_as_rows_and_as_blocks_drains_in_order(tm
     raw.close()
     spool = Spool(tmp_path / "spool.sqlite", "box1").open()
     for start in range(301, 3301, 500):  # then blocks, a crossing in each commit, some samples nobody's
-        spool.append([power(i, f"r{i % 3}") if i % 97 else NewEvent("power", None, "s1", 1e9 + i, {})
+        spool.appender.append([power(i, f"r{i % 3}") if i % 97 else NewEvent("power", None, "s1", 1e9 + i, {})
                       for i in range(start, start + 499)]
                      + [NewEvent("crossing", "r1", "s1", 1e9 + start, {"gate": "SF"})])
     forwarder = Forwarder(spool, KafkaSettings(True, bootstrap, topics), batch=1_000).start()
     try:
-        wait_for(lambda: spool.backlog()[0] == 0, 60, "the upgraded spool to drain")
+        wait_for(lambda: spool.ledger.backlog()[0] == 0, 60, "the upgraded spool to drain")
     finally:
         forwarder.stop()
         spool.close()
@@ -169,26 +171,26 @@ def test_a_message_the_producer_refuses_never_stops_the_stream(tmp_path: Path, b
     status strip; a power sample in a block that is too large is found one message at a time."""
     from kafka_check import assert_exactly_once_in_order
 
-    from gateway.service.health import warnings
+    from gateway.watch.health import warnings
 
     tag = uuid.uuid4().hex[:8]
     topics = {"power": f"power-{tag}", "crossings": f"crossings-{tag}", "segments": f"segments-{tag}",
               "sessions": f"sessions-{tag}"}
     spool = Spool(tmp_path / "spool.sqlite", "box1").open()
-    spool.append([power(i, f"r{i % 4}") for i in range(500)])
+    spool.appender.append([power(i, f"r{i % 4}") for i in range(500)])
     huge = os.urandom(700_000).hex()  # 1.4 MB: over the producer's 1 MB limit
-    record = spool.append([NewEvent("session", None, "s1", 1e9, {"kind": "live", "notes": huge})])[0].seq
-    spool.append([power(i, f"r{i % 4}") for i in range(500, 1000)])
-    sample = spool.append([power(1000, "r1", huge)])[0].seq
-    spool.append([power(i, f"r{i % 4}") for i in range(1001, 1500)])
+    record = spool.appender.append([NewEvent("session", None, "s1", 1e9, {"kind": "live", "notes": huge})])[0].seq
+    spool.appender.append([power(i, f"r{i % 4}") for i in range(500, 1000)])
+    sample = spool.appender.append([power(1000, "r1", huge)])[0].seq
+    spool.appender.append([power(i, f"r{i % 4}") for i in range(1001, 1500)])
     caplog.set_level(logging.ERROR, "gateway.uplink.forwarder")
     forwarder = Forwarder(spool, KafkaSettings(True, bootstrap, topics), batch=400).start()
     try:
-        wait_for(lambda: spool.delivered_through() == spool.last_seq(), 60, "the stream to pass both")
+        wait_for(lambda: spool.ledger.delivered_through() == spool.ledger.last_seq(), 60, "the stream to pass both")
     finally:
         forwarder.stop()
     link = forwarder.link.snapshot()
-    assert sorted(r.seq for r in spool.set_aside_rows()) == [record, sample]
+    assert sorted(r.seq for r in spool.outbox.set_aside_rows()) == [record, sample]
     assert link["failed"] >= 2 and "MSG_SIZE_TOO_LARGE" in link["refused_last"]
     assert sum("refused by the producer" in m for m in caplog.messages) == 2
     said = warnings({"spool": spool.status(), "kafka": {"enabled": True, **link}}, {}, True)

@@ -22,8 +22,6 @@ RESULT = SegmentResult("s1", "r01", "Anna", "2.3", 2, 3, 1000.0, 1061.5, 61.5, "
 def stored(tmp_path: Path) -> list:
     spool = Spool(tmp_path / "spool.sqlite", "box-7").open()
     ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
-    seen: list = []
-    ingest.subscribe(seen.extend)
     ingest.start()
     try:
         ingest.submit(PowerSample("ant:23456", "23456", 1000.0, 250.0, 88.0, 30.5))
@@ -31,27 +29,27 @@ def stored(tmp_path: Path) -> list:
         ingest.submit(GateCrossing("serial:/dev/ttyUSB0", "BD-1", "SF", 1000.0, receiver_time=8200.0, lap=2))
         ingest.submit(RESULT)
         assert ingest.flush()
+        return list(spool.queries.since(0))  # the rows as the uplink reads them
     finally:
         ingest.stop()
         spool.close()
-    return seen
 
 
 def test_every_kind_parses_strictly_and_round_trips(stored: list) -> None:
-    spool_id = parse_strict(stored[0].row.payload)["spool_id"]
-    kinds = [a.row.kind for a in stored]
+    spool_id = parse_strict(stored[0].payload)["spool_id"]
+    kinds = [a.kind for a in stored]
     assert kinds == ["power", "power", "crossing", "segment"]
     for a in stored:
-        strict = parse_strict(a.row.payload)  # no duplicate key, no NaN
-        msg = decode(a.row.payload, a.row.kind)
+        strict = parse_strict(a.payload)  # no duplicate key, no NaN
+        msg = decode(a.payload, a.kind)
         assert msg.fields == strict
         assert msg.schema == SCHEMA and msg.gateway_id == "box-7" and msg.session_id == "s1"
         assert msg.spool_id == spool_id and len(spool_id) == 10
-        assert msg.event_id == f"box-7:{spool_id}:{msg.seq}" and msg.seq == a.row.seq
+        assert msg.event_id == f"box-7:{spool_id}:{msg.seq}" and msg.seq == a.seq
         assert list(strict)[:7] == ["event_id", "gateway_id", "spool_id", "seq", "schema", "session_id",
                                     "simulation_id"]
         assert strict["simulation_id"] == strict["session_id"]
-    power, flagged, crossing, segment = (decode(a.row.payload, a.row.kind).fields for a in stored)
+    power, flagged, crossing, segment = (decode(a.payload, a.kind).fields for a in stored)
     assert (power["instantPower"], power["cadence"], power["torque"], power["rider_id"]) == (250.0, 88.0, 30.5, "r01")
     assert flagged["implausible"] == ["power"]
     assert (crossing["receiverTime"], crossing["lap"], crossing["gate"]) == (8200.0, 2, "SF")
@@ -133,8 +131,8 @@ def test_the_spools_identity_sql_gives_the_encoders_bytes(gateway: str, spool: s
     from gateway.wire.identity import identity_sql
 
     body = {"wallTime": 1e9, "instantPower": 200.5, "cadence": None, "name": "Zoë", "rider_id": "r01", "source": "x"}
-    whole, stored = Encoder(gateway, spool).fold(41, session, body)
-    empty_whole, empty_stored = Encoder(gateway, spool).fold(42, session, {})
+    whole, stored = Encoder(gateway, spool).for_spool(41, session, body)
+    empty_whole, empty_stored = Encoder(gateway, spool).for_spool(42, session, {})
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE t (seq INTEGER, session_id TEXT, payload BLOB)")
     conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(41, session, stored), (42, session, empty_stored)])
@@ -167,10 +165,10 @@ def test_every_kind_decodes_to_its_typed_event(stored: list) -> None:
     from gateway.model import GateCrossing, PowerSample
     from gateway.wire import decode_event
 
-    power, flagged, crossing, segment = (decode_event(a.row.kind, a.row.payload) for a in stored)
+    power, flagged, crossing, segment = (decode_event(a.kind, a.payload) for a in stored)
     assert isinstance(power.event, PowerSample) and power.rider_id == "r01" and not power.implausible
     assert (power.event.power, power.event.cadence, power.event.torque) == (250.0, 88.0, 30.5)
     assert flagged.implausible == ("power",) and not math.isnan(flagged.event.power)
     assert isinstance(crossing.event, GateCrossing) and crossing.event.receiver_time == 8200.0
     assert (crossing.event.gate, crossing.event.lap, crossing.rider_id) == ("SF", 2, "r01")
-    assert segment.event == RESULT and segment.message.seq == stored[3].row.seq
+    assert segment.event == RESULT and segment.message.seq == stored[3].seq

@@ -126,8 +126,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway import config
-    from gateway.service import logs
     from gateway.service.daemon import Daemon
+    from gateway.watch import logs
 
     cfg = config.load(args.config)
     logs.setup(args.log_level or cfg.settings.gateway.log_level)
@@ -151,12 +151,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    import copy
-
     from gateway import config
     from gateway.cli.progress import Progress
-    from gateway.service import logs
-    from gateway.service.daemon import Daemon
+    from gateway.service.replay_run import ReplayRun
+    from gateway.watch import logs
 
     cfg = config.load(args.config)
     logs.setup(args.log_level or cfg.settings.gateway.log_level)
@@ -164,17 +162,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         from gateway.replay.player import check_factor
 
         check_factor(args.speed)
-    data = copy.deepcopy(cfg.data)
-    data["sources"]["replay"]["enabled"] = False  # only the files given here
-    cfg = config.Config(data, cfg.source)
-    daemon = Daemon(cfg, state_dir=args.state_dir, port=args.port, web=not args.no_web, replay_files=args.files,
-                    replay_factor=args.speed, exit_after_replay=args.no_web, progress=Progress(),
-                    course_from_file=True if args.course_from_file else None, replay_only=True)
-    asyncio.run(daemon.run())
-    refused = [s for s in (daemon.replays.statuses() if daemon.replays else []) if s.get("rejected")]
+    run = ReplayRun(cfg, args.files, factor=args.speed, course_from_file=True if args.course_from_file else None,
+                    state_dir=args.state_dir, port=args.port, web=not args.no_web, progress=Progress())
+    asyncio.run(run.run())
+    refused = run.refused()
     for s in refused:
         print(f"trackside-gateway: replay {s['session']}: {s['rejected']} of {s['position']} events were refused "
-              f"by the spool ({daemon.spool_error or 'spool full'}); {s['stored']} stored", file=sys.stderr)
+              f"by the spool ({run.spool_error or 'spool full'}); {s['stored']} stored", file=sys.stderr)
     return 1 if refused else 0
 
 
@@ -224,7 +218,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from gateway import config
     from gateway.cli.status_report import report
-    from gateway.service.supervise import read_status_file
+    from gateway.watch.supervise import read_status_file
 
     state_dir = args.state_dir or config.load(args.config).state_dir
     doc = read_status_file(state_dir)
@@ -237,7 +231,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_hub(args: argparse.Namespace) -> int:
     from gateway import config
-    from gateway.service import logs
+    from gateway.watch import logs
 
     cfg = config.load(args.config)
     logs.setup(args.log_level or cfg.settings.gateway.log_level)
@@ -283,7 +277,7 @@ def _remote(name: str, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
-        from gateway.service import logs
+        from gateway.watch import logs
 
         logs.setup(args.log_level or "info")
     try:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from gateway.replay.manager import ReplayManager
 
 
 def _clock(seconds: float) -> str:
@@ -37,9 +40,7 @@ class Progress:
         self._last_plain = 0.0
         self._final: set[str] = set()
 
-    def __call__(self, replays: Any) -> None:
-        if replays is None:
-            return
+    def __call__(self, replays: ReplayManager) -> None:
         now = time.monotonic()
         for status in replays.statuses():
             tty, plain = describe(status)

@@ -26,8 +26,8 @@ from gateway.hub.boxes import spool_report
 from gateway.hub.consumer import HubConsumer
 from gateway.hub.results import PgResults
 from gateway.hub.schema import DatabaseError, migrate
-from gateway.service.supervise import Supervisor
 from gateway.status import StatusBoard
+from gateway.watch.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,7 @@ class Hub:
 
     def _start_web(self) -> None:
         from gateway.web.app import create_app
+        from gateway.web.parts import Guards, WebParts
         from gateway.web.server import WebServer
         from gateway.web.stream import Broadcaster
 
@@ -198,11 +199,12 @@ class Hub:
         self.broadcaster = Broadcaster(self.results)
         server = WebServer(None, hub.host, self.port, streams=web.max_streams, request_threads=web.request_threads,
                            max_body=web.max_body_kb * 1024)
-        from gateway.service.metrics import registry
+        from gateway.watch.metrics import registry
 
-        server.set_app(create_app(self.config, self.status, results=self.results, broadcaster=self.broadcaster,
-                                  stop=server.stop_streams, health=self.health, hub=True,
-                                  metrics=registry(self.status, hub=True)))
+        server.set_app(create_app(WebParts(self.config, self.status, Guards.of(web), results=self.results,
+                                           broadcaster=self.broadcaster, health=self.health,
+                                           metrics=registry(self.status, hub=True), stop=server.stop_streams,
+                                           hub=True)))
         server.start()
         self.server, self.web_port = server, server.port
 

@@ -16,7 +16,8 @@ from gateway.config.settings import CourseSettings, GateSettings, RiderSettings,
 from gateway.engine.course import Course
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.model import SessionRecord
-from gateway.pipeline.ingest import Accepted, Ingest
+from gateway.pipeline.accepted import Accepted
+from gateway.pipeline.ingest import Ingest
 from gateway.pipeline.plausible import Plausible
 from gateway.pipeline.roster import Roster
 from gateway.pipeline.runner import EngineRunner

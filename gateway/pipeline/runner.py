@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from gateway.engine.segments import SegmentEngine
 from gateway.model import GateCrossing, PowerSample, SegmentResult
-from gateway.pipeline.ingest import Accepted
+from gateway.pipeline.accepted import Accepted
 from gateway.pipeline.runs import PowerRun
 from gateway.spool.store import Spool
 from gateway.wire import WireError, decode_event
@@ -56,7 +56,7 @@ class EngineRunner:
                         results += self._feed(event, a.rider_id)
                 start = len(batch)
             except Exception as exc:  # MemoryError included: the event is skipped, the batch goes on
-                self._failed(batch[at].event, batch[at].row.seq, exc)
+                self._failed(batch[at].event, batch[at].seq, exc)
                 start = at + 1
         for result in results:
             self.emit(result)
@@ -118,7 +118,7 @@ class EngineRunner:
         stored = []
         count = 0
         # Before the ingest thread starts: nothing else touches the engine yet.
-        for row in spool.since(0, kinds=("crossing", "segment"), session_id=session):
+        for row in spool.queries.since(0, kinds=("crossing", "segment"), session_id=session):
             count += 1
             try:
                 decoded = decode_event(row.kind, row.payload)
@@ -148,7 +148,7 @@ class EngineRunner:
         # start scanning well before the first crossing near the horizon.
         start_seq = min((seq for seq, c, _ in crossings if c.wall_time >= horizon - RESTORE_LOOKBACK_S), default=0)
         results: list[SegmentResult] = []
-        for row in spool.since(max(start_seq - RESTORE_ROWS_BEFORE, 0), kinds=("power",), session_id=session):
+        for row in spool.queries.since(max(start_seq - RESTORE_ROWS_BEFORE, 0), kinds=("power",), session_id=session):
             count += 1
             try:
                 decoded = decode_event("power", row.payload)

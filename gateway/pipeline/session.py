@@ -71,18 +71,16 @@ def live_session(spool: Spool, gateway_id: str, gap_h: float, now: float | None 
     segments); switching the box on the next morning starts a new one.
     """
     now = time.time() if now is None else now
-    current = spool.meta("live_session")
-    last = spool.meta("live_session_seen")
+    mark = spool.sessions.live()
+    current, last = mark.session, mark.seen
     # A clock that went backwards (a box without NTP that booted on an old time) is not "a restart in
     # the middle of a training": it could be last month's session.
-    if current and last and -CLOCK_SLACK_S <= now - float(last) < gap_h * 3600:
+    if current and last is not None and -CLOCK_SLACK_S <= now - last < gap_h * 3600:
         return current
     session = new_session_id(gateway_id, now)
-    spool.set_meta("live_session_started", repr(now))
-    spool.set_meta("live_session", session)
-    spool.set_meta("live_session_seen", repr(now))
+    spool.sessions.begin_live(session, now)
     return session
 
 
 def touch(spool: Spool, now: float | None = None) -> None:
-    spool.set_meta("live_session_seen", repr(time.time() if now is None else now))
+    spool.sessions.touch(time.time() if now is None else now)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import time
@@ -17,9 +16,9 @@ from typing import Any
 from gateway.config import EMBEDDED, Config, rider
 from gateway.config.settings import RiderSettings
 from gateway.errors import Busy, GatewayError, NotFound, ReplayError
-from gateway.model import GateCrossing, PowerSample
+from gateway.model import GateCrossing, PowerSample, SegmentResult
+from gateway.pipeline.accepted import Accepted, events_in
 from gateway.pipeline.build import SessionPipeline, build
-from gateway.pipeline.ingest import Accepted, events_in
 from gateway.pipeline.riderbook import RiderBook
 from gateway.pipeline.session import new_session_id
 from gateway.replay.files import expand, load_session, merged
@@ -56,7 +55,7 @@ class Replay:
 
 
 def _count(counts: dict[str, int], batch: list[Accepted]) -> None:
-    counts["results"] += sum(1 for a in batch if a.row.kind == "segment")
+    counts["results"] += sum(1 for a in batch if type(a.event) is SegmentResult)
     counts["stored"] += events_in(batch)
 
 
@@ -134,7 +133,7 @@ class ReplayManager:
         if loaded.gates != gates:
             # The page names a session's segments from its course: this one is the files'.
             course = {**pipeline.course.as_dict(), "id": pipeline.course.key}
-            await asyncio.to_thread(self.spool.set_meta, f"course:{session}", json.dumps(course))
+            await asyncio.to_thread(self.spool.sessions.set_course, session, course)
         player = Player(session, events, pipeline.ingest.submit, factor=factor, clock=self.clock,
                         backlog=lambda: pipeline.ingest.pending, submit_many=pipeline.ingest.submit_many,
                         label=", ".join(r.path for r in loaded.recordings))
@@ -169,7 +168,7 @@ class ReplayManager:
         if not events:
             raise NotFound(f"no power samples or gate crossings of session {stored!r} are in the spool",
                            where="review", hint="delivered events are pruned after spool.retention_h hours")
-        course = record.get("course") or json.loads(self.spool.meta(f"course:{stored}") or "null") or {}
+        course = record.get("course") or self.spool.sessions.course(stored) or {}
         gates = [g["id"] if isinstance(g, dict) else str(g) for g in course.get("gates") or []] or None
         riders = tuple(RiderSettings(str(r["id"]), str(r.get("name") or r["id"]), r.get("squad"), r.get("weight_kg"),
                                      r.get("ftp_w")) for r in record.get("riders") or ())
@@ -183,7 +182,7 @@ class ReplayManager:
         pipeline = build(settings, self.spool, session, riders=riders, gates=gates,
                          subscribers=[lambda batch: _count(counts, batch), *self.listeners], replay=True)
         if course:
-            await asyncio.to_thread(self.spool.set_meta, f"course:{session}", json.dumps(course))
+            await asyncio.to_thread(self.spool.sessions.set_course, session, course)
         name = f"review of {record.get('name') or stored}"
         player = Player(session, events, pipeline.ingest.submit, factor=factor, clock=self.clock,
                         backlog=lambda: pipeline.ingest.pending, submit_many=pipeline.ingest.submit_many, label=name)
@@ -310,7 +309,7 @@ def stored_session(spool: Spool, session_id: str) -> tuple[list[PowerSample | Ga
     each rider's last power sample (where the rider's stream ends: see ``set_stream_ends``)."""
     events: list[tuple[float, int, PowerSample | GateCrossing]] = []
     ends: dict[str, float] = {}
-    for row in spool.since(0, kinds=("power", "crossing"), session_id=session_id):
+    for row in spool.queries.since(0, kinds=("power", "crossing"), session_id=session_id):
         try:
             decoded = decode_event(row.kind, row.payload)
         except WireError as exc:
@@ -328,5 +327,4 @@ def stored_session(spool: Spool, session_id: str) -> tuple[list[PowerSample | Ga
             events.append((event.wall_time, 0, GateCrossing("replay:review", row.rider_id or event.transponder,
                                                             event.gate, event.wall_time, lap=event.lap)))
     events.sort(key=lambda e: (e[0], e[1]))
-    stored = spool.meta(f"session:{session_id}")
-    return [e[2] for e in events], (json.loads(stored) if stored else {}), ends
+    return [e[2] for e in events], spool.sessions.record(session_id) or {}, ends

@@ -7,8 +7,6 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-import orjson
-
 from gateway.engine.normalize import Population
 from gateway.model import SegmentResult
 from gateway.results.store import current
@@ -30,8 +28,8 @@ class SpoolResults:
 
     def sessions(self) -> list[dict[str, Any]]:
         out = []
-        records = {k.split(":", 1)[1]: orjson.loads(v) for k, v in self.spool.meta_prefixed("session:").items()}
-        counted = self.spool.segment_sessions()
+        records = self.spool.sessions.records()
+        counted = self.spool.queries.segment_sessions()
         with_results = {row[0] for row in counted}
         # A session started but without results yet is listed too (after those with results).
         counted += [(s, 0, r.get("started"), r.get("started")) for s, r in sorted(
@@ -46,7 +44,7 @@ class SpoolResults:
         return out
 
     def results(self, sessions: Sequence[str]) -> list[SegmentResult]:
-        return current(r for s in sessions for r in _results(self.spool.segment_rows(s)))
+        return current(r for s in sessions for r in _results(self.spool.queries.segment_rows(s)))
 
     def population(self, population: Population) -> list[SegmentResult]:
         sessions = population.sessions if population.sessions is not None else [s["session"] for s in self.sessions()]
@@ -55,23 +53,20 @@ class SpoolResults:
         return [r for r in self.results(sorted(sessions)) if population.admits(r, self.squad_of)]
 
     def last_seq(self) -> int:
-        return self.spool.last_seq()
+        return self.spool.ledger.last_seq()
 
     def results_since(self, seq: int) -> Iterator[tuple[int, SegmentResult]]:
-        rows = list(self.spool.since(seq, kinds=("segment",)))
+        rows = list(self.spool.queries.since(seq, kinds=("segment",)))
         yield from zip((row.seq for row in rows), _results(rows), strict=True)
 
     def course(self, session: str) -> dict[str, Any] | None:
-        stored = self.spool.meta(f"course:{session}")
-        return orjson.loads(stored) if stored else None
+        return self.spool.sessions.course(session)
 
     def record(self, session: str) -> dict[str, Any] | None:
-        stored = self.spool.meta(f"session:{session}")
-        return dict(orjson.loads(stored)) if stored else None
+        return self.spool.sessions.record(session)
 
     def notes(self, session: str) -> list[dict[str, Any]]:
-        stored = self.spool.meta(f"notes:{session}")
-        return list(orjson.loads(stored)) if stored else []
+        return self.spool.sessions.notes(session)
 
     def course_of(self, session: str) -> str | None:
         stored = self.course(session)

@@ -9,7 +9,6 @@ keeps the session and what the coach said about it (spool meta ``live_session_in
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -19,8 +18,8 @@ from typing import Any
 from gateway.config.settings import Settings
 from gateway.model import SessionRecord
 from gateway.pipeline import session
+from gateway.pipeline.accepted import Accepted
 from gateway.pipeline.build import SessionPipeline, build
-from gateway.pipeline.ingest import Accepted
 from gateway.pipeline.riderbook import RiderBook
 from gateway.pipeline.session import SessionError, SessionInputError, parse_tags
 from gateway.spool.store import Spool
@@ -48,8 +47,7 @@ class LiveSessions:
     def open(self) -> SessionPipeline:
         """The session the box was in (a restart keeps it), or a new automatic one."""
         session_id = session.live_session(self.spool, self.gateway_id, self.settings.gateway.session_gap_h)
-        stored = self.spool.meta("live_session_info")
-        info = json.loads(stored) if stored else {}
+        info = self.spool.sessions.live().info or {}
         if info.get("session") != session_id:
             info = self._automatic(session_id)
         self.info = info
@@ -59,7 +57,7 @@ class LiveSessions:
         return live
 
     def _automatic(self, session_id: str, started: float | None = None) -> dict[str, Any]:
-        started = started if started is not None else float(self.spool.meta("live_session_started") or time.time())
+        started = started if started is not None else self.spool.sessions.live().started or time.time()
         label = time.strftime("%d %b %H:%M", time.gmtime(started))
         return {"session": session_id, "name": f"{self.gateway_id} {label}", "named": False, "started": started,
                 "tags": {}, "notes": "", "present": None}
@@ -131,15 +129,14 @@ class LiveSessions:
     def _switch(self, session_id: str, info: dict[str, Any], now: float) -> None:
         # On disk before anything changes: a session is reported started (or ended) only once a
         # restart would keep it; a full disk refuses it and leaves the box as it was.
-        self.spool.save_meta({"live_session": session_id, "live_session_started": repr(now),
-                              "live_session_seen": repr(now), "live_session_info": json.dumps(info)})
+        self.spool.sessions.switch_live(session_id, now, info)
         old, old_info = self.live, self.info
         new = self._build(session_id, now).start()
         self.live, self.info = new, info
         if old is not None:
             # Its record says it ended: a named one, or an automatic one that published a record (a box
             # with sensors; before, an automatic session replaced by a started one kept ended: null).
-            if old_info.get("named") or self.spool.meta(f"session:{old.session_id}") is not None:
+            if old_info.get("named") or self.spool.sessions.has_record(old.session_id):
                 self.publish(ended=now, pipeline=old, info=old_info)
             old.finish()  # its open segments close in their own session
         self.publish()
@@ -157,8 +154,7 @@ class LiveSessions:
 
 
 def notes_of(spool: Spool, session_id: str) -> list[dict[str, Any]]:
-    stored = spool.meta(f"notes:{session_id}")
-    return list(json.loads(stored)) if stored else []
+    return spool.sessions.notes(session_id)
 
 
 def add_note(spool: Spool, session_id: str, rider_id: str, number: str, text: str) -> list[dict[str, Any]]:
@@ -172,15 +168,14 @@ def add_note(spool: Spool, session_id: str, rider_id: str, number: str, text: st
         if len(notes) >= MAX_NOTES:
             raise SessionError(f"a session holds at most {MAX_NOTES} notes", hint="remove one first")
         notes.append({"rider_id": rider_id, "number": number, "text": text, "at": time.time()})
-    spool.save_meta({f"notes:{session_id}": json.dumps(notes)})
+    spool.sessions.save_notes(session_id, notes)
     return notes
 
 
 def record_of(spool: Spool, session_id: str, settings: Settings) -> SessionRecord:
     """A session's record as last published (or a plain one), with its result notes as they are."""
-    stored = spool.meta(f"session:{session_id}")
-    body: dict[str, Any] = json.loads(stored) if stored else {}
-    course = body.get("course") or json.loads(spool.meta(f"course:{session_id}") or "null") or {
+    body = spool.sessions.record(session_id) or {}
+    course = body.get("course") or spool.sessions.course(session_id) or {
         **settings.course.as_dict(), "id": settings.course.key}
     known = {"kind", "name", "started", "ended", "course", "riders", "files", "tags", "notes"}
     extra = {k: v for k, v in body.items() if k not in known}

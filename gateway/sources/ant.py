@@ -153,6 +153,11 @@ class AntSource:
                 log.warning("ant: no channel for meter %d: %s", device, exc)
         self._note_channels()
 
+    def pair_meter(self, meter: str) -> None:
+        """``Pairable``: a device number as the page gives it."""
+        if meter.isdigit():
+            self.add_meter(int(meter))
+
     def _wildcard(self, loop: asyncio.AbstractEventLoop) -> Callable[[Any], None]:
         def on_data(data: Any) -> None:  # on openant's thread
             device, page = device_of(bytes(data))

@@ -79,6 +79,10 @@ class BleSource:
         if self._tasks is not None:
             self._tasks.append(asyncio.get_running_loop().create_task(self._meter(wanted), name=f"ble {wanted}"))
 
+    def pair_meter(self, meter: str) -> None:
+        """``Pairable``: an address or an advertised name as the page gives it."""
+        self.add_meter(meter)
+
     async def _discover(self) -> None:
         """Every few seconds, what advertises the cycling power service nearby (for the pairing page)."""
         scanner, _ = self._bleak()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.config.settings import Settings
 from gateway.model import GateCrossing, PowerSample
@@ -34,6 +34,16 @@ class Source(Protocol):
     async def run(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+@runtime_checkable
+class Pairable(Protocol):
+    """A source that follows a meter paired on the page while it runs (ANT+: a channel of its own;
+    BLE: a connection), given the meter's id as the page has it (a device number, an address)."""
+
+    name: str
+
+    def pair_meter(self, meter: str) -> None: ...
 
 
 def enabled(settings: Settings) -> list[str]:

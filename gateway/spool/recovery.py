@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from gateway.spool.blocks import BLOCK_COLUMNS, unpack
-from gateway.spool.schema import COLUMNS, SEQUENCE_PARKED, crc, transaction, whole_sql
-from gateway.spool.state import SpoolState
+from gateway.spool.file import SpoolFile
+from gateway.spool.schema import COLUMNS, SEQUENCE_PARKED, crc, message_sql, transaction
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +105,11 @@ def quarantine(path: Path) -> Path:
 _COLUMNS = COLUMNS + ", delivered_at"
 
 
-def _probe(src: sqlite3.Connection, table: str, whole: str, lo: int, hi: int) -> list[tuple[object, ...]]:
+def _probe(src: sqlite3.Connection, table: str, message: str, lo: int, hi: int) -> list[tuple[object, ...]]:
     out = []
     for seq in range(lo, hi + 1):
         try:
-            out += src.execute(f"SELECT {_COLUMNS}, {whole} FROM {table} WHERE seq = ?", (seq,)).fetchall()
+            out += src.execute(f"SELECT {_COLUMNS}, {message} FROM {table} WHERE seq = ?", (seq,)).fetchall()
         except sqlite3.DatabaseError:
             continue
     return out
@@ -164,14 +164,14 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> 
         dst.executemany("INSERT OR REPLACE INTO gateways (first_seq, gateway_id, spool_id) VALUES (?, ?, ?)", named)
         dst.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", _spool_identity(src))
     table = "event_rows" if _has_table(src, "event_rows") else "events"  # renamed in schema 7
-    whole = whole_sql(None, 0, table)
+    message = message_sql(None, 0, table)
     saved, first, last_good = _salvage_blocks(src, dst, deadline) if _has_table(src, "blocks") else (0, None, None)
     last, skip = -(2**63), 1
     gap_start: int | None = None
     try:
         while time.monotonic() < deadline:
             try:
-                rows = src.execute(f"SELECT {_COLUMNS}, {whole} FROM {table} WHERE seq > ? ORDER BY seq LIMIT 500",
+                rows = src.execute(f"SELECT {_COLUMNS}, {message} FROM {table} WHERE seq > ? ORDER BY seq LIMIT 500",
                                    (last,)).fetchall()
             except sqlite3.DatabaseError:
                 if last == -(2**63):
@@ -183,7 +183,7 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> 
                 continue
             if gap_start is not None:
                 # The skip may have jumped over readable rows beyond the damage: look them up one by one.
-                rows = _probe(src, table, whole, gap_start + 1, min(last, gap_start + 100_000)) + rows
+                rows = _probe(src, table, message, gap_start + 1, min(last, gap_start + 100_000)) + rows
                 gap_start = None
             if not rows:
                 break
@@ -258,7 +258,7 @@ def _numbers_given(src: sqlite3.Connection) -> int:
     return best
 
 
-def check_or_salvage(spool: SpoolState) -> Path | None:
+def check_or_salvage(spool: SpoolFile) -> Path | None:
     """Quarantine a corrupt spool file before it is opened; returns where it went (or None)."""
     check_openable(spool.path)
     problem = integrity_problem(spool.path)

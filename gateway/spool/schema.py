@@ -1,6 +1,6 @@
 """The spool's records and schema, shared by the store, its reader and writer, and recovery.
 
-Each row carries its Kafka message (gateway.wire) folded, the body alone, and a CRC-32 of the whole
+Each row carries its Kafka message (gateway.wire) without its identity, the body alone, and a CRC-32 of the whole
 message, which readers rebuild from the row's columns; a damaged row is recognised and skipped
 instead of sent. The schema is versioned (``PRAGMA user_version``), each
 version reached by one migration in one transaction.
@@ -74,7 +74,7 @@ MIGRATIONS: dict[int, str] = {
         DELETE FROM sqlite_sequence WHERE name = 'events';
         INSERT INTO sqlite_sequence (name, seq) VALUES ('events', {SEQUENCE_PARKED});
     """,
-    # New rows store only the body of their message (gateway.wire.Encoder.fold), not even the event
+    # New rows store only the body of their message (gateway.wire.Encoder.for_spool), not even the event
     # id: the gateway that numbered a row is the one named here from its first sequence number on
     # (a box renamed mid-spool keeps its older rows' identity). Rows stored before read as before.
     6: """
@@ -199,10 +199,10 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 COLUMNS = "seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc"
 
 
-def whole_sql(gateway: str | None, since: int, table: str = "event_rows", spool: str | None = None) -> str:
+def message_sql(gateway: str | None, since: int, table: str = "event_rows", spool: str | None = None) -> str:
     """SQL for a row's whole Kafka message (a BLOB), as the spool of ``gateway`` reads it.
 
-    Rows store their message folded (``gateway.wire.Encoder.fold``: the body alone); SQLite puts
+    Rows store their message without its identity (``gateway.wire.Encoder.for_spool``: the body alone); SQLite puts
     the identity back as it reads, which costs the uplink less than doing it in Python. Rows from
     ``since`` on were numbered by ``gateway`` in spool ``spool`` (the common case: no lookup; None:
     rows of wire schema 2); older ones by the gateway and spool the ``gateways`` table names for

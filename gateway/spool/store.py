@@ -21,26 +21,35 @@ Bounded disk: when the rows in use exceed ``max_bytes``, delivered rows go first
 age), then the configured policy applies to undelivered ones: ``reject`` new events, or
 ``drop_oldest`` undelivered ones. Both are counted and reported; neither is ever a crash. A full
 disk (SQLITE_FULL) is handled the same way.
+
+The spool is composed of parts by job, as Vector splits its disk buffer: ``file`` (connections,
+schema, settings; ``spool.file``), ``ledger`` (sequence numbers, delivery watermark, backlog;
+``spool.ledger``), ``appender`` (batches in, bounded; ``spool.appender``), ``outbox`` (what the
+uplink sends; ``spool.outbox``), ``queries`` (what the page and restore read; ``spool.queries``) and
+``sessions`` (typed session metadata; ``spool.sessions``). ``Spool`` opens, closes and reports them.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from gateway.errors import SpoolError
-from gateway.spool.reader import SpoolReader
-from gateway.spool.schema import KINDS, MIGRATIONS, SCHEMA_VERSION, NewEvent, NewRun, Row, compatible, transaction
-from gateway.spool.state import Policy, SpoolCounters
-from gateway.spool.writer import SpoolWriter
+from gateway.spool.appender import Appender
+from gateway.spool.file import Policy, SpoolCounters, SpoolFile
+from gateway.spool.ledger import Ledger
+from gateway.spool.outbox import Outbox
+from gateway.spool.queries import Queries
+from gateway.spool.reading import Reading
+from gateway.spool.schema import KINDS, NewEvent, NewRun, Row
+from gateway.spool.sessions import SessionMeta
 from gateway.wire import Encoder, new_spool_id
 
 __all__ = ["KINDS", "NewEvent", "NewRun", "Policy", "Row", "Spool", "SpoolCounters"]
 
 log = logging.getLogger(__name__)
-
-ROOM_BYTES = 1024 * 1024  # free space that takes a few commits: below it a disk is still "full"
 
 
 def _last_gateway(conn: sqlite3.Connection) -> tuple[int, str, str | None] | None:
@@ -50,134 +59,106 @@ def _last_gateway(conn: sqlite3.Connection) -> tuple[int, str, str | None] | Non
     return None if row is None else (int(row[0]), str(row[1]), row[2])
 
 
-class Spool(SpoolReader, SpoolWriter):
-    """The spool: open (checked, migrated, salvaged) and closed here; read and written by its mixins."""
+class Spool:
+    """One spool file and its parts; safe to use from several threads."""
+
+    def __init__(self, path: Path | str, gateway_id: str, policy: Policy | None = None, *,
+                 readonly: bool = False) -> None:
+        self.gateway_id = gateway_id
+        self.counters = SpoolCounters()
+        self.file = SpoolFile(Path(path), policy or Policy(), self.counters, readonly=readonly)
+        self.ledger = Ledger(self.file)
+        self.appender = Appender(self.file, self.ledger, Encoder(gateway_id))
+        reading = Reading(self.file)
+        self.outbox = Outbox(reading, self.ledger)
+        self.queries = Queries(reading)
+        self.sessions = SessionMeta(self.file)
+        self._reading = reading
+        self.spool_id: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.file.path
+
+    @property
+    def policy(self) -> Policy:
+        return self.file.policy
 
     def open(self) -> Spool:
         """Create or open the file: integrity check (salvaging a corrupt file), migrations."""
         from gateway.spool.recovery import check_or_salvage, salvage
 
-        if self.readonly:
+        if self.file.readonly:
             return self._open_readonly()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        corrupt = check_or_salvage(self)
-        self._opened = True
-        conn = self._conn()
-        self._migrate(conn)
+        corrupt = check_or_salvage(self.file)
+        self.file.opened = True
+        self.file.migrate()
         if corrupt is not None:
-            saved, lost = salvage(corrupt, conn)
+            saved, lost = salvage(corrupt, self.file.conn())
             self.counters.corrupt_rows += lost
             log.error("spool %s: salvaged %d rows from %s; %d rows in its range could not be read",
                       self.path, saved, corrupt.name, lost)
-        self._delivered_through = int(self.meta("delivered_through") or 0)
-        # A number once given is never given again, even when the newest rows are gone (delivered and
-        # pruned, dropped for room: seq_floor; lost to damage: salvage sets seq_floor from the old
-        # file's reservation): consumers deduplicate by event id.
-        top = self._top()
-        self._next_seq = max(top, self._delivered_through, int(self.meta("seq_floor") or 0)) + 1
-        self._seq_reserved = int(self.meta("seq_reserved") or 0)
-        self._identify(conn)
-        self._name_gateway(conn)
-        self._undelivered = self._count(self._delivered_through, top) + self.set_aside_count()
-        self.set_meta("gateway_id", self.gateway_id, replace=False)
+        self.ledger.load()
+        self._identify()
+        self._name_gateway()
+        self.file.set_meta("gateway_id", self.gateway_id, replace=False)
         return self
 
-    def _room_again(self) -> bool:
-        """Below its cap, on a disk with room for a commit's worth: "full" no longer holds (before, the
-        status said full until the next write, long after the disk was freed)."""
-        import shutil
-
-        try:
-            free = shutil.disk_usage(self.path.parent).free
-        except OSError:
-            return False
-        return self.used_bytes() < self.policy.max_bytes and free > ROOM_BYTES
-
-    def _identify(self, conn: sqlite3.Connection) -> None:
+    def _identify(self) -> None:
         """The spool's identity, made with the file (or at its first start with this gateway): every
         event's identity carries it, so a spool that starts over is a new stream."""
-        spool_id = self.meta("spool_id")
+        spool_id = self.file.meta("spool_id")
         if spool_id is None:
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('spool_id', ?)", (new_spool_id(),))
-            spool_id = str(self.meta("spool_id"))
+            self.file.conn().execute("INSERT OR IGNORE INTO meta VALUES ('spool_id', ?)", (new_spool_id(),))
+            spool_id = str(self.file.meta("spool_id"))
             log.info("spool %s: identity %s", self.path, spool_id)
         self.spool_id = spool_id
-        self._encoder = Encoder(self.gateway_id, spool_id)
+        self.appender.encoder = Encoder(self.gateway_id, spool_id)
 
-    def _name_gateway(self, conn: sqlite3.Connection) -> None:
+    def _name_gateway(self) -> None:
         """Rows store no event id: note from which row on this gateway and spool number them (a box
         renamed mid-spool keeps its older rows' identity, rows older than the spool's own keep
         schema 2's)."""
+        conn = self.file.conn()
         last = _last_gateway(conn)
         if last is None or last[1:] != (self.gateway_id, self.spool_id):
+            next_seq = self.ledger.next_seq
             conn.execute("INSERT OR REPLACE INTO gateways (first_seq, gateway_id, spool_id) VALUES (?, ?, ?)",
-                         (self._next_seq, self.gateway_id, self.spool_id))
-            last = (self._next_seq, self.gateway_id, self.spool_id)
-        self._reading_from(self.gateway_id, last[0], self.spool_id)
+                         (next_seq, self.gateway_id, self.spool_id))
+            last = (next_seq, self.gateway_id, self.spool_id)
+        self._reading.read_from(self.gateway_id, last[0], self.spool_id)
 
     def _open_readonly(self) -> Spool:
-        if not self.path.is_file():
-            raise SpoolError("no spool here", where=str(self.path), hint="give the gateway's state directory")
-        self._opened = True
+        version = self.file.open_readonly()
         try:
-            conn = self._conn()
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            self._compat = compatible(version)
-            for statement in self._compat:
-                conn.execute(statement)
-            top = self._top()
+            self.ledger.load_readonly(version)
+            last = _last_gateway(self.file.conn()) if version >= 6 else None
         except sqlite3.DatabaseError as exc:
-            self.close()
+            self.file.close()
             raise SpoolError(f"cannot read the spool: {exc}", where=str(self.path)) from None
-        self._check_version(version)
-        self._next_seq = top + 1
-        if version >= 6:
-            last = _last_gateway(self._conn())
-            if last is not None:
-                self._reading_from(last[1], last[0], last[2])
-                self.spool_id = last[2]
-        if version >= 3:
-            self._delivered_through = int(self.meta("delivered_through") or 0)
+        if last is not None:
+            self._reading.read_from(last[1], last[0], last[2])
+            self.spool_id = last[2]
         return self
 
-    def _check_version(self, version: int) -> None:
-        if version > SCHEMA_VERSION:
-            raise SpoolError(f"the spool has schema version {version}, newer than this gateway's "
-                             f"{SCHEMA_VERSION}", where=str(self.path),
-                             hint="upgrade the gateway, or move the file aside to start a new spool")
+    def release_thread(self) -> None:
+        self.file.release_thread()
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        self._check_version(version)
-        if version == 0:  # a new file: made at this schema in one step, said in one line (not eight)
-            with transaction(conn):
-                for target in range(1, SCHEMA_VERSION + 1):
-                    self._apply(conn, target)
-            log.info("spool %s: created (schema %d)", self.path, SCHEMA_VERSION)
-            return
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            with transaction(conn):
-                self._apply(conn, target)
-            log.info("spool %s: schema migrated to version %d", self.path, target)
-
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, target: int) -> None:
-        for statement in MIGRATIONS[target].split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={target}")
+    def close(self) -> None:
+        self.file.close()
 
     def status(self) -> dict[str, Any]:
-        rows, oldest = self.backlog()
+        rows, oldest = self.ledger.backlog()
         c = self.counters
-        if c.full_since is not None and self._room_again():
+        if c.full_since is not None and self.file.room_again():
             c.full_since = None  # the disk was freed or rows pruned: not "full" until the next write says so
         return {
-            "path": str(self.path), "spool_id": self.spool_id, "last_seq": self.last_seq(), "backlog_rows": rows,
-            "backlog_oldest": oldest, "used_bytes": self.used_bytes(), "max_bytes": self.policy.max_bytes,
-            "policy": self.policy.full_policy, "full": c.full_since is not None, "full_since": c.full_since,
-            "delivered_through": self._delivered_through, "set_aside": self.set_aside_count(),
-            "appended": c.appended, "appended_by_kind": dict(c.by_kind), "rejected": c.rejected,
-            "dropped": c.dropped, "pruned": c.pruned, "corrupt_rows": c.corrupt_rows, "disk_full": c.disk_full,
-            "last_error": c.last_error,
+            "path": str(self.path), "spool_id": self.spool_id, "last_seq": self.ledger.last_seq(),
+            "backlog_rows": rows, "backlog_oldest": oldest, "used_bytes": self.file.used_bytes(),
+            "max_bytes": self.policy.max_bytes, "policy": self.policy.full_policy, "full": c.full_since is not None,
+            "full_since": c.full_since, "delivered_through": self.ledger.delivered,
+            "set_aside": self.ledger.set_aside_count(), "appended": c.appended, "appended_by_kind": dict(c.by_kind),
+            "rejected": c.rejected, "dropped": c.dropped, "pruned": c.pruned, "corrupt_rows": c.corrupt_rows,
+            "disk_full": c.disk_full, "last_error": c.last_error,
         }

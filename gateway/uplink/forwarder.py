@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.config.settings import KafkaSettings
-from gateway.spool.reader import Outgoing
+from gateway.spool.outbox import Outgoing
 from gateway.spool.store import Spool
 from gateway.uplink.link import LinkState
 from gateway.uplink.output import KafkaOutput
@@ -110,7 +110,7 @@ class Forwarder:
             self._output.close()
         # Everything after the watermark is offered again (what the old producer had delivered out
         # of order is sent twice: at least once).
-        self._watermark = max(self._watermark, self.spool.delivered_through())
+        self._watermark = max(self._watermark, self.spool.ledger.delivered_through())
         if self._restart:  # after a failure: one report per message for what was in flight
             self._careful_until = max(self._careful_until, self._cursor)
         self._cursor = self._watermark
@@ -149,7 +149,7 @@ class Forwarder:
                     self._update_backlog()
                     next_backlog = now + 2.0
                 if now >= next_prune:
-                    self.spool.prune(now)
+                    self.spool.appender.prune(now)
                     next_prune = now + self.prune_every_s
             except Exception as exc:  # keep forwarding whatever happens to one round
                 log.exception("forwarder: %s", exc)
@@ -179,7 +179,7 @@ class Forwarder:
             return
         self._retry_set_aside = False
         rows = [(row.seq, self.topics[row.kind], key_of(row.kind, row.rider_id, row.session_id), row.payload,
-                 row.crc) for row in self.spool.set_aside_rows()]
+                 row.crc) for row in self.spool.outbox.set_aside_rows()]
         self._offered_aside = {seq for seq, *_ in rows}
         tickets = {seq: (None, seq, 0.0) for seq, *_ in rows}
         for row in rows:  # one at a time: one still refused as offered must not keep the others back
@@ -196,7 +196,7 @@ class Forwarder:
         room = self.window - self._in_flight
         if room <= 0 or self._restart:
             return False
-        pending = self.spool.pending(self._cursor, min(room, self.batch), self.topics)
+        pending = self.spool.outbox.pending(self._cursor, min(room, self.batch), self.topics)
         count = pending.size
         if not count:
             return False
@@ -279,7 +279,7 @@ class Forwarder:
                 self.link.last_error = self.link.refused_last = f"event {seq}: {error}"
             if seq in self._set_aside or seq in self._offered_aside:
                 continue  # offered again at this start, still refused: it stays where it is
-            if self.spool.set_aside(seq, error):
+            if self.spool.outbox.set_aside(seq, error):
                 self._set_aside.add(seq)
                 log.error("kafka: event %d refused by the producer (%s); kept in the spool and set aside, the "
                           "stream goes on", seq, error)
@@ -293,7 +293,7 @@ class Forwarder:
         for (batch, seq, sent), error in reports:
             if batch is None:  # a row set aside before, offered again at this start
                 if error is None:
-                    self.spool.clear_set_aside(seq)
+                    self.spool.outbox.clear_set_aside(seq)
                 else:
                     log.error("kafka: event %d, set aside before, is still refused (%s)", seq, error)
             elif error is not None:
@@ -325,7 +325,8 @@ class Forwarder:
             if seq > self._careful_until:
                 continue  # a report for a whole group: the row at fault is found in careful mode
             self._refusals[seq] = self._refusals.get(seq, 0) + 1
-            if self._refusals[seq] >= REFUSALS and seq not in self._set_aside and self.spool.set_aside(seq, error):
+            if (self._refusals[seq] >= REFUSALS and seq not in self._set_aside
+                    and self.spool.outbox.set_aside(seq, error)):
                 self._set_aside.add(seq)
                 with self.link.lock:
                     self.link.refused_last = f"event {seq}: {error}"
@@ -344,13 +345,13 @@ class Forwarder:
         return delivered
 
     def _mark(self, force: bool = False) -> None:
-        if self._watermark > self.spool.delivered_through() and (
+        if self._watermark > self.spool.ledger.delivered_through() and (
                 force or time.monotonic() - self._last_mark >= self.mark_every_s):
-            self.spool.mark_delivered_through(self._watermark)
+            self.spool.ledger.mark_delivered_through(self._watermark)
             self._last_mark = time.monotonic()
 
     def _update_backlog(self) -> None:
-        rows, oldest = self.spool.backlog()
+        rows, oldest = self.spool.ledger.backlog()
         with self.link.lock:
             self.link.backlog_rows = rows
             self.link.backlog_oldest = oldest
@@ -365,7 +366,7 @@ class Forwarder:
         while time.monotonic() < deadline and not self._restart and not output.fatal:
             self._send_more(output)
             self._settle(output.poll(0.05))
-            if not self._batches and not self.spool.pending(self._cursor, 1, self.topics).size:
+            if not self._batches and not self.spool.outbox.pending(self._cursor, 1, self.topics).size:
                 break
         self._mark(force=True)
         # What is still unacknowledged stays undelivered in the spool and is sent again next time.

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any
 
-from gateway.spool.reader import Outgoing
+from gateway.spool.outbox import Outgoing
 from gateway.uplink.link import LinkState
 
 log = logging.getLogger(__name__)

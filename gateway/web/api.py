@@ -1,57 +1,23 @@
-"""The JSON API: sessions and results with z-scores, and replay control (admin only)."""
+"""The JSON API of sessions and results: z-scores against a chosen population, exports."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-import re
 from dataclasses import replace
-from pathlib import PurePath
 from typing import Any
 
-import orjson
 from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from gateway.config import Config
 from gateway.engine.normalize import Population
 from gateway.errors import ApiError, GatewayError, NotFound
 from gateway.model import parse_day
-from gateway.replay.player import check_factor
 from gateway.results.export import table, write
 from gateway.results.rows import annotate
 from gateway.results.store import ResultsStore
-from gateway.web.guard import HeavyWork, TokenGuard
-
-
-def _token_ok(guard: TokenGuard) -> None:
-    if guard.token is None:
-        raise ApiError(403, "control is switched off on this box: set web.admin_token in the config")
-    address = request.remote_addr or "?"
-    wait = guard.blocked_for(address)
-    if wait:
-        raise ApiError(429, f"too many wrong PINs from this address: try again in {int(wait) + 1} s",
-                       headers={"Retry-After": str(int(wait) + 1)})
-    given = request.headers.get("X-Admin-Token") or request.headers.get("Authorization", "").removeprefix("Bearer ")
-    if not guard.check(address, given or None, f"{request.method} {request.path}"):
-        if not given:
-            raise ApiError(401, "this needs the admin PIN (header X-Admin-Token)")
-        raise ApiError(401, "wrong admin PIN")
-
-
-def _body() -> dict[str, Any]:
-    if request.form or request.files:  # a form's fields were silently ignored
-        raise ApiError(415, "send the body as JSON (Content-Type: application/json), not as a form")
-    if not request.data:
-        return {}
-    try:
-        # orjson: NaN, Infinity and numbers too large for a double are refused, not read as inf.
-        data = orjson.loads(request.data)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    return data
+from gateway.web.parts import WebParts
+from gateway.web.requests import attachment
 
 
 def _day(text: str | None, end: bool = False) -> float | None:
@@ -64,13 +30,6 @@ def _day(text: str | None, end: bool = False) -> float | None:
         raise ApiError(400, str(exc)) from None
     # The day after the last (``to`` includes its day); 9999-12-31 has none, and means "to the end".
     return day.timestamp() + (86_400.0 if end else 0.0)
-
-
-def attachment(name: str, extension: str) -> dict[str, str]:
-    """The download's header. The name comes from the request: only safe characters reach it (a quote
-    let the client write its own Content-Disposition)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:120]
-    return {"Content-Disposition": f'attachment; filename="{safe}.{extension}"'}
 
 
 def population_of(session: str, spec: str | None) -> Population:
@@ -89,17 +48,10 @@ def population_of(session: str, spec: str | None) -> Population:
     raise ApiError(400, f"unknown population {spec!r}: use session, all, squad:NAME, rider:ID or sessions:A,B")
 
 
-def _viewer_safe(status: dict[str, Any]) -> dict[str, Any]:
-    """A replay's status without the box's directories: file names only."""
-    out = dict(status)
-    out["files"] = [PurePath(f).name for f in status.get("files", [])]
-    out["label"] = ", ".join(PurePath(p.strip()).name for p in str(status.get("label", "")).split(",") if p.strip())
-    return out
-
-
-def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge: Any, guard: TokenGuard,
-               heavy: HeavyWork) -> Blueprint:
+def create_api(parts: WebParts) -> Blueprint:
+    """Sessions and results with their z-scores, and exports (the replays' API: ``web.replays``)."""
     api = Blueprint("api", __name__)
+    config, store, heavy = parts.config, parts.results, parts.guards.heavy
 
     def opened() -> ResultsStore:
         if store is None:
@@ -158,56 +110,6 @@ def create_api(config: Config, store: ResultsStore | None, replays: Any, bridge:
         mime = {"csv": "text/csv", "json": "application/json",
                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[fmt]
         return Response(data, mimetype=mime, headers=attachment(session, fmt))
-
-    @api.get("/api/replays")
-    def list_replays() -> Response:
-        return jsonify([_viewer_safe(s) for s in bridge.call(replays.statuses)] if replays is not None else [])
-
-    @api.post("/api/replays")
-    def start_replay() -> tuple[Response, int]:
-        _token_ok(guard)
-        with heavy.slot("this replay"):
-            return start_replay_of(_body())
-
-    def manager() -> Any:
-        if replays is None:
-            raise ApiError(404, "replays are not played on this server (the hub shows what the boxes recorded)")
-        return replays
-
-    def start_replay_of(body: dict[str, Any]) -> tuple[Response, int]:
-        manager()
-        if body.get("session") is not None:  # a stored session played again (the coach's review)
-            speed = body.get("speed")
-            if speed is not None:
-                check_factor(speed)
-            session = bridge.call(replays.review, str(body["session"]), factor=speed)
-            return jsonify(_viewer_safe(bridge.call(replays.status, session))), 201
-        files = body.get("files") or ["@sample"]
-        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-            raise ApiError(400, "files must be a list of file names")
-        speed = body.get("speed")
-        if speed is not None:
-            check_factor(speed)
-        from_file = body.get("course_from_file")
-        if from_file is not None and not isinstance(from_file, bool):
-            raise ApiError(400, "course_from_file must be true or false")
-        from gateway.pipeline.session import parse_tags
-
-        session = bridge.call(replays.start, files, factor=speed, loop=bool(body.get("loop", False)),
-                              course_from_file=from_file, tags=parse_tags(body.get("tags")))
-        return jsonify(_viewer_safe(bridge.call(replays.status, session))), 201
-
-    @api.get("/api/replays/<session>")
-    def replay_status(session: str) -> Response:
-        return jsonify(_viewer_safe(bridge.call(manager().status, session)))
-
-    @api.post("/api/replays/<session>/<action>")
-    def control(session: str, action: str) -> Response:
-        _token_ok(guard)
-        factor = _body().get("factor")
-        if factor is not None:
-            check_factor(factor)
-        return jsonify(_viewer_safe(bridge.call(manager().control, session, action, factor)))
 
     return api
 

@@ -1,25 +1,22 @@
-"""The Flask application: the page, its static files, the SSE stream, the JSON API and the health check."""
+"""The Flask application, put together from its parts (``web.parts``): the page and its files
+(``web.site``), the JSON API (``web.api``, ``web.setup``, ``web.debrief``), and what every answer
+gets: strict JSON, no NUL, gzip when asked, the security headers."""
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path, PurePath
 from typing import Any
 
 import orjson
-from flask import Flask, Response, jsonify, request, send_from_directory
+from flask import Flask, Response, jsonify, request
 from flask.json.provider import JSONProvider
 
-from gateway import __version__
-from gateway.config import Config
-from gateway.results.store import ResultsStore
-from gateway.status import StatusBoard
-from gateway.web.guard import HeavyWork, StreamBudget, TokenGuard
+from gateway.web.parts import WebParts
+from gateway.web.site import STATIC, create_live, create_pages
 
-STATIC = Path(__file__).resolve().parent / "static"
-
-# Alpine.js evaluates its attributes with Function(): 'unsafe-eval' for scripts; Chart.js sizes its
-# canvas with inline styles. Everything else comes from the box itself, and nothing may frame it.
+# No 'unsafe-eval': the page runs Alpine's CSP build, which reads its attributes without Function().
+# Chart.js sizes its canvas with inline styles. Everything else comes from the box itself, and
+# nothing may frame it.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
        "frame-ancestors 'none'")
@@ -36,17 +33,12 @@ class StrictJSON(JSONProvider):
         return orjson.loads(s)
 
 
-def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | None = None, replays: Any = None,
-               bridge: Any = None, broadcaster: Any = None, stop: threading.Event | None = None,
-               health: Any = None, budget: StreamBudget | None = None, guard: TokenGuard | None = None,
-               hub: bool = False, morning: Any = None, metrics: Any = None) -> Flask:
+def create_app(parts: WebParts) -> Flask:
+    """The page and its API over ``parts`` (every part built by the root that serves it)."""
     from gateway.web.api import create_api, register_errors
-    from gateway.web.stream import parse_last_id, stream_response
-
-    web = config.settings.web
-    budget = budget or StreamBudget(web.max_streams, web.streams_per_address)
-    guard = guard or TokenGuard(web.admin_token)
-    heavy = HeavyWork(web.heavy_requests)
+    from gateway.web.debrief import create_debrief
+    from gateway.web.replays import create_replays
+    from gateway.web.setup import create_setup
 
     if not (STATIC / "vendor" / "chart.umd.min.js").exists():
         import logging
@@ -55,118 +47,31 @@ def create_app(config: Config, status: StatusBoard, *, results: ResultsStore | N
             "the page's libraries are missing from %s: run tools/build-page (make demo does)", STATIC / "vendor")
     app = Flask("gateway.web", static_folder=None)
     app.json = StrictJSON(app)
-    app.config["MAX_CONTENT_LENGTH"] = web.max_body_kb * 1024
-    app.register_blueprint(create_api(config, results, replays, bridge, guard, heavy))
-    from gateway.web.morning import create_morning
-
-    app.register_blueprint(create_morning(morning, guard))
-    from gateway.web.debrief import create_debrief
-
-    app.register_blueprint(create_debrief(config, results, heavy))
+    app.config["MAX_CONTENT_LENGTH"] = parts.config.settings.web.max_body_kb * 1024
+    for blueprint in (create_pages(), create_live(parts), create_api(parts), create_replays(parts),
+                      create_setup(parts.setup, parts.guards.pins),
+                      create_debrief(parts.config, parts.results, parts.guards.heavy)):
+        app.register_blueprint(blueprint)
     register_errors(app)
-    stop = stop or threading.Event()
-
-    packed = Compressor()
-
-    @app.before_request
-    def no_nul() -> tuple[Response, int] | None:
-        # A NUL is no part of any name or id here, and PostgreSQL refuses it in text (a 500 at the hub).
-        if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
-            return jsonify({"error": "a NUL character in the request"}), 400
-        return None
-
-    @app.after_request
-    def compress(response: Response) -> Response:
-        return packed(response)
-
-    @app.after_request
-    def security_headers(response: Response) -> Response:
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
-
-    @app.get("/")
-    def index() -> Response:
-        return send_from_directory(STATIC, "index.html", max_age=0)
-
-    @app.get("/setup")
-    def setup() -> Response:
-        return send_from_directory(STATIC, "setup.html", max_age=0)
-
-    @app.get("/debrief")
-    def debrief_page() -> Response:
-        return send_from_directory(STATIC, "debrief.html", max_age=0)
-
-    @app.get("/favicon.ico")
-    def favicon() -> Response:
-        return send_from_directory(STATIC, "favicon.svg", mimetype="image/svg+xml", max_age=86400)
-
-    @app.get("/static/<path:name>")
-    def static_file(name: str) -> Response:
-        return send_from_directory(STATIC, name, max_age=3600 if name.startswith("vendor/") else 0)
-
-    @app.get("/stream")
-    def stream() -> Any:
-        if broadcaster is None:
-            return jsonify({"error": "no live stream on this server"}), 503
-        last_id = parse_last_id(request.headers.get("Last-Event-ID"), request.args.get("last_id"))
-        address = request.remote_addr or "?"
-        refused = budget.acquire(address)
-        if refused is not None:
-            return jsonify({"error": refused}), 429, {"Retry-After": "30"}
-        return stream_response(broadcaster, last_id, stop, on_close=lambda: budget.release(address),
-                               heartbeat_s=config.settings.web.heartbeat_s)
-
-    @app.get("/qr.svg")
-    def qr() -> Response:
-        """A QR code of this page's own address, for the next phone at the course."""
-        import io
-
-        import segno
-
-        out = io.BytesIO()
-        segno.make(request.host_url, error="m").save(out, kind="svg", scale=6, border=2)
-        return Response(out.getvalue(), mimetype="image/svg+xml", headers={"Cache-Control": "no-cache"})
-
-    @app.get("/metrics")
-    def prometheus() -> tuple[Response, int]:
-        """For Prometheus: no token, like the page (it tells nothing a viewer cannot see)."""
-        if metrics is None:
-            return jsonify({"error": "no metrics on this server"}), 404
-        # content_type is sent as it is (a mimetype would get a second "charset=utf-8" from Flask).
-        return Response(metrics(), content_type="text/plain; version=0.0.4; charset=utf-8"), 200
-
-    @app.get("/healthz")
-    def healthz() -> tuple[Response, int]:
-        verdict = health() if health is not None else {"ok": True, "checks": {}}
-        return jsonify({**verdict, "version": __version__}), 200 if verdict["ok"] else 503
-
-    @app.get("/api/status")
-    def api_status() -> Response:
-        snap = status.snapshot()
-        parts = snap["components"]
-        if broadcaster is not None:
-            parts["web"] = {"sse_clients": broadcaster.clients, "resyncs": broadcaster.resyncs,
-                            "streams_refused": budget.refused, "failed_pins": guard.failed,
-                            "heavy_refused": heavy.refused}
-        if "spool" in parts and parts["spool"].get("path"):
-            parts["spool"]["path"] = PurePath(parts["spool"]["path"]).name  # viewers see no directories
-        for replay in parts.get("replays", {}).get("replays", []):
-            replay.pop("files", None)
-        return jsonify(snap)
-
-    @app.get("/api/config")
-    def api_config() -> Response:
-        public = _public_config(config)
-        if hub:  # the hub serves every box's sessions and controls no replay
-            public["gateway"] = {"id": "hub"}
-            public["web"]["control"] = False
-            public["mode"] = "hub"
-        return jsonify(public)
-
+    app.before_request(_no_nul)
+    app.after_request(Compressor())
+    app.after_request(_security_headers)
     return app
+
+
+def _no_nul() -> tuple[Response, int] | None:
+    # A NUL is no part of any name or id here, and PostgreSQL refuses it in text (a 500 at the hub).
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+        return jsonify({"error": "a NUL character in the request"}), 400
+    return None
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
 
 
 COMPRESSED = frozenset({"application/json", "text/javascript", "application/javascript", "text/css", "text/html",
@@ -211,12 +116,3 @@ class Compressor:
         response.set_data(packed)
         response.headers["Content-Encoding"] = "gzip"
         return response
-
-
-def _public_config(config: Config) -> dict[str, Any]:
-    """What the page may know: never the admin token."""
-    s = config.settings
-    web = {"host": s.web.host, "port": s.web.port, "chart": s.web.chart, "view_sets": s.web.view_sets,
-           "control": bool(s.web.admin_token), "heartbeat_s": s.web.heartbeat_s}
-    riders = [{"id": r.id, "name": r.name, "squad": r.squad} for r in s.riders]
-    return {"gateway": {"id": config.gateway_id}, "course": s.course.as_dict(), "riders": riders, "web": web}

@@ -9,8 +9,8 @@ from flask import Blueprint, Response, jsonify, request
 from gateway.config import Config
 from gateway.errors import ApiError, NotFound
 from gateway.results.store import ResultsStore
-from gateway.web.api import attachment
 from gateway.web.guard import HeavyWork
+from gateway.web.requests import attachment
 
 
 def create_debrief(config: Config, store: ResultsStore | None, heavy: HeavyWork) -> Blueprint:

@@ -24,7 +24,7 @@ import orjson
 
 from gateway.engine.normalize import Spread, score
 from gateway.model import GateCrossing, SegmentResult
-from gateway.pipeline.ingest import Accepted
+from gateway.pipeline.accepted import Accepted
 from gateway.results.rows import scored_row
 from gateway.results.store import ResultsStore
 
@@ -36,9 +36,10 @@ CLIENT_QUEUE = 500
 
 
 class Broadcaster:
-    """Fed by every ingest (as a subscriber, on each ingest's thread); turns segment rows into SSE
-    events for every client. Its lock guards only memory (the client set and the sessions' current
-    results); the results store is read outside it."""
+    """Fed by every ingest (as a subscriber, on each ingest's thread), which only hands it the new
+    results (the store is never read there: an ingest thread commits the box's events); its own
+    thread turns them into SSE events for every client, reading a session's results from the store
+    the first time. Its lock guards only memory (the client set and the sessions' current results)."""
 
     def __init__(self, store: ResultsStore) -> None:
         self.store = store
@@ -48,22 +49,57 @@ class Broadcaster:
         self._crossings: dict[tuple[str, str, float], float] = {}
         self.sent = 0
         self.resyncs = 0
+        self._inbox: queue.Queue[list[tuple[int, float, SegmentResult]] | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
 
     # -- input ------------------------------------------------------------------------------
 
     def on_accepted(self, batch: list[Accepted]) -> None:
-        events = []
+        results = []
         for a in batch:
             event = a.event
             if isinstance(event, GateCrossing) and a.rider_id:
                 with self._lock:
-                    self._crossings[(a.rider_id, event.gate, event.wall_time)] = a.row.recv_time
+                    self._crossings[(a.rider_id, event.gate, event.wall_time)] = a.committed
                     if len(self._crossings) > 20_000:
                         self._crossings.pop(next(iter(self._crossings)))
             elif isinstance(event, SegmentResult):
-                events.append(self._live_event(a.row.seq, a.row.recv_time, event))
-        for sse in events:
-            self._publish(sse)
+                results.append((a.seq, a.committed, event))
+        if results:
+            self._start()
+            self._inbox.put(results)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="broadcaster", daemon=True)
+                self._worker.start()
+
+    def _work(self) -> None:
+        while (items := self._inbox.get()) is not None:
+            try:
+                for seq, committed, result in items:
+                    self._publish(self._live_event(seq, committed, result))
+            except Exception:
+                log.exception("broadcaster: %d result(s) not sent to the pages", len(items))
+            finally:
+                self._inbox.task_done()
+        self._inbox.task_done()
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until every result handed over is sent to the streams (tests, and a clean stop)."""
+        deadline = time.monotonic() + timeout
+        while self._inbox.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self._inbox.unfinished_tasks
+
+    def close(self) -> None:
+        """Stop the thread once what was handed over is sent."""
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            self._inbox.put(None)
+            worker.join(10)
 
     def _session(self, session: str) -> dict[tuple[str, str, str, float], SegmentResult]:
         with self._lock:

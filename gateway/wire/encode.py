@@ -17,11 +17,11 @@ POWER_FIELDS = ("wallTime", "instantPower", "cadence", "torque", "normalizedPowe
 class Encoder:
     """Builds messages for one box (the spool's writer: fast, so the identity is formatted directly).
 
-    The spool stores each message *folded*: its body alone (a JSON object all the same), since its
+    The spool stores each message without its identity: its body alone (a JSON object all the same), since its
     own columns and its table of gateways hold the identity (event id, gateway, sequence, schema,
     session twice). That header is half of a power sample's message, and every stored byte
     is written twice to the SD card (WAL, then checkpoint). The spool's readers rebuild the whole
-    message (``spool.schema.whole_sql``).
+    message (``spool.schema.message_sql``).
     """
 
     def __init__(self, gateway_id: str, spool_id: str | None = None) -> None:
@@ -70,9 +70,9 @@ class Encoder:
         return b"".join(parts)[:-1]
 
     def encode(self, seq: int, session_id: str | None, body: Mapping[str, Any]) -> bytes:
-        return self.fold(seq, session_id, body)[0]
+        return self.for_spool(seq, session_id, body)[0]
 
-    def fold(self, seq: int, session_id: str | None, body: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    def for_spool(self, seq: int, session_id: str | None, body: Mapping[str, Any]) -> tuple[bytes, bytes]:
         """(the whole message, the message as the spool stores it): see the class."""
         rest = orjson.dumps(body)  # NaN and infinities become null
         tail = b"," + rest[1:] if len(rest) > 2 else b"}"

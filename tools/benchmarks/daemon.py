@@ -54,7 +54,7 @@ def _payload_bytes(spool: Path, since: float, until: float) -> int:
 
     store = Spool(spool, "bench", readonly=True).open()
     try:
-        return sum(len(row.payload) for row in store.since(0) if since < row.recv_time <= until)
+        return sum(len(row.payload) for row in store.queries.since(0) if since < row.recv_time <= until)
     finally:
         store.close()
 

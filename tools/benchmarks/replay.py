@@ -75,7 +75,7 @@ def replay_to_spool() -> list[tuple[str, dict[str, object]]]:
             return load_s, play_s, events
 
         load_s, play_s, events = asyncio.run(run())
-        rows = spool.last_seq()
+        rows = spool.ledger.last_seq()
         spool.close()
     rate = events / play_s
     return [

@@ -89,10 +89,10 @@ def ingest_vs_executemany() -> list[tuple[str, dict[str, object]]]:
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         seconds, spool = _ingest_once(folder, samples)
-        spool.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        spool.file.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
         rows = [(r.seq, r.kind, r.rider_id, r.session_id, r.wall_time, r.recv_time,
                  orjson.dumps({k: v for k, v in orjson.loads(r.payload).items() if k not in HEADER}), r.crc)
-                for r in spool.since(0)]
+                for r in spool.queries.since(0)]
         bytes_per_event = _disk_bytes(spool.path) / INGEST_EVENTS
         spool.close()
         ours.append(seconds)
@@ -139,7 +139,7 @@ def drain_vs_produce_loop() -> list[tuple[str, dict[str, object]]]:
             t0 = time.perf_counter()
             batch = 5000
             for b in range(0, BACKLOG_EVENTS, batch):
-                spool.append([NewEvent("power", f"r{i % 100:03d}", "bench", 1.7e9 + i * 0.0025,
+                spool.appender.append([NewEvent("power", f"r{i % 100:03d}", "bench", 1.7e9 + i * 0.0025,
                                        {"wallTime": 1.7e9 + i * 0.0025, "instantPower": 150.0 + i % 250,
                                         "cadence": 85.0, "rider_id": f"r{i % 100:03d}", "source": "ant:1"})
                               for i in range(b, min(b + batch, BACKLOG_EVENTS))])
@@ -152,12 +152,12 @@ def drain_vs_produce_loop() -> list[tuple[str, dict[str, object]]]:
             t0 = time.perf_counter()
             forwarder.start()
             deadline = time.monotonic() + 600
-            while spool.backlog()[0] and time.monotonic() < deadline:
+            while spool.ledger.backlog()[0] and time.monotonic() < deadline:
                 time.sleep(0.05)
-            drained = spool.backlog()[0] == 0
+            drained = spool.ledger.backlog()[0] == 0
             drain_s = time.perf_counter() - t0
             forwarder.stop()
-            messages = [(r.rider_id, r.payload) for r in spool.since(0)]
+            messages = [(r.rider_id, r.payload) for r in spool.queries.since(0)]
             spool.close()
 
             producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.service import health
-from gateway.service.notify import Notifier
 from gateway.sources.source import Source
 from gateway.status import StatusBoard
+from gateway.watch import health
+from gateway.watch.notify import Notifier
 
 log = logging.getLogger(__name__)
 

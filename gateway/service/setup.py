@@ -40,7 +40,7 @@ def _number(body: Mapping[str, Any], key: str) -> float | None:
         raise RiderBookError(f"{key} must be a number, got {value!r}") from None
 
 
-class Morning:
+class SetUpService:
     def __init__(self, sessions: LiveSessions, book: RiderBook, spool: Spool, status: StatusBoard,
                  settings: Settings, on_pair: Callable[[str, str], None] | None = None) -> None:
         self.sessions = sessions
@@ -135,9 +135,9 @@ class Morning:
     # -- notes ---------------------------------------------------------------------------------
 
     def _recorded(self, session: str) -> bool:
-        if self.spool.meta(f"session:{session}") is not None or session == self.sessions.current().get("session"):
+        if self.spool.sessions.has_record(session) or session == self.sessions.current().get("session"):
             return True
-        return any(s == session for s, *_ in self.spool.segment_sessions())
+        return any(s == session for s, *_ in self.spool.queries.segment_sessions())
 
     def note(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         _texts(body, ("session", "rider_id", "number", "text"))
