@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean hub-demo
+.PHONY: demo test test-fast lint bench clean hub-demo
 
 VENDOR := gateway/web/static/vendor/.built
 
@@ -26,6 +26,10 @@ demo: $(BIN)/.installed $(VENDOR)
 test: $(BIN)/.installed $(VENDOR)
 	tools/install-system-deps test
 	tools/run-tests
+
+## test-fast: the unit half alone (tests/unit: no broker, database, browser or process), in seconds
+test-fast: $(BIN)/.installed $(VENDOR)
+	$(BIN)/python -m pytest -q -m "not system" tests/unit
 
 ## hub-demo: a local try of the hub: Kafka, PostgreSQL, a box replaying the sample, the hub's page on :8090
 hub-demo: $(BIN)/.installed $(VENDOR)

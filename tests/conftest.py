@@ -7,9 +7,18 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
+from gateway.spool.store import Spool
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+DATA = TESTS / "data"
+SYSTEM = TESTS / "system"
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(TESTS))  # harness, fakes and the other helpers, from every test directory
+
+# What makes a test a system test: a real broker, database, browser or process. A test under
+# tests/unit that asks for one is refused at collection (it belongs in tests/system).
+SYSTEM_FIXTURES = {"kafka_bootstrap", "pg_dsn", "postgres_server", "browser", "gateway_env", "pytester"}
 
 pytest_plugins = ["hygiene", "pytester"]
 
@@ -20,12 +29,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(SYSTEM):
+            item.add_marker(pytest.mark.system)
+        elif used := SYSTEM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            raise pytest.UsageError(f"{item.nodeid} uses {', '.join(sorted(used))}: a system test, "
+                                    "it belongs in tests/system")
     if config.getoption("--hardware"):
         return
     skip = pytest.mark.skip(reason="needs real hardware: run with --hardware")
     for item in items:
         if "hardware" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[Spool]:
+    """An empty spool of box1, open, closed after the test."""
+    opened = Spool(tmp_path / "spool.sqlite", "box1").open()
+    yield opened
+    opened.close()
 
 
 @pytest.fixture(scope="session")

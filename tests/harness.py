@@ -17,8 +17,12 @@ from typing import Any
 
 from gateway import config
 from gateway.service.daemon import Daemon
+from gateway.spool.store import NewEvent, Policy, Spool
 
-ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+DATA = TESTS / "data"  # recorded data, with its attribution (data/README.md)
+ARTIFACTS = TESTS / "artifacts"  # screenshots and reports the browser tests leave for a person to look at
 TOKEN = "s3cret"
 
 
@@ -140,3 +144,14 @@ class Pty:
 
     def close(self) -> None:
         os.close(self.master)
+
+
+def power_event(i: int, rider: str = "r01") -> NewEvent:
+    """The ``i``-th power sample of ``rider`` in session s1, as ingest hands it to the spool."""
+    return NewEvent("power", rider, "s1", 1000.0 + i, {"wallTime": 1000.0 + i, "instantPower": 200 + i % 7,
+                                                        "rider_id": rider})
+
+
+def open_spool(path: Path, **policy: Any) -> Spool:
+    """A spool of box1 at ``path`` with the ``Policy`` fields given."""
+    return Spool(path, "box1", Policy(**policy)).open()

@@ -32,7 +32,7 @@ from gateway.config.settings import KafkaSettings
 from gateway.spool.outbox import Outgoing
 from gateway.spool.store import Spool
 from gateway.uplink.link import LinkState
-from gateway.uplink.output import KafkaOutput
+from gateway.uplink.output import KafkaOutput, Output, OutputFactory
 from gateway.uplink.topics import ensure_topics
 from gateway.wire import TOPIC_KEYS, key_of
 
@@ -56,7 +56,8 @@ class Forwarder:
     """Drains the spool to Kafka on a thread; ``link`` tells the status page how it goes."""
 
     def __init__(self, spool: Spool, kafka: KafkaSettings, *, window: int = 100_000, batch: int = 5_000,
-                 prune_every_s: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+                 prune_every_s: float = 60.0, clock: Callable[[], float] = time.time,
+                 output: OutputFactory | None = None) -> None:
         self.spool = spool
         self.kafka = kafka
         self.topics = {kind: kafka.topics.get(key, key) for kind, key in TOPIC_KEYS.items()}
@@ -70,7 +71,10 @@ class Forwarder:
         self.mark_every_s = 1.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._output: KafkaOutput | None = None
+        self._make_output = output or self._kafka_output
+        # A scripted output (tests) has no broker to make topics on.
+        self.link.topics_ready = output is not None
+        self._output: Output | None = None
         self._cursor = 0  # the last row offered
         self._watermark = 0  # every row up to here is acknowledged (or set aside)
         self._batches: deque[_Batch] = deque()
@@ -104,7 +108,10 @@ class Forwarder:
             self._thread.join(timeout + 5)
             self._thread = None
 
-    def _new_output(self) -> KafkaOutput:
+    def _kafka_output(self, gapless: bool) -> Output:
+        return KafkaOutput(self.client, self.link, self.clock, max(self.window * 2, 100_000), gapless=gapless)
+
+    def _new_output(self) -> Output:
         self._mark(force=True)
         if self._output is not None:
             self._output.close()
@@ -120,7 +127,7 @@ class Forwarder:
         careful = self._careful_until > self._watermark
         if careful:
             log.info("kafka: one report per event up to event %d (after a failure)", self._careful_until)
-        return KafkaOutput(self.client, self.link, self.clock, max(self.window * 2, 100_000), gapless=not careful)
+        return self._make_output(not careful)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -173,7 +180,7 @@ class Forwarder:
             with self.link.lock:
                 self.link.last_error = f"topics: {exc}"
 
-    def _send_set_aside(self, output: KafkaOutput) -> None:
+    def _send_set_aside(self, output: Output) -> None:
         """Once per start: offer the rows set aside before (the broker's limits may have changed)."""
         if not self._retry_set_aside:
             return
@@ -191,7 +198,7 @@ class Forwarder:
                     self._restart = True
                     return
 
-    def _send_more(self, output: KafkaOutput) -> bool:
+    def _send_more(self, output: Output) -> bool:
         """Offer the next batch within the window; False when there was nothing to offer."""
         room = self.window - self._in_flight
         if room <= 0 or self._restart:
@@ -232,7 +239,7 @@ class Forwarder:
                     self._careful_until = max(self._careful_until, end)
         return True
 
-    def _send_rows(self, output: KafkaOutput, rows: list[Outgoing]) -> None:
+    def _send_rows(self, output: Output, rows: list[Outgoing]) -> None:
         """Offer rows one by one: after a failure (one report per message, so the row at fault is
         known) or with rows set aside in the range (the watermark passes them)."""
         careful = rows[0][0] <= self._careful_until
@@ -257,7 +264,7 @@ class Forwarder:
         elif len(self._batches) == 1:
             self._advance()  # only rows set aside: nothing to wait for
 
-    def _put(self, output: KafkaOutput, rows: list[Outgoing], tickets: dict[int, Any]) -> None:
+    def _put(self, output: Output, rows: list[Outgoing], tickets: dict[int, Any]) -> None:
         """Offer rows, waiting for room in the producer's queue (this thread has nothing else to do)."""
         done = output.offer(rows, tickets)
         while done < len(rows):
@@ -268,7 +275,7 @@ class Forwarder:
                 return
             done = output.offer(rows, tickets, done)
 
-    def _set_aside_refused(self, output: KafkaOutput) -> None:
+    def _set_aside_refused(self, output: Output) -> None:
         """Messages the producer refused as offered (too large, ...) will be refused again: set aside
         at once (kept in the spool, counted, offered again at the next start), so that one message
         never stops the stream."""

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.spool.outbox import Outgoing
 from gateway.uplink.link import LinkState
@@ -35,6 +35,28 @@ class _EveryMinute(logging.Filter):
 
 _librdkafka_log = logging.getLogger("gateway.kafka.librdkafka")
 _librdkafka_log.addFilter(_EveryMinute())
+
+
+class Output(Protocol):
+    """The producer seam: what the forwarder needs of a producer session (``KafkaOutput``; tests
+    script refusals and fatal errors through a fake one)."""
+
+    fatal: bool
+    refused: list[tuple[int, str]]
+    refused_unknown: bool
+
+    def offer(self, messages: list[Outgoing], tickets: dict[int, Any], start: int = 0) -> int: ...
+
+    def offer_run(self, topic: str, keys: Sequence[str], messages: Sequence[bytes],
+                  reports: Sequence[tuple[int, Any]]) -> bool: ...
+
+    def poll(self, timeout: float) -> list[tuple[Any, str | None]]: ...
+
+    def close(self) -> None: ...
+
+
+# Makes a producer session: gapless (True), or one report per message after a failure (False).
+OutputFactory = Callable[[bool], Output]
 
 
 class KafkaOutput:
