@@ -155,3 +155,12 @@ def power_event(i: int, rider: str = "r01") -> NewEvent:
 def open_spool(path: Path, **policy: Any) -> Spool:
     """A spool of box1 at ``path`` with the ``Policy`` fields given."""
     return Spool(path, "box1", Policy(**policy)).open()
+
+
+def kafka_settings(bootstrap: str = "127.0.0.1:9", topics: dict[str, str] | None = None, **changes: Any) -> Any:
+    """The kafka section as the schema's defaults make it, enabled, with ``changes``."""
+    import dataclasses
+
+    base = config.load(None).settings.kafka
+    return dataclasses.replace(base, enabled=True, bootstrap_servers=bootstrap, topics=topics or base.topics,
+                               **changes)

@@ -38,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override gateway.log_level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    from gateway.cli.remote import add_parsers
+
+    _add_box_commands(sub)
+    _add_file_commands(sub)
+    add_parsers(sub)
+    return parser
+
+
+def _add_box_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that run a root or ask a running one: run, check-config, replay, status, hub."""
     run = sub.add_parser("run", help="run the gateway daemon (sources, spool, engine, forwarder, page)")
     run.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
     run.add_argument("--state-dir", type=Path, help="override gateway.state_dir")
@@ -59,6 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="take the course (segments a lap) from the files, not from the config; the default "
                              "when no --config is given")
 
+    status = sub.add_parser("status", help="the running daemon's status: sources, backlog, uplink, disk, clock")
+    status.add_argument("--state-dir", type=Path, help="the daemon's state directory (default: from the config)")
+    status.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
+    status.add_argument("--json", action="store_true")
+
+    hub = sub.add_parser("hub", help="the hub: every box's stream from Kafka into PostgreSQL, and the page over it",
+                         description="Reads the kafka section's topics in the consumer group hub.group_id and writes "
+                                     "them to the PostgreSQL database named by $TRACKSIDE_PG_DSN (or hub.dsn_file).")
+    hub.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
+    hub.add_argument("--port", type=_port, help="override hub.port (0 picks a free port)")
+    hub.add_argument("--state-dir", type=Path, help="where the hub keeps its status file")
+
+
+
+def _add_file_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands over files: a ride's metrics, a spool's export and report, payloads decoded."""
     metrics = sub.add_parser("metrics", help="NP, IF, TSS and W/kg of a recorded ride (FIT) and of each lap")
     metrics.add_argument("file")
     metrics.add_argument("--ftp", type=float, help="FTP in W (default: what the file records)")
@@ -87,28 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--pdf", type=Path, required=True, help="the PDF file to write")
     report.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
 
-    status = sub.add_parser("status", help="the running daemon's status: sources, backlog, uplink, disk, clock")
-    status.add_argument("--state-dir", type=Path, help="the daemon's state directory (default: from the config)")
-    status.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
-    status.add_argument("--json", action="store_true")
-
-    hub = sub.add_parser("hub", help="the hub: every box's stream from Kafka into PostgreSQL, and the page over it",
-                         description="Reads the kafka section's topics in the consumer group hub.group_id and writes "
-                                     "them to the PostgreSQL database named by $TRACKSIDE_PG_DSN (or hub.dsn_file).")
-    hub.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
-    hub.add_argument("--port", type=_port, help="override hub.port (0 picks a free port)")
-    hub.add_argument("--state-dir", type=Path, help="where the hub keeps its status file")
-
-    from gateway.cli.remote import add_parsers
-
-    add_parsers(sub)
-
     decode = sub.add_parser("decode", help="decode ANT+ power pages or BLE 0x2A63 notifications given in hex",
                             description="One payload per argument (quote it if it has spaces); prints one "
                                         "JSON object per payload, with power and cadence once two allow it.")
     decode.add_argument("kind", choices=["ant-power", "ble-power"])
     decode.add_argument("hex", nargs="+")
-    return parser
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -153,7 +162,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from gateway import config
     from gateway.cli.progress import Progress
-    from gateway.service.replay_run import ReplayRun
+    from gateway.service.replay_run import Play, ReplayRun
     from gateway.watch import logs
 
     cfg = config.load(args.config)
@@ -162,8 +171,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         from gateway.replay.player import check_factor
 
         check_factor(args.speed)
-    run = ReplayRun(cfg, args.files, factor=args.speed, course_from_file=True if args.course_from_file else None,
-                    state_dir=args.state_dir, port=args.port, web=not args.no_web, progress=Progress())
+    play = Play(args.files, args.speed, True if args.course_from_file else None)
+    run = ReplayRun(cfg, play, state_dir=args.state_dir, port=args.port, web=not args.no_web, progress=Progress())
     asyncio.run(run.run())
     refused = run.refused()
     for s in refused:

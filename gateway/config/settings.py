@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GatewaySettings:
     id: str
     state_dir: Path
-    log_level: str = "info"
-    session_gap_h: float = 6.0
+    log_level: str
+    session_gap_h: float
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,14 @@ class SegmentSettings:
     terrain: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CourseSettings:
     gates: tuple[GateSettings, ...]
     segments: tuple[SegmentSettings, ...] = ()
     name: str | None = None
     id: str | None = None
-    debounce_s: float = 5.0
-    max_segment_s: float = 3600.0
+    debounce_s: float
+    max_segment_s: float
 
     @property
     def gate_ids(self) -> list[str]:
@@ -61,9 +61,9 @@ class CourseSettings:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MetricsSettings:
-    np_window: str = "segment"
+    np_window: str
 
 
 @dataclass(frozen=True)
@@ -83,121 +83,121 @@ class RiderSettings:
     power_meters: tuple[MeterSettings, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AntSettings:
-    enabled: bool = False
-    retry_max_s: float = 30.0
+    enabled: bool
+    retry_max_s: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BleSettings:
-    enabled: bool = False
-    scan_timeout_s: float = 10.0
-    retry_max_s: float = 30.0
+    enabled: bool
+    scan_timeout_s: float
+    retry_max_s: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SerialSettings:
-    enabled: bool = False
-    port: str = "/dev/ttyUSB0"
-    baudrate: int = 9600
+    enabled: bool
+    port: str
+    baudrate: int
     gate: str | None = None
     decoder: Mapping[str, Any] = field(default_factory=dict)
-    max_clock_jump_s: float = 600.0
-    clock_tolerance_s: float = 2.0
+    max_clock_jump_s: float
+    clock_tolerance_s: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReplaySourceSettings:
-    enabled: bool = False
+    enabled: bool
     files: tuple[str, ...] = ()
-    loop: bool = False
-    offset_s: float = 0.0
+    loop: bool
+    offset_s: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LoadSettings:
-    enabled: bool = False
-    rate_hz: float = 4.0
-    segment_s: float = 60.0
-    seed: int = 1
+    enabled: bool
+    rate_hz: float
+    segment_s: float
+    seed: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PlausibleSettings:
-    power_w: tuple[float, float] = (0.0, 3000.0)
-    cadence_rpm: tuple[float, float] = (0.0, 250.0)
-    torque_nm: tuple[float, float] = (-50.0, 400.0)
+    power_w: tuple[float, float]
+    cadence_rpm: tuple[float, float]
+    torque_nm: tuple[float, float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SourcesSettings:
-    ant: AntSettings = AntSettings()
-    ble: BleSettings = BleSettings()
-    serial: SerialSettings = SerialSettings()
-    replay: ReplaySourceSettings = ReplaySourceSettings()
-    load: LoadSettings = LoadSettings()
-    plausible: PlausibleSettings = PlausibleSettings()
+    ant: AntSettings
+    ble: BleSettings
+    serial: SerialSettings
+    replay: ReplaySourceSettings
+    load: LoadSettings
+    plausible: PlausibleSettings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpoolSettings:
     path: Path | None = None
-    synchronous: str = "NORMAL"
-    batch_interval_ms: int = 1000
-    batch_size: int = 500
-    max_size_mb: float = 1024.0
-    retention_h: float = 72.0
-    full_policy: str = "reject"
-    reserve_mb: float = 8.0
+    synchronous: str
+    batch_interval_ms: int
+    batch_size: int
+    max_size_mb: float
+    retention_h: float
+    full_policy: str
+    reserve_mb: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class KafkaSettings:
-    enabled: bool = False
-    bootstrap_servers: str = "127.0.0.1:9092"
+    enabled: bool
+    bootstrap_servers: str
     topics: Mapping[str, str] = field(default_factory=dict)
     properties: Mapping[str, Any] = field(default_factory=dict)
-    partitions: int = 3
-    replication_factor: int = -1
+    partitions: int
+    replication_factor: int
     min_insync_replicas: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WebSettings:
-    enabled: bool = True
-    host: str = "0.0.0.0"
-    port: int = 8080
+    enabled: bool
+    host: str
+    port: int
     admin_token: str | None = None
-    max_streams: int = 64
-    streams_per_address: int = 4
-    request_threads: int = 16
-    max_body_kb: int = 256
-    heavy_requests: int = 2
-    heartbeat_s: float = 10.0
+    max_streams: int
+    streams_per_address: int
+    request_threads: int
+    max_body_kb: int
+    heavy_requests: int
+    heartbeat_s: float
     chart: Mapping[str, Any] = field(default_factory=dict)  # handed to the page as it is
     view_sets: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HubSettings:
-    group_id: str = "trackside-hub"
-    dsn_env: str | None = "TRACKSIDE_PG_DSN"
+    group_id: str
+    dsn_env: str | None
     dsn_file: str | None = None
-    batch_size: int = 20000
-    batch_ms: int = 250
-    host: str = "0.0.0.0"
-    port: int = 8090
-    web: bool = True
+    batch_size: int
+    batch_ms: int
+    host: str
+    port: int
+    web: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReplaySettings:
-    simulationFactor: float = 1.0
-    max_active: int = 4
+    simulation_factor: float = field(metadata={"key": "simulationFactor"})
+    max_active: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     gateway: GatewaySettings
     course: CourseSettings
@@ -208,7 +208,7 @@ class Settings:
     kafka: KafkaSettings
     web: WebSettings
     replay: ReplaySettings
-    hub: HubSettings = HubSettings()
+    hub: HubSettings
 
     @property
     def spool_path(self) -> Path:
@@ -236,8 +236,9 @@ def _build(cls: type[Any], data: Mapping[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
-        if f.name in data:
-            kwargs[f.name] = _value(hints[f.name], data[f.name])
+        key = f.metadata.get("key", f.name)  # the document's name where Python's differs (camelCase)
+        if key in data:
+            kwargs[f.name] = _value(hints[f.name], data[key])
     return cls(**kwargs)
 
 

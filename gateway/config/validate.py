@@ -46,7 +46,9 @@ class Config:
 
     @cached_property
     def settings(self) -> Settings:
-        return from_document(self.data)
+        # Defaults filled again: a document edited after loading (a test, the page's set-up) may have
+        # lost some, and the settings take every value from the schema's defaults, never their own.
+        return from_document(fill_defaults(self.data))
 
     @property
     def gateway_id(self) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from gateway.config.settings import Settings
-from gateway.debrief.view import comparison, course_tags, debrief, session_rows
+from gateway.debrief.view import Setups, comparison, course_tags, debrief, session_rows
 from gateway.errors import NotFound
 from gateway.results.store import ResultsStore
 
@@ -96,107 +96,137 @@ def _fatigue_chart(series: Sequence[dict[str, Any]], width: float) -> Any:
     return d
 
 
-def build(store: ResultsStore, session: str, settings: Settings, *, rider: str | None = None) -> bytes:
-    """The report of ``session`` (one rider's own when ``rider`` is given) as PDF bytes."""
-    from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.styles import getSampleStyleSheet
-    from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+CONVENTIONS = (
+    "NP: 30-s rolling mean, 4th-power average; window: {windows} (segment: restarted at each gate; ride: the "
+    "ride-long rolling mean restricted to the segment).",
+    "TSS: IF squared times the duration in hours times 100; duration: the seconds with power minus 29 (the number "
+    "of 30-s rolling values), as Garmin head units count.",
+    "Population: every rider of this session on the same segment (z-scores and modified z-scores).",
+    "Quadrants: x the time z-score (negative = faster), y the power z-score. Efficient: faster with less power; "
+    "Strong: faster with more; Costly: slower with more; Easy: slower with less.")
 
-    def para(text: str, style: str) -> Any:
+
+class _Doc:
+    """The report's story as it is written, in reportlab's flowables."""
+
+    def __init__(self) -> None:
+        from reportlab.lib.pagesizes import A4
+        from reportlab.lib.styles import getSampleStyleSheet
+
+        self.styles = getSampleStyleSheet()
+        self.page_size = A4
+        self.width = A4[0] - 80
+        self.story: list[Any] = []
+
+    def para(self, text: object, style: str = "Normal") -> Any:
         # reportlab reads a Paragraph as markup: names, tags, notes and verdicts are the coach's or a
         # stranger's text, so every one is escaped (``<img src=...>`` read files, ``<b`` failed).
-        return Paragraph(escape(str(text)), styles[style])
+        from reportlab.platypus import Paragraph
 
+        return Paragraph(escape(str(text)), self.styles[style])
+
+    def add(self, text: object, style: str = "Normal") -> None:
+        self.story.append(self.para(text, style))
+
+    def new_page(self, heading: str) -> None:
+        from reportlab.platypus import PageBreak
+
+        self.story += [PageBreak(), self.para(heading, "Heading2")]
+
+    def table(self, rows: list[list[Any]]) -> None:
+        from reportlab.lib import colors
+        from reportlab.platypus import Table, TableStyle
+
+        t = Table(rows, repeatRows=1)
+        t.setStyle(TableStyle([("FONT", (0, 0), (-1, 0), "Helvetica-Bold"), ("FONTSIZE", (0, 0), (-1, -1), 9),
+                               ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.HexColor(INK)),
+                               ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f1f4f7")]),
+                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        self.story.append(t)
+
+    def pdf(self, title: str) -> bytes:
+        from reportlab.platypus import SimpleDocTemplate
+
+        out = io.BytesIO()
+        SimpleDocTemplate(out, pagesize=self.page_size, leftMargin=40, rightMargin=40, topMargin=40, bottomMargin=40,
+                          title=f"Debrief {title}", author="Trackside Gateway", invariant=1).build(self.story)
+        return out.getvalue()
+
+
+def build(store: ResultsStore, session: str, settings: Settings, *, rider: str | None = None) -> bytes:
+    """The report of ``session`` (one rider's own when ``rider`` is given) as PDF bytes."""
     everyone = session_rows(store, session)  # scored once: the matrices, the table and the fatigue share it
     if rider is not None and all(r["rider_id"] != rider for r in everyone):
         raise NotFound(f"no results of rider {rider!r} in session {session!r}", where="report",
                        hint="give a rider id that rode the session")
     rows = [r for r in everyone if rider is None or r["rider_id"] == rider]
     data = debrief(store, session, rider=rider, rows=rows)
-    tags = course_tags(store, session)
-    record = store.record(session) or {}
-    styles = getSampleStyleSheet()
-    width = A4[0] - 80
     riders = sorted({r["rider_id"]: r.get("name") or r["rider_id"] for r in everyone}.items())
-    colours = {rid: RIDER_COLOURS[i % len(RIDER_COLOURS)] for i, (rid, _) in enumerate(riders)}
-    story: list[Any] = []
     title = data["name"] + (f": {next((n for i, n in riders if i == rider), rider)}" if rider else "")
-    started = record.get("started") or min((r["start"] for r in everyone), default=None)
-    story.append(para(f"Debrief: {title}", "Title"))
-    story.append(para(f"Session {session}" + (f", {time.strftime('%d %b %Y %H:%M', time.gmtime(started))} UTC"
-                                                  if started else ""), "Normal"))
-    if data["tags"]:
-        story.append(para("Tags: " + ", ".join(f"{k}={v}" for k, v in data["tags"].items()), "Normal"))
-    story.append(Spacer(1, 8))
-    story.append(para("Conventions", "Heading2"))
-    windows = sorted({r.get("np_window") or "segment" for r in everyone})
-    for line in (f"NP: 30-s rolling mean, 4th-power average; window: {', '.join(windows)} "
-                 "(segment: restarted at each gate; ride: the ride-long rolling mean restricted to the segment).",
-                 "TSS: IF squared times the duration in hours times 100; duration: the seconds with power minus 29 "
-                 "(the number of 30-s rolling values), as Garmin head units count.",
-                 "Population: every rider of this session on the same segment (z-scores and modified z-scores).",
-                 "Quadrants: x the time z-score (negative = faster), y the power z-score. Efficient: faster with less "
-                 "power; Strong: faster with more; Costly: slower with more; Easy: slower with less."):
-        story.append(para(line, "Normal"))
-    profiles = [r for r in record.get("riders") or () if rider is None or r.get("id") == rider]
-    if profiles:
-        story.append(para("Rider profiles used", "Heading2"))
-        table = [["Rider", "FTP (W)", "Weight (kg)", "Squad"]] + [
-            [p.get("name") or p.get("id"), p.get("ftp_w") or "-", p.get("weight_kg") or "-", p.get("squad") or "-"]
-            for p in profiles]
-        story.append(_table(table, Table, TableStyle, colors))
+    doc = _Doc()
+    _front(doc, title, session, data, store.record(session) or {}, everyone, rider)
+    colours = {rid: RIDER_COLOURS[i % len(RIDER_COLOURS)] for i, (rid, _) in enumerate(riders)}
     for lap in sorted({r["lap"] for r in everyone}):
-        story.append(PageBreak())
-        story.append(para(f"Efficiency matrix, lap {lap}", "Heading2"))
-        shown = [r for r in everyone if rider is None or r["rider_id"] == rider]
-        story.append(_matrix(shown, lap, colours, width))
-    story.append(PageBreak())
-    story.append(para("Latest segments", "Heading2"))
-    latest = sorted(rows, key=lambda r: -r["end"])[:30]
-    table = [["Rider", "Lap", "Segment", "Time (s)", "Power (W)", "W/kg", "Quadrant"]] + [
+        doc.new_page(f"Efficiency matrix, lap {lap}")
+        doc.story.append(_matrix(rows, lap, colours, doc.width))
+    doc.new_page("Latest segments")
+    doc.table([["Rider", "Lap", "Segment", "Time (s)", "Power (W)", "W/kg", "Quadrant"]] + [
         [r.get("name") or r["rider_id"], r["lap"], _seg(r, data["segment_names"]), f"{r['duration']:.1f}",
          _fmt(r.get("power_avg"), 0), _fmt(r.get("watts_per_kg"), 2),
-         QUADRANTS.get(_quadrant(r), ("-",))[0]] for r in latest]
-    story.append(_table(table, Table, TableStyle, colors))
-    story.append(PageBreak())
-    story.append(para("Fatigue across laps", "Heading2"))
-    story.append(para("Theil-Sen trend of each segment's time, percent of lap 1 per lap, with Sen's 95 % "
-                           "interval in brackets (none with fewer than four laps).", "Normal"))
+         QUADRANTS.get(_quadrant(r), ("-",))[0]] for r in sorted(rows, key=lambda r: -r["end"])[:30]])
+    _fatigue(doc, data)
+    setups = Setups(course_tags(store, session), data["comparable"], data["segment_names"])
+    for tag in list(data["comparable"])[:3]:
+        _comparison(doc, comparison(store, setups, tag, (None, None), rider), tag)
+    return doc.pdf(title)
+
+
+def _front(doc: _Doc, title: str, session: str, data: dict[str, Any], record: dict[str, Any],
+           everyone: list[dict[str, Any]], rider: str | None) -> None:
+    """The first page: the session, its tags, the conventions used, the rider profiles used."""
+    from reportlab.platypus import Spacer
+
+    started = record.get("started") or min((r["start"] for r in everyone), default=None)
+    doc.add(f"Debrief: {title}", "Title")
+    doc.add(f"Session {session}" + (f", {time.strftime('%d %b %Y %H:%M', time.gmtime(started))} UTC"
+                                    if started else ""))
+    if data["tags"]:
+        doc.add("Tags: " + ", ".join(f"{k}={v}" for k, v in data["tags"].items()))
+    doc.story.append(Spacer(1, 8))
+    doc.add("Conventions", "Heading2")
+    windows = ", ".join(sorted({r.get("np_window") or "segment" for r in everyone}))
+    for line in CONVENTIONS:
+        doc.add(line.format(windows=windows))
+    profiles = [r for r in record.get("riders") or () if rider is None or r.get("id") == rider]
+    if profiles:
+        doc.add("Rider profiles used", "Heading2")
+        doc.table([["Rider", "FTP (W)", "Weight (kg)", "Squad"]] + [
+            [p.get("name") or p.get("id"), p.get("ftp_w") or "-", p.get("weight_kg") or "-", p.get("squad") or "-"]
+            for p in profiles])
+
+
+def _fatigue(doc: _Doc, data: dict[str, Any]) -> None:
+    doc.new_page("Fatigue across laps")
+    doc.add("Theil-Sen trend of each segment's time, percent of lap 1 per lap, with Sen's 95 % interval in "
+            "brackets (none with fewer than four laps).")
     by_rider: dict[str, list[dict[str, Any]]] = {}
     for s in data["fatigue"]["series"]:
         by_rider.setdefault(s["name"], []).append(s)
     for name, series in sorted(by_rider.items()):
-        story.append(para(name, "Heading3"))
-        story.append(_fatigue_chart(series, width))
+        doc.add(name, "Heading3")
+        doc.story.append(_fatigue_chart(series, doc.width))
     if data["fatigue"]["transitions"]:
-        story.append(para("Quadrant changes", "Heading3"))
+        doc.add("Quadrant changes", "Heading3")
         for t in data["fatigue"]["transitions"][:60]:
-            story.append(para(t["text"], "Normal"))
-    for tag in list(data["comparable"])[:3]:
-        cmp = comparison(store, tags, data["comparable"], tag, None, None, rider, data["segment_names"])
-        story.append(PageBreak())
-        story.append(para(f"Comparison: {tag}={cmp['a']} (A) against {tag}={cmp['b']} (B)", "Heading2"))
-        table = [["Segment", "Runs A/B", "Riders", "A vs B at equal power", "Verdict"]] + [
-            [f"{s['segment']} {s['segment_name'][:16]}", f"{s['runs_a']}/{s['runs_b']}", s["riders_both"],
-             "-" if s["effect_pct"] is None
-             else f"{s['effect_pct']:+.1f} % [{s['low_pct']:+.1f}, {s['high_pct']:+.1f}]",
-             para(s["verdict"], "BodyText")] for s in cmp["segments"]]
-        story.append(_table(table, Table, TableStyle, colors))
-    out = io.BytesIO()
-    doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=40, rightMargin=40, topMargin=40, bottomMargin=40,
-                            title=f"Debrief {title}", author="Trackside Gateway", invariant=1)
-    doc.build(story)
-    return out.getvalue()
+            doc.add(t["text"])
 
 
-def _table(rows: list[list[Any]], table: Any, style: Any, colors: Any) -> Any:
-    t = table(rows, repeatRows=1)
-    t.setStyle(style([("FONT", (0, 0), (-1, 0), "Helvetica-Bold"), ("FONTSIZE", (0, 0), (-1, -1), 9),
-                      ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.HexColor(INK)),
-                      ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f1f4f7")]),
-                      ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-    return t
+def _comparison(doc: _Doc, cmp: dict[str, Any], tag: str) -> None:
+    doc.new_page(f"Comparison: {tag}={cmp['a']} (A) against {tag}={cmp['b']} (B)")
+    doc.table([["Segment", "Runs A/B", "Riders", "A vs B at equal power", "Verdict"]] + [
+        [f"{s['segment']} {s['segment_name'][:16]}", f"{s['runs_a']}/{s['runs_b']}", s["riders_both"],
+         "-" if s["effect_pct"] is None else f"{s['effect_pct']:+.1f} % [{s['low_pct']:+.1f}, {s['high_pct']:+.1f}]",
+         doc.para(s["verdict"], "BodyText")] for s in cmp["segments"]])
 
 
 def _seg(r: dict[str, Any], names: Sequence[str]) -> str:

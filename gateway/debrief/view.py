@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.debrief.compare import compare, tag_values
@@ -10,6 +11,16 @@ from gateway.debrief.fatigue import fatigue
 from gateway.errors import NotFound
 from gateway.results.rows import annotate
 from gateway.results.store import ResultsStore
+
+
+@dataclass(frozen=True)
+class Setups:
+    """What comparisons run over on a course: each session's tags, the values each tag takes in two
+    sessions or more, and the course's segment names."""
+
+    tags: dict[str, dict[str, str]]
+    values: dict[str, list[str]]
+    names: list[str]
 
 
 def segment_names(course: dict[str, Any] | None) -> list[str]:
@@ -56,15 +67,17 @@ def debrief(store: ResultsStore, session: str, *, rider: str | None = None, tag:
                            "segment_names": names, "rider": rider, "fatigue": fatigue(rows, names),
                            "comparable": values, "comparison": None}
     if tag:
-        out["comparison"] = comparison(store, tags, values, tag, a, b, rider, names)
+        out["comparison"] = comparison(store, Setups(tags, values, names), tag, (a, b), rider)
     return out
 
 
-def comparison(store: ResultsStore, tags: dict[str, dict[str, str]], values: dict[str, list[str]], tag: str,
-               a: str | None, b: str | None, rider: str | None, names: list[str]) -> dict[str, Any]:
-    """Setup A against B of ``tag`` over the course's sessions (the first two values by default)."""
-    choices = values.get(tag) or []
-    a, b = a or (choices[0] if choices else None), b or (choices[1] if len(choices) > 1 else None)
+def comparison(store: ResultsStore, setups: Setups, tag: str, pair: tuple[str | None, str | None],
+               rider: str | None) -> dict[str, Any]:
+    """Setup A against B (``pair``) of ``tag`` over the course's sessions (the first two values by default)."""
+    tags, names = setups.tags, setups.names
+    choices = setups.values.get(tag) or []
+    a = pair[0] or (choices[0] if choices else None)
+    b = pair[1] or (choices[1] if len(choices) > 1 else None)
     if a is None or b is None:
         raise NotFound(f"no two values of tag {tag!r} on this course to compare", where="debrief",
                        hint="tag sessions when you start them, e.g. tyres=1.6bar")

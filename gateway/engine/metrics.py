@@ -18,6 +18,7 @@ GoldenCheetah / TrainingPeaks:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -161,8 +162,17 @@ def watts_per_kg(power_w: float | None, weight_kg: float | None) -> float | None
     return power_w / weight_kg
 
 
-def power_metrics(times: ArrayLike, power: ArrayLike, cadence: ArrayLike | None, start: float, end: float, *,
-                  ftp_w: float | None = None, weight_kg: float | None = None,
+class Stretch(NamedTuple):
+    """Raw samples of one rider (any rate, any order) and the stretch [start, end) to measure."""
+
+    times: ArrayLike
+    power: ArrayLike
+    cadence: ArrayLike | None
+    start: float
+    end: float
+
+
+def power_metrics(stretch: Stretch, *, ftp_w: float | None = None, weight_kg: float | None = None,
                   max_gap_s: float = DEFAULT_MAX_GAP_S, duration_s: float | None = None,
                   np_window: str = "segment") -> PowerMetrics:
     """Every metric of the stretch [start, end) from raw samples (any rate, any order).
@@ -172,6 +182,7 @@ def power_metrics(times: ArrayLike, power: ArrayLike, cadence: ArrayLike | None,
     """
     if np_window not in NP_WINDOWS:
         raise ValueError(f"np_window must be one of {NP_WINDOWS}, got {np_window!r}")
+    times, power, cadence, start, end = stretch
     duration = float(end - start) if duration_s is None else float(duration_s)
     t = np.asarray(times, dtype=np.float64)
     p = np.asarray(power, dtype=np.float64)

@@ -5,17 +5,18 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from typing import Any
 
-from gateway.engine.metrics import PowerMetrics, power_metrics, training_stress_score, tss_seconds
-from gateway.readers.fit import Ride
+from gateway.engine.metrics import PowerMetrics, Stretch, power_metrics, training_stress_score, tss_seconds
+from gateway.readers.fit import Lap, Ride
 
 REPORT_KEYS = ("duration_s", "power_avg", "cadence_avg", "normalized_power", "intensity_factor", "tss",
                "watts_per_kg", "coverage", "samples", "flags")
 
 
-def _stretch(ride: Ride, start: float, end: float, timer: float, ftp: float | None, weight: float | None,
-             tss_time: str, np_window: str) -> PowerMetrics:
-    m = power_metrics(ride.times, ride.power, ride.cadence, start, end, ftp_w=ftp, weight_kg=weight,
-                      duration_s=timer, np_window=np_window)
+def _stretch(ride: Ride, lap: Lap, ftp: float | None, weight: float | None, tss_time: str,
+             np_window: str) -> PowerMetrics:
+    start, end = lap.start, lap.end
+    m = power_metrics(Stretch(ride.times, ride.power, ride.cadence, start, end), ftp_w=ftp, weight_kg=weight,
+                      duration_s=lap.timer_time, np_window=np_window)
     if m.normalized_power is None or not ftp:
         return m
     inside = (ride.times >= start) & (ride.times < end)
@@ -37,12 +38,9 @@ def ride_report(ride: Ride, *, ftp_w: float | None = None, weight_kg: float | No
     """
     ftp = ftp_w if ftp_w is not None else ride.ftp_w
     weight = weight_kg if weight_kg is not None else ride.weight_kg
-    whole = _stretch(ride, ride.start, ride.end, ride.timer_time, ftp, weight, tss_time, "segment")
-    laps = [
-        {"lap": i + 1, **_as_dict(_stretch(ride, lap.start, lap.end, lap.timer_time, ftp, weight, tss_time,
-                                           np_window))}
-        for i, lap in enumerate(ride.laps)
-    ]
+    whole = _stretch(ride, Lap(ride.start, ride.end, ride.timer_time), ftp, weight, tss_time, "segment")
+    laps = [{"lap": i + 1, **_as_dict(_stretch(ride, lap, ftp, weight, tss_time, np_window))}
+            for i, lap in enumerate(ride.laps)]
     return {
         "file": ride.path,
         "sport": ride.sport,

@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike
 
 from gateway.counts import bump
 from gateway.engine.course import Course, Crossing, Span, assemble
-from gateway.engine.metrics import DEFAULT_MAX_GAP_S, PREROLL_S, PowerMetrics, power_metrics
+from gateway.engine.metrics import DEFAULT_MAX_GAP_S, PREROLL_S, PowerMetrics, Stretch, power_metrics
 from gateway.model import SegmentResult
 
 
@@ -231,7 +231,7 @@ class SegmentEngine:
             # The ride window's first rolling values reach back before the start gate.
             lo = bisect.bisect_left(rider.t, span.start - (PREROLL_S if self.np_window == "ride" else 0.0))
             hi = bisect.bisect_left(rider.t, span.end)
-            m = power_metrics(rider.t[lo:hi], rider.p[lo:hi], rider.c[lo:hi], span.start, span.end,
+            m = power_metrics(Stretch(rider.t[lo:hi], rider.p[lo:hi], rider.c[lo:hi], span.start, span.end),
                               ftp_w=info.ftp_w, weight_kg=info.weight_kg, max_gap_s=self.max_gap_s,
                               np_window=self.np_window)
         return SegmentResult(

@@ -58,7 +58,7 @@ def _seen(spools: dict[tuple[str, str], list[float]], key: tuple[str, str], wall
 
 
 @dataclass
-class _Pending:
+class _InFlight:
     """A batch handed to the writer (``future`` None: to be written again), and where it ends."""
 
     future: Future[Written] | None
@@ -97,7 +97,7 @@ class HubConsumer:
         self.stats = HubStats()
         self.client = client
         self._conn: Any = None
-        self._pending: _Pending | None = None
+        self._pending: _InFlight | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._next_lag = 0.0
 
@@ -145,7 +145,7 @@ class HubConsumer:
                     ends = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
                     batch = self.decode(messages)
                     self._settle(consumer, stop)
-                    self._pending = _Pending(self._writer.submit(self._write_once, batch), batch, ends)
+                    self._pending = _InFlight(self._writer.submit(self._write_once, batch), batch, ends)
                 else:
                     self._settle(consumer, stop)
                 self._update_lag(consumer)
@@ -197,7 +197,7 @@ class HubConsumer:
             if pending.future is not None:
                 self._database_away(exc)
             if in_callback:
-                self._pending = _Pending(None, pending.batch, pending.ends)
+                self._pending = _InFlight(None, pending.batch, pending.ends)
                 return
             if not self._write(pending.batch, consumer, stop):
                 return
@@ -222,51 +222,60 @@ class HubConsumer:
             if payload is None:
                 continue  # a tombstone on the compacted sessions topic
             kind = kinds.get(msg.topic())
-            try:
-                if kind == "power":  # most of the stream: the fast decoder, straight into a row
-                    p = decode_power(payload)
-                    bad = power_problem(p, now)
-                    if bad is not None:
-                        raise WireError(bad)
-                    gateway, session, spool, wall = p.gateway_id, p.session_id or "", p.spool_id, p.wallTime
-                    power_rows.append((gateway, p.seq, session, p.rider_id, wall, p.instantPower,
-                                       p.cadence, p.torque, p.source, bool(p.implausible), spool))
-                    if gateway != run[0] or spool != run[1] or session != run[2]:
-                        run = (gateway, spool, session)
-                        sessions[session] = (gateway, spool)
-                        agg = spools.setdefault((gateway, spool), [0, wall, wall])
-                    agg[0] += 1
-                    if wall < agg[1]:
-                        agg[1] = wall
-                    elif wall > agg[2]:
-                        agg[2] = wall
-                    continue
-                if kind is None:
-                    raise WireError(f"no event kind is read from topic {msg.topic()!r}")
-                message = decode(payload, kind)
-                bad = message_problem(kind, message.fields, message.gateway_id, message.session_id, now)
+            if kind != "power":
+                self._decode_other(batch, msg, payload, kind, now)
+                continue
+            try:  # most of the stream: the fast decoder, straight into a row
+                p = decode_power(payload)
+                bad = power_problem(p, now)
                 if bad is not None:
                     raise WireError(bad)
             except WireError as exc:
                 batch.dead.append((msg.topic(), msg.partition(), msg.offset(), payload, exc.reason))
                 continue
-            decoded = typed(message, kind)
-            event = decoded.event
-            session = message.session_id or ""
-            owner = (message.gateway_id, message.spool_id)
-            sessions[session] = owner
-            if isinstance(event, SessionRecord):
-                batch.sessions[(session, *owner)] = (message.seq, session_body(event),
-                                                     (msg.topic(), msg.partition(), msg.offset()))
-                _seen(spools, owner, event.started)
-            elif isinstance(event, GateCrossing):
-                batch.crossings.append(crossing_row(decoded, session))
-                _seen(spools, owner, event.wall_time)
-            elif isinstance(event, SegmentResult):
-                batch.segments.append(segment_row(decoded, session))
-                _seen(spools, owner, event.end)
+            gateway, session, spool, wall = p.gateway_id, p.session_id or "", p.spool_id, p.wallTime
+            power_rows.append((gateway, p.seq, session, p.rider_id, wall, p.instantPower,
+                               p.cadence, p.torque, p.source, bool(p.implausible), spool))
+            if gateway != run[0] or spool != run[1] or session != run[2]:
+                run = (gateway, spool, session)
+                sessions[session] = (gateway, spool)
+                agg = spools.setdefault((gateway, spool), [0, wall, wall])
+            agg[0] += 1
+            if wall < agg[1]:
+                agg[1] = wall
+            elif wall > agg[2]:
+                agg[2] = wall
         self._note_seen(batch, now)
         return batch
+
+    @staticmethod
+    def _decode_other(batch: Batch, msg: Any, payload: bytes, kind: str | None, now: float) -> None:
+        """A crossing, a segment result or a session record into its row (or the dead letters)."""
+        try:
+            if kind is None:
+                raise WireError(f"no event kind is read from topic {msg.topic()!r}")
+            message = decode(payload, kind)
+            bad = message_problem(kind, message.fields, message.gateway_id, message.session_id, now)
+            if bad is not None:
+                raise WireError(bad)
+        except WireError as exc:
+            batch.dead.append((msg.topic(), msg.partition(), msg.offset(), payload, exc.reason))
+            return
+        decoded = typed(message, kind)
+        event = decoded.event
+        session = message.session_id or ""
+        owner = (message.gateway_id, message.spool_id)
+        batch.seen_sessions[session] = owner
+        if isinstance(event, SessionRecord):
+            batch.sessions[(session, *owner)] = (message.seq, session_body(event),
+                                                 (msg.topic(), msg.partition(), msg.offset()))
+            _seen(batch.spools, owner, event.started)
+        elif isinstance(event, GateCrossing):
+            batch.crossings.append(crossing_row(decoded, session))
+            _seen(batch.spools, owner, event.wall_time)
+        elif isinstance(event, SegmentResult):
+            batch.segments.append(segment_row(decoded, session))
+            _seen(batch.spools, owner, event.end)
 
     def _note_seen(self, batch: Batch, now: float) -> None:
         """When the hub last received each box's events (its own clock: a box's may be off or replaying

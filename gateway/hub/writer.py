@@ -209,22 +209,11 @@ def _dead_letters(conn: Connection[Any], dead: Sequence[tuple[str, int, int, byt
                                   "(%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", dead)
 
 
-def _insert(conn: Connection[Any], table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
-            staged: bool = False) -> int:
+def _insert(conn: Connection[Any], table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> int:
     """Insert ``rows`` skipping those already there; returns how many were new."""
     names = sql.SQL(", ").join(map(sql.Identifier, columns))
-    if not staged:
-        marks = sql.SQL(", ").join(sql.Placeholder() * len(columns))
-        cur = conn.cursor()
-        cur.executemany(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
-            sql.Identifier(table), names, marks), rows)
-        return max(cur.rowcount, 0)
-    conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-                 .format(sql.Identifier(f"staging_{table}"), sql.Identifier(table)))
-    with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(f"staging_{table}"),
-                                                                      names)) as copy:
-        for row in rows:
-            copy.write_row(row)
-    cur = conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
-        sql.Identifier(table), names, names, sql.Identifier(f"staging_{table}")))
+    marks = sql.SQL(", ").join(sql.Placeholder() * len(columns))
+    cur = conn.cursor()
+    cur.executemany(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+        sql.Identifier(table), names, marks), rows)
     return max(cur.rowcount, 0)

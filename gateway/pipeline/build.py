@@ -17,7 +17,7 @@ from gateway.engine.course import Course
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.model import SessionRecord
 from gateway.pipeline.accepted import Accepted
-from gateway.pipeline.ingest import Ingest
+from gateway.pipeline.ingest import Batching, Ingest
 from gateway.pipeline.plausible import Plausible
 from gateway.pipeline.roster import Roster
 from gateway.pipeline.runner import EngineRunner
@@ -25,6 +25,19 @@ from gateway.spool.store import Spool
 
 TICK_S = 0.5
 REPLAY_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Described:
+    """What a session's record says beside its course and riders, as whoever runs it describes it:
+    ``present`` keeps only those riders (None: every rider of the pipeline)."""
+
+    name: str | None = None
+    files: Sequence[str] = ()
+    tags: Mapping[str, str] | None = None
+    notes: str = ""
+    present: Sequence[str] | None = None
+    extra: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -36,15 +49,16 @@ class SessionPipeline:
     runner: EngineRunner
     clock: Callable[[], float] = time.time  # the engine's time: a replay sets its recorded time before start
 
-    def publish(self, kind: str, *, started: float, ended: float | None = None, files: Sequence[str] = (),
-                name: str | None = None, tags: Mapping[str, str] | None = None, notes: str = "",
-                present: Sequence[str] | None = None, extra: Mapping[str, Any] | None = None) -> None:
+    def publish(self, kind: str, *, started: float, ended: float | None = None,
+                about: Described | None = None) -> None:
         """Send the session's record (through the spool, to the compacted sessions topic)."""
+        about = about or Described()
         course = {**self.course.as_dict(), "id": self.course.key}
         riders = tuple({"id": r.id, "name": r.name, "squad": r.squad, "weight_kg": r.weight_kg, "ftp_w": r.ftp_w}
-                       for r in self.riders if present is None or r.id in present)
-        self.ingest.submit(SessionRecord(self.session_id, kind, name or self.session_id, started, ended, course,
-                                         riders, tuple(files), dict(tags or {}), notes, dict(extra or {})))
+                       for r in self.riders if about.present is None or r.id in about.present)
+        self.ingest.submit(SessionRecord(self.session_id, kind, about.name or self.session_id, started, ended,
+                                         course, riders, tuple(about.files), dict(about.tags or {}), about.notes,
+                                         dict(about.extra or {})))
 
     def update_riders(self, riders: Sequence[RiderSettings]) -> None:
         """A pairing or a profile changed: applied on the ingest thread, between two batches."""
@@ -92,9 +106,10 @@ def course_of(settings: Settings, gates: Sequence[str] | None) -> CourseSettings
 
 
 def build(settings: Settings, spool: Spool, session_id: str, *, riders: Sequence[RiderSettings] | None = None,
-          gates: Sequence[str] | None = None, clock: Callable[[], float] = time.time,
-          subscribers: Sequence[Callable[[list[Accepted]], None]] = (), replay: bool = False) -> SessionPipeline:
-    """A session's ingest and engine on ``spool``; ``clock`` is the engine's time (a replay's recorded one).
+          gates: Sequence[str] | None = None, subscribers: Sequence[Callable[[list[Accepted]], None]] = (),
+          replay: bool = False) -> SessionPipeline:
+    """A session's ingest and engine on ``spool``. The engine's time is ``SessionPipeline.clock``: a
+    replay sets its recorded time before it starts.
 
     A replay's commits may be larger than the live box's (up to ``REPLAY_BATCH`` events, when that
     many are queued): at full speed a commit then holds hundreds of samples of each meter, stored
@@ -104,8 +119,8 @@ def build(settings: Settings, spool: Spool, session_id: str, *, riders: Sequence
     riders = settings.riders if riders is None else riders
     course = course_of(settings, gates)
     sp = settings.spool
-    ingest = Ingest(spool, Roster(riders), session_id, batch_interval_s=sp.batch_interval_ms / 1000.0,
-                    batch_size=sp.batch_size, max_batch=REPLAY_BATCH if replay else None,
+    batching = Batching(sp.batch_interval_ms / 1000.0, sp.batch_size, REPLAY_BATCH if replay else None)
+    ingest = Ingest(spool, Roster(riders), session_id, batching=batching,
                     plausible=Plausible.from_settings(settings.sources.plausible))
     engine = SegmentEngine(engine_course(course), rider_infos(riders), session_id,
                            np_window=settings.metrics.np_window)
@@ -113,6 +128,6 @@ def build(settings: Settings, spool: Spool, session_id: str, *, riders: Sequence
     ingest.subscribe(runner.on_accepted)
     for subscriber in subscribers:
         ingest.subscribe(subscriber)
-    pipeline = SessionPipeline(session_id, course, riders, ingest, runner, clock)
+    pipeline = SessionPipeline(session_id, course, riders, ingest, runner)
     ingest.every(TICK_S, lambda: runner.tick(pipeline.clock()))
     return pipeline

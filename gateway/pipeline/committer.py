@@ -51,10 +51,10 @@ class _Meter:
 
     __slots__ = ("name", "rider", "who", "window")
 
-    def __init__(self, rider: str | None, name: str | None, window: _Window) -> None:
+    def __init__(self, rider: str | None, name: str | None, source: str, window: _Window) -> None:
         self.rider = rider
         self.name = name
-        self.who = (name, rider)  # as wire.power_body takes them
+        self.who = (name, rider, source)  # as wire.power_body takes them
         self.window = window
 
 
@@ -180,11 +180,10 @@ class Committer:
             while samples and samples[0][0] <= cut:
                 total -= samples.popleft()[1]
             window.total = total
-            body = power_body(wall, power, cadence, torque, total / len(samples) if samples else power, meter.who,
-                              source)
+            body = power_body(wall, power, cadence, torque, total / len(samples) if samples else power, meter.who)
         else:
             bad = self.plausible.problems(ev)
-            body = power_body(wall, _finite(power), _finite(cadence), _finite(torque), None, meter.who, source, bad)
+            body = power_body(wall, _finite(power), _finite(cadence), _finite(torque), None, meter.who, bad)
             self._count_implausible(ev, bad)
         return tuple.__new__(NewEvent, ("power", rider, self.session_id, wall, body))
 
@@ -197,7 +196,8 @@ class Committer:
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window()
-        meter = self._meters[(source, sensor)] = _Meter(rider, self.roster.names.get(rider) if rider else None, window)
+        name = self.roster.names.get(rider) if rider else None
+        meter = self._meters[(source, sensor)] = _Meter(rider, name, source, window)
         return meter
 
     def _count_implausible(self, ev: PowerSample, bad: list[str]) -> None:

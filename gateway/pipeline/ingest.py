@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 from gateway.pipeline.accepted import Accepted, events_in
 from gateway.pipeline.committer import Committer
-from gateway.pipeline.intake import IntakeQueue
+from gateway.pipeline.intake import Batching, IntakeQueue
 from gateway.pipeline.plausible import Plausible
 from gateway.pipeline.roster import Roster
 from gateway.pipeline.runs import Event
 from gateway.spool.store import Spool
 
-__all__ = ["Accepted", "Ingest", "Periodic", "events_in"]
+__all__ = ["Accepted", "Batching", "Ingest", "Periodic", "events_in"]
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,12 @@ class Periodic:
 class Ingest:
     """Batches submitted events into spool transactions on its own thread."""
 
-    def __init__(self, spool: Spool, roster: Roster, session_id: str, *, batch_interval_s: float = 0.05,
-                 batch_size: int = 500, max_batch: int | None = None, max_queue: int = 200_000,
+    def __init__(self, spool: Spool, roster: Roster, session_id: str, *, batching: Batching | None = None,
                  plausible: Plausible | None = None) -> None:
         self.spool = spool
         self.session_id = session_id
         self.committer = Committer(spool, roster, session_id, plausible)
-        # At most max_batch in one commit (more than batch_size for a replay: see pipeline.build).
-        self.queue = IntakeQueue(batch_size=batch_size, max_batch=max(batch_size, max_batch or batch_size),
-                                 interval_s=batch_interval_s, max_queue=max_queue)
+        self.queue = IntakeQueue(batching or Batching())
         self._periodic: list[Periodic] = []
         self._thread: threading.Thread | None = None
 

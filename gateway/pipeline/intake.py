@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from gateway.model import PowerSample
 from gateway.pipeline.runs import Event
@@ -22,14 +23,26 @@ from gateway.pipeline.runs import Event
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Batching:
+    """When a batch goes: after ``interval_s``, or at once when ``size`` events wait; at most
+    ``max_batch`` in one (more than ``size`` for a replay: see ``pipeline.build``); at most
+    ``max_queue`` waiting (more are refused and counted: ``overflow``)."""
+
+    interval_s: float = 0.05
+    size: int = 500
+    max_batch: int | None = None
+    max_queue: int = 200_000
+
+
 class IntakeQueue:
     """Thread-safe. ``take`` is called by one thread only (the ingest loop's)."""
 
-    def __init__(self, *, batch_size: int, max_batch: int, interval_s: float, max_queue: int) -> None:
-        self.batch_size = batch_size  # this many waiting: taken without waiting for the interval
-        self.max_batch = max_batch  # at most this many in one batch
-        self.interval_s = interval_s
-        self.max_queue = max_queue
+    def __init__(self, batching: Batching) -> None:
+        self.batch_size = batching.size  # this many waiting: taken without waiting for the interval
+        self.max_batch = max(batching.size, batching.max_batch or batching.size)  # at most this many in one batch
+        self.interval_s = batching.interval_s
+        self.max_queue = batching.max_queue
         self._events: deque[Event] = deque()
         self._calls: deque[tuple[int, Callable[[], object]]] = deque()  # (events taken before it, function)
         self._cond = threading.Condition()

@@ -35,7 +35,7 @@ from gateway.model import parse_day
 
 log = logging.getLogger(__name__)
 
-KINDS = ("ant", "ble", "chip")
+METER_KINDS = ("ant", "ble", "chip")
 RIDER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # as the config's riders[].id: it goes in URLs and file names
 SENSOR = re.compile(r"^[\x21-\x7e]{1,64}$")  # a device number, a BLE address or name, a chip id
 HISTORY_KEPT = 2000  # pairing changes kept in the file (a session's record carries its own few)
@@ -88,7 +88,7 @@ def _check_day(day: object) -> str:
 
 
 def _sensor_key(kind: str, sensor: str) -> str:
-    if kind not in KINDS:
+    if kind not in METER_KINDS:
         raise RiderBookError(f"unknown kind {kind!r}", hint="use ant, ble or chip")
     sensor = sensor.strip()
     if not sensor:

@@ -120,44 +120,47 @@ def _session(frame: object) -> _Session:
     return _Session(str(sport) if sport is not None else None, t0, end, frame)
 
 
-def read_fit(path: str | Path, session: int | None = None) -> Ride:
-    """Read a FIT activity; raise InputFileError naming the file and the problem.
+@dataclass
+class _Frames:
+    """What a FIT file's messages hold, as read: records, laps, sessions, the rider's weight and FTP."""
 
-    A file with several sessions (a triathlon) yields its cycling session; with several cycling
-    sessions, ``session`` (1-based) picks one and the default is the first (``Ride.note`` says so).
-    """
+    rows: list[tuple[float, float, float]] = field(default_factory=list)
+    laps: list[_RawLap] = field(default_factory=list)
+    sessions: list[_Session] = field(default_factory=list)
+    weight: float | None = None
+    ftp_zone: float | None = None
+
+    def take(self, frame: Any) -> None:
+        if frame.name == "record":
+            ts = _stamp(_value(frame, "timestamp"))
+            if ts is not None:
+                watts, rpm = _num(_value(frame, "power")), _num(_value(frame, "cadence"))
+                self.rows.append((ts, np.nan if watts is None else watts, np.nan if rpm is None else rpm))
+        elif frame.name == "lap":
+            lap = _lap(frame)
+            if lap is not None:
+                self.laps.append(lap)
+        elif frame.name == "session":
+            self.sessions.append(_session(frame))
+        elif frame.name == "user_profile":
+            self.weight = _num(_value(frame, "weight")) or self.weight
+        elif frame.name == "zones_target":
+            self.ftp_zone = _num(_value(frame, "functional_threshold_power")) or self.ftp_zone
+
+
+def _read_frames(name: str) -> _Frames:
+    """Every message of the file, or InputFileError saying what is wrong with it."""
     import fitdecode
 
-    name = str(path)
-    rows: list[tuple[float, float, float]] = []
-    raw_laps: list[_RawLap] = []
-    sessions: list[_Session] = []
-    weight = None
-    ftp_zone = None
+    frames = _Frames()
     try:
         # A checksum that does not match is a corrupt file: an error, not a library warning.
         with warnings.catch_warnings(record=True) as caught, \
                 fitdecode.FitReader(name, check_crc=fitdecode.CrcCheck.RAISE) as reader:
             warnings.simplefilter("always")
             for frame in reader:
-                if not isinstance(frame, fitdecode.FitDataMessage):
-                    continue
-                if frame.name == "record":
-                    ts = _stamp(_value(frame, "timestamp"))
-                    if ts is None:
-                        continue
-                    watts, rpm = _num(_value(frame, "power")), _num(_value(frame, "cadence"))
-                    rows.append((ts, np.nan if watts is None else watts, np.nan if rpm is None else rpm))
-                elif frame.name == "lap":
-                    lap = _lap(frame)
-                    if lap is not None:
-                        raw_laps.append(lap)
-                elif frame.name == "session":
-                    sessions.append(_session(frame))
-                elif frame.name == "user_profile":
-                    weight = _num(_value(frame, "weight")) or weight
-                elif frame.name == "zones_target":
-                    ftp_zone = _num(_value(frame, "functional_threshold_power")) or ftp_zone
+                if isinstance(frame, fitdecode.FitDataMessage):
+                    frames.take(frame)
     except FileNotFoundError:
         raise InputFileError(name, "no such file") from None
     except IsADirectoryError:
@@ -174,11 +177,22 @@ def read_fit(path: str | Path, session: int | None = None) -> Ride:
         raise InputFileError(name, f"the file cannot be decoded as FIT ({exc})") from None
     except OSError as exc:
         raise InputFileError(name, f"cannot read the file: {exc.strerror or exc}") from None
-
     for warning in caught:
         log.warning("%s: %s", name, str(warning.message).splitlines()[0])
-    chosen, note = _choose(name, sessions, session)
-    if chosen is not None and chosen.start is not None and chosen.end is not None and len(sessions) > 1:
+    return frames
+
+
+def read_fit(path: str | Path, session: int | None = None) -> Ride:
+    """Read a FIT activity; raise InputFileError naming the file and the problem.
+
+    A file with several sessions (a triathlon) yields its cycling session; with several cycling
+    sessions, ``session`` (1-based) picks one and the default is the first (``Ride.note`` says so).
+    """
+    name = str(path)
+    frames = _read_frames(name)
+    rows, raw_laps, ftp_zone = frames.rows, frames.laps, frames.ftp_zone
+    chosen, note = _choose(name, frames.sessions, session)
+    if chosen is not None and chosen.start is not None and chosen.end is not None and len(frames.sessions) > 1:
         # Only this session's records and laps: a triathlon's swim and run are not part of the ride.
         lo, hi = chosen.start, chosen.end
         rows = [r for r in rows if lo <= r[0] <= hi]
@@ -209,7 +223,7 @@ def read_fit(path: str | Path, session: int | None = None) -> Ride:
             avg_power=_num(_value(frame, "avg_power")),
         )
     return Ride(name, chosen.sport if chosen is not None else None, float(start), end,
-                timer if timer else end - start, times, power, cadence, laps, device, weight, note)
+                timer if timer else end - start, times, power, cadence, laps, device, frames.weight, note)
 
 
 def _choose(name: str, sessions: list[_Session], wanted: int | None) -> tuple[_Session | None, str | None]:

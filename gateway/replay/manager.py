@@ -18,7 +18,7 @@ from gateway.config.settings import RiderSettings
 from gateway.errors import Busy, GatewayError, NotFound, ReplayError
 from gateway.model import GateCrossing, PowerSample, SegmentResult
 from gateway.pipeline.accepted import Accepted, events_in
-from gateway.pipeline.build import SessionPipeline, build
+from gateway.pipeline.build import Described, SessionPipeline, build
 from gateway.pipeline.riderbook import RiderBook
 from gateway.pipeline.session import new_session_id
 from gateway.replay.files import expand, load_session, merged
@@ -109,7 +109,7 @@ class ReplayManager:
                      course_from_file: bool | None, tags: dict[str, str] | None) -> str:
         settings = self.config.settings
         from_file = self.config.source == EMBEDDED if course_from_file is None else course_from_file
-        factor = check_factor(settings.replay.simulationFactor if factor is None else factor)
+        factor = check_factor(settings.replay.simulation_factor if factor is None else factor)
         if loop and factor <= 0:
             # At full speed a loop would start a new replay (and store a whole session) every second.
             raise ReplayError(f"a looping replay needs a speed factor above 0, got {factor:g}", where="replay",
@@ -134,8 +134,7 @@ class ReplayManager:
             # The page names a session's segments from its course: this one is the files'.
             course = {**pipeline.course.as_dict(), "id": pipeline.course.key}
             await asyncio.to_thread(self.spool.sessions.set_course, session, course)
-        player = Player(session, events, pipeline.ingest.submit, factor=factor, clock=self.clock,
-                        backlog=lambda: pipeline.ingest.pending, submit_many=pipeline.ingest.submit_many,
+        player = Player(session, events, pipeline.ingest, factor=factor, clock=self.clock,
                         label=", ".join(r.path for r in loaded.recordings))
         # Time-only riders (no power stream) finish their segments on the recording's clock; a
         # rider's last segment closes with the last sample of the rider's file.
@@ -148,7 +147,7 @@ class ReplayManager:
         names = [PurePath(r.path).name for r in loaded.recordings]
         replay = Replay(player, pipeline, files, loop, counts=counts, name=replay_name(names), tags=dict(tags or {}))
         pipeline.start()
-        pipeline.publish("replay", started=player.first, files=names, name=replay.name, tags=replay.tags)
+        pipeline.publish("replay", started=player.first, about=Described(replay.name, names, replay.tags))
         self.replays[session] = replay
         replay.task = asyncio.create_task(self._play(replay), name=f"replay {session}")
         log.info("replay %s: %d events from %d file(s) at factor %g", session, len(player.events),
@@ -163,7 +162,7 @@ class ReplayManager:
 
     async def _review(self, stored: str, *, factor: float | None) -> str:
         settings = self.config.settings
-        factor = check_factor(settings.replay.simulationFactor if factor is None else factor)
+        factor = check_factor(settings.replay.simulation_factor if factor is None else factor)
         events, record, ends = await asyncio.to_thread(stored_session, self.spool, stored)
         if not events:
             raise NotFound(f"no power samples or gate crossings of session {stored!r} are in the spool",
@@ -184,13 +183,12 @@ class ReplayManager:
         if course:
             await asyncio.to_thread(self.spool.sessions.set_course, session, course)
         name = f"review of {record.get('name') or stored}"
-        player = Player(session, events, pipeline.ingest.submit, factor=factor, clock=self.clock,
-                        backlog=lambda: pipeline.ingest.pending, submit_many=pipeline.ingest.submit_many, label=name)
+        player = Player(session, events, pipeline.ingest, factor=factor, clock=self.clock, label=name)
         pipeline.clock = player.recorded_now
         pipeline.runner.engine.set_stream_ends(ends)
         replay = Replay(player, pipeline, [], False, counts=counts, name=name, of_session=stored)
         pipeline.start()
-        pipeline.publish("replay", started=player.first, name=name, extra={"review_of": stored})
+        pipeline.publish("replay", started=player.first, about=Described(name, extra={"review_of": stored}))
         self.replays[session] = replay
         replay.task = asyncio.create_task(self._play(replay), name=f"review {session}")
         log.info("review %s of %s: %d events at factor %g", session, stored, len(events), factor)
@@ -203,8 +201,8 @@ class ReplayManager:
             player = replay.player
             names = [PurePath(f).name for f in player.label.split(", ") if f] if replay.of_session is None else []
             review = {"review_of": replay.of_session} if replay.of_session else None
-            replay.pipeline.publish("replay", started=player.first, ended=player.recorded_now(), files=names,
-                                    name=replay.name, extra=review, tags=replay.tags)
+            replay.pipeline.publish("replay", started=player.first, ended=player.recorded_now(),
+                                    about=Described(replay.name, names, replay.tags, extra=review))
             if player.state == "finished":
                 # Everything played is committed before every open segment is closed.
                 await asyncio.to_thread(replay.pipeline.finish)

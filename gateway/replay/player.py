@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from gateway.errors import ReplayError
@@ -36,6 +36,17 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
+class Sink(Protocol):
+    """Where a player's events go: a session's intake (``pipeline.ingest.Ingest``)."""
+
+    def submit(self, event: Event) -> bool: ...
+
+    def submit_many(self, events: Sequence[Event]) -> int: ...
+
+    @property
+    def pending(self) -> int: ...
+
+
 class RealClock:
     def now(self) -> float:
         return time.monotonic()
@@ -45,20 +56,17 @@ class RealClock:
 
 
 class Player:
-    """Feeds ``events`` (sorted by time) to ``submit`` paced by ``factor``; controls from any task."""
+    """Feeds ``events`` (sorted by time) to ``sink`` paced by ``factor``, never more than
+    ``max_backlog`` waiting in it; controls from any task."""
 
-    def __init__(self, session_id: str, events: Sequence[Event], submit: Callable[[Event], bool], *,
-                 factor: float = 1.0, clock: Clock | None = None, backlog: Callable[[], int] = lambda: 0,
-                 max_backlog: int = 50_000, label: str = "",
-                 submit_many: Callable[[Sequence[Event]], int] | None = None) -> None:
+    def __init__(self, session_id: str, events: Sequence[Event], sink: Sink, *, factor: float = 1.0,
+                 clock: Clock | None = None, max_backlog: int = 50_000, label: str = "") -> None:
         check_factor(factor)
         self.session_id = session_id
         self.events = events
-        self.submit = submit
-        self.submit_many = submit_many
+        self.sink = sink
         self.factor = factor
         self.clock = clock or RealClock()
-        self.backlog = backlog
         self.max_backlog = max_backlog
         self.label = label
         self.position = 0
@@ -130,13 +138,13 @@ class Player:
             await self._resume.wait()
             if self.state == "stopped":
                 return self.state
-            if self.factor == 0 and self.submit_many is not None:
+            if self.factor == 0:
                 await self._hand_over()
                 continue
             event = self.events[self.position]
             if not await self._wait_for(event.wall_time):
                 continue  # paused, stopped or re-timed while waiting: look again
-            while self.backlog() >= self.max_backlog or not self.submit(event):
+            while self.sink.pending >= self.max_backlog or not self.sink.submit(event):
                 await self.clock.sleep(0.01)  # the pipeline is behind: never drop a recorded event
             self.position += 1
             if self.factor == 0 and self.position % 500 == 0:
@@ -147,9 +155,8 @@ class Player:
     async def _hand_over(self) -> None:
         """At full speed: the next stretch of events in one call, within the pipeline's backlog; the
         controls and the status are seen between two stretches."""
-        assert self.submit_many is not None
-        room = min(self.max_backlog - self.backlog(), STRETCH)
-        taken = self.submit_many(self.events[self.position:self.position + room]) if room > 0 else 0
+        room = min(self.max_backlog - self.sink.pending, STRETCH)
+        taken = self.sink.submit_many(self.events[self.position:self.position + room]) if room > 0 else 0
         self.position += taken
         await (self.clock.sleep(0.01) if taken == 0 else asyncio.sleep(0))
 

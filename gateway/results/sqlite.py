@@ -10,8 +10,7 @@ from typing import Any
 from gateway.engine.normalize import Population
 from gateway.model import SegmentResult
 from gateway.results.store import current
-from gateway.spool.schema import Row
-from gateway.spool.store import Spool
+from gateway.spool.store import Row, Spool
 from gateway.wire import WireError, decode_event
 
 log = logging.getLogger(__name__)

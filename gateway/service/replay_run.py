@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,21 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 0.5
 
 
+@dataclass(frozen=True)
+class Play:
+    """What to play: the files (as ``replay.files.expand`` reads them), at ``factor`` (None: the
+    config's), with the course from the files (None: when no config is given)."""
+
+    files: list[str]
+    factor: float | None = None
+    course_from_file: bool | None = None
+
+
 class ReplayRun(Root):
-    def __init__(self, config: Config, files: list[str], *, factor: float | None = None,
-                 course_from_file: bool | None = None, state_dir: Path | None = None, port: int | None = None,
+    def __init__(self, config: Config, play: Play, *, state_dir: Path | None = None, port: int | None = None,
                  web: bool = True, progress: Callable[[ReplayManager], None] | None = None) -> None:
         super().__init__(config, state_dir=state_dir, port=port, web=web)
-        self.files = files
-        self.factor = factor
-        self.course_from_file = course_from_file
+        self.play = play
         self.progress = progress
         self.tick_interval = PROGRESS_EVERY_S if progress is not None else None
 
@@ -38,7 +46,7 @@ class ReplayRun(Root):
 
     async def _started(self) -> None:
         assert self.replays is not None
-        await self.replays.start(self.files, factor=self.factor, course_from_file=self.course_from_file)
+        await self.replays.start(self.play.files, factor=self.play.factor, course_from_file=self.play.course_from_file)
 
     async def _tick(self) -> bool:
         if self.replays is None:

@@ -19,7 +19,7 @@ from gateway.config.settings import Settings
 from gateway.model import SessionRecord
 from gateway.pipeline import session
 from gateway.pipeline.accepted import Accepted
-from gateway.pipeline.build import SessionPipeline, build
+from gateway.pipeline.build import Described, SessionPipeline, build
 from gateway.pipeline.riderbook import RiderBook
 from gateway.pipeline.session import SessionError, SessionInputError, parse_tags
 from gateway.spool.store import Spool
@@ -82,10 +82,10 @@ class LiveSessions:
             return
         # The newest changes only: a record is one Kafka message, and a day of swaps must not outgrow it.
         history = [h for h in self.book.history() if h["at"] >= info["started"] - 1][-PAIRING_CHANGES:]
-        pipeline.publish("live", started=info["started"], ended=ended, name=info["name"], tags=info.get("tags"),
-                         notes=info.get("notes", ""), present=info.get("present"),
-                         extra={"pairings": self.book.pairings(), "pairing_changes": history,
-                                "result_notes": notes_of(self.spool, pipeline.session_id)})
+        pipeline.publish("live", started=info["started"], ended=ended, about=Described(
+            info["name"], tags=info.get("tags"), notes=info.get("notes", ""), present=info.get("present"),
+            extra={"pairings": self.book.pairings(), "pairing_changes": history,
+                   "result_notes": notes_of(self.spool, pipeline.session_id)}))
 
     def current(self) -> dict[str, Any]:
         with self._lock:

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from gateway.config.settings import RiderSettings, Settings
+from gateway.config.settings import LoadSettings, RiderSettings, Settings
 from gateway.model import GateCrossing, PowerSample
 from gateway.sources.link import Link
 from gateway.sources.source import Submit
@@ -26,22 +26,21 @@ def build(settings: Settings, submit: Submit, status: StatusBoard) -> LoadSource
     load = settings.sources.load
     log.warning("synthetic load source enabled: %d riders at %g Hz (benchmarks and tests only)",
                 len(settings.riders), load.rate_hz)
-    return LoadSource(submit, settings.riders, settings.course.gate_ids, rate_hz=load.rate_hz,
-                      segment_s=load.segment_s, seed=load.seed, status=status)
+    return LoadSource(submit, settings.riders, settings.course.gate_ids, load, status=status)
 
 
 class LoadSource:
-    """Emits ``riders`` x ``rate_hz`` power samples per second, and a crossing every ``segment_s``."""
+    """Emits ``riders`` x ``load.rate_hz`` power samples per second, and a crossing every
+    ``load.segment_s``."""
 
-    def __init__(self, submit: Submit, riders: Sequence[RiderSettings], gates: Sequence[str], *,
-                 rate_hz: float = 4.0, segment_s: float = 60.0, seed: int = 1, status: StatusBoard | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, submit: Submit, riders: Sequence[RiderSettings], gates: Sequence[str], load: LoadSettings, *,
+                 status: StatusBoard | None = None, clock: Callable[[], float] = time.time) -> None:
         self.submit = submit
         self.riders = riders
         self.gates = gates
-        self.rate_hz = rate_hz
-        self.segment_s = segment_s
-        self.rng = random.Random(seed)
+        self.rate_hz = load.rate_hz
+        self.segment_s = load.segment_s
+        self.rng = random.Random(load.seed)
         self.link = Link(status, "load")
         self.clock = clock
         self.sent = 0

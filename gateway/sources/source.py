@@ -20,7 +20,7 @@ from gateway.status import StatusBoard
 
 Submit = Callable[[PowerSample | GateCrossing], object]
 
-KINDS: dict[str, str] = {
+SOURCE_MODULES: dict[str, str] = {
     "ant": "gateway.sources.ant",
     "ble": "gateway.sources.ble",
     "serial": "gateway.sources.serial",
@@ -47,13 +47,13 @@ class Pairable(Protocol):
 
 
 def enabled(settings: Settings) -> list[str]:
-    return [kind for kind in KINDS if getattr(settings.sources, kind).enabled]
+    return [kind for kind in SOURCE_MODULES if getattr(settings.sources, kind).enabled]
 
 
 def build_sources(settings: Settings, submit: Submit, status: StatusBoard) -> list[Source]:
     """The enabled sources, built by their own modules."""
     sources: list[Source] = []
     for kind in enabled(settings):
-        module = importlib.import_module(KINDS[kind])
+        module = importlib.import_module(SOURCE_MODULES[kind])
         sources.append(module.build(settings, submit, status))
     return sources

@@ -163,49 +163,60 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> 
     with transaction(dst):
         dst.executemany("INSERT OR REPLACE INTO gateways (first_seq, gateway_id, spool_id) VALUES (?, ?, ?)", named)
         dst.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", _spool_identity(src))
-    table = "event_rows" if _has_table(src, "event_rows") else "events"  # renamed in schema 7
-    message = message_sql(None, 0, table)
-    saved, first, last_good = _salvage_blocks(src, dst, deadline) if _has_table(src, "blocks") else (0, None, None)
-    last, skip = -(2**63), 1
-    gap_start: int | None = None
     try:
-        while time.monotonic() < deadline:
-            try:
-                rows = src.execute(f"SELECT {_COLUMNS}, {message} FROM {table} WHERE seq > ? ORDER BY seq LIMIT 500",
-                                   (last,)).fetchall()
-            except sqlite3.DatabaseError:
-                if last == -(2**63):
-                    break  # not even the start of the table can be read
-                gap_start = last if gap_start is None else gap_start
-                last, skip = last + skip, skip * 2
-                if skip > 2**32:
-                    break
-                continue
-            if gap_start is not None:
-                # The skip may have jumped over readable rows beyond the damage: look them up one by one.
-                rows = _probe(src, table, message, gap_start + 1, min(last, gap_start + 100_000)) + rows
-                gap_start = None
-            if not rows:
-                break
-            # The checksum is of the whole message (the last column); the row is copied as stored.
-            good = [r[:9] for r in rows if isinstance(r[0], int) and isinstance(r[9], bytes) and crc(r[9]) == r[7]]
-            if good:
-                with transaction(dst):
-                    dst.executemany(f"INSERT OR IGNORE INTO event_rows ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                    good)
-                saved += len(good)
-                first = good[0][0] if first is None else min(first, good[0][0])
-                last_good = max(last_good or good[-1][0], good[-1][0])
-                last, skip = good[-1][0], 1
-            else:
-                last = rows[-1][0] if isinstance(rows[-1][0], int) else last + len(rows)
-        given = max(_numbers_given(src), last_good or 0)
+        table = "event_rows" if _has_table(src, "event_rows") else "events"  # renamed in schema 7
+        blocks = _salvage_blocks(src, dst, deadline) if _has_table(src, "blocks") else (0, None, None)
+        rows = _salvage_rows(src, dst, table, deadline)
+        saved = blocks[0] + rows[0]
+        firsts = [f for f in (blocks[1], rows[1]) if f is not None]
+        lasts = [f for f in (blocks[2], rows[2]) if f is not None]
+        given = max(_numbers_given(src), *lasts, 0)
         with transaction(dst):
             dst.execute("INSERT OR REPLACE INTO meta VALUES ('seq_floor', ?)", (str(given),))
     finally:
         src.close()
-    lost = (last_good - first + 1 - saved) if first is not None and last_good is not None else 0
+    lost = (max(lasts) - min(firsts) + 1 - saved) if firsts and lasts else 0
     return saved, lost
+
+
+def _salvage_rows(src: sqlite3.Connection, dst: sqlite3.Connection, table: str, deadline: float
+                  ) -> tuple[int, int | None, int | None]:
+    """Copy every readable, checksum-valid row; (rows saved, first and last sequence number)."""
+    message = message_sql(None, 0, table)
+    saved, first, last_good = 0, None, None
+    last, skip = -(2**63), 1
+    gap_start: int | None = None
+    while time.monotonic() < deadline:
+        try:
+            rows = src.execute(f"SELECT {_COLUMNS}, {message} FROM {table} WHERE seq > ? ORDER BY seq LIMIT 500",
+                               (last,)).fetchall()
+        except sqlite3.DatabaseError:
+            if last == -(2**63):
+                break  # not even the start of the table can be read
+            gap_start = last if gap_start is None else gap_start
+            last, skip = last + skip, skip * 2
+            if skip > 2**32:
+                break
+            continue
+        if gap_start is not None:
+            # The skip may have jumped over readable rows beyond the damage: look them up one by one.
+            rows = _probe(src, table, message, gap_start + 1, min(last, gap_start + 100_000)) + rows
+            gap_start = None
+        if not rows:
+            break
+        # The checksum is of the whole message (the last column); the row is copied as stored.
+        good = [r[:9] for r in rows if isinstance(r[0], int) and isinstance(r[9], bytes) and crc(r[9]) == r[7]]
+        if good:
+            with transaction(dst):
+                dst.executemany(f"INSERT OR IGNORE INTO event_rows ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                good)
+            saved += len(good)
+            first = good[0][0] if first is None else min(first, good[0][0])
+            last_good = max(last_good or good[-1][0], good[-1][0])
+            last, skip = good[-1][0], 1
+        else:
+            last = rows[-1][0] if isinstance(rows[-1][0], int) else last + len(rows)
+    return saved, first, last_good
 
 
 def _has_table(src: sqlite3.Connection, name: str) -> bool:

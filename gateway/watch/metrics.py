@@ -27,87 +27,108 @@ class StatusCollector:
         return []  # collected fresh at each scrape
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-
         snapshot = self.status.snapshot()
         parts = snapshot.get("components", {})
         spool, ingest, kafka, engine = (parts.get(k) or {} for k in ("spool", "ingest", "kafka", "engine"))
-
-        accepted = CounterMetricFamily("trackside_events_accepted", "Events accepted into the spool, by kind",
-                                       labels=["kind"])
-        for kind, n in sorted((spool.get("appended_by_kind") or {}).items()):
-            accepted.add_metric([kind], n)
-        yield accepted
-        for name, key, text in (("trackside_events_rejected", "rejected", "Events the spool refused (full, disk)"),
-                                ("trackside_events_dropped", "dropped", "Undelivered events dropped by the full "
-                                                                        "policy drop_oldest")):
-            yield CounterMetricFamily(name, text, value=spool.get(key) or 0)
-        yield CounterMetricFamily("trackside_ingest_overflow", "Events a full ingest queue could not take",
-                                  value=ingest.get("overflow") or 0)
-        implausible = CounterMetricFamily("trackside_power_implausible", "Readings kept flagged, never averaged",
-                                          labels=["source"])
-        for source, n in sorted((ingest.get("implausible") or {}).items()):
-            implausible.add_metric([source], n)
-        yield implausible
-        yield GaugeMetricFamily("trackside_spool_used_bytes", "Bytes the spool's rows use",
-                                value=spool.get("used_bytes") or 0)
-        yield GaugeMetricFamily("trackside_spool_max_bytes", "The spool's cap", value=spool.get("max_bytes") or 0)
-        yield GaugeMetricFamily("trackside_spool_backlog_events", "Events not yet delivered to Kafka",
-                                value=spool.get("backlog_rows") or 0)
-        oldest = spool.get("backlog_oldest")
-        now = snapshot.get("time") or 0
-        yield GaugeMetricFamily("trackside_spool_backlog_oldest_age_seconds", "Age of the oldest undelivered event",
-                                value=max(0.0, now - oldest) if oldest else 0.0)
-        yield GaugeMetricFamily("trackside_spool_full", "1 while the spool is full",
-                                value=1 if spool.get("full") else 0)
-        yield GaugeMetricFamily("trackside_uplink_enabled", "1 when Kafka forwarding is configured",
-                                value=1 if kafka.get("enabled") else 0)
-        yield GaugeMetricFamily("trackside_uplink_connected", "1 while the broker acknowledges",
-                                value=1 if kafka.get("connected") else 0)
-        yield CounterMetricFamily("trackside_uplink_delivered", "Events acknowledged by Kafka",
-                                  value=kafka.get("delivered") or 0)
-        yield CounterMetricFamily("trackside_uplink_failed", "Events Kafka refused", value=kafka.get("failed") or 0)
-        yield GaugeMetricFamily("trackside_uplink_in_flight_events", "Events sent, not yet acknowledged",
-                                value=kafka.get("in_flight") or 0)
-        latency = kafka.get("latency")
-        if latency:
-            cumulative, buckets = 0, []
-            for bound, n in zip((*LATENCY_BUCKETS, float("inf")), latency["buckets"], strict=True):
-                cumulative += n
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-            yield HistogramMetricFamily("trackside_uplink_delivery_latency_seconds",
-                                        "From sending to Kafka's acknowledgement (one sample per rider per batch)",
-                                        buckets=buckets, sum_value=latency["sum"])
-        # A counter never goes down: results stored since the daemon started, live and replays alike (the
-        # live session's own count starts again at each session: a gauge).
-        yield CounterMetricFamily("trackside_segment_results", "Segment results stored (live and replays)",
-                                  value=(spool.get("appended_by_kind") or {}).get("segment") or 0)
-        yield GaugeMetricFamily("trackside_live_session_segment_results", "Segment results of the live session",
-                                value=engine.get("results") or 0)
-        state = GaugeMetricFamily("trackside_source_state", "1 for the state each source is in",
-                                  labels=["source", "state"])
-        # One family per kind of count (pages, lines, samples...): a sum over unlike counts means nothing.
-        counters: dict[str, Any] = {}
-        for name, part in sorted(parts.items()):
-            if not name.startswith("source."):
-                continue
-            for s in sorted({*LINK_STATES, part.get("state") or "starting"}):
-                state.add_metric([name[7:], s], 1 if part.get("state") == s else 0)
-            for key, n in sorted((part.get("counters") or {}).items()):
-                kind = re.sub(r"[^a-z0-9_]", "_", key.lower())
-                family = counters.get(kind)
-                if family is None:
-                    family = counters[kind] = CounterMetricFamily(
-                        f"trackside_source_{kind}", f"What each source counted: {key.replace('_', ' ')}",
-                        labels=["source"])
-                family.add_metric([name[7:]], n)
-        yield state
-        yield from counters.values()
+        yield from _events(spool, ingest, engine)
+        yield from _spool(spool, snapshot.get("time") or 0)
+        yield from _uplink(kafka)
+        yield from _sources(parts)
         if self.stream is not None:
+            from prometheus_client.core import GaugeMetricFamily
+
             stream = self.stream()
             yield GaugeMetricFamily("trackside_sse_clients", "Open live streams", value=stream["clients"])
             yield GaugeMetricFamily("trackside_sse_queue_depth_events", "Events waiting in the fullest stream's queue",
                                     value=stream["deepest"])
+
+
+def _events(spool: dict[str, Any], ingest: dict[str, Any], engine: dict[str, Any]) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    accepted = CounterMetricFamily("trackside_events_accepted", "Events accepted into the spool, by kind",
+                                   labels=["kind"])
+    for kind, n in sorted((spool.get("appended_by_kind") or {}).items()):
+        accepted.add_metric([kind], n)
+    yield accepted
+    for name, key, text in (("trackside_events_rejected", "rejected", "Events the spool refused (full, disk)"),
+                            ("trackside_events_dropped", "dropped", "Undelivered events dropped by the full "
+                                                                    "policy drop_oldest")):
+        yield CounterMetricFamily(name, text, value=spool.get(key) or 0)
+    yield CounterMetricFamily("trackside_ingest_overflow", "Events a full ingest queue could not take",
+                              value=ingest.get("overflow") or 0)
+    implausible = CounterMetricFamily("trackside_power_implausible", "Readings kept flagged, never averaged",
+                                      labels=["source"])
+    for source, n in sorted((ingest.get("implausible") or {}).items()):
+        implausible.add_metric([source], n)
+    yield implausible
+    # A counter never goes down: results stored since the daemon started, live and replays alike (the
+    # live session's own count starts again at each session: a gauge).
+    yield CounterMetricFamily("trackside_segment_results", "Segment results stored (live and replays)",
+                              value=(spool.get("appended_by_kind") or {}).get("segment") or 0)
+    yield GaugeMetricFamily("trackside_live_session_segment_results", "Segment results of the live session",
+                            value=engine.get("results") or 0)
+
+
+def _spool(spool: dict[str, Any], now: float) -> Iterator[Any]:
+    from prometheus_client.core import GaugeMetricFamily
+
+    yield GaugeMetricFamily("trackside_spool_used_bytes", "Bytes the spool's rows use",
+                            value=spool.get("used_bytes") or 0)
+    yield GaugeMetricFamily("trackside_spool_max_bytes", "The spool's cap", value=spool.get("max_bytes") or 0)
+    yield GaugeMetricFamily("trackside_spool_backlog_events", "Events not yet delivered to Kafka",
+                            value=spool.get("backlog_rows") or 0)
+    oldest = spool.get("backlog_oldest")
+    yield GaugeMetricFamily("trackside_spool_backlog_oldest_age_seconds", "Age of the oldest undelivered event",
+                            value=max(0.0, now - oldest) if oldest else 0.0)
+    yield GaugeMetricFamily("trackside_spool_full", "1 while the spool is full", value=1 if spool.get("full") else 0)
+
+
+def _uplink(kafka: dict[str, Any]) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+    yield GaugeMetricFamily("trackside_uplink_enabled", "1 when Kafka forwarding is configured",
+                            value=1 if kafka.get("enabled") else 0)
+    yield GaugeMetricFamily("trackside_uplink_connected", "1 while the broker acknowledges",
+                            value=1 if kafka.get("connected") else 0)
+    yield CounterMetricFamily("trackside_uplink_delivered", "Events acknowledged by Kafka",
+                              value=kafka.get("delivered") or 0)
+    yield CounterMetricFamily("trackside_uplink_failed", "Events Kafka refused", value=kafka.get("failed") or 0)
+    yield GaugeMetricFamily("trackside_uplink_in_flight_events", "Events sent, not yet acknowledged",
+                            value=kafka.get("in_flight") or 0)
+    latency = kafka.get("latency")
+    if latency:
+        cumulative, buckets = 0, []
+        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), latency["buckets"], strict=True):
+            cumulative += n
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        yield HistogramMetricFamily("trackside_uplink_delivery_latency_seconds",
+                                    "From sending to Kafka's acknowledgement (one sample per rider per batch)",
+                                    buckets=buckets, sum_value=latency["sum"])
+
+
+def _sources(parts: dict[str, Any]) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    state = GaugeMetricFamily("trackside_source_state", "1 for the state each source is in",
+                              labels=["source", "state"])
+    # One family per kind of count (pages, lines, samples...): a sum over unlike counts means nothing.
+    counters: dict[str, Any] = {}
+    for name, part in sorted(parts.items()):
+        if not name.startswith("source."):
+            continue
+        for s in sorted({*LINK_STATES, part.get("state") or "starting"}):
+            state.add_metric([name[7:], s], 1 if part.get("state") == s else 0)
+        for key, n in sorted((part.get("counters") or {}).items()):
+            kind = re.sub(r"[^a-z0-9_]", "_", key.lower())
+            family = counters.get(kind)
+            if family is None:
+                family = counters[kind] = CounterMetricFamily(
+                    f"trackside_source_{kind}", f"What each source counted: {key.replace('_', ' ')}",
+                    labels=["source"])
+            family.add_metric([name[7:]], n)
+    yield state
+    yield from counters.values()
 
 
 class HubCollector:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.sources.link import backoff
 from gateway.sources.source import Source
 from gateway.status import StatusBoard
 from gateway.watch import health
@@ -143,7 +144,7 @@ async def supervised(source: Source, status: StatusBoard, retry_max_s: float = 3
             raise
         except Exception as exc:
             failures += 1
-            wait = min(retry_max_s, 2.0 ** min(failures, 10))
+            wait = backoff(failures, retry_max_s)
             log.exception("source %s failed (%d times); starting it again in %.0f s", source.name, failures, wait)
             status.post(f"task.{source.name}", state="restarting", failures=failures,
                         error=f"{type(exc).__name__}: {exc}")

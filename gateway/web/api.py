@@ -48,41 +48,39 @@ def population_of(session: str, spec: str | None) -> Population:
     raise ApiError(400, f"unknown population {spec!r}: use session, all, squad:NAME, rider:ID or sessions:A,B")
 
 
+def _selected(store: ResultsStore | None) -> tuple[ResultsStore, str | None, list[Any], list[Any]]:
+    """The session asked for (the latest by default), its results, and the population's."""
+    if store is None:
+        raise ApiError(503, "no results on this server")
+    results_store = store
+    since, until = _day(request.args.get("from")), _day(request.args.get("to"), end=True)  # checked first
+    session = request.args.get("session")
+    if not session:  # the latest session with results
+        known = [s for s in results_store.sessions() if s["results"]]
+        session = known[-1]["session"] if known else None
+    if session is None:
+        return results_store, None, [], []
+    population = population_of(session, request.args.get("population"))
+    if population.sessions != frozenset({session}):
+        # Across sessions only on the same course: z-scores compare the same terrain.
+        population = replace(population, course=results_store.course_of(session), since=since, until=until)
+    targets = results_store.results([session])
+    pool = targets if population == Population(frozenset({session})) else results_store.population(population)
+    return results_store, session, targets, pool
+
+
 def create_api(parts: WebParts) -> Blueprint:
     """Sessions and results with their z-scores, and exports (the replays' API: ``web.replays``)."""
     api = Blueprint("api", __name__)
     config, store, heavy = parts.config, parts.results, parts.guards.heavy
 
-    def opened() -> ResultsStore:
-        if store is None:
-            raise ApiError(503, "no results on this server")
-        return store
-
     @api.get("/api/sessions")
     def list_sessions() -> Response:
         return jsonify(store.sessions() if store is not None else [])
 
-    def selected() -> tuple[ResultsStore, str | None, list[Any], list[Any]]:
-        """The session asked for (the latest by default), its results, and the population's."""
-        results_store = opened()
-        since, until = _day(request.args.get("from")), _day(request.args.get("to"), end=True)  # checked first
-        session = request.args.get("session")
-        if not session:  # the latest session with results
-            known = [s for s in results_store.sessions() if s["results"]]
-            session = known[-1]["session"] if known else None
-        if session is None:
-            return results_store, None, [], []
-        population = population_of(session, request.args.get("population"))
-        if population.sessions != frozenset({session}):
-            # Across sessions only on the same course: z-scores compare the same terrain.
-            population = replace(population, course=results_store.course_of(session), since=since, until=until)
-        targets = results_store.results([session])
-        pool = targets if population == Population(frozenset({session})) else results_store.population(population)
-        return results_store, session, targets, pool
-
     @api.get("/api/results")
     def results() -> Response:
-        results_store, session, targets, pool = selected()
+        results_store, session, targets, pool = _selected(store)
         if session is None:
             return jsonify({"session": None, "last_seq": results_store.last_seq(), "results": []})
         return jsonify({"session": session, "population": request.args.get("population") or "session",
@@ -98,7 +96,7 @@ def create_api(parts: WebParts) -> Blueprint:
         if fmt not in ("csv", "json", "xlsx"):
             raise ApiError(400, "format must be csv, json or xlsx")
         with heavy.slot("this export"):
-            results_store, session, targets, pool = selected()
+            results_store, session, targets, pool = _selected(store)
             if session is None:
                 raise NotFound("no results to export yet")
             if not targets:

@@ -85,12 +85,13 @@ def _numbers(values: Sequence[float | int | None]) -> list[bytes]:
 
 
 def power_body(wall: float, power: float | None, cadence: float | None, torque: float | None,
-               normalized: float | None, who: tuple[str | None, str | None], source: str,
+               normalized: float | None, who: tuple[str | None, str | None, str],
                implausible: list[str] | None = None) -> dict[str, Any]:
-    """The power topic's fields of a sample: ``POWER_FIELDS``, then the rider's name and id (``who``)
-    and the source; ``implausible`` lists what is out of range (kept flagged, never averaged)."""
+    """The power topic's fields of a sample: ``POWER_FIELDS``, then the rider's name and id and the
+    source (``who``, one tuple per meter); ``implausible`` lists what is out of range (kept flagged,
+    never averaged)."""
     body: dict[str, Any] = {"wallTime": wall, "instantPower": power, "cadence": cadence, "torque": torque,
-                            "normalizedPower": normalized, "name": who[0], "rider_id": who[1], "source": source}
+                            "normalizedPower": normalized, "name": who[0], "rider_id": who[1], "source": who[2]}
     if implausible is not None:
         body["implausible"] = implausible
     return body

@@ -1,5 +1,5 @@
-"""Debrief (issue #16): fatigue trends, equipment comparisons with known effects, the debrief API
-after a replay of the bundled sample, and the PDF report rendered by poppler."""
+"""Debrief (issue #16) end to end: the debrief API after a replay of the bundled sample, on the page
+in Chromium, and the PDF report rendered by poppler."""
 
 from __future__ import annotations
 

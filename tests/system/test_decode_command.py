@@ -1,4 +1,4 @@
-"""ANT+ and BLE cycling power decoders on recorded and spec-built bytes."""
+"""`trackside-gateway decode` as a process: payloads in, JSON out, one clear line for a bad one."""
 
 from __future__ import annotations
 

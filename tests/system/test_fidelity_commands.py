@@ -1,5 +1,5 @@
-"""Files keep their own meaning: Axiamo segment numbers, head-unit TSS and lap-NP conventions, FIT
-files from other head units (a Sigma ROX's 0-s lap timer, a triathlon's several sessions)."""
+"""Files keep their own meaning through the command line: a configured course that disagrees with
+a file is one line naming the file, the lap and the counts; exports and the page say which NP window."""
 
 from __future__ import annotations
 

@@ -19,13 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import free_port, spawn, wait_for
+from harness import free_port, kafka_settings, spawn, wait_for
 from kafka_check import assert_exactly_once_in_order
 
 from gateway.config import riders
-from gateway.config.settings import KafkaSettings
 from gateway.model import PowerSample
-from gateway.pipeline.ingest import Ingest
+from gateway.pipeline.ingest import Batching, Ingest
 from gateway.pipeline.roster import Roster
 from gateway.spool.store import NewEvent, Policy, Spool
 from gateway.uplink.forwarder import Forwarder
@@ -57,7 +56,7 @@ def kafka_config(bootstrap: str) -> tuple[dict, list[str]]:
     tag = uuid.uuid4().hex[:8]
     topics = {"power": f"power-{tag}", "crossings": f"crossings-{tag}", "segments": f"segments-{tag}",
               "sessions": f"sessions-{tag}"}
-    return {"bootstrap_servers": bootstrap, "topics": topics, "properties": {}}, list(topics.values())
+    return {"bootstrap": bootstrap, "topics": topics}, list(topics.values())
 
 
 class Stream:
@@ -103,8 +102,8 @@ def drained(spool: Spool, timeout: float) -> bool:
 def pipeline(tmp_path: Path, bootstrap: str, **policy: object) -> tuple[Spool, Ingest, Forwarder, list[str]]:
     kafka, topics = kafka_config(bootstrap)
     spool = Spool(tmp_path / "spool.sqlite", "box1", Policy(**policy)).open()  # type: ignore[arg-type]
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.05).start()
-    return spool, ingest, Forwarder(spool, KafkaSettings(**kafka)), topics
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(0.05)).start()
+    return spool, ingest, Forwarder(spool, kafka_settings(**kafka)), topics
 
 
 def test_broker_stopped_during_a_steady_stream(tmp_path: Path, running_broker) -> None:

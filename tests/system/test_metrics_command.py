@@ -1,4 +1,4 @@
-"""`trackside-gateway metrics` on real rides: the head unit's own NP and TSS are the reference."""
+"""`trackside-gateway metrics` as a process: a file that is not FIT is one clear line, no traceback."""
 
 from __future__ import annotations
 

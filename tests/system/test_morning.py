@@ -2,7 +2,7 @@
 the real daemon: start a named session, pair two power meters and a chip from fake radios that
 send pages built to the ANT+ and Bluetooth power profiles, see live watts, record an FTP with its date, end the
 session, restart the daemon (pairings and profile history still there), review the ended session.
-Also: the rider book on its own, the command line, notes on results and in exports."""
+Also: the command line, notes on results and in exports."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Playback: pace, controls, several sessions at once, the same results as computing from the files."""
+"""Replays from outside: `trackside-gateway replay` piped (plain lines, exits when done), a bad
+file stopping a replay before anything is ingested, replay control over HTTP needing the token."""
 
 from __future__ import annotations
 

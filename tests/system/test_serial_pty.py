@@ -1,4 +1,5 @@
-"""Sources against small fakes at the library boundary (openant node, bleak client) and a real pty."""
+"""The serial source through a real pseudo-terminal (garbage, an unplug, a 100 KB line) and every
+source starting on a machine without adapters."""
 
 from __future__ import annotations
 

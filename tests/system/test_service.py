@@ -1,4 +1,4 @@
-"""The daemon as systemd runs it: the real sd_notify protocol, watchdog, stop, kill -9, install, unit."""
+"""The daemon as systemd runs it: the real sd_notify protocol, watchdog, stop, kill -9, install."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The spool keeps every accepted event: across restarts, full disks, full spools and corrupt files."""
+"""The spool on a real full disk (a small tmpfs): survived and counted, and "full" clears once
+there is room again without waiting for a write."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Trust at the edges (issue #27), on the box: a stranger's text never reaches a markup parser, heavy
-requests and replays are bounded, a change is reported done only once it is on disk, session ids
-never collide, notes never create sessions, a damaged rider book never stops the box, a malformed
+requests and replays are bounded, a change is reported done only once it is on disk, notes never
+create sessions, a damaged rider book never stops the box, a malformed
 DSN never prints its password. Each test failed on the main branch before the issue's changes."""
 
 from __future__ import annotations

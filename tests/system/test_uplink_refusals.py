@@ -19,10 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import wait_for
+from harness import kafka_settings, wait_for
 from kafka_check import consume
 
-from gateway.config.settings import KafkaSettings
 from gateway.spool.store import NewEvent, Spool
 from gateway.uplink.forwarder import REFUSALS, Forwarder
 
@@ -63,7 +62,7 @@ def test_a_refused_event_is_set_aside_and_everything_else_arrives_once_in_order(
     big = spool.appender.append([power(3000, "r1", os.urandom(6000).hex())])[0].seq  # incompressible, 12 kB
     spool.appender.append([power(i, riders[i % 4]) for i in range(3001, 6000)])
     # Small producer batches, so that only the big message breaks the topic's limit.
-    kafka = KafkaSettings(True, bootstrap, topics, properties={"batch.size": 3000})
+    kafka = kafka_settings(bootstrap, topics, properties={"batch.size": 3000})
     caplog.set_level(logging.ERROR, "gateway.uplink.forwarder")
 
     forwarder = Forwarder(spool, kafka, batch=700).start()
@@ -111,7 +110,7 @@ def test_a_drained_backlog_is_recorded_at_once_and_live_flow_once_a_second(tmp_p
               "sessions": f"sessions-{tag}"}
     spool = Spool(tmp_path / "spool.sqlite", "box1").open()
     spool.appender.append([power(i, f"r{i % 4}") for i in range(12_000)])  # an outage's backlog: full batches
-    forwarder = Forwarder(spool, KafkaSettings(True, bootstrap, topics), batch=5_000)
+    forwarder = Forwarder(spool, kafka_settings(bootstrap, topics), batch=5_000)
     forwarder.mark_every_s = 3600.0  # the periodic mark only once in this test (at the first batch)
     forwarder.start()
     try:
@@ -153,7 +152,7 @@ def test_an_upgraded_spool_with_samples_as_rows_and_as_blocks_drains_in_order(tm
         spool.appender.append([power(i, f"r{i % 3}") if i % 97 else NewEvent("power", None, "s1", 1e9 + i, {})
                       for i in range(start, start + 499)]
                      + [NewEvent("crossing", "r1", "s1", 1e9 + start, {"gate": "SF"})])
-    forwarder = Forwarder(spool, KafkaSettings(True, bootstrap, topics), batch=1_000).start()
+    forwarder = Forwarder(spool, kafka_settings(bootstrap, topics), batch=1_000).start()
     try:
         wait_for(lambda: spool.ledger.backlog()[0] == 0, 60, "the upgraded spool to drain")
     finally:
@@ -184,7 +183,7 @@ def test_a_message_the_producer_refuses_never_stops_the_stream(tmp_path: Path, b
     sample = spool.appender.append([power(1000, "r1", huge)])[0].seq
     spool.appender.append([power(i, f"r{i % 4}") for i in range(1001, 1500)])
     caplog.set_level(logging.ERROR, "gateway.uplink.forwarder")
-    forwarder = Forwarder(spool, KafkaSettings(True, bootstrap, topics), batch=400).start()
+    forwarder = Forwarder(spool, kafka_settings(bootstrap, topics), batch=400).start()
     try:
         wait_for(lambda: spool.ledger.delivered_through() == spool.ledger.last_seq(), 60, "the stream to pass both")
     finally:

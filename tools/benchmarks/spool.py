@@ -14,14 +14,15 @@ import os
 import sqlite3
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 
+from gateway import config
 from gateway.config import riders
-from gateway.config.settings import KafkaSettings
 from gateway.model import PowerSample
-from gateway.pipeline.ingest import Ingest
+from gateway.pipeline.ingest import Batching, Ingest
 from gateway.pipeline.roster import Roster
 from gateway.spool.schema import MIGRATIONS
 from gateway.spool.store import NewEvent, Spool
@@ -48,7 +49,7 @@ def _ingest_once(folder: Path, samples: list[PowerSample]) -> tuple[float, Spool
     for old in folder.glob("spool.sqlite*"):
         old.unlink()
     spool = Spool(folder / "spool.sqlite", "bench").open()
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "bench", batch_interval_s=0.2, batch_size=500).start()
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "bench", batching=Batching(0.2, 500)).start()
     t0 = time.perf_counter()
     for s in samples:
         ingest.submit(s)
@@ -145,8 +146,8 @@ def drain_vs_produce_loop() -> list[tuple[str, dict[str, object]]]:
                               for i in range(b, min(b + batch, BACKLOG_EVENTS))])
             fill_s = time.perf_counter() - t0
             disk = _disk_bytes(spool.path)
-            kafka = KafkaSettings(True, bootstrap, {"power": "bench-power", "crossings": "bench-crossings",
-                                                    "segments": "bench-segments"})
+            kafka = replace(config.load(None).settings.kafka, enabled=True, bootstrap_servers=bootstrap, topics={
+                "power": "bench-power", "crossings": "bench-crossings", "segments": "bench-segments"})
             _warm_up(bootstrap)
             forwarder = Forwarder(spool, kafka)
             t0 = time.perf_counter()

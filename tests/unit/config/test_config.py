@@ -59,7 +59,7 @@ def test_defaults_come_from_the_schema() -> None:
     assert s.kafka.topics == {"power": "power", "crossings": "crossings", "segments": "segments",
                               "sessions": "sessions"}
     assert s.riders[0].power_meters == ()
-    assert s.replay.simulationFactor == 1.0
+    assert s.replay.simulation_factor == 1.0
     assert s.web.chart["quadrants"]["efficient"]["label"] == "Efficient"
     assert s.spool_path == Path("/var/lib/trackside-gateway/spool.sqlite")
 

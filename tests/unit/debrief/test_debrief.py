@@ -1,5 +1,5 @@
-"""Debrief (issue #16): fatigue trends, equipment comparisons with known effects, the debrief API
-after a replay of the bundled sample, and the PDF report rendered by poppler."""
+"""Debrief (issue #16) without a server: fatigue trends (Theil-Sen) and equipment comparisons with
+known effects. The debrief on the page and as a PDF: tests/system/test_debrief_page.py."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gateway.engine.course import Course
-from gateway.engine.metrics import power_metrics
+from gateway.engine.metrics import Stretch, power_metrics
 from gateway.engine.segments import RiderInfo, SegmentEngine
 
 COURSE = Course(("SF", "TOP"), ("Climb", "Descent"), debounce_s=5.0)
@@ -40,7 +40,7 @@ def test_results_equal_direct_computation_on_4hz_streams() -> None:
         results += eng.add_power("r01", float(ti), float(pi), float(ci))
     assert [r.number for r in results] == ["1.1", "1.2", "2.1", "2.2"]
     for r, (start, end) in zip(results, [(0, 170), (170, 230), (230, 405), (405, 463)], strict=True):
-        m = power_metrics(t, p, c, start, end, ftp_w=250.0, weight_kg=58.0)
+        m = power_metrics(Stretch(t, p, c, start, end), ftp_w=250.0, weight_kg=58.0)
         assert (r.start, r.end, r.duration) == (start, end, end - start)
         assert r.normalized_power == pytest.approx(m.normalized_power)
         assert r.power_avg == pytest.approx(m.power_avg)

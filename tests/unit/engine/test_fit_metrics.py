@@ -1,4 +1,4 @@
-"""`trackside-gateway metrics` on real rides: the head unit's own NP and TSS are the reference."""
+"""Ride metrics of real FIT rides: the head unit's own NP and TSS are the reference."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gateway.engine.metrics import (
+    Stretch,
     intensity_factor,
     normalized_power,
     power_metrics,
@@ -40,7 +41,7 @@ def test_np_matches_brute_force_on_intervals() -> None:
 def test_gap_is_excluded_not_zero_filled() -> None:
     times = np.concatenate([np.arange(0, 100), np.arange(160, 260)]).astype(float)
     power = np.full(times.size, 300.0)
-    m = power_metrics(times, power, None, 0.0, 260.0)
+    m = power_metrics(Stretch(times, power, None, 0.0, 260.0))
     assert m.normalized_power == pytest.approx(300.0)
     assert m.power_avg == pytest.approx(300.0)
     assert m.coverage == pytest.approx(200 / 260)
@@ -65,7 +66,7 @@ def test_four_hz_samples_average_per_second() -> None:
 
 
 def test_short_segment_np_is_mean_and_flagged() -> None:
-    m = power_metrics(np.arange(20.0), np.linspace(100, 300, 20), None, 0.0, 20.0)
+    m = power_metrics(Stretch(np.arange(20.0), np.linspace(100, 300, 20), None, 0.0, 20.0))
     assert m.normalized_power == pytest.approx(200.0)
     assert "short_segment" in m.flags
 
@@ -79,7 +80,7 @@ def test_one_hour_at_ftp_is_100_tss() -> None:
 
 @pytest.mark.parametrize(("ftp", "weight"), [(None, 60.0), (250.0, None), (0.0, 0.0)])
 def test_missing_ftp_or_weight_gives_none_not_an_error(ftp: float | None, weight: float | None) -> None:
-    m = power_metrics(np.arange(60.0), np.full(60, 200.0), None, 0.0, 60.0, ftp_w=ftp, weight_kg=weight)
+    m = power_metrics(Stretch(np.arange(60.0), np.full(60, 200.0), None, 0.0, 60.0), ftp_w=ftp, weight_kg=weight)
     assert m.normalized_power == pytest.approx(200.0)
     if not ftp:
         assert m.intensity_factor is None and m.tss is None
@@ -88,7 +89,7 @@ def test_missing_ftp_or_weight_gives_none_not_an_error(ftp: float | None, weight
 
 
 def test_no_samples_is_a_time_only_result() -> None:
-    m = power_metrics([], [], None, 10.0, 70.0, ftp_w=250.0, weight_kg=60.0)
+    m = power_metrics(Stretch([], [], None, 10.0, 70.0), ftp_w=250.0, weight_kg=60.0)
     assert (m.duration_s, m.samples, m.coverage) == (60.0, 0, 0.0)
     assert m.power_avg is None and m.normalized_power is None and m.tss is None
     assert m.flags == ("no_power",)
@@ -98,7 +99,7 @@ def test_samples_outside_the_segment_are_ignored_and_cadence_averaged() -> None:
     t = np.arange(-10.0, 70.0)
     p = np.where((t >= 0) & (t < 60), 250.0, 1000.0)
     c = np.where((t >= 0) & (t < 60), 90.0, math.nan)
-    m = power_metrics(t, p, c, 0.0, 60.0, ftp_w=250.0, weight_kg=62.5)
+    m = power_metrics(Stretch(t, p, c, 0.0, 60.0), ftp_w=250.0, weight_kg=62.5)
     assert m.samples == 60
     assert m.power_avg == pytest.approx(250.0)
     assert m.cadence_avg == pytest.approx(90.0)

@@ -1,7 +1,6 @@
-"""Hardening of the intake: bad timing lines, clocks that disagree, implausible sensor values, a poisoned spool.
-
-Each test reproduces the fault first (issue: "a bad sensor, a bad day and a stranger on the Wi-Fi").
-"""
+"""Hardening of the intake: bad timing lines, clocks that disagree, implausible sensor values, a
+poisoned spool. Each test reproduces the fault first ("a bad sensor, a bad day and a stranger on
+the Wi-Fi"). A receiver two hours ahead through a real pseudo-terminal: tests/system/test_serial_clock.py."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from gateway.engine.segments import SegmentEngine
 from gateway.errors import ConfigError, DecodeError
 from gateway.model import GateCrossing, PowerSample, SegmentResult
 from gateway.pipeline.build import rider_infos
-from gateway.pipeline.ingest import Accepted, Ingest
+from gateway.pipeline.ingest import Accepted, Batching, Ingest
 from gateway.pipeline.plausible import Plausible
 from gateway.pipeline.roster import Roster
 from gateway.pipeline.runner import EngineRunner
@@ -175,7 +174,7 @@ def test_forged_pages_decode_to_absurd_values_that_ingest_flags_and_the_engine_i
 
     eng = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
     results: list[SegmentResult] = []
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01, plausible=Plausible())
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(0.01), plausible=Plausible())
     runner = EngineRunner(eng, ingest.submit)
     ingest.subscribe(runner.on_accepted)
     ingest.subscribe(lambda batch: results.extend(a.event for a in batch if isinstance(a.event, SegmentResult)))

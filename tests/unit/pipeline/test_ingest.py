@@ -10,11 +10,11 @@ import pytest
 
 from gateway.config import riders
 from gateway.engine.course import Course
-from gateway.engine.metrics import power_metrics
+from gateway.engine.metrics import Stretch, power_metrics
 from gateway.engine.segments import SegmentEngine
 from gateway.model import GateCrossing, PowerSample, SegmentResult
 from gateway.pipeline.build import rider_infos
-from gateway.pipeline.ingest import Accepted, Ingest, events_in
+from gateway.pipeline.ingest import Accepted, Batching, Ingest, events_in
 from gateway.pipeline.roster import Roster
 from gateway.pipeline.runner import EngineRunner
 from gateway.pipeline.runs import PowerRun
@@ -32,7 +32,7 @@ COURSE = Course(("SF", "TOP"))
 
 def test_sensors_and_transponders_map_to_riders(spool: Spool) -> None:
     seen: list[Accepted] = []
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(0.01))
     ingest.subscribe(seen.extend)
     ingest.start()
     try:
@@ -64,7 +64,7 @@ def test_subscribers_see_only_committed_events_in_batches(spool: Spool) -> None:
         end = last.seq + (len(last.event.walls) - 1 if isinstance(last.event, PowerRun) else 0)
         committed_when_seen.append(spool.ledger.last_seq() >= end)
 
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.05, batch_size=100)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(0.05, 100))
     ingest.subscribe(check)
     ingest.start()
     try:
@@ -79,7 +79,7 @@ def test_subscribers_see_only_committed_events_in_batches(spool: Spool) -> None:
 
 
 def test_stop_commits_everything_queued(spool: Spool) -> None:
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=5.0, batch_size=10_000).start()
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(5.0, 10_000)).start()
     for i in range(300):
         ingest.submit(PowerSample("ant:23456", "23456", float(i), 200.0))
     ingest.stop()
@@ -87,7 +87,7 @@ def test_stop_commits_everything_queued(spool: Spool) -> None:
 
 
 def test_rolling_30s_power_is_the_seed_normalized_power_field(spool: Spool) -> None:
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(0.01))
     ingest.start()
     for i in range(60):
         ingest.submit(PowerSample("ant:23456", "23456", float(i), 100.0 if i < 30 else 300.0))
@@ -99,7 +99,7 @@ def test_rolling_30s_power_is_the_seed_normalized_power_field(spool: Spool) -> N
 
 
 def test_a_meter_paired_mid_session_is_its_riders_from_the_next_batch_on(spool: Spool) -> None:
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(0.01))
     ingest.start()
     for i in range(40):
         ingest.submit(PowerSample("ant:777", "777", float(i), 100.0))
@@ -119,7 +119,7 @@ def test_a_meter_paired_mid_session_is_its_riders_from_the_next_batch_on(spool: 
 
 def test_a_crossing_queued_behind_a_full_batch_is_committed_without_the_batch_delay(spool: Spool) -> None:
     crossed = threading.Event()
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=5.0, batch_size=10)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(5.0, 10))
     ingest.subscribe(lambda batch: crossed.set() if any(isinstance(a.event, GateCrossing) for a in batch) else None)
     for i in range(25):  # more than two batches before it
         ingest.submit(PowerSample("ant:23456", "23456", float(i), 200.0))
@@ -136,7 +136,7 @@ def test_the_sample_a_closed_segment_waits_for_is_committed_without_the_batch_de
     """A crossing is committed at once, but its segment's result needs the rider's next sample
     (past the gate): that sample must not wait out the spool's interval either."""
     got: list[SegmentResult] = []
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=30.0)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(30.0))
     engine = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
     arrived = threading.Event()
 
@@ -167,7 +167,7 @@ def test_the_sample_a_closed_segment_waits_for_is_committed_without_the_batch_de
 
 
 def run_pipeline(spool: Spool, events: list, results: list[SegmentResult]) -> tuple[Ingest, EngineRunner]:
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(0.01))
     engine = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
     lock = threading.Lock()
 
@@ -213,7 +213,7 @@ def test_a_restart_mid_segment_still_yields_the_full_result(tmp_path: Path) -> N
     ingest.flush()
     ingest.stop()
     assert [r.number for r in after] == ["1.2"]
-    m = power_metrics(t, p, None, 180.0, 390.0, ftp_w=250.0, weight_kg=58.0)
+    m = power_metrics(Stretch(t, p, None, 180.0, 390.0), ftp_w=250.0, weight_kg=58.0)
     assert after[0].samples == m.samples == 840
     assert after[0].normalized_power == pytest.approx(m.normalized_power)
     # Both results are in the spool once each, to be forwarded.
@@ -244,7 +244,7 @@ def test_the_committer_alone_commits_a_batch_and_a_records_meta_with_it(spool: S
 
 def test_a_call_runs_after_what_was_submitted_before_it_and_before_what_came_after(spool: Spool) -> None:
     order: list[str] = []
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=5.0, batch_size=1000)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(5.0, 1000))
     ingest.subscribe(lambda batch: order.extend(f"{a.event.wall_time:g}" for a in batch))
     for t in (1.0, 2.0):
         ingest.submit(PowerSample("ant:23456", "23456", t, 200.0))

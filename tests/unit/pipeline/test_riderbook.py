@@ -1,8 +1,5 @@
-"""The coach's morning at the course (issue #15), in a real headless Chromium at phone size against
-the real daemon: start a named session, pair two power meters and a chip from fake radios that
-send pages built to the ANT+ and Bluetooth power profiles, see live watts, record an FTP with its date, end the
-session, restart the daemon (pairings and profile history still there), review the ended session.
-Also: the rider book on its own, the command line, notes on results and in exports."""
+"""The rider book on its own (issue #15): FTP and weight kept by date, pairings made on the page
+over the YAML's."""
 
 from __future__ import annotations
 

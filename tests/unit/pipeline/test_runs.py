@@ -15,7 +15,7 @@ from gateway.engine.course import Course
 from gateway.engine.segments import SegmentEngine
 from gateway.model import GateCrossing, PowerSample, SegmentResult
 from gateway.pipeline.build import rider_infos
-from gateway.pipeline.ingest import Accepted, Ingest, events_in
+from gateway.pipeline.ingest import Accepted, Batching, Ingest, events_in
 from gateway.pipeline.roster import Roster
 from gateway.pipeline.runner import EngineRunner
 from gateway.pipeline.runs import RUN_MIN, PowerRun, rolling_means
@@ -67,7 +67,7 @@ def play(path: Path, batch_size: int) -> tuple[Spool, Ingest, list[Accepted], li
     """The events through ingest and the engine, all queued before the thread starts: one batch of
     ``batch_size`` at a time."""
     spool = Spool(path, "box1").open()
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01, batch_size=batch_size)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(0.01, batch_size))
     engine = SegmentEngine(COURSE, rider_infos(riders(RIDERS)), "s1")
     results: list[SegmentResult] = []
     runner = EngineRunner(engine, lambda r: results.append(r))

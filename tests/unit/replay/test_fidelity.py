@@ -14,7 +14,7 @@ from replay_files import axiamo_export
 
 from gateway.config import riders
 from gateway.engine.course import Course
-from gateway.engine.metrics import power_metrics
+from gateway.engine.metrics import Stretch, power_metrics
 from gateway.engine.ride import ride_report
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.errors import InputFileError
@@ -172,8 +172,8 @@ def test_the_live_engine_uses_the_same_window_as_metrics() -> None:
             results += engine.add_crossing("r", "SF", crossings[ci])
             ci += 1
         results += engine.flush()
-        want = [power_metrics(ride.times, ride.power, ride.cadence, r.start, r.end, np_window=window).normalized_power
-                for r in results]
+        want = [power_metrics(Stretch(ride.times, ride.power, ride.cadence, r.start, r.end),
+                              np_window=window).normalized_power for r in results]
         assert [r.np_window for r in results] == [window] * len(laps)
         assert [r.normalized_power for r in results] == pytest.approx(want, abs=0.01)
 

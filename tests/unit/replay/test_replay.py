@@ -1,9 +1,11 @@
-"""Playback: pace, controls, several sessions at once, the same results as computing from the files."""
+"""Playback: pace, controls, a full pipeline waited for, the same results as computing from the
+files, finished replays released."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,23 @@ from gateway.results.sqlite import SpoolResults
 from gateway.spool.store import Spool
 
 
+class Sink:
+    """A session's intake as a player sees it, over one function that takes an event or refuses it."""
+
+    pending = 0
+
+    def __init__(self, submit: Callable[[PowerSample], bool]) -> None:
+        self.submit = submit
+
+    def submit_many(self, events: Sequence[PowerSample]) -> int:
+        taken = 0
+        for event in events:
+            if not self.submit(event):
+                break
+            taken += 1
+        return taken
+
+
 def events(n: int, step: float = 1.0) -> list[PowerSample]:
     return [PowerSample("replay:x", "r01", 1000.0 + i * step, 200.0) for i in range(n)]
 
@@ -33,7 +52,7 @@ def test_factor_sets_the_pace() -> None:
             got.append(clock.now())
             return True
 
-        player = Player("s", events(100), submit, factor=factor, clock=clock)
+        player = Player("s", events(100), Sink(submit), factor=factor, clock=clock)
         assert asyncio.run(player.run()) == "finished"
         assert got[-1] == pytest.approx(expected)
         assert player.status()["remaining_s"] == 0
@@ -43,7 +62,7 @@ def test_pause_resume_speed_and_stop() -> None:
     async def scenario() -> list[dict]:
         clock = FakeClock()
         sent: list[float] = []
-        player = Player("s", events(200), lambda e: sent.append(e.wall_time) or True, factor=1.0, clock=clock)
+        player = Player("s", events(200), Sink(lambda e: sent.append(e.wall_time) or True), factor=1.0, clock=clock)
         task = asyncio.create_task(player.run())
         snapshots = []
         while player.position < 50:
@@ -82,7 +101,7 @@ def test_a_full_pipeline_is_waited_for_never_dropped() -> None:
             accepted.append(e.wall_time)
         return ok
 
-    player = Player("s", events(50), submit, factor=0.0, clock=FakeClock())
+    player = Player("s", events(50), Sink(submit), factor=0.0, clock=FakeClock())
     asyncio.run(player.run())
     assert accepted == [e.wall_time for e in events(50)]
 

@@ -1,4 +1,4 @@
-"""The daemon as systemd runs it: the real sd_notify protocol, watchdog, stop, kill -9, install, unit."""
+"""The systemd unit file: it lets the daemon read the clock's state and bounds what it may do."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Sources against small fakes at the library boundary (openant node, bleak client) and a real pty."""
+"""Sources against the fakes at the library boundary (openant's node, bleak's scanner and client),
+fed with pages and notifications built to the profiles; the line formats of timing receivers."""
 
 from __future__ import annotations
 

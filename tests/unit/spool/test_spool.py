@@ -1,4 +1,5 @@
-"""The spool keeps every accepted event: across restarts, full disks, full spools and corrupt files."""
+"""The spool keeps every accepted event: across restarts, full spools and corrupt files (a real
+full disk: tests/system/test_spool_full_disk.py)."""
 
 from __future__ import annotations
 

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 from fakes import ScriptedKafka
-from harness import power_event, wait_for
+from harness import kafka_settings, power_event, wait_for
 
-from gateway.config.settings import KafkaSettings
 from gateway.spool.store import NewEvent, Spool
 from gateway.uplink.forwarder import REFUSALS, Forwarder
 
@@ -35,7 +34,7 @@ def run() -> Iterator[object]:
     started: list[Forwarder] = []
 
     def start(spool: Spool, kafka: ScriptedKafka) -> Forwarder:
-        forwarder = Forwarder(spool, KafkaSettings(True), batch=150, window=600, output=kafka.output)
+        forwarder = Forwarder(spool, kafka_settings(), batch=150, window=600, output=kafka.output)
         forwarder.mark_every_s = 0.05
         started.append(forwarder.start())
         return forwarder

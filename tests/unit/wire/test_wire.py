@@ -8,7 +8,7 @@ import pytest
 
 from gateway.config import riders
 from gateway.model import GateCrossing, PowerSample, SegmentResult
-from gateway.pipeline.ingest import Ingest
+from gateway.pipeline.ingest import Batching, Ingest
 from gateway.pipeline.roster import Roster
 from gateway.spool.store import Spool
 from gateway.wire import SCHEMA, WireError, decode, parse_strict, segment_body, segment_result
@@ -21,7 +21,7 @@ RESULT = SegmentResult("s1", "r01", "Anna", "2.3", 2, 3, 1000.0, 1061.5, 61.5, "
 @pytest.fixture
 def stored(tmp_path: Path) -> list:
     spool = Spool(tmp_path / "spool.sqlite", "box-7").open()
-    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batch_interval_s=0.01)
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(0.01))
     ingest.start()
     try:
         ingest.submit(PowerSample("ant:23456", "23456", 1000.0, 250.0, 88.0, 30.5))
