@@ -23,14 +23,17 @@ class PowerSample(NamedTuple):
     power: float
     cadence: float | None = None
     torque: float | None = None
+    # What makes this the same sample at another box (``radio_identity``): every box in range of an
+    # ANT+ meter receives the same page. None for samples from files and synthetic ones.
+    raw: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class GateCrossing:
     """A transponder passing a timing gate.
 
-    ``wall_time`` is on the box's timeline; ``receiver_time`` is the timing system's own clock when
-    the two differed and the crossing was moved (None when they agree, and for files). ``lap`` is
+    ``wall_time`` is on the box's timeline; ``receiver_time`` is the time as the timing system
+    stamped it (the chip's own clock for Freelap), None for files. ``lap`` is
     set by files that number their laps (None: the engine counts start/finish crossings).
     """
 
@@ -111,3 +114,11 @@ def parse_day(text: object) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a day of the calendar") from None
+
+
+def radio_identity(kind: str, device: str, payload: bytes) -> str:
+    """A received message's identity, the same at every box that heard it: the radio, the device
+    (ANT+ device number, BLE address) and the payload's bytes, which carry the meter's event count
+    and accumulated values (an ANT+ page repeats its bytes only when every counter has rolled over
+    together)."""
+    return f"{kind}:{device}:{payload.hex()}"

@@ -235,7 +235,7 @@ class HubConsumer:
                 continue
             gateway, session, spool, wall = p.gateway_id, p.session_id or "", p.spool_id, p.wallTime
             power_rows.append((gateway, p.seq, session, p.rider_id, wall, p.instantPower,
-                               p.cadence, p.torque, p.source, bool(p.implausible), spool))
+                               p.cadence, p.torque, p.source, bool(p.implausible), p.raw, spool))
             if gateway != run[0] or spool != run[1] or session != run[2]:
                 run = (gateway, spool, session)
                 sessions[session] = (gateway, spool)

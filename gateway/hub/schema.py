@@ -141,6 +141,10 @@ MIGRATIONS: dict[int, str] = {
         INSERT INTO spools (gateway_id, spool_id, first_wall, last_wall, events)
             SELECT gateway_id, '', min(wall_time), max(wall_time), count(*) FROM crossings GROUP BY gateway_id;
     """,
+    # Wire schema 4: a power sample's radio identity (the same sample heard by several boxes).
+    3: """
+        ALTER TABLE power ADD COLUMN raw text;
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

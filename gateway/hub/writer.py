@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 SEGMENT_LOCK = 7412
 POWER_COLUMNS = ("gateway_id", "seq", "session_id", "rider_id", "wall_time", "power", "cadence", "torque", "source",
-                 "implausible", "spool_id")  # the plain COPY of the benchmark writes these
+                 "implausible", "raw", "spool_id")  # the plain COPY of the benchmark writes these; spool last
 CROSSING_COLUMNS = ("gateway_id", "seq", "session_id", "rider_id", "wall_time", "transponder", "gate", "source",
                     "lap", "receiver_time", "spool_id")
 SEGMENT_COLUMNS = ("gateway_id", "seq", "session_id", "rider_id", "name", "number", "lap", "segment", "start", "end",
@@ -140,7 +140,7 @@ def _spools(conn: Connection[Any], seen: dict[tuple[str, str], list[float]]) -> 
         [(g, s, int(n), lo, hi) for (g, s), (n, lo, hi) in sorted(seen.items())])
 
 
-POWER_TYPES = ["text", "int8", "text", "text", "float8", "float8", "float8", "float8", "text", "bool", "text"]
+POWER_TYPES = ["text", "int8", "text", "text", "float8", "float8", "float8", "float8", "text", "bool", "text", "text"]
 
 
 def _power(conn: Connection[Any], rows: Sequence[tuple[Any, ...]]) -> int:

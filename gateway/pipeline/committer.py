@@ -161,7 +161,7 @@ class Committer:
     def _power(self, ev: PowerSample) -> NewEvent:
         """A power sample's body; every sample of every meter comes here, hundreds a second, so the
         common case (a known meter, values in range) is written out in one function."""
-        source, sensor, wall, power, cadence, torque = ev
+        source, sensor, wall, power, cadence, torque, raw = ev
         meter = self._meters.get((source, sensor))
         if meter is None:
             meter = self._meter(source, sensor)
@@ -180,10 +180,11 @@ class Committer:
             while samples and samples[0][0] <= cut:
                 total -= samples.popleft()[1]
             window.total = total
-            body = power_body(wall, power, cadence, torque, total / len(samples) if samples else power, meter.who)
+            body = power_body(wall, (power, cadence, torque), total / len(samples) if samples else power, meter.who,
+                              raw)
         else:
             bad = self.plausible.problems(ev)
-            body = power_body(wall, _finite(power), _finite(cadence), _finite(torque), None, meter.who, bad)
+            body = power_body(wall, (_finite(power), _finite(cadence), _finite(torque)), None, meter.who, raw, bad)
             self._count_implausible(ev, bad)
         return tuple.__new__(NewEvent, ("power", rider, self.session_id, wall, body))
 

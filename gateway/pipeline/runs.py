@@ -58,7 +58,7 @@ def by_meter(batch: Sequence[Event], minimum: int = RUN_MIN) -> tuple[list[list[
     groups: dict[tuple[str, str], list[PowerSample]] = {}
     others: list[Event] = []
     for ev in batch:
-        if type(ev) is PowerSample:
+        if type(ev) is PowerSample and ev[6] is None:  # a sample with a radio identity keeps it: one by one
             key = (ev[0], ev[1])
             group = groups.get(key)
             if group is None:
@@ -70,14 +70,14 @@ def by_meter(batch: Sequence[Event], minimum: int = RUN_MIN) -> tuple[list[list[
     runs = [group for group in groups.values() if len(group) >= minimum]
     if len(runs) < len(groups):
         short = {key for key, group in groups.items() if len(group) < minimum}
-        others = [ev for ev in batch if type(ev) is not PowerSample or (ev[0], ev[1]) in short]
+        others = [ev for ev in batch if type(ev) is not PowerSample or ev[6] is not None or (ev[0], ev[1]) in short]
     return runs, others
 
 
 def columns(samples: Sequence[PowerSample], ranges: tuple[float, ...]) -> Columns | None:
     """The run's columns, or None when a value is outside ``ranges`` (power, cadence, torque: low,
     high each; its times are checked with the window's, by ``rolling_means``)."""
-    _, _, walls, powers, cadences, torques = zip(*samples, strict=True)
+    _, _, walls, powers, cadences, torques, _ = zip(*samples, strict=True)
     t = np.array(walls, dtype=np.float64)
     p = np.array(powers, dtype=np.float64)
     c = np.array(cadences, dtype=np.float64)  # None becomes NaN

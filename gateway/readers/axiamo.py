@@ -179,7 +179,7 @@ def _numeric_power(power: _Sheet, source: str, rider: str) -> list[PowerSample] 
         return [None if v != v else v for v in values.tolist()]
 
     make = tuple.__new__  # the named tuple's own constructor costs twice as much, once per sample
-    return [make(PowerSample, (source, rider, a, b, c, d))
+    return [make(PowerSample, (source, rider, a, b, c, d, None))
             for a, b, c, d in zip(t.tolist(), p.tolist(), optional("Cadence"), optional("Torque"), strict=True)]
 
 

@@ -23,6 +23,7 @@ from gateway.pipeline.build import Described, SessionPipeline, build
 from gateway.pipeline.riderbook import RiderBook
 from gateway.pipeline.session import SessionError, SessionInputError, parse_tags
 from gateway.spool.store import Spool
+from gateway.watch.health import clock_state
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class LiveSessions:
         pipeline.publish("live", started=info["started"], ended=ended, about=Described(
             info["name"], tags=info.get("tags"), notes=info.get("notes", ""), present=info.get("present"),
             extra={"pairings": self.book.pairings(), "pairing_changes": history,
-                   "result_notes": notes_of(self.spool, pipeline.session_id)}))
+                   "result_notes": notes_of(self.spool, pipeline.session_id), "clock": clock_state()}))
 
     def current(self) -> dict[str, Any]:
         with self._lock:

@@ -16,7 +16,7 @@ from typing import Any
 from gateway.config.settings import Settings
 from gateway.decode.ant_power import AntPowerDecoder
 from gateway.errors import DecodeError
-from gateway.model import PowerSample
+from gateway.model import PowerSample, radio_identity
 from gateway.sources.link import Link, backoff
 from gateway.sources.source import Submit
 from gateway.status import StatusBoard
@@ -187,5 +187,6 @@ class AntSource:
         self.link.device(str(device), **decoder.info, **({"power_w": fields["power_w"]} if "power_w" in fields else {}))
         if "power_w" in fields:
             self.submit(PowerSample(f"ant:{device}", str(device), wall, float(fields["power_w"]),
-                                    fields.get("cadence_rpm"), fields.get("torque_nm")))
+                                    fields.get("cadence_rpm"), fields.get("torque_nm"),
+                                    radio_identity("ant", str(device), page)))
             self.link.count("samples")

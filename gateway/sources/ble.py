@@ -16,7 +16,7 @@ from typing import Any
 from gateway.config.settings import Settings
 from gateway.decode.ble_power import MEASUREMENT, SERVICE, BlePowerDecoder, CrankCadence
 from gateway.errors import DecodeError
-from gateway.model import PowerSample
+from gateway.model import PowerSample, radio_identity
 from gateway.sources.link import Link, backoff
 from gateway.sources.source import Submit
 from gateway.status import StatusBoard
@@ -161,4 +161,5 @@ class BleSource:
             log.warning("ble: %s sent a measurement that cannot be decoded: %s (%s)", key, exc, data.hex(" "))
             return
         self.link.device(key, address=key, power_w=fields["power_w"])
-        self.submit(PowerSample(f"ble:{key}", key, time.time(), fields["power_w"], fields.get("cadence_rpm")))
+        self.submit(PowerSample(f"ble:{key}", key, time.time(), fields["power_w"], fields.get("cadence_rpm"), None,
+                                radio_identity("ble", key, data)))

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from gateway.spool.blocks import Members, unpack
 from gateway.spool.file import SpoolFile
 from gateway.spool.schema import Row, crc, message_sql, read_columns
+from gateway.wire import SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,12 @@ def _merged(items: list[T], cut: int | None, block_cut: int | None, limit: int) 
 class Reading:
     def __init__(self, file: SpoolFile) -> None:
         self.file = file
-        self.read_from(None, 0, None)
+        self.read_from(None, 0, None, SCHEMA)
 
-    def read_from(self, gateway: str | None, since: int, spool: str | None) -> None:
+    def read_from(self, gateway: str | None, since: int, spool: str | None, wire: int) -> None:
         """How whole messages are rebuilt (``schema.message_sql``): rows from ``since`` on were numbered
-        by ``gateway`` in spool ``spool``."""
-        self.message = message_sql(gateway, since, spool=spool)
+        by ``gateway`` in spool ``spool`` under wire schema ``wire``."""
+        self.message = message_sql(gateway, since, spool=spool, wire=wire)
         self.columns = read_columns(self.message)
 
     @contextlib.contextmanager

@@ -115,19 +115,25 @@ def _probe(src: sqlite3.Connection, table: str, message: str, lo: int, hi: int) 
     return out
 
 
-def _gateways(src: sqlite3.Connection) -> list[tuple[int, str, str | None]]:
+def _gateways(src: sqlite3.Connection) -> list[tuple[int, str, str | None, int]]:
     try:
-        return src.execute("SELECT first_seq, gateway_id, spool_id FROM gateways").fetchall()
+        return src.execute("SELECT first_seq, gateway_id, spool_id, wire FROM gateways").fetchall()
     except sqlite3.DatabaseError:
         pass
-    try:  # a spool older than its identities (schema 9): a table with the column shadows it
-        src.execute("CREATE TEMP TABLE gateways AS SELECT first_seq, gateway_id, NULL AS spool_id FROM main.gateways")
-        return src.execute("SELECT first_seq, gateway_id, spool_id FROM gateways").fetchall()
-    except sqlite3.DatabaseError:  # older still, or the table is damaged: an empty one stands in
-        src.execute("DROP TABLE IF EXISTS temp.gateways")
-        src.execute("CREATE TEMP TABLE gateways (first_seq INTEGER PRIMARY KEY, gateway_id TEXT NOT NULL, "
-                    "spool_id TEXT)")
-        return []
+    # A spool older than the columns (spool_id: schema 9, wire: 10): a table with them shadows it.
+    for spool_id in ("spool_id", "NULL AS spool_id"):
+        try:
+            src.execute("DROP TABLE IF EXISTS temp.gateways")
+            src.execute(f"CREATE TEMP TABLE gateways AS SELECT first_seq, gateway_id, {spool_id}, 3 AS wire "
+                        "FROM main.gateways")
+            return src.execute("SELECT first_seq, gateway_id, spool_id, wire FROM gateways").fetchall()
+        except sqlite3.DatabaseError:
+            continue
+    # Older still, or the table is damaged: an empty one stands in.
+    src.execute("DROP TABLE IF EXISTS temp.gateways")
+    src.execute("CREATE TEMP TABLE gateways (first_seq INTEGER PRIMARY KEY, gateway_id TEXT NOT NULL, "
+                "spool_id TEXT, wire INTEGER)")
+    return []
 
 
 def _spool_identity(src: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -161,7 +167,8 @@ def salvage(corrupt: Path, dst: sqlite3.Connection, budget_s: float = 120.0) -> 
         src.close()
         return 0, 0
     with transaction(dst):
-        dst.executemany("INSERT OR REPLACE INTO gateways (first_seq, gateway_id, spool_id) VALUES (?, ?, ?)", named)
+        dst.executemany("INSERT OR REPLACE INTO gateways (first_seq, gateway_id, spool_id, wire) VALUES (?, ?, ?, ?)",
+                        named)
         dst.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", _spool_identity(src))
     try:
         table = "event_rows" if _has_table(src, "event_rows") else "events"  # renamed in schema 7

@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from gateway.wire.identity import EVENT_ID_OPENING, event_id_prefixed_sql, identity_sql
+from gateway.wire.identity import EVENT_ID_OPENING, SCHEMA, event_id_prefixed_sql, identity_sql
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 # Where sqlite_sequence is held (schema 5): out of reach of any sequence number the spool will give.
 SEQUENCE_PARKED = 1 << 62
 KINDS = ("power", "crossing", "segment", "session")
@@ -116,6 +116,12 @@ MIGRATIONS: dict[int, str] = {
     9: """
         ALTER TABLE gateways ADD COLUMN spool_id TEXT;
     """,
+    # Wire schema 4 (power samples carry their radio identity): the identity of an event says the
+    # wire schema it was numbered under, so a row of ``gateways`` names that too, and rows numbered
+    # before keep the 3 they were sent with.
+    10: """
+        ALTER TABLE gateways ADD COLUMN wire INTEGER NOT NULL DEFAULT 3;
+    """,
 }
 
 
@@ -127,9 +133,12 @@ def compatible(version: int) -> list[str]:
         out.append("CREATE TEMP TABLE IF NOT EXISTS set_aside (seq INTEGER PRIMARY KEY, reason TEXT, at REAL)")
     if version < 6:
         out.append("CREATE TEMP TABLE IF NOT EXISTS gateways (first_seq INTEGER PRIMARY KEY, gateway_id TEXT, "
-                   "spool_id TEXT)")
-    elif version < 9:  # shadows the file's table (temp comes first), with the column it lacks
-        out.append("CREATE TEMP TABLE IF NOT EXISTS gateways AS SELECT first_seq, gateway_id, NULL AS spool_id "
+                   "spool_id TEXT, wire INTEGER)")
+    elif version < 9:  # shadows the file's table (temp comes first), with the columns it lacks
+        out.append("CREATE TEMP TABLE IF NOT EXISTS gateways AS SELECT first_seq, gateway_id, NULL AS spool_id, "
+                   "3 AS wire FROM main.gateways")
+    elif version < 10:
+        out.append("CREATE TEMP TABLE IF NOT EXISTS gateways AS SELECT first_seq, gateway_id, spool_id, 3 AS wire "
                    "FROM main.gateways")
     if version < 7:
         out += ["CREATE TEMP VIEW IF NOT EXISTS event_rows AS SELECT seq, kind, rider_id, session_id, wall_time, "
@@ -199,27 +208,29 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 COLUMNS = "seq, kind, rider_id, session_id, wall_time, recv_time, payload, crc"
 
 
-def message_sql(gateway: str | None, since: int, table: str = "event_rows", spool: str | None = None) -> str:
+def message_sql(gateway: str | None, since: int, table: str = "event_rows", spool: str | None = None,
+                wire: int = SCHEMA) -> str:
     """SQL for a row's whole Kafka message (a BLOB), as the spool of ``gateway`` reads it.
 
-    Rows store their message without its identity (``gateway.wire.Encoder.for_spool``: the body alone); SQLite puts
-    the identity back as it reads, which costs the uplink less than doing it in Python. Rows from
-    ``since`` on were numbered by ``gateway`` in spool ``spool`` (the common case: no lookup; None:
-    rows of wire schema 2); older ones by the gateway and spool the ``gateways`` table names for
-    them; rows stored before schema 6 begin with their event id (a body never has one).
+    Rows store their message without its identity (``gateway.wire.Encoder.for_spool``: the body
+    alone); SQLite puts the identity back as it reads, which costs the uplink less than doing it in
+    Python. Rows from ``since`` on were numbered by ``gateway`` in spool ``spool`` under wire schema
+    ``wire`` (the common case: no lookup; ``spool`` None: rows of wire schema 2); older ones by the
+    gateway, spool and wire schema the ``gateways`` table names for them; rows stored before schema
+    6 begin with their event id (a body never has one).
     """
     row = (f"(SELECT g.{{}} FROM gateways g WHERE g.first_seq <= {table}.seq "
            "ORDER BY g.first_seq DESC LIMIT 1)")
-    lookup, spool_lookup = row.format("gateway_id"), row.format("spool_id")
+    lookup, spool_lookup, wire_lookup = row.format("gateway_id"), row.format("spool_id"), row.format("wire")
     prefix = f"{gateway or ''}:".encode()
     body = "(CASE WHEN length(payload) > 2 THEN ',' || substr(payload, 2) ELSE '}' END)"
     stored_before = f"substr(payload, 1, 13) = X'{EVENT_ID_OPENING.hex()}'"
     others = (f"WHEN {stored_before} THEN {event_id_prefixed_sql(prefix)} "
-              f"WHEN {spool_lookup} IS NULL THEN {identity_sql(body, False, lookup=lookup)} "
-              f"ELSE {identity_sql(body, True, lookup=lookup, spool_lookup=spool_lookup)}")
+              f"WHEN {spool_lookup} IS NULL THEN {identity_sql(body, False, lookups=(lookup, '', ''))} "
+              f"ELSE {identity_sql(body, True, lookups=(lookup, spool_lookup, wire_lookup))}")
     if gateway is None:
         return f"CAST(CASE {others} END AS BLOB)"
-    mine = identity_sql(body, spool is not None, gateway=gateway, spool_id=spool)
+    mine = identity_sql(body, spool is not None, gateway=gateway, spool_id=spool, wire=wire)
     return f"CAST(CASE WHEN seq >= {int(since)} THEN {mine} {others} END AS BLOB)"
 
 

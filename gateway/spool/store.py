@@ -45,18 +45,18 @@ from gateway.spool.queries import Queries
 from gateway.spool.reading import Reading
 from gateway.spool.schema import KINDS, NewEvent, NewRun, Row
 from gateway.spool.sessions import SessionMeta
-from gateway.wire import Encoder, new_spool_id
+from gateway.wire import SCHEMA, Encoder, new_spool_id
 
 __all__ = ["KINDS", "NewEvent", "NewRun", "Policy", "Row", "Spool", "SpoolCounters"]
 
 log = logging.getLogger(__name__)
 
 
-def _last_gateway(conn: sqlite3.Connection) -> tuple[int, str, str | None] | None:
-    """(first sequence number, gateway id, spool id) of what numbers the newest rows."""
-    row = conn.execute("SELECT first_seq, gateway_id, spool_id FROM gateways ORDER BY first_seq DESC LIMIT 1"
+def _last_gateway(conn: sqlite3.Connection) -> tuple[int, str, str | None, int] | None:
+    """(first sequence number, gateway id, spool id, wire schema) of what numbers the newest rows."""
+    row = conn.execute("SELECT first_seq, gateway_id, spool_id, wire FROM gateways ORDER BY first_seq DESC LIMIT 1"
                        ).fetchone()
-    return None if row is None else (int(row[0]), str(row[1]), row[2])
+    return None if row is None else (int(row[0]), str(row[1]), row[2], int(row[3]))
 
 
 class Spool:
@@ -117,17 +117,17 @@ class Spool:
         self.appender.encoder = Encoder(self.gateway_id, spool_id)
 
     def _name_gateway(self) -> None:
-        """Rows store no event id: note from which row on this gateway and spool number them (a box
-        renamed mid-spool keeps its older rows' identity, rows older than the spool's own keep
-        schema 2's)."""
+        """Rows store no event id: note from which row on this gateway and spool number them, under
+        which wire schema (a box renamed mid-spool keeps its older rows' identity, rows older than the
+        spool's own keep schema 2's, rows numbered before an upgrade keep their schema)."""
         conn = self.file.conn()
         last = _last_gateway(conn)
-        if last is None or last[1:] != (self.gateway_id, self.spool_id):
+        if last is None or last[1:] != (self.gateway_id, self.spool_id, SCHEMA):
             next_seq = self.ledger.next_seq
-            conn.execute("INSERT OR REPLACE INTO gateways (first_seq, gateway_id, spool_id) VALUES (?, ?, ?)",
-                         (next_seq, self.gateway_id, self.spool_id))
-            last = (next_seq, self.gateway_id, self.spool_id)
-        self._reading.read_from(self.gateway_id, last[0], self.spool_id)
+            conn.execute("INSERT OR REPLACE INTO gateways (first_seq, gateway_id, spool_id, wire) VALUES (?, ?, ?, ?)",
+                         (next_seq, self.gateway_id, self.spool_id, SCHEMA))
+            last = (next_seq, self.gateway_id, self.spool_id, SCHEMA)
+        self._reading.read_from(self.gateway_id, last[0], self.spool_id, SCHEMA)
 
     def _open_readonly(self) -> Spool:
         version = self.file.open_readonly()
@@ -138,7 +138,7 @@ class Spool:
             self.file.close()
             raise SpoolError(f"cannot read the spool: {exc}", where=str(self.path)) from None
         if last is not None:
-            self._reading.read_from(last[1], last[0], last[2])
+            self._reading.read_from(last[1], last[0], last[2], last[3])
             self.spool_id = last[2]
         return self
 

@@ -16,20 +16,53 @@ TIME_ERROR = 5  # adjtimex(2): the clock is not synchronised
 
 
 class _Timex(ctypes.Structure):
-    # Only the leading fields matter; the rest is padding large enough for the kernel's struct.
-    _fields_ = [("modes", ctypes.c_uint), ("pad", ctypes.c_byte * 256)]
+    # struct timex (adjtimex(2)) up to the fields read here; the padding covers the rest of the
+    # kernel's struct.
+    _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+                ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+                ("pad", ctypes.c_byte * 256)]
+
+
+# Programs that discipline the clock, as /proc/<pid>/comm names them (15 characters at most).
+CLOCK_DAEMONS = {"chronyd": "chrony", "ntpd": "ntpd", "systemd-timesyn": "systemd-timesyncd", "gpsd": "gps",
+                 "ptp4l": "ptp", "phc2sys": "ptp"}
+
+
+def _adjtimex() -> tuple[int, _Timex] | None:
+    timex = _Timex()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        state = int(libc.adjtimex(ctypes.byref(timex)))  # modes 0: read only
+    except (OSError, AttributeError):
+        return None
+    return None if state < 0 else (state, timex)
 
 
 def clock_synchronised() -> bool | None:
     """True/False from the kernel (adjtimex), None where it cannot be asked."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        state = libc.adjtimex(ctypes.byref(_Timex()))
-    except (OSError, AttributeError):
-        return None
-    if state < 0:
-        return None
-    return bool(state != TIME_ERROR)
+    got = _adjtimex()
+    return None if got is None else got[0] != TIME_ERROR
+
+
+def clock_state() -> dict[str, Any]:
+    """What the box's clock is worth, for its session record (the hub places a box's events with it
+    when no broadcast links the box to the others): synchronised or not, the kernel's estimated and
+    maximum error in seconds, and what disciplines the clock (chrony, ntpd, systemd-timesyncd, a
+    GPS, PTP; a list, empty when nothing runs)."""
+    got = _adjtimex()
+    sources = set()
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            name = comm.read_text().strip()
+        except OSError:
+            continue
+        if name in CLOCK_DAEMONS:
+            sources.add(CLOCK_DAEMONS[name])
+    if got is None:
+        return {"synchronised": None, "est_error_s": None, "max_error_s": None, "sources": sorted(sources)}
+    state, timex = got
+    return {"synchronised": state != TIME_ERROR, "est_error_s": timex.esterror / 1e6,
+            "max_error_s": timex.maxerror / 1e6, "sources": sorted(sources)}
 
 
 def disk(path: Path) -> dict[str, Any]:

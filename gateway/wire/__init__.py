@@ -2,7 +2,7 @@
 
 One JSON object per event, its identity first::
 
-    {"event_id":"<gateway>:<spool>:<seq>","gateway_id":…,"spool_id":…,"seq":…,"schema":3,"session_id":…,
+    {"event_id":"<gateway>:<spool>:<seq>","gateway_id":…,"spool_id":…,"seq":…,"schema":4,"session_id":…,
      "simulation_id":…, <body>}
 
 ``spool_id`` names the spool that numbered the event (created with the spool file): a box whose
@@ -11,7 +11,10 @@ its events are a new stream, never taken for repeats of the old one's. ``simulat
 ``session_id`` for the seed system's consumers. The body is the event's own fields (DESIGN.md,
 "Events on the wire") and never repeats an identity key: schema 1 did, for segment results
 (``session_id`` and ``simulation_id`` twice in one object), which strict consumers reject. Schema 2
-had no ``spool_id`` (event id ``<gateway>:<seq>``). Decoding accepts schemas 1 to 3.
+had no ``spool_id`` (event id ``<gateway>:<seq>``). Schema 4 adds what makes an event the same at
+another box: a power sample's ``raw`` (the radio identity: ``ant:<device>:<page hex>`` or
+``ble:<address>:<notification hex>``; ``wallTime`` is when this box received it) and a crossing's
+``receiverTime`` always (the timing system's own stamp). Decoding accepts schemas 1 to 4.
 
 - ``identity``: the identity, the Kafka key rule, the SQL the spool rebuilds identities with;
 - ``encode``: the encoder and every kind's body;

@@ -47,7 +47,9 @@ REQUIRED: dict[str, tuple[tuple[str, frozenset[type]], ...]] = {
 }
 # Fields a message may leave out, and their types when it does not.
 OPTIONAL: dict[str, tuple[tuple[str, frozenset[type]], ...]] = {
-    "power": (("cadence", NUM_OR_NONE), ("torque", NUM_OR_NONE), ("implausible", frozenset({list, type(None)}))),
+    "power": (("cadence", NUM_OR_NONE), ("torque", NUM_OR_NONE), ("implausible", frozenset({list, type(None)})),
+              ("raw", TEXT_OR_NONE)),
+    "crossing": (("receiverTime", NUM_OR_NONE),),
 }
 
 
@@ -173,7 +175,7 @@ def typed(message: Message, kind: str) -> Decoded:
     if kind == "power":
         power = f["instantPower"]
         sample = PowerSample(f["source"], "", float(f["wallTime"]), math.nan if power is None else float(power),
-                             _number(f.get("cadence")), _number(f.get("torque")))
+                             _number(f.get("cadence")), _number(f.get("torque")), f.get("raw"))
         return Decoded(message, sample, f["rider_id"], tuple(f.get("implausible") or ()))
     if kind == "crossing":
         crossing = GateCrossing(f.get("source") or "", f["transponder"], f["gate"], float(f["wallTime"]),

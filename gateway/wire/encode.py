@@ -84,24 +84,32 @@ def _numbers(values: Sequence[float | int | None]) -> list[bytes]:
     return orjson.dumps(values)[1:-1].split(b",")
 
 
-def power_body(wall: float, power: float | None, cadence: float | None, torque: float | None,
-               normalized: float | None, who: tuple[str | None, str | None, str],
+def power_body(wall: float, readings: tuple[float | None, float | None, float | None], normalized: float | None,
+               who: tuple[str | None, str | None, str], raw: str | None = None,
                implausible: list[str] | None = None) -> dict[str, Any]:
-    """The power topic's fields of a sample: ``POWER_FIELDS``, then the rider's name and id and the
-    source (``who``, one tuple per meter); ``implausible`` lists what is out of range (kept flagged,
-    never averaged)."""
-    body: dict[str, Any] = {"wallTime": wall, "instantPower": power, "cadence": cadence, "torque": torque,
-                            "normalizedPower": normalized, "name": who[0], "rider_id": who[1], "source": who[2]}
+    """The power topic's fields of a sample: ``POWER_FIELDS`` (``readings``: power, cadence, torque),
+    then the rider's name and id and the source (``who``, one tuple per meter); ``raw``, the radio
+    identity (``model.radio_identity``: the same sample at every box that heard it; ``wallTime`` is
+    when this box received it); ``implausible`` lists what is out of range (kept flagged, never
+    averaged)."""
+    body: dict[str, Any] = {"wallTime": wall, "instantPower": readings[0], "cadence": readings[1],
+                            "torque": readings[2], "normalizedPower": normalized, "name": who[0], "rider_id": who[1],
+                            "source": who[2]}
+    if raw is not None:
+        body["raw"] = raw
     if implausible is not None:
         body["implausible"] = implausible
     return body
 
 
 def crossing_body(crossing: GateCrossing, rider_id: str | None) -> dict[str, Any]:
-    """The crossings topic's fields: the receiver's own time only when it differs from the box's."""
+    """The crossings topic's fields. ``wallTime`` is on the box's timeline; ``receiverTime`` is the
+    time as the timing system stamped it (a Freelap chip stamps each gate with its own clock), sent
+    whenever the source has one (schema 4; before, only when it differed from the box's): with the
+    gateway and the source it identifies the crossing at every receiver that heard it."""
     body: dict[str, Any] = {"wallTime": crossing.wall_time, "transponder": crossing.transponder,
                             "gate": crossing.gate, "rider_id": rider_id, "source": crossing.source}
-    if crossing.receiver_time is not None and crossing.receiver_time != crossing.wall_time:
+    if crossing.receiver_time is not None:  # schema 4: always, as the timing system stamped it
         body["receiverTime"] = crossing.receiver_time
     if crossing.lap is not None:
         body["lap"] = crossing.lap

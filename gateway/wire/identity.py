@@ -9,8 +9,8 @@ import secrets
 
 from gateway.errors import GatewayError
 
-SCHEMA = 3
-SCHEMAS = (1, 2, 3)
+SCHEMA = 4
+SCHEMAS = (1, 2, 3, 4)
 HEADER = ("event_id", "gateway_id", "spool_id", "seq", "schema", "session_id", "simulation_id")
 SPOOL_ID = re.compile(r"^[0-9a-z]{4,32}$")
 # Which topic (by its key in kafka.topics) each kind of event goes to.
@@ -42,16 +42,17 @@ def key_of(kind: str, rider_id: str | None, session_id: str | None) -> str:
 KEY_SQL = f"COALESCE(CASE kind WHEN 'session' THEN session_id ELSE rider_id END, '{UNKNOWN_KEY}')"
 
 
-def identity_pieces(gateway: str, spool: str | None) -> tuple[str, str, str, str]:
+def identity_pieces(gateway: str, spool: str | None, wire: int | str = SCHEMA) -> tuple[str, str, str, str]:
     """A message's identity cut around what varies in it (the sequence number, twice, then the
     session, twice, as JSON): ``p0 <seq> p1 <seq> p2 <session> p3 <session>`` then the body's fields.
-    ``spool`` None: the identity of schema 2, which rows numbered before their spool had an
-    identity keep."""
+    ``wire`` is the schema number the identity says (3 for events a spool numbered before schema 4);
+    ``spool`` None: the identity of schema 2, which rows numbered before their spool had an identity
+    keep."""
     if spool is None:
         return (f'{{"event_id":"{gateway}:', f'","gateway_id":"{gateway}","seq":',
                 ',"schema":2,"session_id":', ',"simulation_id":')
     return (f'{{"event_id":"{gateway}:{spool}:', f'","gateway_id":"{gateway}","spool_id":"{spool}","seq":',
-            f',"schema":{SCHEMA},"session_id":', ',"simulation_id":')
+            f',"schema":{wire},"session_id":', ',"simulation_id":')
 
 
 def _sql_text(text: str) -> str:
@@ -60,19 +61,22 @@ def _sql_text(text: str) -> str:
 
 
 def identity_sql(body: str, spool: bool, *, gateway: str | None = None, spool_id: str | None = None,
-                 lookup: str = "", spool_lookup: str = "") -> str:
+                 wire: int = SCHEMA, lookups: tuple[str, str, str] = ("", "", "")) -> str:
     """SQL (SQLite) for a whole message over a row's ``seq`` and ``session_id``: its identity (with a
     spool or, ``spool`` False, as schema 2 had it), then ``body`` (SQL for what follows the
-    identity). The gateway's id and spool's are ``gateway`` and ``spool_id``, written into the
-    format, or what the SQL ``lookup`` and ``spool_lookup`` find. One format() call: cheaper for
-    SQLite than a dozen concatenations, for every row the uplink reads."""
+    identity). The gateway's id, the spool's and the wire schema are ``gateway``, ``spool_id`` and
+    ``wire``, written into the format, or what the SQL ``lookups`` (gateway, spool, wire) find. One
+    format() call: cheaper for SQLite than a dozen concatenations, for every row the uplink reads."""
     if gateway is None:
-        pieces = identity_pieces("\0g", "\0s" if spool else None)
-        args = [lookup, spool_lookup, "seq", lookup, spool_lookup, "seq"] if spool else [lookup, "seq", lookup, "seq"]
+        lookup, spool_lookup, wire_lookup = lookups
+        pieces = identity_pieces("\0g", "\0s", "\0v") if spool else identity_pieces("\0g", None)
+        args = ([lookup, spool_lookup, "seq", lookup, spool_lookup, "seq", wire_lookup] if spool
+                else [lookup, "seq", lookup, "seq"])
     else:
-        pieces = identity_pieces(gateway, spool_id if spool else None)
+        pieces = identity_pieces(gateway, spool_id if spool else None, wire)
         args = ["seq", "seq"]
-    p0, p1, p2, p3 = (_sql_text(p).replace("\0g", "%s").replace("\0s", "%s") for p in pieces)
+    p0, p1, p2, p3 = (_sql_text(p).replace("\0g", "%s").replace("\0s", "%s").replace("\0v", "%s")
+                      for p in pieces)
     template = f"{p0}%d{p1}%d{p2}%s{p3}%s%s"
     return f"format('{template}', {', '.join(args)}, json_quote(session_id), json_quote(session_id), {body})"
 

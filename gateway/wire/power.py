@@ -24,12 +24,14 @@ class PowerMessage(Protocol):
     rider_id: str | None
     source: str
     implausible: list[str] | None
+    raw: str | None
 
 
 def _power_struct() -> Any:
     """Every key a box's power message has (``implausible`` only when flagged, ``spool_id`` from
-    schema 3 on); a message of any other shape is decoded the slow way, by ``decode``. What the hub
-    does not store (``simulation_id``, ``normalizedPower``, ``name``) is skipped, not decoded."""
+    schema 3 on, ``raw`` from schema 4 on for a sample heard by radio); a message of any other shape
+    is decoded the slow way, by ``decode``. What the hub does not store (``simulation_id``,
+    ``normalizedPower``, ``name``) is skipped, not decoded."""
     import msgspec
 
     raw = msgspec.Raw
@@ -37,7 +39,8 @@ def _power_struct() -> Any:
         ("event_id", str), ("gateway_id", str), ("seq", int), ("schema", int), ("session_id", str | None),
         ("simulation_id", raw), ("wallTime", float), ("instantPower", float | None), ("cadence", float | None),
         ("torque", float | None), ("normalizedPower", raw), ("name", raw), ("rider_id", str | None),
-        ("source", str), ("spool_id", str | None, None), ("implausible", list[str] | None, None)],
+        ("source", str), ("spool_id", str | None, None), ("implausible", list[str] | None, None),
+        ("raw", str | None, None)],
         forbid_unknown_fields=True)
     return msgspec.json.Decoder(power), msgspec.DecodeError, power
 
@@ -62,7 +65,8 @@ def decode_power(payload: bytes) -> PowerMessage:
     except error:
         return cast(PowerMessage, _power_slowly(payload, cls))
     spool = msg.spool_id
-    if payload.count(b'":') != _POWER_KEYS + (spool is not None) + (msg.implausible is not None):
+    optional = (spool is not None) + (msg.implausible is not None) + (msg.raw is not None)
+    if payload.count(b'":') != _POWER_KEYS + optional:
         return cast(PowerMessage, _power_slowly(payload, cls))
     if msg.schema not in SCHEMAS:
         raise WireError(f"unknown schema version {msg.schema!r} (this gateway reads {', '.join(map(str, SCHEMAS))})")
@@ -89,7 +93,7 @@ def _power_slowly(payload: bytes, cls: Any) -> Any:
                simulation_id=msgspec.Raw(), wallTime=float(f["wallTime"]), instantPower=_float(f["instantPower"]),
                cadence=_float(f.get("cadence")), torque=_float(f.get("torque")), normalizedPower=msgspec.Raw(),
                name=msgspec.Raw(), rider_id=f["rider_id"], source=f["source"], spool_id=m.spool_id,
-               implausible=f.get("implausible"))
+               implausible=f.get("implausible"), raw=f.get("raw"))
 
 
 def _float(value: float | int | None) -> float | None:

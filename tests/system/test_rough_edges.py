@@ -21,7 +21,10 @@ def test_an_automatic_session_replaced_by_a_started_one_is_ended(tmp_path: Path)
         assert spool is not None
         automatic = json.loads(call(running.base, "/api/session")[1])["session"]
         wait_for(lambda: spool.sessions.has_record(automatic), 10, "the automatic session's record")
-        assert (spool.sessions.record(automatic) or {})["ended"] is None
+        record = spool.sessions.record(automatic) or {}
+        assert record["ended"] is None
+        # #30: a live record says what the box's clock is worth (the hub falls back on it).
+        assert set(record["clock"]) == {"synchronised", "est_error_s", "max_error_s", "sources"}
         status, body, _ = call(running.base, "/api/session/start", {"name": "Intervals"})
         assert status == 201, body
         wait_for(lambda: (spool.sessions.record(automatic) or {})["ended"] is not None, 10,

@@ -3,18 +3,7 @@ apart, and the hub warns of them."""
 
 from __future__ import annotations
 
-import time
-
-import pytest
-
 from gateway.hub.boxes import spool_report
-
-pytestmark = pytest.mark.kafka
-GATES = [{"id": "SF"}, {"id": "G1"}, {"id": "G2"}]
-T0 = time.time() - 3600
-
-
-# -- a box that starts over -------------------------------------------------------------------------
 
 
 def test_two_spools_of_one_gateway_sending_together_are_told_apart_and_warned_of() -> None:
@@ -32,11 +21,4 @@ def test_two_spools_of_one_gateway_sending_together_are_told_apart_and_warned_of
     assert warnings[1].startswith("box-c started a new spool (eeee55) at 2026-09-21 13:23 UTC (reinstalled")
     assert boxes["box-a"]["interleaved"] and boxes["box-c"]["spool"] == "eeee55" and "changed" in boxes["box-c"]
     assert "changed" not in boxes["box-b"] and boxes["box-b"]["spool"] == "cccc33"  # an upgrade: nothing to say
-
-
-# -- the set-aside sample, sessions, batches --------------------------------------------------------
-
-
-# -- what no box sends -------------------------------------------------------------------------------
-
 

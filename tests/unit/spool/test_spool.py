@@ -28,7 +28,7 @@ def test_rows_get_sequence_ids_and_the_full_wire_message(tmp_path: Path) -> None
     msg = rows[1].message
     assert msg["event_id"] == f"box1:{sp.spool_id}:2" and msg["seq"] == 2 and msg["gateway_id"] == "box1"
     assert msg["session_id"] == msg["simulation_id"] == "s1" and msg["spool_id"] == sp.spool_id
-    assert msg["instantPower"] == 201 and msg["schema"] == 3
+    assert msg["instantPower"] == 201 and msg["schema"] == 4
     sp.close()
 
 
@@ -211,12 +211,12 @@ def test_schema_is_versioned_and_migrated(tmp_path: Path) -> None:
     sp.appender.append([NewEvent("segment", "r01", "s1", 1.0, {"number": "1.1"})])
     sp.close()
     raw = sqlite3.connect(tmp_path / "s.sqlite")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
     plan = raw.execute("EXPLAIN QUERY PLAN SELECT seq FROM events WHERE kind = 'segment' AND session_id = 's1'")
     assert "events_segments" in str(plan.fetchall())
     raw.execute("PRAGMA user_version=99")
     raw.close()
-    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 9"):
+    with pytest.raises(SpoolError, match="schema version 99, newer than this gateway's 10"):
         open_spool(tmp_path / "s.sqlite")
 
 
@@ -451,3 +451,28 @@ def test_a_new_spool_is_made_at_its_schema_in_one_line(tmp_path: Path, caplog) -
     assert said == [f"spool {tmp_path / 's.sqlite'}: created (schema {SCHEMA_VERSION})"], said
 
 
+
+
+def test_rows_numbered_under_wire_schema_3_keep_it_after_the_upgrade(tmp_path: Path) -> None:
+    """Wire schema 4 (#30): an event's identity says the schema it was numbered under. Rows a schema-3
+    gateway stored are rebuilt with "schema":3 (their checksum is of that message), new ones with 4."""
+    import zlib
+
+    path = tmp_path / "s.sqlite"
+    sp = open_spool(path)
+    old = sp.appender.append([crossing(i) for i in range(3)])
+    sp.close()
+    raw = sqlite3.connect(path)  # as a schema-3 gateway left it: its rows' messages said 3
+    raw.execute("UPDATE gateways SET wire = 3")
+    for row in old:
+        as_3 = row.payload.replace(b'"schema":4', b'"schema":3')
+        raw.execute("UPDATE event_rows SET crc = ? WHERE seq = ?", (zlib.crc32(as_3), row.seq))
+    raw.commit()
+    raw.close()
+    sp = open_spool(path)
+    sp.appender.append([crossing(3)])
+    sent = sp.outbox.outgoing(0, 10, {"power": "p", "crossing": "c", "segment": "s", "session": "x"})
+    assert [json.loads(m)["schema"] for _, _, _, m, _ in sent] == [3, 3, 3, 4]
+    assert [json.loads(m)["seq"] for _, _, _, m, _ in sent] == [1, 2, 3, 4]
+    assert sp.counters.corrupt_rows == 0
+    sp.close()

@@ -11,7 +11,16 @@ from gateway.model import GateCrossing, PowerSample, SegmentResult
 from gateway.pipeline.ingest import Batching, Ingest
 from gateway.pipeline.roster import Roster
 from gateway.spool.store import Spool
-from gateway.wire import SCHEMA, WireError, decode, parse_strict, segment_body, segment_result
+from gateway.wire import (
+    SCHEMA,
+    Encoder,
+    WireError,
+    decode,
+    parse_strict,
+    power_body,
+    segment_body,
+    segment_result,
+)
 
 RIDERS = [{"id": "r01", "name": "Anna", "transponder": "BD-1", "power_meters": [{"ant": 23456}]}]
 RESULT = SegmentResult("s1", "r01", "Anna", "2.3", 2, 3, 1000.0, 1061.5, 61.5, "G2", "G3", 250.0, 88.0, 262.5,
@@ -128,7 +137,7 @@ def test_the_spools_identity_sql_gives_the_encoders_bytes(gateway: str, spool: s
     import sqlite3
 
     from gateway.wire import Encoder
-    from gateway.wire.identity import identity_sql
+    from gateway.wire.identity import SCHEMA, identity_sql
 
     body = {"wallTime": 1e9, "instantPower": 200.5, "cadence": None, "name": "Zoë", "rider_id": "r01", "source": "x"}
     whole, stored = Encoder(gateway, spool).for_spool(41, session, body)
@@ -138,7 +147,7 @@ def test_the_spools_identity_sql_gives_the_encoders_bytes(gateway: str, spool: s
     conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(41, session, stored), (42, session, empty_stored)])
     rest = "(CASE WHEN length(payload) > 2 THEN ',' || substr(payload, 2) ELSE '}' END)"
     for sql in (identity_sql(rest, spool is not None, gateway=gateway, spool_id=spool),
-                identity_sql(rest, spool is not None, lookup="'" + gateway + "'", spool_lookup=f"'{spool}'")):
+                identity_sql(rest, spool is not None, lookups=("'" + gateway + "'", f"'{spool}'", str(SCHEMA)))):
         got = [bytes(r[0], "utf-8") for r in conn.execute(f"SELECT {sql} FROM t ORDER BY seq")]
         assert got == [whole, empty_whole]
     conn.close()
@@ -172,3 +181,51 @@ def test_every_kind_decodes_to_its_typed_event(stored: list) -> None:
     assert isinstance(crossing.event, GateCrossing) and crossing.event.receiver_time == 8200.0
     assert (crossing.event.gate, crossing.event.lap, crossing.rider_id) == ("SF", 2, "r01")
     assert segment.event == RESULT and segment.message.seq == stored[3].seq
+
+
+def test_an_ant_page_keeps_its_radio_identity_from_the_stick_to_the_decoded_sample(spool) -> None:
+    """Wire schema 4 (#30): every box in range of a meter receives the same page; the sample carries
+    the page (and the device number) so the hub can tell it is one sample heard twice."""
+    from fakes import crank
+
+    from gateway.sources.ant import AntSource
+    from gateway.wire import decode_event
+
+    ingest = Ingest(spool, Roster(riders(RIDERS)), "s1", batching=Batching(0.01)).start()
+    try:
+        source = AntSource(ingest.submit, [23456], node_factory=lambda: None)
+        for n in range(3):
+            source.on_page(23456, crank(n, 1365 * n, 960 * n), 1000.0 + n)
+        assert ingest.flush(10)
+    finally:
+        ingest.stop()
+    rows = [r for r in spool.queries.since(0) if r.kind == "power"]
+    decoded = [decode_event("power", r.payload) for r in rows]
+    assert [d.message.schema for d in decoded] == [4, 4]
+    assert [d.event.raw for d in decoded] == [f"ant:23456:{crank(n, 1365 * n, 960 * n).hex()}" for n in (1, 2)]
+    assert [d.event.wall_time for d in decoded] == [1001.0, 1002.0]  # when this box received them
+
+
+def test_messages_of_schema_3_without_a_radio_identity_still_decode() -> None:
+    from gateway.wire import decode_event
+
+    power = (b'{"event_id":"b:ab12:1","gateway_id":"b","spool_id":"ab12","seq":1,"schema":3,"session_id":"s",'
+             b'"simulation_id":"s","wallTime":1.0,"instantPower":200,"rider_id":"r01","source":"ant:1"}')
+    assert decode_event("power", power).event.raw is None
+    bad = power.replace(b'"schema":3', b'"schema":4').replace(b'"source"', b'"raw":7,"source"')
+    with pytest.raises(WireError, match="'raw' of a power message has the wrong type"):
+        decode_event("power", bad)
+
+
+def test_the_hubs_fast_decoder_keeps_the_radio_identity(stored: list) -> None:
+    """The hub reads most power messages through ``decode_power``: the raw identity must survive it,
+    on the fast path and on the strict one (a message of another shape)."""
+    from gateway.wire.power import decode_power
+
+    raw = "ant:23456:12010a5a5505c003"
+    box = Encoder("box1", "ab12cd").encode(7, "s1", power_body(1000.0, (250.0, 90.0, None), 249.0,
+                                                               ("Anna", "r01", "ant:23456"), raw))
+    assert decode_power(box).raw == raw
+    other_shape = box.replace(b',"source"', b',"note":"a key no box writes","source"')
+    assert decode_power(other_shape).raw == raw
+    assert decode_power(stored[0].payload).raw is None  # a sample from no radio
