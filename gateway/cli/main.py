@@ -38,11 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override gateway.log_level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    from gateway.cli import simulate
     from gateway.cli.remote import add_parsers
 
     _add_box_commands(sub)
     _add_file_commands(sub)
     add_parsers(sub)
+    simulate.add_parser(sub)
     return parser
 
 
@@ -273,7 +275,14 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "hub": cmd_hub,
     "session": lambda args: _remote("cmd_session", args),
     "rider": lambda args: _remote("cmd_rider", args),
+    "simulate": lambda args: _simulate(args),
 }
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from gateway.cli.simulate import cmd_simulate
+
+    return cmd_simulate(args)
 
 
 def _remote(name: str, args: argparse.Namespace) -> int:

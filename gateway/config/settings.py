@@ -124,6 +124,13 @@ class LoadSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SimSettings:
+    enabled: bool
+    feed: str | None = None
+    speed: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class PlausibleSettings:
     power_w: tuple[float, float]
     cadence_rpm: tuple[float, float]
@@ -137,6 +144,7 @@ class SourcesSettings:
     serial: SerialSettings
     replay: ReplaySourceSettings
     load: LoadSettings
+    sim: SimSettings
     plausible: PlausibleSettings
 
 

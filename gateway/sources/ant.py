@@ -51,6 +51,9 @@ def _openant_node() -> Any:
     return Node()
 
 
+# Longer than this without a page of a meter and its 8-bit event count (4 a second) may have wrapped.
+STALE_S = 30.0
+
 class AntSource:
     name = "ant"
 
@@ -64,6 +67,7 @@ class AntSource:
         self.retry_max_s = retry_max_s
         self.link = Link(status, "ant")
         self.decoders = {m: AntPowerDecoder() for m in meters}
+        self._heard: dict[int, float] = {}  # each meter's last page, by the box's clock
         self._node: Any = None
         self._loop: Any = None
         self._followed: list[int] = []
@@ -176,8 +180,12 @@ class AntSource:
         """Decode one data page of meter ``device`` and submit the power it yields."""
         self.link.count("pages")
         decoder = self.decoders.get(device)
-        if decoder is None:
+        # A meter back in range after a silence (a box beside the course hears a rider for seconds a
+        # lap): its event count may have wrapped many times meanwhile, so the first page after the
+        # silence only sets the reference again, as after pairing.
+        if decoder is None or wall - self._heard.get(device, wall) > STALE_S:
             decoder = self.decoders[device] = AntPowerDecoder()
+        self._heard[device] = wall
         try:
             fields = decoder.feed(page)
         except DecodeError as exc:

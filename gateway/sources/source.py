@@ -25,6 +25,7 @@ SOURCE_MODULES: dict[str, str] = {
     "ble": "gateway.sources.ble",
     "serial": "gateway.sources.serial",
     "load": "gateway.sources.load",
+    "sim": "gateway.sources.sim",
 }
 
 
