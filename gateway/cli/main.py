@@ -106,6 +106,8 @@ def _add_file_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     export.add_argument("--session", help="session id (default: the latest); `--session list` lists them")
     export.add_argument("--format", choices=["csv", "json", "xlsx"], default="csv")
     export.add_argument("--output", type=Path, help="file to write (default: standard output; xlsx needs one)")
+    export.add_argument("--config", type=Path, help="YAML config for metrics.min_coverage (default: the embedded "
+                                                    "defaults)")
 
     report = sub.add_parser("report", help="a session's debrief as a PDF to hand over (matrix per lap, latest "
                                            "segments, fatigue, comparisons, conventions, profiles used)")
@@ -184,6 +186,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from gateway import config
     from gateway.results.export import export
     from gateway.results.sqlite import SpoolResults
     from gateway.spool.store import Spool
@@ -193,7 +196,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise GatewayError("no spool here", where=str(args.state_dir), hint="give the gateway's state directory")
     spool = Spool(path, "export", readonly=True).open()  # never migrates, salvages or writes
     try:
-        return export(SpoolResults(spool), str(path), args.session, args.format, args.output)
+        min_coverage = config.load(args.config).settings.metrics.min_coverage
+        return export(SpoolResults(spool), str(path), args.session, (args.format, min_coverage), args.output)
     finally:
         spool.close()
 

@@ -64,6 +64,7 @@ class CourseSettings:
 @dataclass(frozen=True, kw_only=True)
 class MetricsSettings:
     np_window: str
+    min_coverage: float
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ class WebSettings:
     max_body_kb: int
     heavy_requests: int
     heartbeat_s: float
+    hub_url: str | None = None
     chart: Mapping[str, Any] = field(default_factory=dict)  # handed to the page as it is
     view_sets: Mapping[str, Any] = field(default_factory=dict)
 
@@ -197,6 +199,7 @@ class HubSettings:
     host: str
     port: int
     web: bool
+    receiver_latency_ms: float
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -155,12 +155,14 @@ class _Doc:
 
 def build(store: ResultsStore, session: str, settings: Settings, *, rider: str | None = None) -> bytes:
     """The report of ``session`` (one rider's own when ``rider`` is given) as PDF bytes."""
-    everyone = session_rows(store, session)  # scored once: the matrices, the table and the fatigue share it
+    min_coverage = settings.metrics.min_coverage
+    # Scored once: the matrices, the table and the fatigue share it.
+    everyone = session_rows(store, session, min_coverage)
     if rider is not None and all(r["rider_id"] != rider for r in everyone):
         raise NotFound(f"no results of rider {rider!r} in session {session!r}", where="report",
                        hint="give a rider id that rode the session")
     rows = [r for r in everyone if rider is None or r["rider_id"] == rider]
-    data = debrief(store, session, rider=rider, rows=rows)
+    data = debrief(store, session, min_coverage=min_coverage, rider=rider, rows=rows)
     riders = sorted({r["rider_id"]: r.get("name") or r["rider_id"] for r in everyone}.items())
     title = data["name"] + (f": {next((n for i, n in riders if i == rider), rider)}" if rider else "")
     doc = _Doc()
@@ -177,7 +179,7 @@ def build(store: ResultsStore, session: str, settings: Settings, *, rider: str |
     _fatigue(doc, data)
     setups = Setups(course_tags(store, session), data["comparable"], data["segment_names"])
     for tag in list(data["comparable"])[:3]:
-        _comparison(doc, comparison(store, setups, tag, (None, None), rider), tag)
+        _comparison(doc, comparison(store, setups, tag, (None, None), rider, min_coverage), tag)
     return doc.pdf(title)
 
 

@@ -33,13 +33,14 @@ def segment_names(course: dict[str, Any] | None) -> list[str]:
     return [f"segment {i + 1}" for i in range(len(course.get("gates") or []))]
 
 
-def session_rows(store: ResultsStore, session: str, rider: str | None = None) -> list[dict[str, Any]]:
+def session_rows(store: ResultsStore, session: str, min_coverage: float, rider: str | None = None
+                 ) -> list[dict[str, Any]]:
     """A session's results scored against the session (as the matrix shows them); one rider's only
     when ``rider`` is given (their z-scores still against everyone)."""
     results = store.results([session])
     if not results:
         raise NotFound(f"no results for session {session!r}", where="debrief")
-    rows = annotate(results, results)
+    rows = annotate(results, results, min_coverage)
     return [r for r in rows if rider is None or r["rider_id"] == rider]
 
 
@@ -55,24 +56,26 @@ def course_tags(store: ResultsStore, session: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def debrief(store: ResultsStore, session: str, *, rider: str | None = None, tag: str | None = None,
-            a: str | None = None, b: str | None = None, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """``rows``: the session's scored results when the caller has them already (the report)."""
+def debrief(store: ResultsStore, session: str, *, min_coverage: float, rider: str | None = None,
+            tag: str | None = None, pair: tuple[str | None, str | None] = (None, None),
+            rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``rows``: the session's scored results when the caller has them already (the report);
+    ``min_coverage``: ``metrics.min_coverage``; ``pair``: the two values of ``tag`` to compare."""
     record = store.record(session) or {}
     names = segment_names(store.course(session) or record.get("course"))
-    rows = session_rows(store, session, rider) if rows is None else rows
+    rows = session_rows(store, session, min_coverage, rider) if rows is None else rows
     tags = course_tags(store, session)
     values = {k: v for k, v in tag_values(tags).items() if len(v) >= 2}
     out: dict[str, Any] = {"session": session, "name": record.get("name") or session, "tags": record.get("tags") or {},
                            "segment_names": names, "rider": rider, "fatigue": fatigue(rows, names),
                            "comparable": values, "comparison": None}
     if tag:
-        out["comparison"] = comparison(store, Setups(tags, values, names), tag, (a, b), rider)
+        out["comparison"] = comparison(store, Setups(tags, values, names), tag, pair, rider, min_coverage)
     return out
 
 
 def comparison(store: ResultsStore, setups: Setups, tag: str, pair: tuple[str | None, str | None],
-               rider: str | None) -> dict[str, Any]:
+               rider: str | None, min_coverage: float) -> dict[str, Any]:
     """Setup A against B (``pair``) of ``tag`` over the course's sessions (the first two values by default)."""
     tags, names = setups.tags, setups.names
     choices = setups.values.get(tag) or []
@@ -82,5 +85,5 @@ def comparison(store: ResultsStore, setups: Setups, tag: str, pair: tuple[str | 
         raise NotFound(f"no two values of tag {tag!r} on this course to compare", where="debrief",
                        hint="tag sessions when you start them, e.g. tyres=1.6bar")
     with_tag = [s for s, t in tags.items() if t.get(tag) in (a, b)]
-    pool = annotate(store.results(sorted(with_tag)), [])
+    pool = annotate(store.results(sorted(with_tag)), [], min_coverage)
     return compare([r for r in pool if rider is None or r["rider_id"] == rider], tags, tag, a, b, names)

@@ -4,6 +4,11 @@ The population of a result is every result on the same piece of terrain (the sam
 segment: segment 3 of every lap) among the chosen results: the current session by default, or a
 list of sessions, a squad, or one rider's history. Undefined cases are None, never an error:
 plain z needs 2 values with spread; the modified z needs 3 values with spread.
+
+A result whose power was heard for only part of its segment (``coverage`` below the caller's
+threshold, ``metrics.min_coverage``) stays out of the power populations: an average of the few
+seconds a box heard says little of the segment, and must not move anyone else's score. It is still
+scored itself (and shown as partial), and its time, which the gates give whole, counts as any.
 """
 
 from __future__ import annotations
@@ -120,10 +125,17 @@ class Scores:
 
     targets: Sequence[SegmentResult]
     columns: dict[str, np.ndarray]
+    min_coverage: float
+
+    def partial(self, i: int) -> bool:
+        """Whether target ``i``'s power was heard too little to join a power population."""
+        r = self.targets[i]
+        return r.power_avg is not None and r.coverage < self.min_coverage
 
 
-def score(targets: Sequence[SegmentResult], population: Iterable[SegmentResult]) -> Scores:
-    """z and modified z of time and power for each target, against ``population`` per course segment.
+def score(targets: Sequence[SegmentResult], population: Iterable[SegmentResult], min_coverage: float) -> Scores:
+    """z and modified z of time and power for each target, against ``population`` per course segment
+    (its power values only from results heard for at least ``min_coverage`` of their seconds).
 
     The population is grouped by course segment; a target is scored against its segment's group
     (whether or not the target is itself in it, so a rider can be held against a squad or their
@@ -132,9 +144,12 @@ def score(targets: Sequence[SegmentResult], population: Iterable[SegmentResult])
     pop = [r for r in population if r.segment is not None]
     pop_seg = _segments(pop)
     tgt_seg = _segments(targets)
+    heard = np.array([r.coverage >= min_coverage for r in pop], dtype=bool)
     columns: dict[str, np.ndarray] = {}
     for metric, get in _METRICS.items():
         values = _column(pop, get)
+        if metric != "time":
+            values[~heard] = np.nan
         x = _column(targets, get)
         spreads = {int(seg): Spread.of(values[(pop_seg == seg) & ~np.isnan(values)]) for seg in np.unique(pop_seg)}
         z = np.full(len(targets), np.nan)
@@ -146,7 +161,7 @@ def score(targets: Sequence[SegmentResult], population: Iterable[SegmentResult])
                 mz[rows] = spread.modified_z_of(x[rows])
         columns[f"{metric}_zscore"] = z
         columns[f"{metric}_modified_zscore"] = mz
-    return Scores(targets, columns)
+    return Scores(targets, columns, min_coverage)
 
 
 def quadrant(x: float | None, y: float | None) -> str | None:

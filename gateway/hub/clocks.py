@@ -6,9 +6,10 @@ times is the difference of their clocks at that moment, give or take each box's 
 Over a session the difference drifts (a Raspberry Pi's crystal is off by tens of ppm): each pair of
 boxes that shares pages gets a line, offset + drift x time, fitted by least squares with the
 outliers of a first fit set aside. Boxes that never hear the same meter are linked through a third
-that hears both; each box is placed against the reference box (the one with a synchronised clock
-and the most shared pages) along the path resting on the most pages. A box that shares none keeps
-its own clock, and says so.
+that hears both; each box is placed against the reference box along the path resting on the most
+pages. The reference is a box with a synchronised clock, else the first by name of the largest
+group of linked boxes: a rule that a late box does not change. A box that shares none keeps its own
+clock (a group of boxes linked only among themselves: its first box's), and says so.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
 
 MIN_SHARED = 3  # fewer pages than this in common: no line is drawn between two boxes
 OUTLIER = 4.0  # residuals beyond this many median absolute deviations are set aside before the second fit
@@ -55,65 +59,110 @@ class BoxClock:
         return t - (self.offset_s + drift * (t - self.t_ref)) / (1 + drift)
 
 
-def fit(pairs: list[tuple[float, float]]) -> Line | None:
+def fit(ta: npt.ArrayLike, tb: npt.ArrayLike) -> Line | None:
     """The line of ``tb - ta`` against ``ta`` for pages heard by box a at ``ta`` and box b at ``tb``."""
-    if len(pairs) < MIN_SHARED:
+    xa, xb = np.asarray(ta, dtype=np.float64), np.asarray(tb, dtype=np.float64)
+    if xa.size < MIN_SHARED:
         return None
-    line = _least_squares(pairs)
-    residuals = [abs(tb - ta - line.at(ta)) for ta, tb in pairs]
-    spread = sorted(residuals)[len(residuals) // 2] * 1.4826
+    line = _least_squares(xa, xb)
+    residuals = np.abs(xb - xa - (line.offset_s + line.drift * (xa - line.t_ref)))
+    spread = float(np.median(residuals)) * 1.4826
     if spread > 0:
-        kept = [p for p, r in zip(pairs, residuals, strict=True) if r <= OUTLIER * spread]
-        if len(kept) >= MIN_SHARED and len(kept) < len(pairs):
-            line = _least_squares(kept)
+        kept = residuals <= OUTLIER * spread
+        if MIN_SHARED <= int(kept.sum()) < xa.size:
+            line = _least_squares(xa[kept], xb[kept])
     return line
 
 
-def _least_squares(pairs: list[tuple[float, float]]) -> Line:
-    n = len(pairs)
-    t_ref = sum(ta for ta, _ in pairs) / n
-    xs = [ta - t_ref for ta, _ in pairs]
-    ys = [tb - ta for ta, tb in pairs]
-    mean_y = sum(ys) / n
-    sxx = sum(x * x for x in xs)
+def _least_squares(ta: npt.NDArray[np.float64], tb: npt.NDArray[np.float64]) -> Line:
+    n = int(ta.size)
+    t_ref = float(ta.mean())
+    xs = ta - t_ref
+    ys = tb - ta
+    mean_y = float(ys.mean())
+    sxx = float(xs @ xs)
     # Pages all within a few seconds say nothing of the drift: an offset alone then.
-    drift = sum(x * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sxx if sxx > 60.0 ** 2 * n / 100 else 0.0
+    drift = float(xs @ (ys - mean_y)) / sxx if sxx > 60.0 ** 2 * n / 100 else 0.0
     offset = mean_y  # at t_ref, where the x's mean is 0
-    rms = math.sqrt(sum((y - offset - drift * x) ** 2 for x, y in zip(xs, ys, strict=True)) / n)
+    rms = math.sqrt(float(np.mean((ys - offset - drift * xs) ** 2)))
     return Line(offset, drift, t_ref, n, rms)
 
 
-def estimate(heard: Mapping[str, Mapping[str, float]], boxes: Iterable[str],
-             synchronised: Mapping[str, bool] | None = None) -> dict[str, BoxClock]:
-    """Each box's clock against the reference, from ``heard``: for each page identity, the box
-    times at which each box received it. The reference: a box with a synchronised clock, then the
-    one sharing the most pages, then the first of ``boxes``."""
-    boxes = list(dict.fromkeys(boxes))
-    pairs: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+Pairs = Mapping[tuple[str, str], tuple[npt.ArrayLike, npt.ArrayLike]]
+
+
+def pairs_of(heard: Mapping[str, Mapping[str, float]]) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
+    """For each two boxes (in name order) the times at which each received the pages both heard,
+    from ``heard``: for each page identity, the box times at which each box received it."""
+    pairs: dict[tuple[str, str], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for times in heard.values():
         if len(times) < 2:
             continue
         names = sorted(times)
         for i, a in enumerate(names):
             for b in names[i + 1:]:
-                pairs[(a, b)].append((times[a], times[b]))
+                ta, tb = pairs[(a, b)]
+                ta.append(times[a])
+                tb.append(times[b])
+    return dict(pairs)
+
+
+def estimate(heard: Mapping[str, Mapping[str, float]], boxes: Iterable[str],
+             synchronised: Mapping[str, bool] | None = None) -> dict[str, BoxClock]:
+    """Each box's clock against the reference, from ``heard`` (see ``pairs_of``)."""
+    return estimate_pairs(pairs_of(heard), boxes, synchronised)
+
+
+def estimate_pairs(pairs: Pairs, boxes: Iterable[str], synchronised: Mapping[str, bool] | None = None
+                   ) -> dict[str, BoxClock]:
+    """Each box's clock against the reference, from the receive times of the pages each two boxes
+    (``(a, b)``, a before b by name) both heard."""
+    boxes = list(dict.fromkeys(boxes))
     lines: dict[tuple[str, str], Line] = {}
-    for (a, b), shared in pairs.items():
-        line = fit(shared)
+    for (a, b), (ta, tb) in pairs.items():
+        line = fit(ta, tb)
         if line is not None:
             lines[(a, b)] = line
-    weight: dict[str, int] = defaultdict(int)
-    for (a, b), line in lines.items():
-        weight[a] += line.shared
-        weight[b] += line.shared
-    sync = synchronised or {}
     if not boxes:
         return {}
-    reference = max(boxes, key=lambda b: (bool(sync.get(b)), weight[b], -boxes.index(b)))
-    return _chain(reference, boxes, lines)
+    sync = synchronised or {}
+    groups = _groups(boxes, lines)
+    # The reference is chosen by rules that new pages do not change (a late box joining the course
+    # must not move every result already written): the group with a synchronised clock, else the
+    # one with the most boxes; in it, a synchronised box, else the first by name.
+    main = min(groups, key=lambda g: (not any(sync.get(b) for b in g), -len(g), g[0]))
+    out: dict[str, BoxClock] = {}
+    for group in groups:
+        reference = min(group, key=lambda b: (not sync.get(b), b))
+        placed = _chain(reference, lines)
+        if group is not main:  # placed within its group, but nothing links the group to the reference
+            placed = {b: replace(c, linked=False) for b, c in placed.items()}
+        out.update(placed)
+    return out
 
 
-def _chain(reference: str, boxes: list[str], lines: dict[tuple[str, str], Line]) -> dict[str, BoxClock]:
+def _groups(boxes: list[str], lines: Mapping[tuple[str, str], Line]) -> list[list[str]]:
+    """The boxes linked by shared pages, group by group."""
+    seen: set[str] = set()
+    groups = []
+    for box in sorted(boxes):
+        if box in seen:
+            continue
+        group, todo = [], [box]
+        seen.add(box)
+        while todo:
+            a = todo.pop()
+            group.append(a)
+            for x, y in lines:
+                b = y if x == a else x if y == a else None
+                if b is not None and b not in seen and b in boxes:
+                    seen.add(b)
+                    todo.append(b)
+        groups.append(sorted(group))
+    return groups
+
+
+def _chain(reference: str, lines: dict[tuple[str, str], Line]) -> dict[str, BoxClock]:
     """Each box placed against ``reference`` along the path whose weakest link rests on the most
     pages (a widest-path search)."""
     out = {reference: BoxClock(reference, 0.0, 0.0, 0.0, 0, (), True)}
@@ -133,9 +182,6 @@ def _chain(reference: str, boxes: list[str], lines: dict[tuple[str, str], Line])
             best[b] = width
             out[b] = _compose(here, line if a == x else _inverse(line), b, width)
             frontier.append(b)
-    for box in boxes:
-        if box not in out:
-            out[box] = BoxClock(box, 0.0, 0.0, 0.0, 0, (), False)
     return out
 
 

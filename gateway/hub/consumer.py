@@ -100,6 +100,11 @@ class HubConsumer:
         self._pending: _InFlight | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._next_lag = 0.0
+        # Told each batch once it is written (the hub's course engine: ``hub.coursework``).
+        self.on_written: Callable[[list[Any], list[Any]], None] | None = None
+        # Told when partitions go, after the batch in flight is written; returns once it has written
+        # what it owes (the partitions' next owner starts from there).
+        self.on_revoked: Callable[[], None] | None = None
 
     def _consumer(self) -> Any:
         from confluent_kafka import Consumer
@@ -111,7 +116,10 @@ class HubConsumer:
             "client.id": self.client,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
+            # By range: a hub gets the same partitions of every topic, so with equal partition counts
+            # (the box creates them so) a rider's power and crossings, keyed by rider, reach one hub:
+            # the course engine needs both. Cooperative-sticky spreads each topic on its own.
+            "partition.assignment.strategy": "range",
             # A hub that dies (kill -9, a power cut) is noticed after this, and its partitions go to
             # the others: librdkafka's 45 s left the page without new results for most of a minute.
             # The brokers' group.min.session.timeout.ms (6 s by default) is the floor.
@@ -192,7 +200,7 @@ class HubConsumer:
         try:
             if pending.future is None:
                 raise psycopg.OperationalError("retry")
-            self._record(pending.future.result())
+            self._record(pending.future.result(), pending.batch)
         except psycopg.OperationalError as exc:
             if pending.future is not None:
                 self._database_away(exc)
@@ -312,7 +320,7 @@ class HubConsumer:
                     return False  # not committed: read again by whoever owns the partitions
                 wait = min(wait * 2, 5.0)
                 try:
-                    self._record(self._write_once(batch))
+                    self._record(self._write_once(batch), batch)
                     return True
                 except psycopg.OperationalError as exc:
                     self._database_away(exc)
@@ -320,7 +328,9 @@ class HubConsumer:
             if paused:
                 consumer.resume([tp for tp in paused if tp in set(consumer.assignment())])
 
-    def _record(self, written: Written) -> None:
+    def _record(self, written: Written, batch: Batch) -> None:
+        if self.on_written is not None:
+            self.on_written(batch.power, batch.crossings)
         with self.stats.lock:
             self.stats.db_connected, self.stats.db_error = True, None
             total = self.stats.written
@@ -360,6 +370,8 @@ class HubConsumer:
         # The batch in flight is finished and committed before the partitions go, so their next
         # owner starts where this hub's writes end.
         self._settle(consumer, threading.Event(), in_callback=True)
+        if self.on_revoked is not None:
+            self.on_revoked()
         gone = {f"{p.topic}[{p.partition}]" for p in partitions}
         with self.stats.lock:
             self.stats.assigned = [a for a in self.stats.assigned if a not in gone]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
+from array import array
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
@@ -32,20 +33,24 @@ from gateway.engine.course import Course, Crossing, Span, assemble
 from gateway.engine.metrics import PREROLL_S
 from gateway.engine.segments import RiderInfo, SegmentEngine
 from gateway.errors import DecodeError
-from gateway.hub.clocks import BoxClock, estimate
+from gateway.hub.clocks import BoxClock, estimate_pairs
 from gateway.model import SegmentResult
 
 STALE_S = 30.0  # as the box's ANT+ source: a longer silence and the next page only sets the reference
 CLOCK_SLACK_S = 10.0  # how far a page's place may move as the clocks are estimated again
 DIRTY_S = 2.0  # the grain at which what a box delivers marks segments for computing again
 MOVED_S = 0.05  # a segment whose ends moved more than this (a crossing heard late) is computed again
-CLOCK_EVERY = 200  # new shared pages before the clocks are estimated again
+CLOCK_EVERY = 200  # new shared pages before the clocks are estimated again (at least; see CLOCK_GROWTH)
+CLOCK_GROWTH = 0.25  # and at least this share of the shared pages so far: estimates grow rarer as they settle
+SAME_W = 0.25  # a result computed again within this (and the same samples) is the one written: see same()
+CLOCK_MOVED_S = 0.02  # clocks estimated again that move a box's times more than this: compute everything again
 
 
 @dataclass
 class _Page:
     page: bytes
     heard: dict[str, float] = field(default_factory=dict)  # box -> its receive time
+    implausible: bool = False  # a box flagged what it decoded: fed to the decoder, never averaged
 
 
 @dataclass
@@ -60,6 +65,9 @@ class _Rider:
     meters: dict[str, _Meter] = field(default_factory=lambda: defaultdict(_Meter))
     crossings: dict[tuple[str, int], tuple[str, float, float]] = field(default_factory=dict)
     # (gate, chip time in ms) -> (box, box time, chip time or NaN)
+    # A BLE meter's samples (one box holds its connection: nothing to merge), per box by box time:
+    # (box time, power, cadence), as the box decoded them.
+    direct: dict[str, list[tuple[float, float, float]]] = field(default_factory=lambda: defaultdict(list))
     results: dict[str, SegmentResult] = field(default_factory=dict)  # by segment number ("2.3")
     dirty: set[tuple[str, int]] = field(default_factory=set)  # (box, DIRTY_S bucket of its time) touched
     crossings_changed: bool = False
@@ -88,8 +96,19 @@ class CourseSession:
         self.synchronised = dict(synchronised or {})
         self.boxes: list[str] = []
         self.clocks: dict[str, BoxClock] = {}
-        self._shared_since_estimate = 0
+        self._latest: dict[str, float] = {}  # box -> the latest time it sent
+        # For each two boxes (by name), the receive times of the pages both heard: the clocks' data.
+        self._pairs: dict[tuple[str, str], tuple[array[float], array[float]]] = {}
+        self._shared = 0
+        self._shared_at_estimate = 0
+        self._estimate_due = False
+        self._everything = False
         self.unknown: dict[str, int] = defaultdict(int)
+
+    def add_riders(self, riders: dict[str, RiderInfo]) -> None:
+        """Riders of a box that joined the course session (those already known stay as they are)."""
+        for rid, info in riders.items():
+            self.riders.setdefault(rid, _Rider(info))
 
     # -- what the boxes send ---------------------------------------------------------------------
 
@@ -102,32 +121,49 @@ class CourseSession:
     def _box(self, box: str) -> None:
         if box not in self.boxes:
             self.boxes.append(box)
-            self._shared_since_estimate = CLOCK_EVERY  # a new box: its clock is estimated at the next settle
+            self._estimate_due = True  # a new box: its clock is estimated at the next settle
 
     @staticmethod
     def _touch(rider: _Rider, box: str, box_t: float) -> None:
         rider.dirty.add((box, int(box_t // DIRTY_S)))
 
-    def add_page(self, box: str, rider_id: str | None, box_t: float, raw: str) -> None:
-        """A power sample a box heard: its radio identity ``raw`` (``kind:device:hex``) and receive time."""
+    def add_page(self, box: str, rider_id: str | None, box_t: float, raw: str,
+                 decoded: tuple[float | None, float | None] = (None, None), *, implausible: bool = False) -> None:
+        """A power sample a box heard: its radio identity ``raw`` (``kind:device:hex``), receive time,
+        and the power and cadence the box decoded (used for BLE, whose notification one box holds);
+        ``implausible``: the box flagged it (kept, never averaged, as on the box)."""
         rider = self._rider(rider_id)
         kind, _, rest = raw.partition(":")
         device, _, payload = rest.rpartition(":")
-        if rider is None or kind != "ant" or not device:
+        if rider is None or not device:
+            return
+        if kind == "ble":
+            if not implausible:
+                self._add_direct(rider, box, box_t, decoded)
+            return
+        if kind != "ant":
             return
         self._box(box)
         meter = rider.meters[device]
         page = meter.pages.get(raw)
-        placed = self.placed(box, box_t)
         if page is None:
             try:
                 page = meter.pages[raw] = _Page(bytes.fromhex(payload))
             except ValueError:
                 return
-            bisect.insort(meter.order, (placed, raw))
-        elif box not in page.heard:
-            self._shared_since_estimate += 1
+            bisect.insort(meter.order, (self.placed(box, box_t), raw))
+        elif box in page.heard:
+            return  # delivered again (a hub taking over a rider reads what it had): nothing new
+        else:
+            for other, other_t in page.heard.items():
+                first, second = sorted((box, other))
+                times = self._pairs.setdefault((first, second), (array("d"), array("d")))
+                times[0].append(box_t if first == box else other_t)
+                times[1].append(other_t if first == box else box_t)
+            self._shared += 1
         page.heard[box] = box_t
+        page.implausible |= implausible
+        self._latest[box] = max(box_t, self._latest.get(box, box_t))
         self._touch(rider, box, box_t)
 
     def add_crossing(self, box: str, rider_id: str | None, gate: str, box_t: float, chip_t: float | None) -> None:
@@ -142,21 +178,39 @@ class CourseSession:
             rider.crossings[key] = (box, box_t, stamp if chip_t is not None else math.nan)
             rider.crossings_changed = True
 
+    def _add_direct(self, rider: _Rider, box: str, box_t: float, decoded: tuple[float | None, float | None]) -> None:
+        power, cadence = decoded
+        if power is None:
+            return
+        self._box(box)
+        samples = rider.direct[box]
+        at = bisect.bisect_left(samples, (box_t,))
+        if at < len(samples) and samples[at][0] == box_t:
+            return  # delivered again
+        samples.insert(at, (box_t, power, math.nan if cadence is None else cadence))
+        self._touch(rider, box, box_t)
+
     # -- one timeline ---------------------------------------------------------------------------
 
     def estimate_clocks(self) -> None:
-        heard: dict[str, dict[str, float]] = {}
-        for rider in self.riders.values():
-            for meter in rider.meters.values():
-                for raw, page in meter.pages.items():
-                    if len(page.heard) > 1:
-                        heard[raw] = page.heard
-        self.clocks = estimate(heard, self.boxes, self.synchronised)
-        self._shared_since_estimate = 0
+        before = {box: self.placed(box, t) for box, t in self._latest.items()}
+        self.clocks = estimate_pairs(self._pairs, self.boxes, self.synchronised)
+        self._shared_at_estimate, self._estimate_due = self._shared, False
+        if any(abs(self.placed(box, self._latest[box]) - t) > CLOCK_MOVED_S for box, t in before.items()):
+            # Pages move on the timeline: their order is drawn again and every segment computed again
+            # (what comes out the same, within the clocks' accuracy, is not written again).
+            self._everything = True
+            for rider in self.riders.values():
+                for meter in rider.meters.values():
+                    meter.order = sorted((self._place(meter.pages[raw]), raw) for _, raw in meter.order)
 
     def placed(self, box: str, box_t: float) -> float:
         clock = self.clocks.get(box)
         return box_t if clock is None else clock.to_reference(box_t)
+
+    def _place(self, page: _Page) -> float:
+        """A page on the timeline: the mean of where each box that heard it places it."""
+        return sum(self.placed(b, t) for b, t in page.heard.items()) / len(page.heard)
 
     def _samples(self, rider: _Rider, lo: float, hi: float) -> list[tuple[float, float, float, tuple[str, ...]]]:
         """The rider's merged power stream in [lo, hi) on the reference timeline: each page once,
@@ -166,10 +220,9 @@ class CourseSession:
             first = bisect.bisect_left(meter.order, (lo - STALE_S - CLOCK_SLACK_S,))
             last = bisect.bisect_right(meter.order, (hi + CLOCK_SLACK_S,))
             pages = [meter.pages[raw] for _, raw in meter.order[first:last]]
-            placed = sorted((statistics.fmean(self.placed(b, t) for b, t in p.heard.items()), p.page,
-                             tuple(sorted(p.heard))) for p in pages)
+            placed = sorted((self._place(p), p.page, tuple(sorted(p.heard)), p.implausible) for p in pages)
             decoder, previous = AntPowerDecoder(), -math.inf
-            for t, page, boxes in placed:
+            for t, page, boxes, implausible in placed:
                 if t - previous > STALE_S:
                     decoder = AntPowerDecoder()
                 previous = t
@@ -177,9 +230,15 @@ class CourseSession:
                     fields = decoder.feed(page)
                 except DecodeError:
                     continue
-                if "power_w" in fields and lo <= t < hi:
+                if "power_w" in fields and lo <= t < hi and not implausible:
                     cadence = fields.get("cadence_rpm")
                     out.append((t, float(fields["power_w"]), math.nan if cadence is None else float(cadence), boxes))
+        for box, samples in rider.direct.items():
+            shift = self.placed(box, lo) - lo  # the box's times, a second either side
+            first = bisect.bisect_left(samples, (lo - shift - 1.0,))
+            last = bisect.bisect_right(samples, (hi - shift + 1.0,))
+            out += [(t, p, c, (box,)) for t, p, c in ((self.placed(box, bt), p, c) for bt, p, c in samples[first:last])
+                    if lo <= t < hi]
         out.sort(key=lambda s: s[0])
         return out
 
@@ -198,8 +257,10 @@ class CourseSession:
     def settle(self, *, all_riders: bool = False) -> list[Change]:
         """Compute what changed since the last settle: new segments, segments whose pages or
         crossings changed (corrections), segments that no longer exist (withdrawals)."""
-        if self._shared_since_estimate >= CLOCK_EVERY:
+        new = self._shared - self._shared_at_estimate
+        if self._estimate_due or new >= max(CLOCK_EVERY, CLOCK_GROWTH * self._shared_at_estimate):
             self.estimate_clocks()
+        all_riders, self._everything = all_riders or self._everything, False
         changes: list[Change] = []
         for rid, rider in self.riders.items():
             if all_riders or rider.dirty or rider.crossings_changed:
@@ -241,10 +302,27 @@ class CourseSession:
         wanted = {s.number for s in affected}
         by_box = {c.time: box for c, box in crossings}
         for result in computed:
-            if result.number not in wanted or rider.results.get(result.number) == result:
+            old = rider.results.get(result.number)
+            if result.number not in wanted or (old is not None and same(old, result)):
                 continue
+            if old is not None and old.start != result.start:  # results are kept by (number, start)
+                changes.append(Change(replace(old, flags=(*old.flags, "withdrawn")), ()))
             rider.results[result.number] = result
             heard = {b for t, _, _, boxes in samples if result.start <= t < result.end for b in boxes}
             heard |= {by_box[t] for t in (result.start, result.end) if t in by_box}
             changes.append(Change(result, tuple(sorted(heard))))
         return changes
+
+
+def same(old: SegmentResult, new: SegmentResult) -> bool:
+    """Whether a result computed again says what the one written says, within what the clocks can
+    tell (a few milliseconds of placement): then the written one stands and nothing is sent."""
+    def close(a: float | None, b: float | None, tol: float) -> bool:
+        return (a is None) == (b is None) and (a is None or b is None or abs(a - b) <= tol)
+
+    return (old.number == new.number and old.flags == new.flags and old.samples == new.samples
+            and old.start_gate == new.start_gate and old.end_gate == new.end_gate
+            and abs(old.start - new.start) <= MOVED_S and abs(old.end - new.end) <= MOVED_S
+            and close(old.duration, new.duration, 1e-6) and close(old.coverage, new.coverage, 0.005)
+            and all(close(getattr(old, f), getattr(new, f), SAME_W)
+                    for f in ("power_avg", "normalized_power", "cadence_avg")))

@@ -1,7 +1,9 @@
 """`trackside-gateway hub`: the consumer group member that writes every box's stream into PostgreSQL,
 and the same coach's page over it.
 
-Threads: ``hub-consumer`` (Kafka -> one transaction per poll -> commit), ``hub-feed`` (new segment
+Threads: ``hub-consumer`` (Kafka -> one transaction per poll -> commit), ``hub-course`` (each written
+batch's pages and crossings into their course sessions, course results settled and written once a
+second: ``hub.coursework``), ``hub-feed`` (new segment
 results from the database to the page's live streams, whichever hub wrote them), the page's
 waitress threads (reads through ``PgResults``, a connection per thread), and the main thread (status,
 sd_notify, signals). Start a second hub with the same ``hub.group_id`` to share the partitions.
@@ -24,6 +26,7 @@ from gateway.config.settings import HubSettings
 from gateway.errors import GatewayError
 from gateway.hub.boxes import spool_report
 from gateway.hub.consumer import HubConsumer
+from gateway.hub.coursework import CourseWork
 from gateway.hub.results import PgResults
 from gateway.hub.schema import DatabaseError, migrate
 from gateway.status import StatusBoard
@@ -106,6 +109,9 @@ class Hub:
         self.status = StatusBoard()
         self.supervisor = Supervisor(self.status, self.state_dir)
         self.consumer = HubConsumer(self.settings, self.connect, client=f"hub-{os.getpid()}")
+        self.course = CourseWork(self.settings, self.connect, self.status)
+        self.consumer.on_written = self.course.offer
+        self.consumer.on_revoked = self.course.revoked
         self.results = PgResults(self.connect)
         self.web_port: int | None = None
         self.server: Any = None
@@ -143,6 +149,7 @@ class Hub:
         handled = self._handle_signals()
         try:
             self._start("hub-consumer", lambda: self.consumer.run(self._stop))
+            self._start("hub-course", lambda: self.course.run(self._stop))
             if self.settings.hub.web:
                 self._start_web()
                 self._start("hub-feed", self._feed)
@@ -196,7 +203,7 @@ class Hub:
         from gateway.web.stream import Broadcaster
 
         web, hub = self.settings.web, self.settings.hub
-        self.broadcaster = Broadcaster(self.results)
+        self.broadcaster = Broadcaster(self.results, self.settings.metrics.min_coverage)
         server = WebServer(None, hub.host, self.port, streams=web.max_streams, request_threads=web.request_threads,
                            max_body=web.max_body_kb * 1024)
         from gateway.watch.metrics import registry

@@ -19,7 +19,7 @@ SELECT = ", ".join(f'"{f}"' for f in FIELDS)
 SELECT_C = ", ".join(f'c."{f}"' for f in FIELDS)
 
 
-def _result(row: Sequence[Any]) -> SegmentResult:
+def result_of(row: Sequence[Any]) -> SegmentResult:
     values = dict(zip(FIELDS, row, strict=True))
     values["flags"] = tuple(values["flags"] or ())
     return SegmentResult(**values)
@@ -85,7 +85,7 @@ class PgResults:
             return []
         rows = self._rows(f"SELECT {SELECT} FROM segments_current WHERE session_id = ANY(%s) ORDER BY hub_seq",
                           (list(sessions),))
-        return [_result(r) for r in rows]
+        return [result_of(r) for r in rows]
 
     def population(self, population: Population) -> list[SegmentResult]:
         where: list[str] = ["true"]
@@ -113,7 +113,7 @@ class PgResults:
         rows = self._rows(f"SELECT {SELECT_C} FROM segments_current c "
                           f"JOIN sessions s USING (session_id) WHERE {' AND '.join(where)} ORDER BY c.hub_seq",
                           params)
-        return [_result(r) for r in rows]
+        return [result_of(r) for r in rows]
 
     def last_seq(self) -> int:
         row = self._rows("SELECT coalesce(max(hub_seq), 0) FROM segments")[0]
@@ -126,7 +126,7 @@ class PgResults:
             if not rows:
                 return
             for row in rows:
-                yield int(row[0]), _result(row[1:])
+                yield int(row[0]), result_of(row[1:])
             seq = int(rows[-1][0])
 
     def course(self, session: str) -> dict[str, Any] | None:
@@ -140,6 +140,11 @@ class PgResults:
     def notes(self, session: str) -> list[dict[str, Any]]:
         rows = self._rows("SELECT record->'result_notes' FROM sessions WHERE session_id = %s", (session,))
         return list(rows[0][0]) if rows and rows[0][0] else []
+
+    def heard_by(self, session: str) -> dict[str, list[str]]:
+        rows = self._rows("SELECT rider_id, number, coalesce(boxes, ARRAY[gateway_id]) FROM segments_current "
+                          "WHERE session_id = %s", (session,))
+        return {f"{r[0]}|{r[1]}": list(r[2]) for r in rows}
 
     def course_of(self, session: str) -> str | None:
         rows = self._rows("SELECT course_id FROM sessions WHERE session_id = %s", (session,))

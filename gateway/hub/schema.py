@@ -145,6 +145,26 @@ MIGRATIONS: dict[int, str] = {
     3: """
         ALTER TABLE power ADD COLUMN raw text;
     """,
+    # The course (#30): boxes sharing a course id and a time form one course session at the hub,
+    # whose merged results are written beside the boxes' own (segments, gateway_id 'course'), with
+    # the boxes each rests on. ``course_members`` says which box session belongs to which.
+    4: """
+        CREATE TABLE course_members (
+            session_id text PRIMARY KEY,
+            course_session_id text NOT NULL,
+            gateway_id text NOT NULL
+        );
+        CREATE INDEX course_members_course ON course_members (course_session_id);
+        ALTER TABLE segments ADD COLUMN boxes text[];
+        CREATE SEQUENCE course_results;
+        CREATE INDEX power_session_rider ON power (session_id, rider_id) WHERE raw IS NOT NULL;
+        CREATE INDEX crossings_session_rider ON crossings (session_id, rider_id);
+        CREATE OR REPLACE VIEW segments_current AS
+            SELECT * FROM (
+                SELECT DISTINCT ON (session_id, rider_id, number, start) *
+                FROM segments ORDER BY session_id, rider_id, number, start, hub_seq DESC
+            ) latest WHERE NOT withdrawn;
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -23,11 +23,12 @@ LEAD = ["session_id", "rider_id", "name", "number", "lap", "segment", "time_abso
         "watts_per_kilo", "time_zscore", "power_zscore", "time_modified_zscore", "power_modified_zscore"]
 
 
-def table(targets: list[SegmentResult], pool: list[SegmentResult], store: ResultsStore | None = None
-          ) -> tuple[list[str], list[dict[str, Any]]]:
-    """The columns and rows of an export: each target scored against ``pool``; with ``store``, the
-    FTP and weight each session used (its record) and the coach's notes."""
-    rows = annotate(targets, pool)
+def table(targets: list[SegmentResult], pool: list[SegmentResult], min_coverage: float,
+          store: ResultsStore | None = None) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and rows of an export: each target scored against ``pool`` (power from results
+    heard for ``min_coverage`` of their seconds); with ``store``, the FTP and weight each session
+    used (its record) and the coach's notes."""
+    rows = annotate(targets, pool, min_coverage)
     used: dict[tuple[str, str], tuple[Any, Any]] = {}
     notes: dict[tuple[str, str, str], str] = {}
     for session in {r.session_id for r in targets} if store is not None else ():
@@ -44,8 +45,10 @@ def table(targets: list[SegmentResult], pool: list[SegmentResult], store: Result
     return (LEAD + [k for k in rows[0] if k not in LEAD] if rows else LEAD), rows
 
 
-def export(store: ResultsStore, where: str, session: str | None, fmt: str, output: Path | None) -> int:
-    """Write one session's results (the latest by default); ``session`` "list" lists them instead."""
+def export(store: ResultsStore, where: str, session: str | None, how: tuple[str, float], output: Path | None) -> int:
+    """Write one session's results (the latest by default); ``session`` "list" lists them instead.
+    ``how``: the format and ``metrics.min_coverage``."""
+    fmt, min_coverage = how
     known = store.sessions()
     if session == "list":
         for s in known:
@@ -58,7 +61,7 @@ def export(store: ResultsStore, where: str, session: str | None, fmt: str, outpu
     if chosen not in {s["session"] for s in known}:
         raise GatewayError(f"no session {chosen!r} (try --session list)", where=where)
     results = store.results([chosen])
-    columns, rows = table(results, results, store)
+    columns, rows = table(results, results, min_coverage, store)
     target = output or (Path(f"{chosen}.xlsx") if fmt == "xlsx" else None)
     if target is None:
         write(sys.stdout, fmt, chosen, columns, rows)

@@ -21,13 +21,15 @@ def scored_row(scores: Scores, i: int) -> dict[str, Any]:
     row["time_absolute"] = r.duration
     row["power_absolute"] = r.power_avg
     row["watts_per_kilo"] = r.watts_per_kg
+    row["power_partial"] = scores.partial(i)
     for key, column in scores.columns.items():
         value = float(column[i])
         row[key] = None if math.isnan(value) else value
     return row
 
 
-def annotate(targets: Sequence[SegmentResult], population: Iterable[SegmentResult]) -> list[dict[str, Any]]:
+def annotate(targets: Sequence[SegmentResult], population: Iterable[SegmentResult],
+             min_coverage: float) -> list[dict[str, Any]]:
     """Each target as a row, scored against ``population`` (see ``engine.normalize.score``)."""
-    scores = score(targets, population)
+    scores = score(targets, population, min_coverage)
     return [scored_row(scores, i) for i in range(len(targets))]

@@ -67,6 +67,9 @@ class SpoolResults:
     def notes(self, session: str) -> list[dict[str, Any]]:
         return self.spool.sessions.notes(session)
 
+    def heard_by(self, session: str) -> dict[str, list[str]]:
+        return {}  # the box's own results: it heard them all
+
     def course_of(self, session: str) -> str | None:
         stored = self.course(session)
         return str(stored.get("id") or stored.get("name") or "") if stored else self.configured_course

@@ -49,6 +49,11 @@ class ResultsStore(Protocol):
         """The coach's notes on a session's results: rider_id, number, text, at."""
         ...
 
+    def heard_by(self, session: str) -> dict[str, list[str]]:
+        """Which boxes each current result rests on, by ``rider_id|number``: a course result's boxes
+        (the hub), a box session's own box. Empty: the box serving the page heard them all."""
+        ...
+
 
 def current(results: Iterable[SegmentResult]) -> list[SegmentResult]:
     """Results in the order produced, with every withdrawn one taken out (a correction re-emits it

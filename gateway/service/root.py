@@ -131,7 +131,7 @@ class Root:
         if self.web_enabled:
             from gateway.web.stream import Broadcaster
 
-            self.broadcaster = Broadcaster(self.results)
+            self.broadcaster = Broadcaster(self.results, self.settings.metrics.min_coverage)
         self.book = RiderBook(self.state_dir / "riders.json", self.settings.riders)
         self.status.post("riderbook", damaged=self.book.damaged)
         return spool

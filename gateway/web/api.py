@@ -87,7 +87,15 @@ def create_api(parts: WebParts) -> Blueprint:
                         "last_seq": results_store.last_seq(),
                         "course": results_store.course(session) or config.settings.course.as_dict(),
                         "notes": results_store.notes(session),
-                        "results": annotate(targets, pool)})
+                        "heard_by": results_store.heard_by(session),
+                        "results": annotate(targets, pool, config.settings.metrics.min_coverage)})
+
+    @api.get("/api/heard-by")
+    def heard_by() -> Response:
+        """Which boxes each result of a session rests on (the page asks again for results newer than
+        its last /api/results)."""
+        session = request.args.get("session") or ""
+        return jsonify(store.heard_by(session[:200]) if store is not None and session else {})
 
     @api.get("/api/export")
     def export_results() -> Response:
@@ -101,7 +109,7 @@ def create_api(parts: WebParts) -> Blueprint:
                 raise NotFound("no results to export yet")
             if not targets:
                 raise NotFound(f"no results of session {session[:128]!r} to export")
-            columns, rows = table(targets, pool, results_store)
+            columns, rows = table(targets, pool, config.settings.metrics.min_coverage, results_store)
             buffer = io.BytesIO() if fmt == "xlsx" else io.StringIO(newline="")
             write(buffer, fmt, session, columns, rows)
             data = buffer.getvalue()

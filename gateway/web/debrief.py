@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, jsonify, request
 
 from gateway.config import Config
@@ -32,9 +30,11 @@ def create_debrief(config: Config, store: ResultsStore | None, heavy: HeavyWork)
         from gateway.debrief.view import debrief as build
 
         results, session = chosen()
-        args: dict[str, Any] = {k: request.args.get(k) or None for k in ("rider", "tag", "a", "b")}
+        a, b = (request.args.get(k) or None for k in ("a", "b"))
         with heavy.slot("this debrief"):
-            return jsonify(build(results, session, **args))
+            return jsonify(build(results, session, min_coverage=config.settings.metrics.min_coverage,
+                                 rider=request.args.get("rider") or None, tag=request.args.get("tag") or None,
+                                 pair=(a, b)))
 
     @bp.get("/api/report.pdf")
     def report() -> Response:

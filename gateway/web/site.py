@@ -118,6 +118,7 @@ def public_config(config: Config) -> dict[str, Any]:
     """What the page may know: never the admin token."""
     s = config.settings
     web = {"host": s.web.host, "port": s.web.port, "chart": s.web.chart, "view_sets": s.web.view_sets,
-           "control": bool(s.web.admin_token), "heartbeat_s": s.web.heartbeat_s}
+           "control": bool(s.web.admin_token), "heartbeat_s": s.web.heartbeat_s, "hub_url": s.web.hub_url}
     riders = [{"id": r.id, "name": r.name, "squad": r.squad} for r in s.riders]
-    return {"gateway": {"id": config.gateway_id}, "course": s.course.as_dict(), "riders": riders, "web": web}
+    return {"gateway": {"id": config.gateway_id}, "course": s.course.as_dict(), "riders": riders, "web": web,
+            "metrics": {"min_coverage": s.metrics.min_coverage, "np_window": s.metrics.np_window}}

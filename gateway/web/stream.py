@@ -41,8 +41,9 @@ class Broadcaster:
     thread turns them into SSE events for every client, reading a session's results from the store
     the first time. Its lock guards only memory (the client set and the sessions' current results)."""
 
-    def __init__(self, store: ResultsStore) -> None:
+    def __init__(self, store: ResultsStore, min_coverage: float) -> None:
         self.store = store
+        self.min_coverage = min_coverage  # power heard less than this: out of the power population
         self._lock = threading.Lock()
         self._clients: set[queue.Queue[tuple[int, str] | None]] = set()
         self._sessions: dict[str, dict[tuple[str, str, str, float], SegmentResult]] = {}
@@ -132,7 +133,7 @@ class Broadcaster:
                 results[result.key] = result
             group = [r for r in results.values() if r.segment is not None and r.segment == result.segment]
             crossing = self._crossings.get((result.rider_id, result.end_gate, result.end))
-        return event_of(seq, result, group, committed, crossing)
+        return event_of(seq, result, group, (committed, crossing), self.min_coverage)
 
     def publish(self, seq: int, result: SegmentResult, committed: float | None = None) -> None:
         """A stored result from elsewhere than an ingest (the hub's database feed)."""
@@ -181,7 +182,8 @@ class Broadcaster:
                 # What the page missed, read back from the store and scored against each session's
                 # results as they stand now (as live events are).
                 for seq, result in self.store.results_since(last_id):
-                    yield _frame(*event_of(seq, result, self._group_now(result), None, None))
+                    yield _frame(*event_of(seq, result, self._group_now(result), (None, None),
+                                           self.min_coverage))
                     sent_up_to = seq
             next_beat = time.monotonic() + heartbeat_s
             while not stop.is_set():
@@ -206,16 +208,20 @@ class Broadcaster:
                 self._clients.discard(q)
 
 
-def event_of(seq: int, result: SegmentResult, group: list[SegmentResult], committed: float | None,
-             crossing_received: float | None) -> tuple[int, str]:
+def event_of(seq: int, result: SegmentResult, group: list[SegmentResult],
+             received: tuple[float | None, float | None], min_coverage: float) -> tuple[int, str]:
     """The SSE event of a stored result, with its terrain group's statistics (not its rows: the page
-    rescores its own rows from them, so an event stays small however long the session grows)."""
+    rescores its own rows from them, so an event stays small however long the session grows).
+    ``received``: when the result was committed and when its end crossing was (the page's latency)."""
+    committed, crossing_received = received
     stats = {}
     if result.segment is not None:
         stats = {"time": asdict(Spread.of([r.duration for r in group])),
-                 "power": asdict(Spread.of([r.power_avg for r in group if r.power_avg is not None]))}
+                 "power": asdict(Spread.of([r.power_avg for r in group
+                                            if r.power_avg is not None and r.coverage >= min_coverage]))}
     data = {
-        "seq": seq, "session": result.session_id, "result": scored_row(score([result], group), 0),
+        "seq": seq, "session": result.session_id,
+        "result": scored_row(score([result], group, min_coverage), 0),
         "segment": result.segment, "stats": _finite(stats), "committed": committed,
         "crossing_received": crossing_received,
     }

@@ -115,3 +115,12 @@ def test_every_benchmark_module_imports() -> None:
 
     for name in MODULES:
         assert importlib.import_module(name).BENCHMARKS
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test modules by basename (rootdir-relative imports are off): two files of one
+    name in different folders stop the whole suite at collection."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}

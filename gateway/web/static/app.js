@@ -58,6 +58,7 @@ const lapNumbers = {
 function matrixPage() {
   return {
     ...liveness(),
+    ...coursePage(),
     boxId: "", canControl: false, views: [], viewId: "", quadrants: {}, segmentNames: [], riders: {},
     rows: {}, session: null, pinnedSession: null, followSession: null, sessionChoice: "", sessions: [],
     lastSeq: 0, segment: "all", focus: "", onlyFocus: false, trail: false, picked: null, online: false,
@@ -74,6 +75,8 @@ function matrixPage() {
       this.boxId = cfg.mode === "hub" ? "hub" : cfg.gateway.id;
       this.canControl = Boolean(cfg.web.control) && cfg.mode !== "hub";
       this.heartbeatS = cfg.web.heartbeat_s || 10;
+      this.hubUrl = cfg.mode !== "hub" ? cfg.web.hub_url || "" : "";
+      this.minCoverage = (cfg.metrics || {}).min_coverage ?? 0.8;
       this.quadrants = cfg.web.chart.quadrants;
       const all = cfg.web.chart.views;
       const set = params.get("views");
@@ -107,7 +110,8 @@ function matrixPage() {
         const colour = RIDER_COLOURS[i % RIDER_COLOURS.length], shape = RIDER_SHAPES[i % RIDER_SHAPES.length];
         const full = riderMark(colour, shape, initials[r.id], MARK_PX, false);
         MARKS[r.id] = { colour, shape, text: initials[r.id], full, faded: riderMark(colour, shape, initials[r.id], MARK_PX, true),
-          icon: full.toDataURL() };
+          hollow: riderMark(colour, shape, initials[r.id], MARK_PX, false, true),
+          hollowFaded: riderMark(colour, shape, initials[r.id], MARK_PX, true, true), icon: full.toDataURL() };
       });
     },
 
@@ -122,6 +126,7 @@ function matrixPage() {
       this.lastSeq = Math.max(this.lastSeq, data.last_seq || 0);
       this.notes = {};
       for (const n of data.notes || []) this.notes[`${n.rider_id}|${n.number}`] = n.text;
+      this.heardBy = data.heard_by || {};
       let added = false;
       for (const r of data.results) {
         r.key = rowKey(r);
@@ -333,7 +338,7 @@ function matrixPage() {
           label: (this.riders[id] || { name: points[0].row.name }).name, data: points, showLine: trail, lapLabels: trail,
           noted: points.map(p => Boolean(this.noteOf(p.row))),
           borderColor: mark.colour, borderWidth: 2, backgroundColor: mark.colour,
-          pointStyle: mark.full ? (dim ? mark.faded : mark.full) : "circle", pointRadius: MARK_PX / 2, pointHitRadius: HIT_PX,
+          pointStyle: points.map(p => this.markOf(mark, p.row, dim)), pointRadius: MARK_PX / 2, pointHitRadius: HIT_PX,
           order: dim ? 2 : 1,
         };
       });

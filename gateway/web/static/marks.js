@@ -65,8 +65,10 @@ function shapePath(ctx, shape, c, r) {
 }
 
 // A rider's point: their shape in their colour with their initials in white, as a canvas
-// (Chart.js draws it as the point style) and as an image for the legend.
-function riderMark(colour, shape, text, size, faded) {
+// (Chart.js draws it as the point style) and as an image for the legend. ``hollow``: the same
+// shape as an outline with the initials in the rider's colour (power heard for part of the
+// segment only: told by the fill, not by a colour).
+function riderMark(colour, shape, text, size, faded, hollow) {
   const canvas = document.createElement("canvas");
   const scale = window.devicePixelRatio || 1;
   canvas.width = canvas.height = Math.round(size * scale);
@@ -74,13 +76,13 @@ function riderMark(colour, shape, text, size, faded) {
   const ctx = canvas.getContext("2d");
   ctx.scale(scale, scale);
   ctx.globalAlpha = faded ? 0.3 : 1;
-  shapePath(ctx, shape, size / 2, size / 2 - 1.5);
-  ctx.fillStyle = colour;
+  shapePath(ctx, shape, size / 2, size / 2 - (hollow ? 2.5 : 1.5));
+  ctx.fillStyle = hollow ? "#ffffff" : colour;
   ctx.fill();
-  ctx.lineWidth = 1.5;
-  ctx.strokeStyle = "#ffffff";
+  ctx.lineWidth = hollow ? 3.5 : 1.5;
+  ctx.strokeStyle = hollow ? colour : "#ffffff";
   ctx.stroke();
-  ctx.fillStyle = "#ffffff";
+  ctx.fillStyle = hollow ? colour : "#ffffff";
   ctx.font = `bold ${text.length > 2 ? Math.round(size * 0.34) : Math.round(size * 0.42)}px system-ui, sans-serif`;
   ctx.textAlign = "center";
   ctx.textBaseline = "middle";

@@ -75,7 +75,7 @@ def test_durations_come_from_the_timing_system(session_results) -> None:
 
 def test_zscores_match_scipy_per_terrain_over_every_rider_and_lap(session_results) -> None:
     results, _ = session_results
-    rows = annotate(results, results)
+    rows = annotate(results, results, 0.8)
     for segment in (1, 2):
         mine = [(r["duration"], r["time_zscore"], r["time_modified_zscore"]) for r in rows if r["segment"] == segment]
         x = np.array([m[0] for m in mine])
@@ -89,7 +89,7 @@ def test_zscores_match_scipy_per_terrain_over_every_rider_and_lap(session_result
 
 def test_real_outliers_are_flagged(session_results) -> None:
     results, laps = session_results
-    rows = annotate(results, results)
+    rows = annotate(results, results, 0.8)
     outliers = sorted((r["rider_id"], round(r["duration"], 2)) for r in rows if abs(r["time_modified_zscore"]) > 3.5)
     assert ("BD-2527", 113.77) in outliers  # the 131.6 s first lap: its climb
     lap_times = [x[2] for x in laps]
@@ -114,7 +114,7 @@ def test_populations_sessions_squad_and_history(session_results) -> None:
         members = [r for r in results if population.admits(r, squads.get)]
         assert sum(1 for r in members if r.segment == 1) == expected_n
         target = next(r for r in block1 if r.rider_id == "AA-0001" and r.segment == 1)
-        (row,) = annotate([target], members)
+        (row,) = annotate([target], members, 0.8)
         x = np.array([r.duration for r in members if r.segment == 1])
         assert row["time_zscore"] == pytest.approx((target.duration - x.mean()) / x.std())
 
@@ -155,6 +155,26 @@ def test_missed_gate_spans_stay_out_of_the_terrain_population() -> None:
                              200.0, None, None, None, None, None, 10, 1.0)
 
     results = [result("1.1", 1, 100.0), result("2.1", 1, 110.0), result("3.1", 1, 120.0), result("4.1-2", None, 400.0)]
-    rows = annotate(results, results)
+    rows = annotate(results, results, 0.8)
     assert rows[0]["time_zscore"] == pytest.approx(stats.zscore([100.0, 110.0, 120.0])[0])
     assert rows[3]["time_zscore"] is None and rows[3]["time_modified_zscore"] is None
+
+
+def test_power_heard_for_part_of_a_segment_stays_out_of_the_power_population() -> None:
+    """A box beside the course heard one rider for 35 % of the segment (a low average of the seconds
+    it heard): that rider is scored and marked partial, but moves no one else's power score; the
+    gates timed the whole segment, so their time counts in the time population as any."""
+    def result(rider: str, duration: float, watts: float, coverage: float) -> SegmentResult:
+        return SegmentResult("s", rider, rider, "1.1", 1, 1, 0.0, duration, duration, "SF", "TOP",
+                             watts, None, None, None, None, None, 10, coverage)
+
+    whole = [result("a", 100.0, 250.0, 1.0), result("b", 104.0, 270.0, 0.95), result("c", 98.0, 290.0, 0.9)]
+    partial = result("d", 130.0, 120.0, 0.35)
+    rows = annotate([*whole, partial], [*whole, partial], 0.8)
+    assert rows[0]["power_zscore"] == pytest.approx(stats.zscore([250.0, 270.0, 290.0])[0])
+    assert rows[0]["time_zscore"] == pytest.approx(stats.zscore([100.0, 104.0, 98.0, 130.0])[0])
+    assert rows[3]["power_partial"] and not any(r["power_partial"] for r in rows[:3])
+    assert rows[3]["power_zscore"] == pytest.approx((120.0 - 270.0) / np.std([250.0, 270.0, 290.0]))
+    # At a threshold of 0.3 the same result counts: the coach's setting decides.
+    assert annotate(whole, [*whole, partial], 0.3)[0]["power_zscore"] == pytest.approx(
+        stats.zscore([250.0, 270.0, 290.0, 120.0])[0])

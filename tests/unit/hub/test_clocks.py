@@ -64,13 +64,27 @@ def test_fifty_shared_pages_are_enough() -> None:
 def test_a_box_that_shares_nothing_keeps_its_own_clock_and_says_so() -> None:
     far = SimBox("far", 700.0, 30.0, clock=BoxClock(9.0, 0.0, 5.0))
     near = SimBox("near", 100.0, 30.0)
-    clocks = estimate(heard_by_page(simulate(World(COURSE, RIDERS, (near, far), laps=1))), ["near", "far"])
+    clocks = estimate(heard_by_page(simulate(World(COURSE, RIDERS, (near, far), laps=1))), ["near", "far"],
+                      {"near": True})
     assert not clocks["far"].linked and clocks["far"].to_reference(123.0) == 123.0
     assert clocks["near"].linked  # the reference
+
+
+def test_the_reference_stays_when_a_late_box_links_in() -> None:
+    """Boxes a and b are on the course from the start; c delivers its pages an hour later and
+    shares more with b than a does. The timeline stays a's: nothing already placed moves."""
+    a = SimBox("a", 100.0, 30.0, clock=BoxClock(0.0, 0.0, 5.0))
+    b = SimBox("b", 150.0, 30.0, clock=BoxClock(2.7, 40.0, 5.0))
+    c = SimBox("c", 200.0, 30.0, clock=BoxClock(-4.1, -38.0, 5.0))
+    heard = heard_by_page(simulate(World(COURSE, RIDERS, (a, b, c), laps=2), seed=4))
+    before = estimate({k: {x: t for x, t in v.items() if x != "c"} for k, v in heard.items()}, ["a", "b"])
+    after = estimate(heard, ["a", "b", "c"])
+    assert after["a"].via == () and after["a"].shared == 0 and after["c"].via == ("b",)
+    assert after["b"].to_reference(5000.0) == pytest.approx(before["b"].to_reference(5000.0), abs=1e-9)
 
 
 def test_an_outlier_does_not_move_the_line() -> None:
     pairs = [(1000.0 + i, 1002.0 + i + (0.001 if i % 2 else -0.001)) for i in range(40)]
     pairs[7] = (1007.0, 1009.9)  # a page a box held back 0.9 s (a USB hiccup)
-    line = fit(pairs)
+    line = fit([a for a, _ in pairs], [b for _, b in pairs])
     assert line is not None and line.offset_s == pytest.approx(2.0, abs=0.002) and line.shared == 39  # set aside

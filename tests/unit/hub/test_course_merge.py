@@ -117,3 +117,39 @@ def test_a_box_delivering_late_corrects_what_it_touches_and_nothing_else(session
                                                            if r.segment == 1}
     assert not any(r.segment == 1 for r in after)
     assert hub.settle() == []  # nothing left to correct
+
+
+def test_a_ble_meter_held_by_one_box_joins_the_stream_once() -> None:
+    """A BLE meter talks to the one box holding its connection: its samples (as that box decoded
+    them) join the rider's stream as they are, placed on the timeline; delivered twice, counted once."""
+    hub = CourseSession("course-1", Course(("SF",)), {"r0": RiderInfo("r0", "R0", 250.0, 60.0)})
+    t0 = 1_790_000_000.0
+    for lap in range(3):
+        hub.add_crossing("box-1", "r0", "SF", t0 + 60.0 * lap, t0 + 60.0 * lap)
+    for _ in range(2):  # a hub taking the rider over reads what it had
+        for i in range(240):
+            t = t0 + 0.25 * i
+            hub.add_page("box-1", "r0", t, f"ble:AA:BB:CC:DD:EE:01:2c01{i:04x}", (200.0 + (i % 2) * 100, 90.0))
+    (lap1,) = [c.result for c in hub.settle() if c.result.number == "1.1"]
+    assert lap1.samples == 240 and lap1.power_avg == pytest.approx(250.0) and lap1.coverage == pytest.approx(1.0)
+
+
+def test_a_page_a_box_flagged_implausible_is_decoded_through_but_never_averaged(session: Session) -> None:
+    """As on the box: an implausible sample is kept and flagged, never averaged. At the hub the
+    page still feeds the decoder (the next page's power is the difference to it)."""
+    rider_of = {r.device: r.rider_id for r in RIDERS} | {r.transponder: r.rider_id for r in RIDERS}
+    clean, flagged = course_session(), course_session()
+    marked = 0
+    for hub in (clean, flagged):
+        for box, heard in session.feeds.items():
+            for i, h in enumerate(heard):
+                if h.kind != "ant":
+                    hub.add_crossing(box, rider_of[h.transponder], h.gate, h.box_t, h.chip_t)
+                    continue
+                bad = hub is flagged and rider_of[h.device] == "r0" and i % 50 == 0
+                marked += bad
+                hub.add_page(box, rider_of[h.device], h.box_t, f"ant:{h.device}:{h.page.hex()}", implausible=bad)
+    before = {c.result.number: c.result for c in clean.settle() if c.result.rider_id == "r0"}
+    after = {c.result.number: c.result for c in flagged.settle() if c.result.rider_id == "r0"}
+    assert marked and sum(r.samples for r in after.values()) < sum(r.samples for r in before.values())
+    assert sum(r.samples for r in before.values()) - sum(r.samples for r in after.values()) <= marked

@@ -50,7 +50,7 @@ def frames(chunks: list[str]) -> list[tuple[int, dict]]:
 
 
 def test_catch_up_then_live_with_no_gap_and_no_duplicate(spool: Spool, broadcasters) -> None:
-    b = sse.Broadcaster(SpoolResults(spool))
+    b = sse.Broadcaster(SpoolResults(spool), 0.8)
     broadcasters.append(b)
     store(spool, b, [result("a", 1, 100.0), result("b", 1, 110.0), result("c", 1, 90.0)])
     stop = threading.Event()
@@ -78,7 +78,7 @@ def test_catch_up_then_live_with_no_gap_and_no_duplicate(spool: Spool, broadcast
 
 
 def test_heartbeat_keeps_the_connection_alive(spool: Spool) -> None:
-    b = sse.Broadcaster(SpoolResults(spool))
+    b = sse.Broadcaster(SpoolResults(spool), 0.8)
     stop = threading.Event()
     gen = b.stream(last_id=None, stop=stop, heartbeat_s=0.05)
     next(gen)
@@ -90,7 +90,7 @@ def test_heartbeat_keeps_the_connection_alive(spool: Spool) -> None:
 
 def test_a_client_that_falls_behind_is_told_to_resync(spool: Spool, monkeypatch, broadcasters) -> None:
     monkeypatch.setattr(sse, "CLIENT_QUEUE", 5)
-    b = sse.Broadcaster(SpoolResults(spool))
+    b = sse.Broadcaster(SpoolResults(spool), 0.8)
     broadcasters.append(b)
     stop = threading.Event()
     slow = b.stream(last_id=None, stop=stop, heartbeat_s=60)
