@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -122,3 +122,15 @@ def radio_identity(kind: str, device: str, payload: bytes) -> str:
     and accumulated values (an ANT+ page repeats its bytes only when every counter has rolled over
     together)."""
     return f"{kind}:{device}:{payload.hex()}"
+
+
+def current_results(results: Iterable[SegmentResult]) -> list[SegmentResult]:
+    """Results in the order produced, with every withdrawn one taken out (a correction re-emits it
+    with the flag ``withdrawn``, then the corrected results follow)."""
+    out: dict[tuple[str, str, str, float], SegmentResult] = {}
+    for result in results:
+        if "withdrawn" in result.flags:
+            out.pop(result.key, None)
+        else:
+            out[result.key] = result
+    return list(out.values())

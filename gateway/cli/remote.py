@@ -18,9 +18,15 @@ from gateway.errors import GatewayError
 
 
 def add_parsers(sub: Any) -> None:
-    session = sub.add_parser("session", help="start, end or list the box's sessions (asks the running daemon)")
-    session.add_argument("action", choices=["start", "end", "list", "show"])
-    session.add_argument("name", nargs="?", help="the session's name (start)")
+    session = sub.add_parser("session", help="start, end or list the box's sessions, add riders' files to one "
+                                               "(asks the running daemon)")
+    session.add_argument("action", choices=["start", "end", "list", "show", "add-files"])
+    session.add_argument("words", nargs="*", metavar="NAME | SESSION FILE...",
+                         help="the session's name (start); the session and the files (add-files)")
+    session.add_argument("--whose", action="append", default=[], metavar="FILE=RIDER",
+                         help="add-files: the rider a file belongs to, when the box asked (repeat)")
+    session.add_argument("--offset", action="append", default=[], metavar="FILE=SECONDS",
+                         help="add-files: seconds from the file's clock to the box's, when the box asked (repeat)")
     session.add_argument("--rider", action="append", default=[], help="a rider present (repeat; default: all)")
     session.add_argument("--tag", action="append", default=[], help="name=value, e.g. tyres=1.6bar (repeat)")
     session.add_argument("--notes", default="", help="free notes")
@@ -43,14 +49,17 @@ def _remote_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pin", help="the admin PIN (default: $TRACKSIDE_PIN, else web.admin_token of the config)")
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
+          form: tuple[bytes, str] | None = None) -> Any:
     from gateway import config
 
     cfg = config.load(args.config)
     url = (args.url or f"http://127.0.0.1:{cfg.settings.web.port}").rstrip("/") + path
     pin = args.pin or os.environ.get("TRACKSIDE_PIN") or cfg.settings.web.admin_token or ""
-    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None, method=method,
-                                     headers={"Content-Type": "application/json", "X-Admin-Token": pin})
+    data = form[0] if form else json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": form[1] if form else "application/json",
+                                              "X-Admin-Token": pin})
     try:
         with urllib.request.urlopen(request, timeout=90) as reply:
             return json.loads(reply.read())
@@ -67,11 +76,13 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any]
 
 
 def cmd_session(args: argparse.Namespace) -> int:
+    if args.action == "add-files":
+        return _add_files(args)
     if args.action == "start":
-        if not args.name:
+        if len(args.words) != 1:
             raise GatewayError("session start needs a name", hint="trackside-gateway session start 'Hill repeats'")
         out = _call(args, "POST", "/api/session/start",
-                    {"name": args.name, "riders": args.rider or None, "tags": args.tag, "notes": args.notes})
+                    {"name": args.words[0], "riders": args.rider or None, "tags": args.tag, "notes": args.notes})
         print(_clean(f"session {out['session']} started: {out['name']}"))
     elif args.action == "end":
         out = _call(args, "POST", "/api/session/end", {})
@@ -87,6 +98,47 @@ def cmd_session(args: argparse.Namespace) -> int:
             name, kind = s.get("name") or "", s.get("kind") or ""
             print(_clean(f"{s['session']}\t{name}\t{kind}\t{when}\t{s['results']} results"))
     return 0
+
+
+def _add_files(args: argparse.Namespace) -> int:
+    if len(args.words) < 2:
+        raise GatewayError("session add-files needs a session and files",
+                           hint="trackside-gateway session add-files SESSION ride1.fit ride2.fit")
+    session, paths = args.words[0], [Path(p) for p in args.words[1:]]
+    fields: list[tuple[str, str, bytes]] = []
+    for path in paths:
+        try:
+            fields.append(("files", path.name, path.read_bytes()))
+        except OSError as exc:
+            raise GatewayError(f"cannot read the file: {exc.strerror or exc}", where=str(path)) from None
+    for option, prefix in ((args.whose, "rider:"), (args.offset, "offset:")):
+        for item in option:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise GatewayError(f"{item!r}: give FILE=VALUE", hint="--whose ride1.fit=r03 --offset ride1.fit=-37.5")
+            fields.append((prefix + Path(name).name, "", value.encode()))
+    out = _call(args, "POST", f"/api/sessions/{urllib.parse.quote(session, safe='')}/files", form=_multipart(fields))
+    failed = 0
+    for f in out["files"]:
+        print(_clean(f"{f['status']}: {f['message']}"))
+        for c in f.get("candidates") or ():
+            print(_clean(f"    {c['rider_id']}\t{c['name']}\t{c['evidence']}"))
+        failed += f["status"] in ("refused", "choose")
+    return 1 if failed else 0
+
+
+def _multipart(fields: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body: (field, file name or "" for a plain field, bytes)."""
+    boundary = "trackside-" + os.urandom(12).hex()
+    out = bytearray()
+    for name, filename, data in fields:
+        out += f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"".encode()
+        if filename:
+            safe = filename.replace('"', "_").replace("\r", "_").replace("\n", "_")
+            out += f"; filename=\"{safe}\"\r\nContent-Type: application/octet-stream".encode()
+        out += b"\r\n\r\n" + data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
 
 
 def cmd_rider(args: argparse.Namespace) -> int:

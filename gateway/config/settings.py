@@ -184,6 +184,7 @@ class WebSettings:
     max_body_kb: int
     heavy_requests: int
     heartbeat_s: float
+    max_upload_mb: int
     hub_url: str | None = None
     chart: Mapping[str, Any] = field(default_factory=dict)  # handed to the page as it is
     view_sets: Mapping[str, Any] = field(default_factory=dict)
@@ -209,6 +210,12 @@ class ReplaySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FilesSettings:
+    watch_dir: Path | None = None
+    poll_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     gateway: GatewaySettings
     course: CourseSettings
@@ -219,6 +226,7 @@ class Settings:
     kafka: KafkaSettings
     web: WebSettings
     replay: ReplaySettings
+    files: FilesSettings
     hub: HubSettings
 
     @property

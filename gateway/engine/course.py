@@ -9,8 +9,9 @@ start/finish crossing belongs to lap 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -118,3 +119,13 @@ def assemble(crossings: Iterable[Crossing], course: Course) -> Assembly:
             lap += 1
         prev, prev_i = c, i
     return out
+
+
+def course_from_record(record: Mapping[str, Any]) -> Course:
+    """The engine's course from a session record's course (gates in order, segment names): what a
+    stored session was ridden on, for computing it again (the hub's course sessions, added files)."""
+    course = record.get("course") or {}
+    gates = tuple(str(g["id"] if isinstance(g, dict) else g) for g in course.get("gates") or ())
+    names = tuple((s.get("name") if isinstance(s, dict) else s) for s in course.get("segments") or ())
+    return Course(gates or ("SF",), names, float(course.get("debounce_s") or 5.0),
+                  float(course.get("max_segment_s") or 3600.0))

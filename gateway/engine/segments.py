@@ -250,3 +250,21 @@ class SegmentEngine:
         cut = bisect.bisect_left(rider.t, horizon)
         if cut:
             del rider.t[:cut], rider.p[:cut], rider.c[:cut]
+
+
+SAME_W = 0.25  # a result computed again within this (and the same samples) is the one written
+SAME_S = 0.05
+
+def same(old: SegmentResult, new: SegmentResult) -> bool:
+    """Whether a result computed again says what the one written says, within what a clock estimate
+    can tell (a few milliseconds of placement) or a float summed in another order: then the written
+    one stands and nothing is sent (the hub's course results; a session completed by files)."""
+    def close(a: float | None, b: float | None, tol: float) -> bool:
+        return (a is None) == (b is None) and (a is None or b is None or abs(a - b) <= tol)
+
+    return (old.number == new.number and old.flags == new.flags and old.samples == new.samples
+            and old.start_gate == new.start_gate and old.end_gate == new.end_gate
+            and abs(old.start - new.start) <= SAME_S and abs(old.end - new.end) <= SAME_S
+            and close(old.duration, new.duration, 1e-6) and close(old.coverage, new.coverage, 0.005)
+            and all(close(getattr(old, f), getattr(new, f), SAME_W)
+                    for f in ("power_avg", "normalized_power", "cadence_avg")))

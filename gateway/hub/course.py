@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from gateway.decode.ant_power import AntPowerDecoder
 from gateway.engine.course import Course, Crossing, Span, assemble
 from gateway.engine.metrics import PREROLL_S
-from gateway.engine.segments import RiderInfo, SegmentEngine
+from gateway.engine.segments import RiderInfo, SegmentEngine, same
 from gateway.errors import DecodeError
 from gateway.hub.clocks import BoxClock, estimate_pairs
 from gateway.model import SegmentResult
@@ -42,7 +42,6 @@ DIRTY_S = 2.0  # the grain at which what a box delivers marks segments for compu
 MOVED_S = 0.05  # a segment whose ends moved more than this (a crossing heard late) is computed again
 CLOCK_EVERY = 200  # new shared pages before the clocks are estimated again (at least; see CLOCK_GROWTH)
 CLOCK_GROWTH = 0.25  # and at least this share of the shared pages so far: estimates grow rarer as they settle
-SAME_W = 0.25  # a result computed again within this (and the same samples) is the one written: see same()
 CLOCK_MOVED_S = 0.02  # clocks estimated again that move a box's times more than this: compute everything again
 
 
@@ -137,7 +136,7 @@ class CourseSession:
         device, _, payload = rest.rpartition(":")
         if rider is None or not device:
             return
-        if kind == "ble":
+        if kind in ("ble", "file"):  # one box's (a BLE connection, a file added to its session)
             if not implausible:
                 self._add_direct(rider, box, box_t, decoded)
             return
@@ -313,16 +312,3 @@ class CourseSession:
             changes.append(Change(result, tuple(sorted(heard))))
         return changes
 
-
-def same(old: SegmentResult, new: SegmentResult) -> bool:
-    """Whether a result computed again says what the one written says, within what the clocks can
-    tell (a few milliseconds of placement): then the written one stands and nothing is sent."""
-    def close(a: float | None, b: float | None, tol: float) -> bool:
-        return (a is None) == (b is None) and (a is None or b is None or abs(a - b) <= tol)
-
-    return (old.number == new.number and old.flags == new.flags and old.samples == new.samples
-            and old.start_gate == new.start_gate and old.end_gate == new.end_gate
-            and abs(old.start - new.start) <= MOVED_S and abs(old.end - new.end) <= MOVED_S
-            and close(old.duration, new.duration, 1e-6) and close(old.coverage, new.coverage, 0.005)
-            and all(close(getattr(old, f), getattr(new, f), SAME_W)
-                    for f in ("power_avg", "normalized_power", "cadence_avg")))

@@ -105,8 +105,9 @@ def stored(conn: Connection[Any], course_session_id: str, rider: str) -> dict[st
     return {r.number: r for r in map(result_of, rows)}
 
 
-def write(conn: Connection[Any], changes: Sequence[Change]) -> int:
-    """Course results, new, corrected or withdrawn, in one transaction; the page's feed shows them."""
+def write(conn: Connection[Any], changes: Sequence[Change], *, gateway: str = COURSE_GATEWAY, spool: str = "") -> int:
+    """Course results (or a box session's completed by files: ``gateway``, ``spool``), new,
+    corrected or withdrawn, in one transaction; the page's feed shows them."""
     if not changes:
         return 0
     with conn.transaction():
@@ -115,12 +116,12 @@ def write(conn: Connection[Any], changes: Sequence[Change]) -> int:
         conn.cursor().executemany(
             'INSERT INTO segments (gateway_id, spool_id, seq, session_id, rider_id, name, number, lap, segment, start, '
             '"end", duration, start_gate, end_gate, power_avg, cadence_avg, normalized_power, intensity_factor, tss, '
-            "watts_per_kg, samples, coverage, flags, np_window, withdrawn, boxes) VALUES (%s, '', %s, %s, %s, %s, %s, "
+            "watts_per_kg, samples, coverage, flags, np_window, withdrawn, boxes) VALUES (%s, %s, %s, %s, %s, %s, %s, "
             "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [(COURSE_GATEWAY, seq, r.session_id, r.rider_id, r.name, r.number, r.lap, r.segment, r.start, r.end,
+            [(gateway, spool, seq, r.session_id, r.rider_id, r.name, r.number, r.lap, r.segment, r.start, r.end,
               r.duration, r.start_gate, r.end_gate, r.power_avg, r.cadence_avg, r.normalized_power,
               r.intensity_factor, r.tss, r.watts_per_kg, r.samples, r.coverage,
-              list(r.flags), r.np_window, "withdrawn" in r.flags, list(c.boxes))  # flags as a box's
+              list(r.flags), r.np_window, "withdrawn" in r.flags, list(c.boxes) or None)  # flags as a box's
              for seq, c in zip(seqs, changes, strict=True) for r in (c.result,)])
         conn.execute("NOTIFY trackside_segments")
     return len(changes)

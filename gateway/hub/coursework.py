@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config.settings import Settings
-from gateway.engine.course import Course
+from gateway.engine.course import course_from_record
 from gateway.engine.segments import RiderInfo
 from gateway.hub import coursedb
 from gateway.hub.course import CourseSession
@@ -34,15 +34,6 @@ SETTLE_EVERY_S = 1.0
 DESCRIBE_EVERY_S = 10.0
 RELOAD_AFTER_S = 20.0  # a rider silent this long here may have been another hub's meanwhile
 PENDING_FOR_S = 300.0  # rows of a session whose record has not arrived yet wait this long
-
-
-def course_of(record: dict[str, Any]) -> Course:
-    """The engine's course from a session record's course (gates in order, segment names)."""
-    course = record.get("course") or {}
-    gates = tuple(str(g["id"] if isinstance(g, dict) else g) for g in course.get("gates") or ())
-    names = tuple((s.get("name") if isinstance(s, dict) else s) for s in course.get("segments") or ())
-    return Course(gates or ("SF",), names, float(course.get("debounce_s") or 5.0),
-                  float(course.get("max_segment_s") or 3600.0))
 
 
 @dataclass
@@ -176,7 +167,7 @@ class CourseWork:
             known.session.synchronised.update(synced)
             known.members = members
             return known
-        session = CourseSession(course_id, course_of(records[0] if records else {}), riders,
+        session = CourseSession(course_id, course_from_record(records[0] if records else {}), riders,
                                 np_window=self.settings.metrics.np_window, synchronised=synced,
                                 receiver_latency_s=self.latency_s)
         return _Active(session, members)  # riders load as their rows come

@@ -205,13 +205,16 @@ class Hub:
         web, hub = self.settings.web, self.settings.hub
         self.broadcaster = Broadcaster(self.results, self.settings.metrics.min_coverage)
         server = WebServer(None, hub.host, self.port, streams=web.max_streams, request_threads=web.request_threads,
-                           max_body=web.max_body_kb * 1024)
+                           max_body=max(web.max_body_kb * 1024, web.max_upload_mb * 2**20))
+        from gateway.hub.files import HubCompletion
+
+        files = HubCompletion(self.settings, self.connect, self.course.offer)
         from gateway.watch.metrics import registry
 
         server.set_app(create_app(WebParts(self.config, self.status, Guards.of(web), results=self.results,
                                            broadcaster=self.broadcaster, health=self.health,
                                            metrics=registry(self.status, hub=True), stop=server.stop_streams,
-                                           hub=True)))
+                                           files=files, hub=True)))
         server.start()
         self.server, self.web_port = server, server.port
 

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from gateway.errors import InputFileError
 
 CYCLING_SPORTS = {"cycling", "e_biking"}
+BIKE_POWER = 11  # the ANT+ device type of a power meter
 MAX_SPAN_S = 7 * 86400.0
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ class Ride:
     device: DeviceSummary = field(default_factory=DeviceSummary)
     weight_kg: float | None = None
     note: str | None = None  # which session of a multi-session file this is
+    # ANT+ device numbers of the power meters the head unit had paired (its device_info messages):
+    # the evidence that ties a file to a rider's meter.
+    power_meters: tuple[int, ...] = ()
 
     @property
     def ftp_w(self) -> float | None:
@@ -129,6 +133,7 @@ class _Frames:
     sessions: list[_Session] = field(default_factory=list)
     weight: float | None = None
     ftp_zone: float | None = None
+    power_meters: set[int] = field(default_factory=set)
 
     def take(self, frame: Any) -> None:
         if frame.name == "record":
@@ -146,6 +151,11 @@ class _Frames:
             self.weight = _num(_value(frame, "weight")) or self.weight
         elif frame.name == "zones_target":
             self.ftp_zone = _num(_value(frame, "functional_threshold_power")) or self.ftp_zone
+        elif frame.name == "device_info":
+            number = _num(_value(frame, "ant_device_number"))
+            kind = _value(frame, "antplus_device_type")
+            if number and (kind == "bike_power" or _value(frame, "device_type") == BIKE_POWER):
+                self.power_meters.add(int(number))
 
 
 def _read_frames(name: str) -> _Frames:
@@ -223,7 +233,8 @@ def read_fit(path: str | Path, session: int | None = None) -> Ride:
             avg_power=_num(_value(frame, "avg_power")),
         )
     return Ride(name, chosen.sport if chosen is not None else None, float(start), end,
-                timer if timer else end - start, times, power, cadence, laps, device, frames.weight, note)
+                timer if timer else end - start, times, power, cadence, laps, device, frames.weight, note,
+                tuple(sorted(frames.power_meters)))
 
 
 def _choose(name: str, sessions: list[_Session], wanted: int | None) -> tuple[_Session | None, str | None]:

@@ -21,10 +21,10 @@ from gateway.pipeline.accepted import Accepted, events_in
 from gateway.pipeline.build import Described, SessionPipeline, build
 from gateway.pipeline.riderbook import RiderBook
 from gateway.pipeline.session import new_session_id
+from gateway.pipeline.stored import stored_events
 from gateway.replay.files import expand, load_session, merged
 from gateway.replay.player import Clock, Player, check_factor
 from gateway.spool.store import Spool
-from gateway.wire import WireError, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -307,22 +307,15 @@ def stored_session(spool: Spool, session_id: str) -> tuple[list[PowerSample | Ga
     each rider's last power sample (where the rider's stream ends: see ``set_stream_ends``)."""
     events: list[tuple[float, int, PowerSample | GateCrossing]] = []
     ends: dict[str, float] = {}
-    for row in spool.queries.since(0, kinds=("power", "crossing"), session_id=session_id):
-        try:
-            decoded = decode_event(row.kind, row.payload)
-        except WireError as exc:
-            log.error("review of %s: spool row %d skipped: %s", session_id, row.seq, exc.reason)
-            continue
-        event = decoded.event
-        if isinstance(event, PowerSample):
-            if row.rider_id is None or decoded.implausible or math.isnan(event.power):
-                continue  # nobody's meter, or a reading never averaged live either
+    for stored in stored_events(spool, session_id, "review"):
+        event, rider_id = stored.event, stored.rider_id
+        if isinstance(event, PowerSample) and rider_id is not None:
             wall = event.wall_time
-            ends[row.rider_id] = max(wall, ends.get(row.rider_id, wall))
-            events.append((wall, 1, PowerSample("replay:review", row.rider_id, wall, event.power, event.cadence,
+            ends[rider_id] = max(wall, ends.get(rider_id, wall))
+            events.append((wall, 1, PowerSample("replay:review", rider_id, wall, event.power, event.cadence,
                                                 event.torque)))
         elif isinstance(event, GateCrossing):
-            events.append((event.wall_time, 0, GateCrossing("replay:review", row.rider_id or event.transponder,
+            events.append((event.wall_time, 0, GateCrossing("replay:review", rider_id or event.transponder,
                                                             event.gate, event.wall_time, lap=event.lap)))
     events.sort(key=lambda e: (e[0], e[1]))
     return [e[2] for e in events], spool.sessions.record(session_id) or {}, ends

@@ -4,11 +4,14 @@ PostgreSQL does. Nothing above this layer knows which."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from gateway.engine.normalize import Population
 from gateway.model import SegmentResult
+from gateway.model import current_results as current
+
+__all__ = ["ResultsStore", "current"]
 
 
 class ResultsStore(Protocol):
@@ -53,15 +56,3 @@ class ResultsStore(Protocol):
         """Which boxes each current result rests on, by ``rider_id|number``: a course result's boxes
         (the hub), a box session's own box. Empty: the box serving the page heard them all."""
         ...
-
-
-def current(results: Iterable[SegmentResult]) -> list[SegmentResult]:
-    """Results in the order produced, with every withdrawn one taken out (a correction re-emits it
-    with the flag ``withdrawn``, then the corrected results follow)."""
-    out: dict[tuple[str, str, str, float], SegmentResult] = {}
-    for result in results:
-        if "withdrawn" in result.flags:
-            out.pop(result.key, None)
-        else:
-            out[result.key] = result
-    return list(out.values())

@@ -91,7 +91,26 @@ class Daemon(Root):
             self.sessions.publish()
         self._tasks = [asyncio.create_task(supervised(s, self.status), name=f"source.{s.name}")
                        for s in self._sources]
+        if self.settings.files.watch_dir is not None:
+            self._tasks.append(asyncio.create_task(self._watch_files(self.settings.files.watch_dir),
+                                                   name="files-folder"))
         await self._start_config_replays()
+
+    async def _watch_files(self, folder: Path) -> None:
+        from gateway.service.filewatch import FolderWatch
+
+        setup = self.setup()
+        assert setup is not None and setup.completion is not None and self.spool is not None
+        sessions = self.sessions
+        assert sessions is not None
+        watch = FolderWatch(folder, setup.completion, self.spool, self.status,
+                            lambda: sessions.current().get("session"))
+        while True:
+            try:
+                await asyncio.to_thread(watch.poll)
+            except Exception:  # a bug in one look must not end the watching
+                log.exception("files folder %s", folder)
+            await asyncio.sleep(self.settings.files.poll_s)
 
     async def _start_config_replays(self) -> None:
         assert self.replays is not None
@@ -149,7 +168,14 @@ class Daemon(Root):
         if self.sessions is None:
             return None
         assert self.book is not None and self.spool is not None
-        return SetUpService(self.sessions, self.book, self.spool, self.status, self.settings, on_pair=self._paired)
+        from gateway.pipeline.completion import SessionCompletion
+
+        sessions = self.sessions
+        completion = SessionCompletion(self.settings, self.spool,
+                                       live_session=lambda: sessions.current().get("session"),
+                                       subscribers=[self.broadcaster.on_accepted] if self.broadcaster else [])
+        return SetUpService(self.sessions, self.book, self.spool, self.status, self.settings, on_pair=self._paired,
+                            completion=completion)
 
     def _paired(self, kind: str, sensor: str) -> None:
         """A meter paired on the page: its source follows it now (on the event loop's thread)."""

@@ -260,11 +260,12 @@ class Root:
         assert self._loop is not None
         server = WebServer(None, web.host, self.web_port if self.web_port is not None else self.port,
                            streams=web.max_streams, request_threads=web.request_threads,
-                           max_body=web.max_body_kb * 1024)
+                           max_body=max(web.max_body_kb * 1024, web.max_upload_mb * 2**20))
         depths = self.broadcaster.queue_depths if self.broadcaster is not None else None
+        setup = self.setup()
         server.set_app(create_app(WebParts(
             self.config, self.status, Guards.of(web), results=self.results, broadcaster=self.broadcaster,
-            replays=self.replays, bridge=LoopBridge(self._loop), setup=self.setup(), health=self.health,
+            replays=self.replays, bridge=LoopBridge(self._loop), setup=setup, files=setup, health=self.health,
             metrics=registry(self.status, depths), stop=server.stop_streams)))
         server.start()
         self.web_port = server.port

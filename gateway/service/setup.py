@@ -7,10 +7,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from gateway.config.settings import Settings
 from gateway.errors import NotFound
+from gateway.pipeline.completion import SessionCompletion
 from gateway.pipeline.riderbook import RiderBook, RiderBookError
 from gateway.service.sessions import LiveSessions, add_note, record_of
 from gateway.spool.store import Spool
@@ -42,13 +44,15 @@ def _number(body: Mapping[str, Any], key: str) -> float | None:
 
 class SetUpService:
     def __init__(self, sessions: LiveSessions, book: RiderBook, spool: Spool, status: StatusBoard,
-                 settings: Settings, on_pair: Callable[[str, str], None] | None = None) -> None:
+                 settings: Settings, on_pair: Callable[[str, str], None] | None = None,
+                 completion: SessionCompletion | None = None) -> None:
         self.sessions = sessions
         self.book = book
         self.spool = spool
         self.status = status
         self.settings = settings
         self.on_pair = on_pair
+        self.completion = completion
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -69,6 +73,14 @@ class SetUpService:
 
     def end(self) -> dict[str, Any]:
         return self.sessions.end()
+
+    def add_files(self, session: str, files: list[tuple[Path, str]], *, who: str,
+                  choices: Mapping[str, str], offsets: Mapping[str, float]) -> dict[str, Any]:
+        """The riders' own recordings into a stored session (``pipeline.completion``)."""
+        if self.completion is None:
+            raise NotFound("adding files is not available here")
+        outcomes = self.completion.add(session, files, who=who, choices=choices, offsets=offsets)
+        return {"session": session, "files": [o.as_dict() for o in outcomes]}
 
     # -- riders --------------------------------------------------------------------------------
 

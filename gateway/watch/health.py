@@ -103,6 +103,7 @@ def warnings(components: dict[str, dict[str, Any]], disk_info: dict[str, Any], s
         out.insert(0, f"degraded: {degraded['reason']}")
     out += components.get("hub", {}).get("warnings") or []
     out += components.get("course", {}).get("warnings") or []
+    out += components.get("files", {}).get("warnings") or []
     if components.get("riderbook", {}).get("damaged"):
         out.append(f"rider book: {components['riderbook']['damaged']}")
     if components.get("security", {}).get("weak_admin_token"):

@@ -37,6 +37,7 @@ def create_app(parts: WebParts) -> Flask:
     """The page and its API over ``parts`` (every part built by the root that serves it)."""
     from gateway.web.api import create_api, register_errors
     from gateway.web.debrief import create_debrief
+    from gateway.web.files import create_files
     from gateway.web.replays import create_replays
     from gateway.web.setup import create_setup
 
@@ -50,6 +51,7 @@ def create_app(parts: WebParts) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = parts.config.settings.web.max_body_kb * 1024
     for blueprint in (create_pages(), create_live(parts), create_api(parts), create_replays(parts),
                       create_setup(parts.setup, parts.guards.pins),
+                      create_files(parts.files, parts.guards.pins, parts.config.settings.web.max_upload_mb),
                       create_debrief(parts.config, parts.results, parts.guards.heavy)):
         app.register_blueprint(blueprint)
     register_errors(app)

@@ -14,6 +14,7 @@ from gateway.replay.manager import ReplayManager
 from gateway.results.store import ResultsStore
 from gateway.status import StatusBoard
 from gateway.web.bridge import LoopBridge
+from gateway.web.files import AddsFiles
 from gateway.web.guard import HeavyWork, StreamBudget, TokenGuard
 from gateway.web.setup import SetUp
 from gateway.web.stream import Broadcaster
@@ -46,6 +47,7 @@ class WebParts:
     replays: ReplayManager | None = None
     bridge: LoopBridge | None = None  # runs replay control on the daemon's event loop
     setup: SetUp | None = None
+    files: AddsFiles | None = None  # riders' files into stored sessions (the box's set-up, the hub)
     health: Callable[[], dict[str, Any]] | None = None
     metrics: Callable[[], bytes] | None = None
     stop: threading.Event = field(default_factory=threading.Event)  # set: the live streams end

@@ -92,6 +92,7 @@ def create_live(parts: WebParts) -> Blueprint:
         if parts.hub:  # the hub serves every box's sessions and controls no replay
             public["gateway"] = {"id": "hub"}
             public["web"]["control"] = False
+            public["web"]["files"] = bool(parts.config.settings.web.admin_token)  # riders' files: the set-up page
             public["mode"] = "hub"
         return jsonify(public)
 

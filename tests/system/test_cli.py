@@ -36,6 +36,6 @@ def test_run_refuses_an_invalid_config_without_a_traceback(tmp_path: Path, gatew
     assert "Traceback" not in out.stderr
     assert out.stderr.strip() == (
         f"trackside-gateway: {bad}:4: web.prot: unknown key (did you mean 'port'? allowed here: "
-        "admin_token, chart, enabled, heartbeat_s, heavy_requests, host, hub_url, max_body_kb, max_streams, port, "
-        "request_threads, streams_per_address, view_sets)"
+        "admin_token, chart, enabled, heartbeat_s, heavy_requests, host, hub_url, max_body_kb, max_streams, "
+        "max_upload_mb, port, request_threads, streams_per_address, view_sets)"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from harness import free_port, spawn, wait_for
+from harness import TOKEN, free_port, spawn, wait_for
+from rides import write_axiamo
 from test_page import launch_chromium, wait_until
 
 from gateway.cli.simulate import write_feeds
@@ -88,6 +90,7 @@ class Course3:
             "gateway": {"id": name, "state_dir": str(self.tmp / f"{name}-state")},
             "course": {"gates": [{"id": "SF"}]}, "riders": [], "kafka": {**self.kafka, "properties": {
                 "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}},
+            "web": {"admin_token": TOKEN},
             "hub": {"group_id": f"g-{self.kafka['topics']['power']}", "port": web_port or 0, "web": bool(web_port),
                     "host": "127.0.0.1", "batch_ms": 100,
                     "receiver_latency_ms": RECEIVER_LATENCY_S * 1000}}))
@@ -162,7 +165,8 @@ def check_against_truth(session: Session, results: dict[tuple[str, str], Any]) -
 def test_three_boxes_six_riders_three_laps_one_truth_at_the_hub(tmp_path: Path, session: Session, kafka_bootstrap: str,
                                                                   gateway_env: dict[str, str], pg_dsn: str) -> None:
     course = Course3(tmp_path, session, kafka_bootstrap, gateway_env)
-    hub = course.hub("hub-1", pg_dsn)
+    port = free_port()
+    hub = course.hub("hub-1", pg_dsn, web_port=port)
     try:
         for box in ("box-1", "box-2", "box-3"):
             course.start(box)
@@ -176,6 +180,9 @@ def test_three_boxes_six_riders_three_laps_one_truth_at_the_hub(tmp_path: Path, 
         for a, b in (("box-1", "box-2"), ("box-2", "box-3"), ("box-1", "box-3")):
             sim = BOXES[int(b[-1]) - 1].clock.offset_s - BOXES[int(a[-1]) - 1].clock.offset_s
             assert clocks[b]["offset_s"] - clocks[a]["offset_s"] == pytest.approx(sim, abs=0.02 + 45e-6 * 400), (a, b)
+        # Rider 0's own recording (#31), on a head unit's clock 5 s off, added to the course session
+        # at the hub: every one of the rider's course results is completed, and no one else's moves.
+        add_rider_file(session, tmp_path, (port, pg_dsn), results)
     finally:
         course.close()
         hub.send_signal(signal.SIGTERM)
@@ -244,3 +251,33 @@ def test_two_hubs_one_killed_mid_session_give_the_same_course_results(
         course.close()
         hubs[1].send_signal(signal.SIGTERM)
         hubs[1].wait(60)
+
+
+def record_session(dsn: str) -> str:
+    with psycopg.connect(dsn) as conn:
+        return str(conn.execute("SELECT session_id FROM sessions WHERE kind = 'course'").fetchone()[0])
+
+
+def add_rider_file(session: Session, tmp: Path, hub: tuple[int, str],
+                   before: dict[tuple[str, str], tuple[SegmentResult, list[str], int]]) -> None:
+    port, dsn = hub
+    broadcasts = session.riders["r0"].broadcasts
+    ride = write_axiamo(tmp / "rider-0.xlsx", [b.t + 5.0 for b in broadcasts], [float(b.power) for b in broadcasts],
+                        [float(b.cadence) for b in broadcasts])
+    exe = Path(sys.executable).parent / "trackside-gateway"
+    out = subprocess.run([str(exe), "session", "add-files", record_session(dsn), str(ride), "--url",
+                          f"http://127.0.0.1:{port}", "--pin", TOKEN], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("added: rider-0.xlsx: Rider 0's"), out.stdout + out.stderr
+    want = truth(session)
+
+    def completed() -> bool:
+        got = course_results(dsn)
+        return all(r.coverage > 0.99 for (rid, _), (r, _, _) in got.items() if rid == "r0") and len(got) == EXPECTED
+    wait_for(completed, 60, "rider 0's course results completed by the file")
+    after = course_results(dsn)
+    for key, (result, _, seq) in after.items():
+        if key[0] != "r0":
+            assert seq == before[key][2], key  # nobody else's result moved
+            continue
+        assert result.power_avg == pytest.approx(want[key].power_avg, abs=0.5), key
+        assert result.normalized_power == pytest.approx(want[key].normalized_power, abs=0.5), key

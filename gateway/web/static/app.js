@@ -59,7 +59,7 @@ function matrixPage() {
   return {
     ...liveness(),
     ...coursePage(),
-    boxId: "", canControl: false, views: [], viewId: "", quadrants: {}, segmentNames: [], riders: {},
+    boxId: "", canControl: false, addFiles: false, views: [], viewId: "", quadrants: {}, segmentNames: [], riders: {},
     rows: {}, session: null, pinnedSession: null, followSession: null, sessionChoice: "", sessions: [],
     lastSeq: 0, segment: "all", focus: "", onlyFocus: false, trail: false, picked: null, online: false,
     sourceOpen: false, lastEventAt: 0, heartbeatS: 10, now: Date.now(), status: null, statusAt: 0, boxOffset: 0,
@@ -74,6 +74,7 @@ function matrixPage() {
       const cfg = await this.getJSON("/api/config");
       this.boxId = cfg.mode === "hub" ? "hub" : cfg.gateway.id;
       this.canControl = Boolean(cfg.web.control) && cfg.mode !== "hub";
+      this.addFiles = cfg.mode === "hub" && Boolean(cfg.web.files);
       this.heartbeatS = cfg.web.heartbeat_s || 10;
       this.hubUrl = cfg.mode !== "hub" ? cfg.web.hub_url || "" : "";
       this.minCoverage = (cfg.metrics || {}).min_coverage ?? 0.8;

@@ -3,20 +3,23 @@
 
 function setupPage() {
   return {
+    ...sessionFiles(),
     // Written here, not in the attribute: the CSP build of Alpine reads no "??".
     historyLine(h) { return `${h.from}: ${h.ftp_w ?? "–"} W, ${h.weight_kg ?? "–"} kg`; },
-    boxId: "", pin: "", current: {}, riders: [], radios: {}, sessions: [], edits: {}, endArmed: false,
+    boxId: "", hub: false, pin: "", current: {}, riders: [], radios: {}, sessions: [], edits: {}, endArmed: false,
     form: { name: "", riders: [], tags: "", notes: "" }, newRider: { id: "", name: "" },
-    messages: { session: "", pairing: "", riders: "", review: "" }, okay: {},
+    messages: { session: "", pairing: "", riders: "", review: "", files: "" }, okay: {},
 
     async start() {
       this.pin = localStorage.getItem("trackside-pin") || "";
       const cfg = await this.getJSON("/api/config");
       this.boxId = cfg.gateway.id;
+      this.hub = cfg.mode === "hub";
+      window.setup = this;  // for the browser tests
+      if (this.hub) { await this.loadSessions(); return; }  // the hub: riders' files only (no live session here)
       await Promise.all([this.loadSession(), this.loadRiders(), this.loadRadios(), this.loadSessions()]);
       setInterval(() => this.loadRadios(), 2000);
       setInterval(() => this.loadSession(), 10000);
-      window.setup = this;  // for the browser tests
     },
 
     getJSON(url, options) { return fetchJSON(url, options); },
