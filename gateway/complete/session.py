@@ -10,6 +10,7 @@ is needed. The same file twice changes nothing (its digest is in the session's r
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,7 +53,9 @@ class Outcome:
         return {"name": self.name, "status": self.status, "message": self.message, "rider_id": self.rider_id,
                 "offset_s": None if a is None else round(a.offset_s, 3),
                 "drift_ppm": None if a is None else round(a.drift_ppm, 1),
-                "alignment": None if a is None else a.method, "samples_added": self.added,
+                "alignment": None if a is None else a.method,
+                "confidence": None if a is None or math.isinf(a.confidence) else round(a.confidence, 1),
+                "samples_added": self.added,
                 "seconds_heard_live": self.kept_live_s, "candidates": self.candidates}
 
 

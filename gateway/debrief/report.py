@@ -209,8 +209,8 @@ def _front(doc: _Doc, title: str, session: str, data: dict[str, Any], record: di
 
 def _fatigue(doc: _Doc, data: dict[str, Any]) -> None:
     doc.new_page("Fatigue across laps")
-    doc.add("Theil-Sen trend of each segment's time, percent of lap 1 per lap, with Sen's 95 % interval in "
-            "brackets (none with fewer than four laps).")
+    doc.add("Theil-Sen trend of each segment's time, percent of lap 1 per lap, with its 95 % interval in "
+            "brackets (the slope's standard error from the laps' scatter; none with fewer than four laps).")
     by_rider: dict[str, list[dict[str, Any]]] = {}
     for s in data["fatigue"]["series"]:
         by_rider.setdefault(s["name"], []).append(s)
@@ -218,13 +218,15 @@ def _fatigue(doc: _Doc, data: dict[str, Any]) -> None:
         doc.add(name, "Heading3")
         doc.story.append(_fatigue_chart(series, doc.width))
     if data["fatigue"]["transitions"]:
-        doc.add("Quadrant changes", "Heading3")
+        doc.add("Quadrant changes (both laps outside the neutral band: z-scores beyond ±0.5)", "Heading3")
         for t in data["fatigue"]["transitions"][:60]:
             doc.add(t["text"])
 
 
 def _comparison(doc: _Doc, cmp: dict[str, Any], tag: str) -> None:
     doc.new_page(f"Comparison: {tag}={cmp['a']} (A) against {tag}={cmp['b']} (B)")
+    doc.add(f"Model, on each segment: {cmp['model']}; a rider counts with at least {cmp['min_runs']} runs of each "
+            "setup. A setup ridden only before the other, or by other riders, gets no number.")
     doc.table([["Segment", "Runs A/B", "Riders", "A vs B at equal power", "Verdict"]] + [
         [f"{s['segment']} {s['segment_name'][:16]}", f"{s['runs_a']}/{s['runs_b']}", s["riders_both"],
          "-" if s["effect_pct"] is None else f"{s['effect_pct']:+.1f} % [{s['low_pct']:+.1f}, {s['high_pct']:+.1f}]",

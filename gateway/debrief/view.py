@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.debrief.compare import compare, tag_values
+from gateway.debrief.compare import compare, rider_key, tag_values
 from gateway.debrief.fatigue import fatigue
 from gateway.errors import NotFound
 from gateway.results.rows import annotate
@@ -52,7 +52,11 @@ def course_tags(store: ResultsStore, session: str) -> dict[str, dict[str, str]]:
         if store.course_of(s["session"]) != course:
             continue
         record = store.record(s["session"]) or {}
-        out[s["session"]] = {str(k): str(v) for k, v in (record.get("tags") or {}).items()}
+        tags = {str(k): str(v) for k, v in (record.get("tags") or {}).items()}
+        out[s["session"]] = tags
+        # A planned test's run: each rider on their own setup (``rider_tags``), over the session's tags.
+        for rider, own in (record.get("rider_tags") or {}).items():
+            out[rider_key(s["session"], str(rider))] = {**tags, **{str(k): str(v) for k, v in own.items()}}
     return out
 
 

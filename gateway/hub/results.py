@@ -141,6 +141,16 @@ class PgResults:
         rows = self._rows("SELECT record->'result_notes' FROM sessions WHERE session_id = %s", (session,))
         return list(rows[0][0]) if rows and rows[0][0] else []
 
+    def rider_power(self, session: str, rider: str) -> tuple[list[float], list[float]]:
+        rows = self._rows("SELECT wall_time, power FROM power WHERE session_id = %s AND rider_id = %s "
+                          "AND NOT implausible AND power = power ORDER BY wall_time", (session, rider))
+        return [float(r[0]) for r in rows], [float(r[1]) for r in rows]
+
+    def rider_sessions(self, rider: str) -> list[str]:
+        rows = self._rows("SELECT session_id FROM segments_current WHERE rider_id = %s GROUP BY session_id "
+                          "ORDER BY min(hub_seq)", (rider,))
+        return [str(r[0]) for r in rows]
+
     def heard_by(self, session: str) -> dict[str, list[str]]:
         rows = self._rows("SELECT rider_id, number, coalesce(boxes, ARRAY[gateway_id]) FROM segments_current "
                           "WHERE session_id = %s", (session,))

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from gateway.engine.normalize import Population
-from gateway.model import SegmentResult
+from gateway.model import PowerSample, SegmentResult
 from gateway.results.store import current
 from gateway.spool.store import Row, Spool
 from gateway.wire import WireError, decode_event
@@ -66,6 +66,22 @@ class SpoolResults:
 
     def notes(self, session: str) -> list[dict[str, Any]]:
         return self.spool.sessions.notes(session)
+
+    def rider_power(self, session: str, rider: str) -> tuple[list[float], list[float]]:
+        samples = []
+        for row in self.spool.queries.rider_rows(session, rider):
+            try:
+                decoded = decode_event("power", row.payload)
+            except WireError:
+                continue
+            event = decoded.event
+            if isinstance(event, PowerSample) and not decoded.implausible and event.power == event.power:
+                samples.append((event.wall_time, event.power))
+        samples.sort()
+        return [t for t, _ in samples], [p for _, p in samples]
+
+    def rider_sessions(self, rider: str) -> list[str]:
+        return self.spool.queries.rider_sessions(rider)
 
     def heard_by(self, session: str) -> dict[str, list[str]]:
         return {}  # the box's own results: it heard them all

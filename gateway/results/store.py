@@ -52,6 +52,14 @@ class ResultsStore(Protocol):
         """The coach's notes on a session's results: rider_id, number, text, at."""
         ...
 
+    def rider_power(self, session: str, rider: str) -> tuple[list[float], list[float]]:
+        """A rider's power samples in a session (times, watts), in time order; implausible ones out."""
+        ...
+
+    def rider_sessions(self, rider: str) -> list[str]:
+        """The sessions with results of a rider, oldest first (critical power from the history)."""
+        ...
+
     def heard_by(self, session: str) -> dict[str, list[str]]:
         """Which boxes each current result rests on, by ``rider_id|number``: a course result's boxes
         (the hub), a box session's own box. Empty: the box serving the page heard them all."""

@@ -86,6 +86,7 @@ class LiveSessions:
         pipeline.publish("live", started=info["started"], ended=ended, about=Described(
             info["name"], tags=info.get("tags"), notes=info.get("notes", ""), present=info.get("present"),
             extra={"pairings": self.book.pairings(), "pairing_changes": history,
+                   "rider_tags": info.get("rider_tags") or {},
                    "result_notes": notes_of(self.spool, pipeline.session_id), "clock": clock_state()}))
 
     def current(self) -> dict[str, Any]:
@@ -95,22 +96,29 @@ class LiveSessions:
     # -- the coach's controls (called off the event loop: they wait for the ingest thread) -------
 
     def start(self, name: str, *, riders: Sequence[str] | None = None, notes: str = "",
-              tags: Sequence[str] | Mapping[str, str] | None = None) -> dict[str, Any]:
+              tags: Sequence[str] | Mapping[str, str] | None = None,
+              rider_tags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``rider_tags``: each rider's own tags for this session (a planned test's run: who rides
+        which setup), over the session's ``tags``."""
         name = (name or "").strip()
         if not name or len(name) > 80:
             raise SessionInputError("a session needs a name of 1 to 80 characters", hint="for example 'Hill repeats'")
         if len(notes) > 2000:
             raise SessionInputError("notes are limited to 2000 characters")
         parsed = parse_tags(tags)
+        if rider_tags is not None and (not isinstance(rider_tags, Mapping) or len(rider_tags) > 200):
+            raise SessionInputError("rider_tags must map up to 200 rider ids to their tags",
+                                    hint='{"r01": ["tyres=1.6bar"]}')
+        own = {str(r): parse_tags(t) for r, t in (rider_tags or {}).items()}
         present = list(riders) if riders else None
-        unknown = [r for r in present or [] if not self.book.known(r)]
+        unknown = [r for r in [*(present or []), *own] if not self.book.known(r)]
         if unknown:
             raise SessionInputError(f"unknown rider(s): {', '.join(unknown)}", hint="add them on the riders page first")
         with self._lock:
             now = time.time()
             session_id = session.new_session_id(self.gateway_id, now)
             info = {"session": session_id, "name": name, "named": True, "started": now, "tags": parsed,
-                    "notes": notes, "present": present}
+                    "notes": notes, "present": present, "rider_tags": own}
             self._switch(session_id, info, now)
             log.info("session %s started: %s", session_id, name)
             return dict(info)

@@ -69,7 +69,7 @@ class SetUpService:
             tags = [t for t in tags.replace(",", " ").split() if t]
         _texts(body, ("name", "notes"))
         return self.sessions.start(str(body.get("name") or ""), riders=list(riders) if riders else None,
-                                   notes=str(body.get("notes") or ""), tags=tags)
+                                   notes=str(body.get("notes") or ""), tags=tags, rider_tags=body.get("rider_tags"))
 
     def end(self) -> dict[str, Any]:
         return self.sessions.end()

@@ -30,6 +30,17 @@ class Queries:
             f"SELECT {self.reading.columns} FROM event_rows "
             "WHERE kind = 'segment' AND session_id = ? ORDER BY seq", (session_id,)))
 
+    def rider_rows(self, session_id: str, rider_id: str, kind: str = "power") -> list[Row]:
+        """One rider's events of one kind in a session, in order (power runs stored folded included:
+        the session's rows are read and the rider's kept)."""
+        return [row for row in self.since(0, kinds=(kind,), session_id=session_id) if row.rider_id == rider_id]
+
+    def rider_sessions(self, rider_id: str) -> list[str]:
+        """The sessions with results of a rider, oldest first."""
+        return [r[0] for r in self.reading.file.conn().execute(
+            "SELECT session_id FROM event_rows WHERE kind = 'segment' AND rider_id = ? GROUP BY session_id "
+            "ORDER BY MIN(seq)", (rider_id,)).fetchall()]
+
     def segment_sessions(self) -> list[tuple[str, int, float | None, float | None]]:
         """(session, results, first, last) of every session with results, oldest first."""
         return self.reading.file.conn().execute(

@@ -35,6 +35,7 @@ class StrictJSON(JSONProvider):
 
 def create_app(parts: WebParts) -> Flask:
     """The page and its API over ``parts`` (every part built by the root that serves it)."""
+    from gateway.web.analysis import create_analysis
     from gateway.web.api import create_api, register_errors
     from gateway.web.debrief import create_debrief
     from gateway.web.files import create_files
@@ -52,7 +53,8 @@ def create_app(parts: WebParts) -> Flask:
     for blueprint in (create_pages(), create_live(parts), create_api(parts), create_replays(parts),
                       create_setup(parts.setup, parts.guards.pins),
                       create_files(parts.files, parts.guards.pins, parts.config.settings.web.max_upload_mb),
-                      create_debrief(parts.config, parts.results, parts.guards.heavy)):
+                      create_debrief(parts.config, parts.results, parts.guards.heavy),
+                      create_analysis(parts.results, parts.guards.heavy)):
         app.register_blueprint(blueprint)
     register_errors(app)
     app.before_request(_no_nul)

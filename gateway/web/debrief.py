@@ -11,19 +11,24 @@ from gateway.web.guard import HeavyWork
 from gateway.web.requests import attachment
 
 
+def chosen_session(store: ResultsStore | None) -> tuple[ResultsStore, str]:
+    """The store and the session asked for (``?session=``), else the newest with results."""
+    if store is None:
+        raise ApiError(503, "no results on this server")
+    session = request.args.get("session")
+    if not session:
+        known = [s["session"] for s in store.sessions() if s["results"]]
+        if not known:
+            raise NotFound("no results to debrief yet")
+        session = known[-1]
+    return store, session
+
+
 def create_debrief(config: Config, store: ResultsStore | None, heavy: HeavyWork) -> Blueprint:
     bp = Blueprint("debrief", __name__)
 
     def chosen() -> tuple[ResultsStore, str]:
-        if store is None:
-            raise ApiError(503, "no results on this server")
-        session = request.args.get("session")
-        if not session:
-            known = [s["session"] for s in store.sessions() if s["results"]]
-            if not known:
-                raise NotFound("no results to debrief yet")
-            session = known[-1]
-        return store, session
+        return chosen_session(store)
 
     @bp.get("/api/debrief")
     def debrief() -> Response:

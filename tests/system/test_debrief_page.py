@@ -30,7 +30,7 @@ def test_the_debrief_of_the_sample_on_the_page_and_as_a_pdf(tmp_path: Any) -> No
     import subprocess
     import urllib.request
 
-    from harness import RunningDaemon
+    from harness import TOKEN, RunningDaemon
     from playwright.sync_api import sync_playwright
     from test_page import ARGS, ARTIFACTS, CHROMIUM, wait_until
 
@@ -61,10 +61,41 @@ def test_the_debrief_of_the_sample_on_the_page_and_as_a_pdf(tmp_path: Any) -> No
             assert "% a lap" in page.locator("#trends").inner_text()
             page.select_option("#tag-select", "tyres")
             wait_until(page, "document.querySelectorAll('#comparison tbody tr').length === 4", 20)
-            assert "cannot tell" in page.locator("#comparison").inner_text()
+            # W' for the chosen rider: CP and W' from the two sessions of the sample, each lap's cost.
+            wait_until(page, "document.querySelector('#wbal-head').innerText.length > 0", 20)
+            assert page.locator("#wbal-head").inner_text().startswith("CP ")
+            assert "from the best 3-20 minute efforts of 2 session(s)" in page.locator("#wbal-head").inner_text()
+            wait_until(page, "document.querySelectorAll('#wbal-laps li').length === 3", 10)
+            assert "kJ above CP, W' down to" in page.locator("#wbal-laps").inner_text()
+            shown = page.locator("#comparison").inner_text()
+            assert "cannot tell" in shown
+            # What went into each side, for every segment.
+            assert shown.count("1.6bar: 6 rider(s), 1 session(s), 3 lap(s), 18 run(s)") == 4, shown
+            # Plan a test: ABBA for the squad, and what this course's history says of the runs it needs.
+            page.fill("#plan-tag", "tyres")
+            page.fill("#plan-a", "1.8bar")
+            page.fill("#plan-b", "1.6bar")
+            page.click("#plan-make")
+            wait_until(page, "document.querySelectorAll('#plan-order tbody tr').length === 6", 20)
+            rows = page.locator("#plan-order tbody tr").all_inner_texts()
+            assert "1.8bar → 1.6bar → 1.6bar → 1.8bar" in rows[0] and "1.6bar → 1.8bar → 1.8bar → 1.6bar" in rows[1]
+            assert "runs of each setup per rider" in page.locator("#plan-note").inner_text()
             href = page.locator("#report").get_attribute("href")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "debrief.png"), full_page=True)
+            # Ride it: the set-up page (same phone) tags each rider's run as the next session starts.
+            page.click("#plan-use")
+            page.goto(f"{running.base}/setup")
+            wait_until(page, "window.setup !== undefined && window.setup.plan !== null", 20)
+            assert page.locator("#planned").inner_text().startswith("Planned test (tyres), run 1 of 4:")
+            page.fill("#pin", TOKEN)
+            page.dispatch_event("#pin", "change")
+            page.fill("#session-name", "Tyre test")
+            page.click("#start-session")
+            wait_until(page, "window.setup.current.named === true", 20)
+            own = running.api("/api/session")["rider_tags"]
+            assert len(own) == 6 and sorted(v["tyres"] for v in own.values()) == ["1.6bar"] * 3 + ["1.8bar"] * 3
+            assert page.evaluate("window.setup.plan.next") == 1
             assert errors == []
             context.close()
             browser.close()

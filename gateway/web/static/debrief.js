@@ -7,8 +7,47 @@ function debriefPage() {
   return {
     // Globals the page's attributes would need: the CSP build of Alpine reads only the component.
     matrixHref() { return "/?session=" + encodeURIComponent(this.session || ""); },
+    // What went into each side of a comparison, and who was left out (too few runs of a setup).
+    sidesText(s) {
+      const c = this.data.comparison || {};
+      const side = (name, x) => `${name}: ${x.riders.length} rider(s), ${x.sessions.length} session(s), ${x.laps} lap(s), ${x.runs} run(s)`;
+      const parts = [side(c.a, s.sides.a), side(c.b, s.sides.b)];
+      if (s.left_out.length) parts.push(`left out (under ${c.min_runs} runs of a setup): ${s.left_out.join("; ")}`);
+      return parts.join(" · ");
+    },
     hasComparable() { return Object.keys((this.data && this.data.comparable) || {}).length > 0; },
-    sessions: [], session: "", rider: "", tag: "", data: {}, message: "",
+    sessions: [], session: "", rider: "", tag: "", data: {}, message: "", wbal: null,
+
+    // W' through the session for the chosen rider (CP and W' from their history on this server).
+    async loadWbal() {
+      this.wbal = null;
+      if (!this.session || !this.rider) return;
+      try {
+        this.wbal = await this.getJSON(`/api/wbalance?${new URLSearchParams({ session: this.session, rider: this.rider })}`);
+      } catch (e) { this.wbal = { reason: e.message, laps: [] }; }
+    },
+    wbalHead() {
+      const w = this.wbal;
+      if (!w) return "";
+      if (w.cp_w === null || w.cp_w === undefined) return w.reason;
+      return `CP ${Math.round(w.cp_w)} W and W' ${(w.w_prime_j / 1000).toFixed(1)} kJ from the best 3-20 minute efforts of ${w.sessions_used} session(s) (2-parameter model); W' balance by Skiba's integral form.`;
+    },
+    planForm: { tag: "", a: "", b: "", runs: 4 }, planned: null,
+    async makePlan() {
+      const f = this.planForm;
+      try {
+        this.planned = await this.getJSON(`/api/plan?${new URLSearchParams({ session: this.session, tag: f.tag, a: f.a, b: f.b, runs: f.runs })}`);
+      } catch (e) { this.planned = { note: e.message, order: {} }; }
+    },
+    // The plan goes to the set-up page (this phone): each session started there tags the riders' runs.
+    usePlan() {
+      const p = this.planned;
+      localStorage.setItem("trackside-plan", JSON.stringify({ tag: this.planForm.tag, order: p.order, runs: p.runs, next: 0 }));
+      this.planUsed = true;
+    },
+    planUsed: false,
+    planRows() { return Object.entries((this.planned && this.planned.order) || {}).map(([rider, setups]) => ({ rider, setups: setups.join(" → ") })); },
+    lapWbal(l) { return `lap ${l.lap}: ${(l.spent_j / 1000).toFixed(1)} kJ above CP, W' down to ${l.lowest_pct.toFixed(0)} %`; },
 
     async start() {
       const params = new URLSearchParams(location.search);
@@ -41,12 +80,18 @@ function debriefPage() {
     },
     riderName() { return (this.riders().find(r => r.id === this.rider) || {}).name || ""; },
     riderSeries() { return ((this.data.fatigue && this.data.fatigue.series) || []).filter(s => s.rider_id === this.rider); },
-    transitions() { return (this.data.fatigue && this.data.fatigue.transitions) || []; },
+    // The chosen rider's changes of quadrant only (scores inside the neutral band are no quadrant).
+    transitions() { return ((this.data.fatigue && this.data.fatigue.transitions) || []).filter(t => t.rider_id === this.rider); },
+    // Each lap's time against lap 1, split into what the power explains and the rest.
+    splitText(s) {
+      return s.laps.slice(1).filter(l => l.power_explains_s !== null && l.power_explains_s !== undefined).map(l =>
+        `lap ${l.lap}: ${(l.power_explains_s + l.rest_s).toFixed(1)} s = ${l.power_explains_s.toFixed(1)} s power + ${l.rest_s.toFixed(1)} s other`).join("; ");
+    },
 
     trendText(t) {
       const sign = v => (v > 0 ? "+" : "") + v.toFixed(1);
       const ci = t.low_pct === null ? "" : ` (95 %: ${sign(t.low_pct)} to ${sign(t.high_pct)} %)`;
-      return `${sign(t.per_lap_pct)} % a lap${ci}: ${t.verdict === "too few laps to tell" ? "too few laps for an interval" : t.verdict}`;
+      return `${sign(t.per_lap_pct)} % a lap${ci}: ${t.verdict}`;
     },
 
     reportUrl(own) {
@@ -57,6 +102,7 @@ function debriefPage() {
 
     // One line per segment, each with its own shape (not colour alone), lap on x.
     draw() {
+      this.loadWbal();
       const series = this.riderSeries();
       const datasets = series.map((s, i) => ({
         label: `${s.segment} ${s.segment_name}`, data: s.laps.map(l => ({ x: l.lap, y: l.vs_first_pct })),

@@ -17,6 +17,7 @@ function setupPage() {
       this.hub = cfg.mode === "hub";
       window.setup = this;  // for the browser tests
       if (this.hub) { await this.loadSessions(); return; }  // the hub: riders' files only (no live session here)
+      this.loadPlan();
       await Promise.all([this.loadSession(), this.loadRiders(), this.loadRadios(), this.loadSessions()]);
       setInterval(() => this.loadRadios(), 2000);
       setInterval(() => this.loadSession(), 10000);
@@ -58,9 +59,33 @@ function setupPage() {
 
     async startSession() {
       const tags = this.form.tags.split(/[\s,]+/).filter(Boolean);
-      const out = await this.send("session", "/api/session/start",
-        { name: this.form.name, riders: this.form.riders, tags, notes: this.form.notes });
-      if (out) { this.current = out; this.messages.session = `Started: ${out.name}.`; }
+      const planned = this.usePlan ? this.planRun() : null;
+      const body = { name: this.form.name, riders: this.form.riders, tags, notes: this.form.notes };
+      if (planned) body.rider_tags = Object.fromEntries(planned.map(p => [p.rider, [`${this.plan.tag}=${p.setup}`]]));
+      const out = await this.send("session", "/api/session/start", body);
+      if (out) {
+        this.current = out;
+        this.messages.session = `Started: ${out.name}.`;
+        if (planned) this.advancePlan();
+      }
+    },
+
+    // A planned equipment test (made on the debrief page): who rides which setup on its next run.
+    plan: null, usePlan: true,
+    loadPlan() { try { this.plan = JSON.parse(localStorage.getItem("trackside-plan") || "null"); } catch (e) { this.plan = null; } },
+    planRun() {
+      if (!this.plan) return null;
+      return Object.entries(this.plan.order).map(([rider, setups]) => ({ rider, setup: setups[this.plan.next] }));
+    },
+    planText() {
+      const run = this.planRun();
+      if (!run) return "";
+      return `Planned test (${this.plan.tag}), run ${this.plan.next + 1} of ${this.plan.runs}: ` + run.map(p => `${p.rider} ${p.setup}`).join(", ");
+    },
+    advancePlan() {
+      this.plan.next += 1;
+      if (this.plan.next >= this.plan.runs) { localStorage.removeItem("trackside-plan"); this.plan = null; return; }
+      localStorage.setItem("trackside-plan", JSON.stringify(this.plan));
     },
 
     // Weather ends sessions without warning: one tap arms, the second (within 5 s) ends.

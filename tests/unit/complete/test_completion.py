@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from harness import DATA
-from rides import FILE, box_clock, live_session, truth
+from rides import FILE, box_clock, live_session, truth, write_axiamo
 
 from gateway import config
 from gateway.pipeline.completion import SessionCompletion
@@ -77,4 +77,9 @@ def test_bad_files_are_refused_in_one_line_and_nothing_changes(spool: Spool, com
     assert "truncated" in outcomes[0].message and "another ride" in outcomes[1].message
     assert "FIT files" in outcomes[2].message and outcomes[3].message.startswith("zeros.fit: ")
     assert all("\n" not in o.message and "nothing changed" in o.message for o in outcomes)
+    # A logger that recorded no power (every sample zero): said, and nothing changed.
+    ride = read_fit(FILE)
+    flat = write_axiamo(tmp_path / "flat.xlsx", list(ride.times[:600]), [0.0] * 600, [80.0] * 600)
+    (none,) = completion.add(session, [(flat, "flat.xlsx")], who="coach")
+    assert none.status == "refused" and "no power data" in none.message
     assert spool.ledger.last_seq() == rows

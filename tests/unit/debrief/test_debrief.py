@@ -12,6 +12,7 @@ from gateway.debrief.compare import compare
 from gateway.debrief.fatigue import fatigue, theil_sen
 
 TERRAIN = ["climb", "descent", "climb", "descent"]
+T0 = 1_790_000_000.0
 
 
 def sessions_with_a_known_effect(effect_descent: float, seed: int = 3) -> tuple[list[dict[str, Any]],
@@ -41,7 +42,7 @@ def sessions_with_a_known_effect(effect_descent: float, seed: int = 3) -> tuple[
                     time *= rng.gauss(1, 0.015)
                     rows.append({"session_id": session, "rider_id": f"r{rider}", "name": f"R{rider}", "lap": lap,
                                  "segment": seg, "number": f"{lap}.{seg}", "duration": time, "power_avg": power,
-                                 "flags": ()})
+                                 "flags": (), "start": T0 + s * 7200 + lap * 600 + seg * 120})
     return rows, tags
 
 
@@ -53,6 +54,7 @@ def test_a_known_effect_is_found_and_a_null_one_is_not_distinguishable() -> None
         s = by[seg]
         assert s["low_pct"] <= -3.0 <= s["high_pct"], s
         assert s["high_pct"] < 0 and s["verdict"].startswith("A is faster by")
+        assert s["sides"]["a"]["sessions"] == ["s0", "s2", "s4", "s6"] and s["sides"]["a"]["laps"] == 12
         assert s["runs_a"] == 4 * 6 * 3 and s["riders_both"] == 6
     for seg in (1, 3):  # climbs: no effect, whatever the power did
         s = by[seg]
