@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gateway import __version__
 from gateway.errors import ConfigError, GatewayError
@@ -215,17 +216,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     spool = Spool(path, "report", readonly=True).open()
     try:
         store = SpoolResults(spool)
-        session = args.session or next((s["session"] for s in reversed(store.sessions()) if s["results"]), None)
-        if session is None:
-            raise GatewayError("no segment results here yet", where=str(path))
+        session, how = _session_named(store.sessions(), args.session, str(path))
         pdf = build(store, session, config.load(args.config).settings, rider=args.rider)
     finally:
         spool.close()
     with atomic_output(args.pdf, binary=True) as out:
         out.write(pdf)
-    print(f"report of {session}{' for ' + args.rider if args.rider else ''} written to {args.pdf} "
+    print(f"report of {session} ({how}){' for ' + args.rider if args.rider else ''} written to {args.pdf} "
           f"({len(pdf) // 1024} KB)", file=sys.stderr)
     return 0
+
+
+def _session_named(sessions: list[dict[str, Any]], wanted: str | None, where: str) -> tuple[str, str]:
+    """The session ``wanted`` names (its id, else its name: the newest of that name), else the newest
+    with results; and how it was chosen, in words."""
+    with_results = [s for s in sessions if s["results"]]
+    if not wanted:
+        if not with_results:
+            raise GatewayError("no segment results here yet", where=where)
+        return with_results[-1]["session"], "the newest session with results"
+    if any(s["session"] == wanted for s in sessions):
+        return wanted, "by its id"
+    named = [s for s in with_results if (s.get("name") or "").casefold() == wanted.casefold()]
+    if not named:
+        raise GatewayError(f"no session with the id or name {wanted!r}", where=where,
+                           hint="trackside-gateway export --state-dir DIR --session list lists them")
+    more = f"; {len(named) - 1} older one(s) have that name too" if len(named) > 1 else ""
+    return named[-1]["session"], f"the newest session named {wanted!r}{more}"
 
 
 def cmd_status(args: argparse.Namespace) -> int:

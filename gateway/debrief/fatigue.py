@@ -66,7 +66,8 @@ class Trend:
 
 
 def theil_sen(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float | None, float | None]:
-    """The Theil-Sen slope and Sen's 95 % interval of ``ys`` against ``xs`` (None when n < 4)."""
+    """The Theil-Sen slope of ``ys`` against ``xs`` and its 95 % interval (None with fewer than
+    ``MIN_LAPS`` points; see the module's text)."""
     n = len(xs)
     slopes = sorted((ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(n) for j in range(i + 1, n) if xs[j] != xs[i])
     if not slopes:

@@ -55,13 +55,13 @@ def plan(riders: Sequence[str], a: str, b: str, runs: int, history: Sequence[Map
     out: dict[str, Any] = {"order": order, "runs": len(next(iter(order.values()), [])), "noise_pct": None,
                            "runs_needed_for_2pct": None, "detectable_pct": None}
     if sigma is None or not riders:
-        out["note"] = "no history on this course with power yet: the noise, and so the runs needed, is unknown"
+        out["note"] = "No history on this course with power yet: the noise, and so the runs needed, is unknown."
         return out
     per_setup = out["runs"] // 2
     needed = max(MIN_RUNS, math.ceil(2.0 * (Z_SURE * sigma / math.log1p(PLANNED_PCT / 100)) ** 2 / len(riders)))
     detectable = 100 * (math.exp(Z_SURE * sigma * math.sqrt(2.0 / (per_setup * len(riders)))) - 1)
     out.update(noise_pct=round(100 * sigma, 2), runs_needed_for_2pct=needed, detectable_pct=round(detectable, 2),
-               note=f"with this squad's noise ({100 * sigma:.1f} % of a segment's time, run to run), a 2 % "
+               note=f"With this squad's noise ({100 * sigma:.1f} % of a segment's time, run to run), a 2 % "
                     f"difference needs {needed} runs of each setup per rider; this plan could see about "
-                    f"{detectable:.1f} %")
+                    f"{detectable:.1f} %.")
     return out

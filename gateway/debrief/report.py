@@ -1,5 +1,5 @@
-"""The report a coach hands over: a PDF built on the box (reportlab, the PDF standard fonts: no
-network, no font files). Pages: the session and the conventions used, the matrix of each lap, the
+"""The report a coach hands over: a PDF built on the box (reportlab, DejaVu Sans embedded: no
+network, every European name as typed). Pages: the session and the conventions used, the matrix of each lap, the
 latest segments, fatigue per rider, comparisons when the course's sessions carry tags."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from gateway.config.settings import Settings
+from gateway.debrief.fonts import BOLD, REGULAR, register
 from gateway.debrief.view import Setups, comparison, course_tags, debrief, session_rows
 from gateway.errors import NotFound
 from gateway.results.store import ResultsStore
@@ -52,22 +53,22 @@ def _matrix(rows: Sequence[dict[str, Any]], lap: int, colours: dict[str, str], w
                    strokeColor=None))
         lx = left + 6 if sx < 0 else left + size / 2 - 6
         ly = bottom + size / 2 - 16 if sy > 0 else bottom + 6
-        d.add(String(lx, ly, label, fontName="Helvetica-Bold", fontSize=11, fillColor=colors.HexColor(INK),
+        d.add(String(lx, ly, label, fontName=BOLD, fontSize=11, fillColor=colors.HexColor(INK),
                      textAnchor="start" if sx < 0 else "end"))
     d.add(Line(px(0), y0, px(0), y0 + size, strokeColor=colors.HexColor("#5b6b78")))
     d.add(Line(x0, py(0), x0 + size, py(0), strokeColor=colors.HexColor("#5b6b78")))
     d.add(Rect(x0, y0, size, size, fillColor=None, strokeColor=colors.HexColor("#9fb0bf")))
-    d.add(String(x0 + size / 2, 12, "<- faster     time z-score     slower ->", fontName="Helvetica", fontSize=9,
+    d.add(String(x0 + size / 2, 12, "<- faster     time z-score     slower ->", fontName=REGULAR, fontSize=9,
                  textAnchor="middle"))
-    d.add(String(x0 - 4, y0 + size + 8, "power z-score (up: more power)", fontName="Helvetica", fontSize=9))
+    d.add(String(x0 - 4, y0 + size + 8, "power z-score (up: more power)", fontName=REGULAR, fontSize=9))
     for r in points:
         cx, cy = px(r["time_zscore"]), py(r["power_zscore"])
         d.add(Circle(cx, cy, 8, fillColor=colors.HexColor(colours.get(r["rider_id"], INK)), strokeColor=colors.white))
-        d.add(String(cx, cy - 3, _initials(r.get("name") or r["rider_id"]), fontName="Helvetica-Bold", fontSize=7,
+        d.add(String(cx, cy - 3, _initials(r.get("name") or r["rider_id"]), fontName=BOLD, fontSize=7,
                      fillColor=colors.white, textAnchor="middle"))
     if not points:
         d.add(String(x0 + size / 2, y0 + size / 2, "no z-scores on this lap (fewer than two riders a segment)",
-                     fontName="Helvetica", fontSize=10, textAnchor="middle"))
+                     fontName=REGULAR, fontSize=10, textAnchor="middle"))
     return d
 
 
@@ -91,16 +92,17 @@ def _fatigue_chart(series: Sequence[dict[str, Any]], width: float) -> Any:
         ci = "" if t["low_pct"] is None else f" [{t['low_pct']:+.1f}, {t['high_pct']:+.1f}]"
         text = f"{s['segment']} {s['segment_name'][:16]}: {t['per_lap_pct']:+.1f}%/lap{ci}"
         colour = colors.HexColor(RIDER_COLOURS[i % len(RIDER_COLOURS)])
-        d.add(String(width - 125, 130 - 12 * i, text, fontName="Helvetica", fontSize=7, fillColor=colour))
-    d.add(String(40, 4, "lap (x) against the time's change from lap 1 in % (y)", fontName="Helvetica", fontSize=8))
+        d.add(String(width - 125, 130 - 12 * i, text, fontName=REGULAR, fontSize=7, fillColor=colour))
+    d.add(String(40, 4, "lap (x) against the time's change from lap 1 in % (y)", fontName=REGULAR, fontSize=8))
     return d
 
 
 CONVENTIONS = (
     "NP: 30-s rolling mean, 4th-power average; window: {windows} (segment: restarted at each gate; ride: the "
     "ride-long rolling mean restricted to the segment).",
-    "TSS: IF squared times the duration in hours times 100; duration: the seconds with power minus 29 (the number "
-    "of 30-s rolling values), as Garmin head units count.",
+    "TSS of a segment: IF squared times the segment's duration from gate to gate in hours, times 100 (IF: the "
+    "segment's NP over the FTP the coach set). A whole ride's TSS (trackside-gateway metrics) counts the seconds "
+    "with power minus 29, as Garmin head units do.",
     "Population: every rider of this session on the same segment (z-scores and modified z-scores).",
     "Quadrants: x the time z-score (negative = faster), y the power z-score. Efficient: faster with less power; "
     "Strong: faster with more; Costly: slower with more; Easy: slower with less.")
@@ -113,7 +115,12 @@ class _Doc:
         from reportlab.lib.pagesizes import A4
         from reportlab.lib.styles import getSampleStyleSheet
 
+        regular, bold = register()
         self.styles = getSampleStyleSheet()
+        for style in self.styles.byName.values():
+            name = getattr(style, "fontName", "")
+            if name.startswith("Helvetica") or name.startswith("Times"):
+                style.fontName = bold if "Bold" in name else regular
         self.page_size = A4
         self.width = A4[0] - 80
         self.story: list[Any] = []
@@ -138,7 +145,8 @@ class _Doc:
         from reportlab.platypus import Table, TableStyle
 
         t = Table(rows, repeatRows=1)
-        t.setStyle(TableStyle([("FONT", (0, 0), (-1, 0), "Helvetica-Bold"), ("FONTSIZE", (0, 0), (-1, -1), 9),
+        t.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), REGULAR), ("FONT", (0, 0), (-1, 0), BOLD),
+                               ("FONTSIZE", (0, 0), (-1, -1), 9),
                                ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.HexColor(INK)),
                                ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f1f4f7")]),
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
@@ -149,7 +157,8 @@ class _Doc:
 
         out = io.BytesIO()
         SimpleDocTemplate(out, pagesize=self.page_size, leftMargin=40, rightMargin=40, topMargin=40, bottomMargin=40,
-                          title=f"Debrief {title}", author="Trackside Gateway", invariant=1).build(self.story)
+                          title=f"Debrief {title}", author="Trackside Gateway", creator="Trackside Gateway",
+                          subject="Session debrief").build(self.story)
         return out.getvalue()
 
 

@@ -11,6 +11,17 @@ from gateway.web.guard import HeavyWork
 from gateway.web.requests import attachment
 
 
+def report_name(store: ResultsStore, session: str, rider: str | None) -> str:
+    """A report's file name for people: the session's day and name, and the rider's name."""
+    import time
+
+    record = store.record(session) or {}
+    day = time.strftime("%Y-%m-%d", time.gmtime(record["started"])) if record.get("started") else ""
+    name = str(record.get("name") or session)
+    who = next((str(r.get("name") or rider) for r in record.get("riders") or () if r.get("id") == rider), rider)
+    return " ".join(p for p in (day, name) if p) + (f" - {who}" if rider else "")
+
+
 def chosen_session(store: ResultsStore | None) -> tuple[ResultsStore, str]:
     """The store and the session asked for (``?session=``), else the newest with results."""
     if store is None:
@@ -50,6 +61,6 @@ def create_debrief(config: Config, store: ResultsStore | None, heavy: HeavyWork)
         with heavy.slot("this report"):
             pdf = build(results, session, config.settings, rider=rider)
         return Response(pdf, mimetype="application/pdf",
-                        headers=attachment(f"debrief-{session}{'-' + rider if rider else ''}", "pdf"))
+                        headers=attachment(report_name(results, session, rider), "pdf"))
 
     return bp

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from flask import request
@@ -45,7 +46,11 @@ def json_body() -> dict[str, Any]:
 
 
 def attachment(name: str, extension: str) -> dict[str, str]:
-    """The download's header. The name comes from the request: only safe characters reach it (a quote
-    let the client write its own Content-Disposition)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:120]
-    return {"Content-Disposition": f'attachment; filename="{safe}.{extension}"'}
+    """The download's header: the file named for people ("2026-12-04 Hill repeats - Tomáš Dvořák.pdf",
+    RFC 6266's ``filename*``), with a plain ASCII fallback. Names come from requests and records:
+    quotes, slashes and control characters never reach it (a quote let the client write its own
+    Content-Disposition)."""
+    readable = re.sub(r'[\x00-\x1f\x7f"\\/:*?<>|;]+', "_", name).strip()[:120] or "download"
+    ascii_only = re.sub(r"[^A-Za-z0-9_. -]+", "_", readable).strip() or "download"
+    return {"Content-Disposition": f'attachment; filename="{ascii_only}.{extension}"; '
+                                   f"filename*=UTF-8''{quote(f'{readable}.{extension}', safe='')}"}

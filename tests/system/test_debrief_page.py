@@ -55,10 +55,18 @@ def test_the_debrief_of_the_sample_on_the_page_and_as_a_pdf(tmp_path: Any) -> No
             page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            # A phone with a share sheet: what the page hands it is recorded.
+            page.add_init_script("navigator.canShare = () => true; navigator.share = async (d) => { "
+                                 "window.shared = d.files.map(f => [f.name, f.type, f.size]); };")
             page.goto(f"{running.base}/debrief?session={sessions[0]}")
             wait_until(page, "window.debrief !== undefined && window.debrief.riderSeries().length === 4", 30)
             assert page.locator("#trends li").count() == 4
             assert "% a lap" in page.locator("#trends").inner_text()
+            page.click("#share-report")
+            wait_until(page, "window.shared !== undefined", 30)
+            (shared,) = page.evaluate("window.shared")
+            assert shared[0].endswith(" - Anna.pdf") and shared[0][:4].isdigit() and shared[1] == "application/pdf"
+            assert shared[2] > 10_000
             page.select_option("#tag-select", "tyres")
             wait_until(page, "document.querySelectorAll('#comparison tbody tr').length === 4", 20)
             # W' for the chosen rider: CP and W' from the two sessions of the sample, each lap's cost.

@@ -69,6 +69,7 @@ def test_exports_and_the_page_say_which_window(tmp_path: Path, gateway_env: dict
                           "--format", "json"], env=gateway_env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     rows = json.loads(out.stdout)["results"]
     assert rows and {r["np_window"] for r in rows} == {"ride"}
+    assert all(isinstance(r["flags"], list) for r in rows)  # a list in JSON, not a comma-joined text
     assert "np_window" in (ROOT / "gateway" / "web" / "static" / "index.html").read_text()
 
 

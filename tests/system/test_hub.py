@@ -325,7 +325,7 @@ def test_the_hub_page_serves_sessions_history_and_live_updates(
             chunk = stream.read(4096).decode()
         assert "event: segment" in chunk and "id: " in chunk
         with urllib.request.urlopen(f"{base}/api/export?session={replay}&format=csv", timeout=10) as reply:
-            assert reply.read().decode().startswith("session_id,rider_id")
+            assert reply.read().decode().startswith("\ufeffsession_id,session,rider_id")
         # Phones come and go: a burst of requests on fresh threads must not use up PostgreSQL's
         # connections (the hub's page keeps a small pool).
         with ThreadPoolExecutor(16) as pool:

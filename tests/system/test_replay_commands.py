@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -34,16 +35,23 @@ def test_cli_replay_piped_prints_plain_lines_and_exits_when_done(tmp_path: Path,
     # export: one row per rider and segment with the chart's data keys
     exported = subprocess.run([sys.executable, "-m", "gateway", "export", "--state-dir", str(tmp_path)],
                               capture_output=True, text=True, env=gateway_env, timeout=60, cwd=ROOT)
-    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert exported.stdout.startswith("\ufeffsession_id,session,rider_id,rider,number")  # Excel reads UTF-8
+    rows = list(csv.DictReader(io.StringIO(exported.stdout.lstrip("\ufeff"))))
     assert len(rows) == 72
-    for key in ("time_zscore", "power_zscore", "time_modified_zscore", "power_modified_zscore", "time_absolute",
-                "watts_per_kilo", "normalized_power", "tss"):
-        assert rows[0][key] != ""
+    for key in ("time_z", "power_z", "time_modified_z", "power_modified_z", "duration_s", "duration", "w_per_kg",
+                "normalized_power_w", "tss", "start", "segment_name"):
+        assert rows[0][key] != "", key
+    # For people: lap.segment as text, times with their offset, durations as m:ss, sensible rounding.
+    assert rows[0]["number"] == '="1.1"' and rows[0]["start"].endswith("+00:00") and "T" in rows[0]["start"]
+    assert re.fullmatch(r"\d+:\d\d\.\d", rows[0]["duration"])
+    assert all(len(r["power_avg_w"].split(".")[-1]) <= 1 and len(r["duration_s"].split(".")[-1]) <= 2 for r in rows)
     xlsx = tmp_path / "out.xlsx"
     subprocess.run([sys.executable, "-m", "gateway", "export", "--state-dir", str(tmp_path), "--format", "xlsx",
                     "--output", str(xlsx)], check=True, env=gateway_env, timeout=60, cwd=ROOT, capture_output=True)
     ws = openpyxl.load_workbook(xlsx).active
-    assert ws.max_row == 73 and ws.cell(1, 10).value == "time_zscore"
+    assert ws.max_row == 73 and ws.cell(1, 22).value == "time_z"
+    assert ws.cell(2, 5).value == "1.1" and ws.cell(2, 5).number_format == "@"  # text
+    assert ws.cell(2, 9).is_date and ws.cell(2, 9).number_format == "yyyy-mm-dd hh:mm:ss"
     js = subprocess.run([sys.executable, "-m", "gateway", "export", "--state-dir", str(tmp_path), "--format",
                          "json"], capture_output=True, text=True, env=gateway_env, timeout=60, cwd=ROOT)
     assert len(json.loads(js.stdout)["results"]) == 72

@@ -143,7 +143,8 @@ def test_http_answers_say_what_is_wrong_with_4xx_never_500(tmp_path: Path) -> No
         assert call(base, "/api/results?session=%00")[0] == 400
         session = replayed(running)
         status, _, headers = call(base, f"/api/export?session={urllib.parse.quote(session)}&format=csv")
-        assert status == 200 and headers["Content-Disposition"] == f'attachment; filename="{session}.csv"'
+        assert status == 200 and headers["Content-Disposition"] == (
+            f"attachment; filename=\"{session}.csv\"; filename*=UTF-8''{session}.csv")
         evil = urllib.parse.quote('x"; filename="evil.exe')
         status, body, headers = call(base, f"/api/export?session={evil}&format=csv")
         assert status == 404 and "Content-Disposition" not in headers, (status, body)
@@ -196,6 +197,13 @@ def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path: Path, gateway
     one_line(cli("report", "--state-dir", str(state), "--session", session, "--rider", "nobody", "--pdf",
                  str(tmp_path / "r.pdf")), "no results of rider 'nobody'")
     assert cli("export", "--state-dir", str(state), "--output", str(tmp_path / "out.csv"), umask=0o022).returncode == 0
-    assert cli("report", "--state-dir", str(state), "--pdf", str(tmp_path / "r.pdf"), umask=0o027).returncode == 0
+    done = cli("report", "--state-dir", str(state), "--pdf", str(tmp_path / "r.pdf"), umask=0o027)
+    assert done.returncode == 0 and "(the newest session with results)" in done.stderr
+    # A session's name is as good as its id, and the answer says which session it chose.
+    named = cli("report", "--state-dir", str(state), "--session", "REPLAY OF R01_ANNA.XLSX AND 5 MORE", "--pdf",
+                str(tmp_path / "n.pdf"))
+    assert named.returncode == 0 and "(the newest session named 'REPLAY OF R01_ANNA.XLSX AND 5 MORE')" in named.stderr
+    one_line(cli("report", "--state-dir", str(state), "--session", "Hill repeats", "--pdf", str(tmp_path / "x.pdf")),
+             "no session with the id or name 'Hill repeats'")
     assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "r.pdf").stat().st_mode & 0o777 == 0o640

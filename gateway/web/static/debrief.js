@@ -94,6 +94,17 @@ function debriefPage() {
       return `${sign(t.per_lap_pct)} % a lap${ci}: ${t.verdict}`;
     },
 
+    // The phone's share sheet where it has one (a coach sends the PDF to a rider); else the download.
+    canShare() { return typeof navigator.share === "function" && typeof navigator.canShare === "function"; },
+    async shareReport(own) {
+      const reply = await fetch(this.reportUrl(own));
+      const named = (reply.headers.get("Content-Disposition") || "").match(/filename\*=UTF-8''([^;]+)/);
+      const name = named ? decodeURIComponent(named[1]) : "report.pdf";
+      const file = new File([await reply.blob()], name, { type: "application/pdf" });
+      if (navigator.canShare({ files: [file] })) await navigator.share({ files: [file], title: name });
+      else location.href = this.reportUrl(own);
+    },
+
     reportUrl(own) {
       const q = new URLSearchParams({ session: this.session || "" });
       if (own && this.rider) q.set("rider", this.rider);
