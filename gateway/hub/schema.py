@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import GatewayError
+from gateway.hub import schema_docs
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -165,6 +166,8 @@ MIGRATIONS: dict[int, str] = {
                 FROM segments ORDER BY session_id, rider_id, number, start, hub_seq DESC
             ) latest WHERE NOT withdrawn;
     """,
+    # For analysts (#33): every table and column described, the view ``results`` (hub.schema_docs).
+    5: schema_docs.migration(),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
