@@ -21,10 +21,14 @@ from gateway.results.store import ResultsStore
 
 # For people opening it in Excel: one column per quantity, units in the names, times as dates.
 COLUMNS = ["session_id", "session", "rider_id", "rider", "number", "lap", "segment", "segment_name", "start",
-           "end", "duration_s", "duration", "power_avg_w", "cadence_avg_rpm", "normalized_power_w", "np_window",
-           "intensity_factor", "tss", "w_per_kg", "power_heard_pct", "samples", "time_z", "power_z",
-           "time_modified_z", "power_modified_z", "power_partial", "flags", "ftp_w_used", "weight_kg_used", "note"]
-TIMES = ("start", "end")
+           "end", "start_iso", "end_iso", "duration_s", "duration", "power_avg_w", "cadence_avg_rpm",
+           "normalized_power_w", "np_window", "intensity_factor", "tss", "w_per_kg", "power_heard_pct", "samples",
+           "time_z", "power_z", "time_modified_z", "power_modified_z", "power_partial", "flags", "ftp_w_used",
+           "weight_kg_used", "note"]
+TIMES = ("start", "end", "start_iso", "end_iso")
+# In CSV, start and end as the box's local time in the form a spreadsheet reads as a date; *_iso
+# with the offset (ISO 8601) for programs.
+LOCAL = ("start", "end")
 DIGITS = {"duration_s": 2, "power_avg_w": 1, "cadence_avg_rpm": 1, "normalized_power_w": 1, "intensity_factor": 3,
           "tss": 1, "w_per_kg": 2, "power_heard_pct": 1, "time_z": 3, "power_z": 3, "time_modified_z": 3,
           "power_modified_z": 3}
@@ -69,7 +73,8 @@ def table(targets: list[SegmentResult], pool: list[SegmentResult], min_coverage:
                "rider_id": r["rider_id"], "rider": r["name"], "number": str(r["number"]), "lap": r["lap"],
                "segment": r["segment"],
                "segment_name": names[r["segment"] - 1] if r["segment"] and r["segment"] <= len(names) else "",
-               "start": when(r["start"]), "end": when(r["end"]), "duration_s": r["duration"],
+               "start": when(r["start"]), "end": when(r["end"]), "start_iso": when(r["start"]),
+               "end_iso": when(r["end"]), "duration_s": r["duration"],
                "duration": clock(r["duration"]), "power_avg_w": r["power_avg"], "cadence_avg_rpm": r["cadence_avg"],
                "normalized_power_w": r["normalized_power"], "np_window": r["np_window"],
                "intensity_factor": r["intensity_factor"], "tss": r["tss"], "w_per_kg": r["watts_per_kg"],
@@ -130,6 +135,8 @@ def write(out: IO[Any], fmt: str, chosen: str, columns: list[str], rows: list[di
 def _csv_cell(column: str, value: Any) -> Any:
     if value is None:
         return ""
+    if column in LOCAL:
+        return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}"
     if column in TIMES:
         return value.isoformat(timespec="milliseconds")
     if column == "number":
@@ -137,6 +144,16 @@ def _csv_cell(column: str, value: Any) -> Any:
     if column == "flags":
         return ";".join(value)
     return value
+
+
+def _xlsx_cell(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in LOCAL:
+        return value.replace(tzinfo=None)  # a date cell: Excel keeps no offset
+    if column in TIMES:
+        return value.isoformat(timespec="milliseconds")
+    return ";".join(value) if column == "flags" else value
 
 
 def _xlsx(out: IO[Any], columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -148,13 +165,13 @@ def _xlsx(out: IO[Any], columns: list[str], rows: list[dict[str, Any]]) -> None:
     ws.append(columns)
     for r in rows:
         # Excel keeps no offset: the box's local time, as the coach saw it on the course.
-        ws.append([r[c].replace(tzinfo=None) if c in TIMES and r[c] else ";".join(r[c]) if c == "flags" else r[c]
-                   for c in columns])
+        ws.append([_xlsx_cell(c, r[c]) for c in columns])
     for i, column in enumerate(columns, start=1):
         letter = openpyxl.utils.get_column_letter(i)
         ws.column_dimensions[letter].width = max(10, min(40, len(column) + 2))
         if column in TIMES:
-            ws.column_dimensions[letter].width = 22
+            ws.column_dimensions[letter].width = 30 if column not in LOCAL else 22
+        if column in LOCAL:
             for cell in ws[letter][1:]:
                 cell.number_format = "yyyy-mm-dd hh:mm:ss"
         elif column == "number":

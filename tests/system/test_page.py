@@ -42,8 +42,18 @@ def wait_until(page, expression: str, timeout: float = 60.0) -> None:
     """Poll ``expression`` in the page until it is true. Through page.evaluate (the browser's own
     debugging channel): Playwright's wait_for_function compiles its string with Function(), which
     the page's Content-Security-Policy (no 'unsafe-eval') rightly refuses."""
+    from playwright.sync_api import Error as PlaywrightError
+
     deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
+    while True:
+        try:
+            if page.evaluate(expression):
+                return
+        except PlaywrightError as exc:
+            # The page navigated while the expression ran (a button that goes to another page):
+            # the new page is asked at the next turn.
+            if "Execution context was destroyed" not in str(exc):
+                raise
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting in the page for {expression}")
         time.sleep(0.1)

@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import openpyxl
@@ -42,16 +43,28 @@ def test_cli_replay_piped_prints_plain_lines_and_exits_when_done(tmp_path: Path,
                 "normalized_power_w", "tss", "start", "segment_name"):
         assert rows[0][key] != "", key
     # For people: lap.segment as text, times with their offset, durations as m:ss, sensible rounding.
-    assert rows[0]["number"] == '="1.1"' and rows[0]["start"].endswith("+00:00") and "T" in rows[0]["start"]
+    assert rows[0]["number"] == '="1.1"' and rows[0]["start_iso"].endswith("+00:00") and "T" in rows[0]["start_iso"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", rows[0]["start"])  # a spreadsheet's date
     assert re.fullmatch(r"\d+:\d\d\.\d", rows[0]["duration"])
     assert all(len(r["power_avg_w"].split(".")[-1]) <= 1 and len(r["duration_s"].split(".")[-1]) <= 2 for r in rows)
     xlsx = tmp_path / "out.xlsx"
     subprocess.run([sys.executable, "-m", "gateway", "export", "--state-dir", str(tmp_path), "--format", "xlsx",
                     "--output", str(xlsx)], check=True, env=gateway_env, timeout=60, cwd=ROOT, capture_output=True)
     ws = openpyxl.load_workbook(xlsx).active
-    assert ws.max_row == 73 and ws.cell(1, 22).value == "time_z"
+    assert ws.max_row == 73 and ws.cell(1, 24).value == "time_z"
     assert ws.cell(2, 5).value == "1.1" and ws.cell(2, 5).number_format == "@"  # text
     assert ws.cell(2, 9).is_date and ws.cell(2, 9).number_format == "yyyy-mm-dd hh:mm:ss"
+    # A reader that is not Python: Gnumeric reads the CSV with times as dates and "1.1" as text.
+    csv_file = tmp_path / "out.csv"
+    csv_file.write_text(exported.stdout, encoding="utf-8")
+    subprocess.run(["ssconvert", str(csv_file), str(tmp_path / "gnumeric.xlsx")], check=True, capture_output=True,
+                   timeout=60)
+    with warnings.catch_warnings():  # Gnumeric writes no default style; openpyxl says so
+        warnings.simplefilter("ignore")
+        seen = openpyxl.load_workbook(tmp_path / "gnumeric.xlsx", data_only=True).active
+    assert seen.cell(1, 5).value == "number" and seen.cell(2, 5).value == "1.1" and seen.cell(2, 5).data_type == "s"
+    assert seen.cell(2, 9).is_date and seen.cell(2, 9).value.year >= 2020  # start, a date
+    assert seen.cell(2, 14).is_date  # the m:ss duration, a time
     js = subprocess.run([sys.executable, "-m", "gateway", "export", "--state-dir", str(tmp_path), "--format",
                          "json"], capture_output=True, text=True, env=gateway_env, timeout=60, cwd=ROOT)
     assert len(json.loads(js.stdout)["results"]) == 72
