@@ -180,11 +180,14 @@ def build(store: ResultsStore, session: str, settings: Settings, *, rider: str |
     for lap in sorted({r["lap"] for r in everyone}):
         doc.new_page(f"Efficiency matrix, lap {lap}")
         doc.story.append(_matrix(rows, lap, colours, doc.width))
-    doc.new_page("Latest segments")
-    doc.table([["Rider", "Lap", "Segment", "Time (s)", "Power (W)", "W/kg", "Quadrant"]] + [
-        [r.get("name") or r["rider_id"], r["lap"], _seg(r, data["segment_names"]), f"{r['duration']:.1f}",
-         _fmt(r.get("power_avg"), 0), _fmt(r.get("watts_per_kg"), 2),
-         QUADRANTS.get(_quadrant(r), ("-",))[0]] for r in sorted(rows, key=lambda r: -r["end"])[:30]])
+    if rider is None:
+        doc.new_page("Latest segments")
+        doc.table([["Rider", "Lap", "Segment", "Time (s)", "Power (W)", "W/kg", "Quadrant"]] + [
+            [r.get("name") or r["rider_id"], r["lap"], _seg(r, data["segment_names"]), f"{r['duration']:.1f}",
+             _fmt(r.get("power_avg"), 0), _fmt(r.get("watts_per_kg"), 2),
+             QUADRANTS.get(_quadrant(r), ("-",))[0]] for r in sorted(rows, key=lambda r: -r["end"])[:30]])
+    else:
+        _laps(doc, rows, data["segment_names"])
     _fatigue(doc, data)
     setups = Setups(course_tags(store, session), data["comparable"], data["segment_names"])
     for tag in list(data["comparable"])[:3]:
@@ -212,7 +215,7 @@ def _front(doc: _Doc, title: str, session: str, data: dict[str, Any], record: di
     if profiles:
         doc.add("Rider profiles used", "Heading2")
         doc.table([["Rider", "FTP (W)", "Weight (kg)", "Squad"]] + [
-            [p.get("name") or p.get("id"), p.get("ftp_w") or "-", p.get("weight_kg") or "-", p.get("squad") or "-"]
+            [p.get("name") or p.get("id"), typed(p.get("ftp_w")), typed(p.get("weight_kg")), p.get("squad") or "-"]
             for p in profiles])
 
 
@@ -245,6 +248,27 @@ def _comparison(doc: _Doc, cmp: dict[str, Any], tag: str) -> None:
 def _seg(r: dict[str, Any], names: Sequence[str]) -> str:
     k = r.get("segment")
     return f"{k} {names[k - 1]}" if k and 0 < k <= len(names) else str(r["number"])
+
+
+def _laps(doc: _Doc, rows: list[dict[str, Any]], names: Sequence[str]) -> None:
+    """A rider's own laps, segment by segment: time as m:ss, power, W/kg, the change from lap 1."""
+    from gateway.results.export import clock
+
+    doc.new_page("Your laps")
+    first = {r["segment"]: r["duration"] for r in rows if r["lap"] == min(x["lap"] for x in rows)}
+    doc.table([["Lap", "Segment", "Time (m:ss)", "Power (W)", "W/kg", "vs lap 1"]] + [
+        [r["lap"], _seg(r, names), clock(r["duration"]), _fmt(r.get("power_avg"), 0), _fmt(r.get("watts_per_kg"), 2),
+         f"{100 * (r['duration'] / first[r['segment']] - 1):+.1f} %" if first.get(r["segment"]) else "-"]
+        for r in sorted(rows, key=lambda r: (r["lap"], r["segment"] or 0))])
+
+
+def typed(value: Any) -> str:
+    """A number as the coach typed it: 330, not 330.0; 61.5 stays 61.5."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _fmt(v: Any, digits: int) -> str:

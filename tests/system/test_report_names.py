@@ -3,6 +3,7 @@ DejaVu Sans, not a standard font that covers Windows-1252 only ("Dvořák" print
 
 from __future__ import annotations
 
+import re
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -18,12 +19,24 @@ def test_european_names_print_as_typed_in_an_embedded_font(tmp_path: Path) -> No
     def rename(data: dict[str, Any]) -> None:
         for rider in data["riders"]:
             rider["name"] = NAMES.get(rider["id"], rider["name"])
+        data["riders"][0].update(ftp_w=330.0, weight_kg=61.5)  # as a rider book stores them
 
     with RunningDaemon(tmp_path / "state", edit=rename) as running:
         started = running.api("/api/replays", {"files": ["@sample"], "speed": 0})
         _finished(running, started["session"])
         with urllib.request.urlopen(f"{running.base}/api/report.pdf?session={started['session']}", timeout=60) as r:
             pdf = r.read()
+        with urllib.request.urlopen(f"{running.base}/api/report.pdf?session={started['session']}&rider=r01",
+                                    timeout=60) as r:
+            own = r.read()
+    own_path = tmp_path / "own.pdf"
+    own_path.write_bytes(own)
+    own_text = " ".join(subprocess.run(["pdftotext", str(own_path), "-"], capture_output=True, text=True,
+                                       check=True).stdout.split())
+    # A rider's own report: their laps as m:ss with the change from lap 1, no squad's latest table;
+    # FTP and weight as typed (330, not 330.0).
+    assert "Your laps" in own_text and "Latest segments" not in own_text and "vs lap 1" in own_text
+    assert re.search(r"\b\d:\d\d\.\d\b", own_text) and "Tomáš Dvořák 330 61.5" in own_text
     path = ARTIFACTS / "report-names.pdf"
     ARTIFACTS.mkdir(exist_ok=True)
     path.write_bytes(pdf)
