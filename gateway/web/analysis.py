@@ -39,8 +39,10 @@ def create_analysis(store: ResultsStore | None, heavy: HeavyWork) -> Blueprint:
 
         results, session = chosen()
         tag, a, b = (request.args.get(k) or "" for k in ("tag", "a", "b"))
-        if not (tag and a and b) or a == b:
+        if not (tag and a and b):
             raise ApiError(400, "give the tag and its two values: /api/plan?tag=tyres&a=1.8bar&b=1.6bar&runs=4")
+        if a == b:
+            raise ApiError(400, f"setups A and B are both {a[:64]!r}: give two different values of {tag[:32]!r}")
         try:
             runs = min(20, max(2, int(request.args.get("runs") or 4)))
         except ValueError:

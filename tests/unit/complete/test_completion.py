@@ -83,3 +83,14 @@ def test_bad_files_are_refused_in_one_line_and_nothing_changes(spool: Spool, com
     (none,) = completion.add(session, [(flat, "flat.xlsx")], who="coach")
     assert none.status == "refused" and "no power data" in none.message
     assert spool.ledger.last_seq() == rows
+
+
+def test_the_running_session_is_refused_with_what_to_do(spool: Spool) -> None:
+    """Files complete a session that is over; the one running (even an automatic one, which has no
+    record yet) is refused saying to end it first."""
+    from gateway.pipeline.session import SessionError
+
+    running = SessionCompletion(config.load(None).settings, spool, live_session=lambda: "demo-auto")
+    with pytest.raises(SessionError) as refused:
+        running.add("demo-auto", [(FILE, FILE.name)], who="coach")
+    assert "still running" in refused.value.message and "end the session first" in (refused.value.hint or "")
