@@ -81,7 +81,8 @@ class Population:
     """Which results form the population: all filters given must hold (None = no filter).
 
     ``course`` keeps a population across sessions on one course (terrain is only comparable on the
-    same course); ``since`` and ``until`` bound the results' end times (unix seconds).
+    same course); ``since`` and ``until`` bound the results' end times (unix seconds). ``rider_of``
+    is the session whose rider book ``rider_id`` is from: the hub finds that person on every box.
     """
 
     sessions: frozenset[str] | None = None
@@ -90,6 +91,7 @@ class Population:
     course: str | None = None
     since: float | None = None
     until: float | None = None
+    rider_of: str | None = None
 
     def admits(self, result: SegmentResult, squad_of: Callable[[str], str | None]) -> bool:
         if self.sessions is not None and result.session_id not in self.sessions:

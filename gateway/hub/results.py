@@ -5,7 +5,7 @@ same terrain, so a population across sessions keeps to the course of the session
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from gateway.engine.normalize import Population
@@ -44,7 +44,7 @@ class PgResults:
         for conn in idle:
             conn.close()
 
-    def _rows(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
+    def _rows(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         import psycopg
 
         if not self._slots.acquire(timeout=10):
@@ -94,8 +94,10 @@ class PgResults:
             where.append("c.session_id = ANY(%s)")
             params.append(sorted(population.sessions))
         if population.rider_id is not None:
-            where.append("c.rider_id = %s")
-            params.append(population.rider_id)
+            # The person, not the box's id: riders are keyed across boxes by name (hub.schema_queries).
+            where.append("coalesce((SELECT x.rider_key FROM session_riders x WHERE x.session_id = c.session_id "
+                         "AND x.rider_id = c.rider_id), rider_key(c.name, c.rider_id)) = %s")
+            params.append(self._rider_key(population.rider_id, population.rider_of))
         if population.squad is not None:
             # The squad as the session's record has it (the roster as used that day).
             where.append("EXISTS (SELECT 1 FROM jsonb_array_elements(s.record->'riders') r "
@@ -114,6 +116,14 @@ class PgResults:
                           f"JOIN sessions s USING (session_id) WHERE {' AND '.join(where)} ORDER BY c.hub_seq",
                           params)
         return [result_of(r) for r in rows]
+
+    def _rider_key(self, rider_id: str, session: str | None) -> str:
+        """Who ``rider_id`` of ``session`` is across boxes; by id alone when the session does not say."""
+        rows = self._rows(
+            "SELECT coalesce((SELECT rider_key FROM session_riders WHERE session_id = %(s)s AND rider_id = %(r)s), "
+            "(SELECT rider_key(name, rider_id) FROM segments WHERE session_id = %(s)s AND rider_id = %(r)s "
+            "ORDER BY hub_seq DESC LIMIT 1), rider_key(NULL, %(r)s))", {"s": session, "r": rider_id})
+        return str(rows[0][0])
 
     def last_seq(self) -> int:
         row = self._rows("SELECT coalesce(max(hub_seq), 0) FROM segments")[0]

@@ -1,14 +1,15 @@
 """The hub's PostgreSQL schema, versioned: a table of applied versions, each version one migration in
 one transaction; a database newer than this hub is refused in one line.
 
-Power samples grow by about 1.4 M rows an hour per box. They carry one index, on (session, time):
-a session's samples are one range of it whatever the table's size (measured in tools/bench at
-tens of millions of rows), and every further index would cost the hub a third of its ingest rate.
+Power samples grow by about 1.4 M rows an hour per box. They carry one index, on (session, rider,
+time): every reader asks for one rider's samples of a session, which are one range of it whatever the
+table's size (measured in tools/bench at tens of millions of rows), and every further index would
+cost the hub a third of its ingest rate.
 Duplicates (a box resends what was in flight at a crash; Kafka redelivers after a hub is killed)
 are caught without a unique index: a box's spool sends each rider's events in sequence order, so an
 event whose sequence number is above the highest already written for its box, spool and rider
 (``power_hwm``, updated in the same transaction) is new; one at or below it is looked up through
-the (session, time) index, since it may also be one the box set aside and offered again later. Retention, when it
+that index, since it may also be one the box set aside and offered again later. Retention, when it
 is needed, is a ``DELETE`` by session or a later migration to monthly range partitions.
 Segment results keep every message (history, withdrawals) with a ``hub_seq`` from a sequence, the
 page's SSE id; ``segments_current`` is one current result per rider, session and segment.
@@ -19,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import GatewayError
-from gateway.hub import schema_docs
+from gateway.hub import schema_docs, schema_queries
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -168,6 +169,8 @@ MIGRATIONS: dict[int, str] = {
     """,
     # For analysts (#33): every table and column described, the view ``results`` (hub.schema_docs).
     5: schema_docs.migration(),
+    # Riders across boxes (session_riders, rider_key) and the power index its readers use (hub.schema_queries).
+    6: schema_queries.migration(),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -106,8 +106,13 @@ RESULTS_VIEW = """
 
 def migration() -> str:
     """Migration 5: the comments, the view ``results`` and the index a week's results need."""
-    out = [RESULTS_VIEW]
-    for table, (about, columns) in COMMENTS.items():
+    return RESULTS_VIEW + comments(COMMENTS)
+
+
+def comments(tables: dict[str, tuple[str, dict[str, str]]]) -> str:
+    """``COMMENT ON`` each table and column of ``tables``."""
+    out = [""]
+    for table, (about, columns) in tables.items():
         out.append(f"COMMENT ON TABLE {table} IS {_quote(about)};")
         out += [f'COMMENT ON COLUMN {table}."{column}" IS {_quote(text)};' for column, text in columns.items()]
     return "\n".join(out)

@@ -186,14 +186,21 @@ def _power(conn: Connection[Any], rows: Sequence[tuple[Any, ...]]) -> int:
 
 def _not_written(conn: Connection[Any], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Of ``rows`` at or below their mark, the ones not in the table (each once): a sample the box
-    set aside and offered again after later ones. Found through the (session, time) index: rare,
-    but for a whole batch Kafka redelivers after a hub was killed."""
-    found = set(conn.execute(
-        "SELECT p.gateway_id, p.spool_id, p.seq FROM unnest(%s::text[], %s::text[], %s::int8[], %s::text[], "
-        "%s::float8[]) AS d(g, s, q, sess, t) JOIN power p ON p.session_id = d.sess AND p.wall_time = d.t "
-        "AND p.gateway_id = d.g AND p.spool_id = d.s AND p.seq = d.q",
-        ([r[0] for r in rows], [r[-1] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-         [r[4] for r in rows])).fetchall())
+    set aside and offered again after later ones. Found through the (session, rider, time) index
+    (a sample of no rider through its NULL entries): rare, but for a whole batch Kafka redelivers
+    after a hub was killed."""
+    found: set[tuple[Any, ...]] = set()
+    for paired in (True, False):
+        part = [r for r in rows if (r[3] is not None) == paired]
+        if not part:
+            continue
+        rider = "p.rider_id = d.r" if paired else "p.rider_id IS NULL"
+        found.update(conn.execute(
+            "SELECT p.gateway_id, p.spool_id, p.seq FROM unnest(%s::text[], %s::text[], %s::int8[], %s::text[], "
+            f"%s::text[], %s::float8[]) AS d(g, s, q, sess, r, t) JOIN power p ON p.session_id = d.sess AND {rider} "
+            "AND p.wall_time = d.t AND p.gateway_id = d.g AND p.spool_id = d.s AND p.seq = d.q",
+            ([r[0] for r in part], [r[-1] for r in part], [r[1] for r in part], [r[2] for r in part],
+             [r[3] for r in part], [r[4] for r in part])).fetchall())
     out = []
     for row in rows:
         key = (row[0], row[-1], row[1])

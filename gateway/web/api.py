@@ -42,7 +42,7 @@ def population_of(session: str, spec: str | None) -> Population:
     if kind == "squad" and value:
         return Population(squad=value)
     if kind == "rider" and value:
-        return Population(rider_id=value)
+        return Population(rider_id=value, rider_of=session)
     if kind == "sessions" and value:
         return Population(frozenset(v for v in value.split(",") if v))
     raise ApiError(400, f"unknown population {spec!r}: use session, all, squad:NAME, rider:ID or sessions:A,B")

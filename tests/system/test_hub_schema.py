@@ -11,37 +11,48 @@ import time
 import psycopg
 from harness import ROOT
 
+from gateway.engine.normalize import Population
+from gateway.hub import schema_docs, schema_queries
+from gateway.hub.results import PgResults
 from gateway.hub.schema import migrate
-from gateway.hub.schema_docs import COMMENTS
 
 SESSION = "box-1-20260614-090000-a1b2c3"
 DOC = ROOT / "docs" / "hub-schema.md"
 
 
 def _fill(conn: psycopg.Connection) -> None:
-    """A session of one rider on the demo loop: three laps of two segments, a sample a second; once
-    in the week of 8 June 2026 and once yesterday."""
+    """One rider on the demo loop, three laps of two segments, a sample a second: once in the week of
+    8 June 2026 and once yesterday on box-1 (as r01); on box-2 the day before, one lap, as r07 with
+    the name typed in other letter case and spacing, while box-2's r01 is someone else."""
+    _session(conn, SESSION, "box-1", 1781427600.0, [("r01", "Tomáš Dvořák")], laps=3)
+    _session(conn, "box-1-yesterday", "box-1", time.time() - 86400, [("r01", "Tomáš Dvořák")], laps=3)
+    _session(conn, "box-2-20260613", "box-2", 1781427600.0 - 86400,
+             [("r07", "tomáš  DVOŘÁK"), ("r01", "Marco Rossi")], laps=1)
+
+
+def _session(conn: psycopg.Connection, session: str, box: str, t0: float, riders: list[tuple[str, str]],
+             laps: int) -> None:
     record = {"name": "Hill repeats", "course": {"id": "demo-loop", "segments": [
         {"name": "First climb", "terrain": "climb"}, {"name": "Descent", "terrain": "descent"}]},
-        "riders": [{"id": "r01", "name": "Tomáš Dvořák", "ftp_w": 300, "weight_kg": 68}]}
-    for session, t0 in ((SESSION, 1781427600.0), ("box-1-yesterday", time.time() - 86400)):
-        conn.execute("INSERT INTO sessions (session_id, gateway_id, kind, name, course_id, started, record) "
-                     "VALUES (%s, 'box-1', 'live', 'Hill repeats', 'demo-loop', %s, %s)",
-                     (session, t0, json.dumps(record)))
-        t, seq = t0, 0
-        for lap in (1, 2, 3):
+        "riders": [{"id": rid, "name": name, "ftp_w": 300, "weight_kg": 68} for rid, name in riders]}
+    conn.execute("INSERT INTO sessions (session_id, gateway_id, kind, name, course_id, started, record) "
+                 "VALUES (%s, %s, 'live', 'Hill repeats', 'demo-loop', %s, %s)", (session, box, t0, json.dumps(record)))
+    seq = conn.execute("SELECT count(*) FROM segments").fetchone()[0]
+    for rider, name in riders:
+        t = t0
+        for lap in range(1, laps + 1):
             for segment, (seconds, watts) in enumerate(((240, 300.0), (90, 150.0)), start=1):
                 seq += 1
                 conn.execute(
                     "INSERT INTO segments (gateway_id, seq, session_id, rider_id, name, number, lap, segment, start, "
                     '"end", duration, power_avg, normalized_power, watts_per_kg, samples, coverage) '
-                    "VALUES ('box-1', %s, %s, 'r01', 'Tomáš Dvořák', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1.0)",
-                    (seq + (0 if session == SESSION else 100), session, f"{lap}.{segment}", lap, segment, t,
-                     t + seconds, seconds, watts, watts, watts / 68, seconds))
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1.0)",
+                    (box, seq, session, rider, name, f"{lap}.{segment}", lap, segment, t, t + seconds, seconds, watts,
+                     watts, watts / 68, seconds))
                 with conn.cursor().copy("COPY power (gateway_id, seq, session_id, rider_id, wall_time, power) "
                                         "FROM STDIN") as copy:
                     for k in range(seconds):
-                        copy.write_row(("box-1", seq * 1000 + k, session, "r01", t + k, watts + (k % 7)))
+                        copy.write_row((box, seq * 1000 + k, session, rider, t + k, watts + (k % 7)))
                 t += seconds
 
 
@@ -54,14 +65,65 @@ def test_every_table_and_column_is_described_and_the_documented_queries_run(pg_d
             "USING (table_schema, table_name) WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'"
         ).fetchall())
         assert described and all(described.values()), [k for k, v in described.items() if not v]
-        assert {k.split(".")[0] for k in described} == set(COMMENTS)
+        assert {k.split(".")[0] for k in described} == set(schema_docs.COMMENTS) | set(schema_queries.COMMENTS)
         assert conn.execute("SELECT obj_description('results'::regclass)").fetchone()[0]
         _fill(conn)
         queries = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
-        assert len(queries) == 4
+        assert len(queries) == 5
         answers = [conn.execute(q).fetchall() for q in queries]
-    history, laps, week, squad = answers
-    assert len(history) == 6 and history[0][0] == "Hill repeats"  # lap 1-3 of segment 1, two sessions
+    history, laps, week, squad, power = answers
+    # The rider on box-2 under another id and other letter case is the same person; box-2's r01 is not.
+    assert len(history) == 7 and history[0][0] == "Hill repeats" and {row[1] for row in history} == {"box-1", "box-2"}
     assert [lap for lap, _ in laps] == [1, 2, 3] and all(200 < float(np_w) < 320 for _, np_w in laps)
-    assert len(week) == 6 and week[0][2] == "Tomáš Dvořák" and week[0][4] == "First climb"
+    assert len(week) == 10 and {w[2] for w in week} == {"Tomáš Dvořák", "tomáš  DVOŘÁK", "Marco Rossi"}
+    assert week[0][4] == "First climb"
     assert squad == [(squad[0][0], 3, squad[0][2], squad[0][3])] and squad[0][0] == "Tomáš Dvořák"
+    assert [(row[0], row[3]) for row in power] == [("box-2-20260613", 330), (SESSION, 990)]  # June only
+
+
+def test_a_rider_population_finds_the_person_on_every_box(pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn) as conn:
+        migrate(conn)
+        _fill(conn)
+        conn.commit()
+    store = PgResults(lambda: psycopg.connect(pg_dsn))
+    try:
+        mine = store.population(Population(rider_id="r01", rider_of=SESSION))
+        marco = store.population(Population(rider_id="r01", rider_of="box-2-20260613"))
+    finally:
+        store.close()
+    assert {(r.session_id, r.rider_id) for r in mine} == {
+        (SESSION, "r01"), ("box-1-yesterday", "r01"), ("box-2-20260613", "r07")}
+    assert {(r.session_id, r.rider_id) for r in marco} == {("box-2-20260613", "r01")}
+
+
+def test_a_hub_of_schema_5_keeps_its_current_results_and_learns_its_riders(pg_dsn: str) -> None:
+    from gateway.hub.schema import MIGRATIONS
+
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz "
+                     "NOT NULL DEFAULT now())")
+        for version in range(1, 6):
+            conn.execute(MIGRATIONS[version])
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+        _fill(conn)
+        insert = ("INSERT INTO segments (gateway_id, seq, session_id, rider_id, name, number, lap, segment, start, "
+                  '"end", duration, samples, coverage, withdrawn) '
+                  "VALUES (%s, %s, %s, %s, %s, %s, 1, 1, %s, %s, 60, 60, 1, %s)")
+        # A result corrected once (seq 901 then 902) and one withdrawn (903, then 904 withdraws it).
+        for seq, number, start, withdrawn in ((901, "7.1", 5.0, False), (902, "7.1", 5.0, False),
+                                              (903, "8.1", 9.0, False), (904, "8.1", 9.0, True)):
+            conn.execute(insert, ("box-1", seq, SESSION, "r01", "Tomáš Dvořák", number, start, start + 60, withdrawn))
+        before = conn.execute("SELECT gateway_id, seq FROM segments_current ORDER BY 1, 2").fetchall()
+        conn.commit()
+        assert migrate(conn) == 6
+        after = conn.execute("SELECT gateway_id, seq FROM segments_current ORDER BY 1, 2").fetchall()
+        assert after == before and ("box-1", 902) in after and ("box-1", 901) not in after
+        assert all(seq not in (903, 904) for _, seq in after)
+        # A later correction, written after the migration, replaces the current row (the trigger).
+        conn.execute(insert, ("box-1", 905, SESSION, "r01", "Tomáš Dvořák", "7.1", 5.0, 66.0, False))
+        current = conn.execute("SELECT seq FROM segments_current WHERE number = '7.1'").fetchall()
+        assert current == [(905,)]
+        keys = conn.execute("SELECT DISTINCT rider_key FROM session_riders WHERE rider_id IN ('r01', 'r07') "
+                            "AND name <> 'Marco Rossi'").fetchall()
+        assert keys == [("name:tomáš dvořák",)]
