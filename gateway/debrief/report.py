@@ -1,111 +1,60 @@
 """The report a coach hands over: a PDF built on the box (reportlab, DejaVu Sans embedded: no
-network, every European name as typed). Pages: the session and the conventions used, the matrix of each lap, the
-latest segments, fatigue per rider, comparisons when the course's sessions carry tags."""
+network, every European name as typed). Two kinds:
+
+- a rider's own (``rider``): one or two pages: plain words first (where time was lost, whether power
+  fell or something else did), their laps as m:ss with W, W/kg and the change from lap 1, their
+  segments on the matrix in the mark the page gives them, their laps' trend, the conventions last;
+- the squad's: plain words, the lap grid of each segment, the matrix of each lap that has one (a
+  legend with every rider's mark and full name), fatigue per rider (a marker and a dash per
+  segment), quadrant changes, equipment comparisons, the conventions last.
+
+Nothing is drawn empty: a lap with fewer than two riders a segment has no matrix, a one-lap session
+no fatigue charts; headings stay with what they head (no name alone at a page's foot)."""
 
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
 
 from gateway.config.settings import Settings
+from gateway.debrief import charts, words
 from gateway.debrief.fonts import BOLD, REGULAR, register
 from gateway.debrief.view import Setups, comparison, course_tags, debrief, session_rows
 from gateway.errors import NotFound
+from gateway.results.export import clock, when
+from gateway.results.marks import Mark, session_marks
 from gateway.results.store import ResultsStore
 
-QUADRANTS = {"efficient": ("Efficient", "#2e7d32", -1, -1), "strong": ("Strong", "#f9a825", -1, 1),
-             "costly": ("Costly", "#c62828", 1, 1), "easy": ("Easy", "#1565c0", 1, -1)}
-INK = "#14202b"
-RIDER_COLOURS = ["#6a1b9a", "#ad1457", "#00695c", "#263238", "#6d4c41", "#4527a0", "#546e7a"]
-
-
-def _initials(name: str) -> str:
-    words = name.split()
-    return (words[0][0] + words[-1][0] if len(words) > 1 else name[:2]).upper()
-
-
-def _matrix(rows: Sequence[dict[str, Any]], lap: int, colours: dict[str, str], width: float) -> Any:
-    """One lap's efficiency matrix: z-scores, symmetric axes, tinted and labelled quadrants."""
-    from reportlab.graphics.shapes import Circle, Drawing, Line, Rect, String
-    from reportlab.lib import colors
-
-    points = [r for r in rows if r["lap"] == lap and r.get("time_zscore") is not None
-              and r.get("power_zscore") is not None]
-    extent = max([2.0] + [1.15 * max(abs(r["time_zscore"]), abs(r["power_zscore"])) for r in points])
-    size = width - 40
-    d = Drawing(width, size + 50)
-    x0, y0 = 30, 30
-
-    def px(v: float) -> float:
-        return float(x0 + (v + extent) / (2 * extent) * size)
-
-    def py(v: float) -> float:
-        return float(y0 + (v + extent) / (2 * extent) * size)
-
-    for label, colour, sx, sy in QUADRANTS.values():
-        left = px(0) if sx > 0 else x0
-        bottom = py(0) if sy > 0 else y0
-        tint = colors.HexColor(colour)
-        d.add(Rect(left, bottom, size / 2, size / 2, fillColor=colors.Color(tint.red, tint.green, tint.blue, 0.14),
-                   strokeColor=None))
-        lx = left + 6 if sx < 0 else left + size / 2 - 6
-        ly = bottom + size / 2 - 16 if sy > 0 else bottom + 6
-        d.add(String(lx, ly, label, fontName=BOLD, fontSize=11, fillColor=colors.HexColor(INK),
-                     textAnchor="start" if sx < 0 else "end"))
-    d.add(Line(px(0), y0, px(0), y0 + size, strokeColor=colors.HexColor("#5b6b78")))
-    d.add(Line(x0, py(0), x0 + size, py(0), strokeColor=colors.HexColor("#5b6b78")))
-    d.add(Rect(x0, y0, size, size, fillColor=None, strokeColor=colors.HexColor("#9fb0bf")))
-    d.add(String(x0 + size / 2, 12, "<- faster     time z-score     slower ->", fontName=REGULAR, fontSize=9,
-                 textAnchor="middle"))
-    d.add(String(x0 - 4, y0 + size + 8, "power z-score (up: more power)", fontName=REGULAR, fontSize=9))
-    for r in points:
-        cx, cy = px(r["time_zscore"]), py(r["power_zscore"])
-        d.add(Circle(cx, cy, 8, fillColor=colors.HexColor(colours.get(r["rider_id"], INK)), strokeColor=colors.white))
-        d.add(String(cx, cy - 3, _initials(r.get("name") or r["rider_id"]), fontName=BOLD, fontSize=7,
-                     fillColor=colors.white, textAnchor="middle"))
-    if not points:
-        d.add(String(x0 + size / 2, y0 + size / 2, "no z-scores on this lap (fewer than two riders a segment)",
-                     fontName=REGULAR, fontSize=10, textAnchor="middle"))
-    return d
-
-
-def _fatigue_chart(series: Sequence[dict[str, Any]], width: float) -> Any:
-    """One rider's change from the first lap (percent) per segment, lap by lap."""
-    from reportlab.graphics.charts.lineplots import LinePlot
-    from reportlab.graphics.shapes import Drawing, String
-    from reportlab.lib import colors
-
-    d = Drawing(width, 150)
-    plot = LinePlot()
-    plot.x, plot.y, plot.width, plot.height = 40, 32, width - 170, 105
-    plot.data = [[(lap["lap"], lap["vs_first_pct"]) for lap in s["laps"]] for s in series]
-    for i, _ in enumerate(series):
-        plot.lines[i].strokeColor = colors.HexColor(RIDER_COLOURS[i % len(RIDER_COLOURS)])
-        plot.lines[i].strokeWidth = 1.5
-    plot.xValueAxis.valueStep = 1
-    d.add(plot)
-    for i, s in enumerate(series):
-        t = s["time_trend"]
-        ci = "" if t["low_pct"] is None else f" [{t['low_pct']:+.1f}, {t['high_pct']:+.1f}]"
-        text = f"{s['segment']} {s['segment_name'][:16]}: {t['per_lap_pct']:+.1f}%/lap{ci}"
-        colour = colors.HexColor(RIDER_COLOURS[i % len(RIDER_COLOURS)])
-        d.add(String(width - 125, 130 - 12 * i, text, fontName=REGULAR, fontSize=7, fillColor=colour))
-    d.add(String(40, 4, "lap (x) against the time's change from lap 1 in % (y)", fontName=REGULAR, fontSize=8))
-    return d
-
-
+INK = charts.INK
 CONVENTIONS = (
     "NP: 30-s rolling mean, 4th-power average; window: {windows} (segment: restarted at each gate; ride: the "
     "ride-long rolling mean restricted to the segment).",
     "TSS of a segment: IF squared times the segment's duration from gate to gate in hours, times 100 (IF: the "
     "segment's NP over the FTP the coach set). A whole ride's TSS (trackside-gateway metrics) counts the seconds "
     "with power minus 29, as Garmin head units do.",
-    "Population: every rider of this session on the same segment (z-scores and modified z-scores).",
+    "Population: every rider of this session on the same segment (z-scores and modified z-scores). A result whose "
+    "power was heard for less than {coverage:.0f} % of the segment is drawn hollow and left out of the power "
+    "z-scores.",
     "Quadrants: x the time z-score (negative = faster), y the power z-score. Efficient: faster with less power; "
-    "Strong: faster with more; Costly: slower with more; Easy: slower with less.")
+    "Strong: faster with more; Costly: slower with more; Easy: slower with less.",
+    "Time lost split: the segment's power-time slope across the squad's laps says how much of a lap's loss its "
+    "power change explains; the rest is line, technique, traffic or fatigue beyond power.")
+
+
+@dataclass(frozen=True)
+class _Session:
+    """What both kinds of report read: the session's scored rows, debrief, record and marks."""
+
+    id: str
+    everyone: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    data: dict[str, Any]
+    record: dict[str, Any]
+    marks: dict[str, Mark]
+    min_coverage: float
 
 
 class _Doc:
@@ -135,131 +84,252 @@ class _Doc:
     def add(self, text: object, style: str = "Normal") -> None:
         self.story.append(self.para(text, style))
 
-    def new_page(self, heading: str) -> None:
-        from reportlab.platypus import PageBreak
+    def heading(self, text: str, style: str = "Heading2") -> Any:
+        return self.para(text, style)
 
-        self.story += [PageBreak(), self.para(heading, "Heading2")]
+    def keep(self, *flowables: Any) -> None:
+        """Flowables that stay on one page together (a heading with what it heads)."""
+        from reportlab.platypus import KeepTogether
 
-    def table(self, rows: list[list[Any]]) -> None:
+        self.story.append(KeepTogether(list(flowables)))
+
+    def table(self, rows: list[list[Any]], *, widths: Sequence[float] | None = None, size: float = 9) -> Any:
         from reportlab.lib import colors
         from reportlab.platypus import Table, TableStyle
 
-        t = Table(rows, repeatRows=1)
+        t = Table(rows, repeatRows=1, colWidths=widths)
         t.setStyle(TableStyle([("FONT", (0, 0), (-1, -1), REGULAR), ("FONT", (0, 0), (-1, 0), BOLD),
-                               ("FONTSIZE", (0, 0), (-1, -1), 9),
+                               ("FONTSIZE", (0, 0), (-1, -1), size), ("LEADING", (0, 0), (-1, -1), size + 2),
+                               ("TOPPADDING", (0, 0), (-1, -1), 1.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
                                ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.HexColor(INK)),
                                ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f1f4f7")]),
-                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-        self.story.append(t)
+                               ("VALIGN", (0, 0), (-1, -1), "MIDDLE")]))
+        return t
 
     def pdf(self, title: str) -> bytes:
         from reportlab.platypus import SimpleDocTemplate
 
+        def footer(canvas: Any, doc: Any) -> None:
+            canvas.saveState()
+            canvas.setFont(REGULAR, 8)
+            canvas.drawString(40, 22, f"{title} · page {doc.page}")
+            canvas.restoreState()
+
         out = io.BytesIO()
-        SimpleDocTemplate(out, pagesize=self.page_size, leftMargin=40, rightMargin=40, topMargin=40, bottomMargin=40,
-                          title=f"Debrief {title}", author="Trackside Gateway", creator="Trackside Gateway",
-                          subject="Session debrief").build(self.story)
+        SimpleDocTemplate(out, pagesize=self.page_size, leftMargin=40, rightMargin=40, topMargin=36, bottomMargin=40,
+                          title=title, author="Trackside Gateway", creator="Trackside Gateway",
+                          subject="Session debrief").build(self.story, onFirstPage=footer, onLaterPages=footer)
         return out.getvalue()
 
 
 def build(store: ResultsStore, session: str, settings: Settings, *, rider: str | None = None) -> bytes:
     """The report of ``session`` (one rider's own when ``rider`` is given) as PDF bytes."""
     min_coverage = settings.metrics.min_coverage
-    # Scored once: the matrices, the table and the fatigue share it.
-    everyone = session_rows(store, session, min_coverage)
+    everyone = session_rows(store, session, min_coverage)  # scored once: every part shares it
     if rider is not None and all(r["rider_id"] != rider for r in everyone):
         raise NotFound(f"no results of rider {rider!r} in session {session!r}", where="report",
                        hint="give a rider id that rode the session")
     rows = [r for r in everyone if rider is None or r["rider_id"] == rider]
-    data = debrief(store, session, min_coverage=min_coverage, rider=rider, rows=rows)
-    riders = sorted({r["rider_id"]: r.get("name") or r["rider_id"] for r in everyone}.items())
-    title = data["name"] + (f": {next((n for i, n in riders if i == rider), rider)}" if rider else "")
+    record = store.record(session) or {}
+    s = _Session(session, everyone, rows, debrief(store, session, min_coverage=min_coverage, rider=rider, rows=rows),
+                 record, session_marks(record, everyone), min_coverage)
     doc = _Doc()
-    _front(doc, title, session, data, store.record(session) or {}, everyone, rider)
-    colours = {rid: RIDER_COLOURS[i % len(RIDER_COLOURS)] for i, (rid, _) in enumerate(riders)}
-    for lap in sorted({r["lap"] for r in everyone}):
-        doc.new_page(f"Efficiency matrix, lap {lap}")
-        doc.story.append(_matrix(rows, lap, colours, doc.width))
     if rider is None:
-        doc.new_page("Latest segments")
-        doc.table([["Rider", "Lap", "Segment", "Time (s)", "Power (W)", "W/kg", "Quadrant"]] + [
-            [r.get("name") or r["rider_id"], r["lap"], _seg(r, data["segment_names"]), f"{r['duration']:.1f}",
-             _fmt(r.get("power_avg"), 0), _fmt(r.get("watts_per_kg"), 2),
-             QUADRANTS.get(_quadrant(r), ("-",))[0]] for r in sorted(rows, key=lambda r: -r["end"])[:30]])
+        title = f"Debrief {s.data['name']}"
+        _squad(doc, s)
+        setups = Setups(course_tags(store, session), s.data["comparable"], s.data["segment_names"])
+        for tag in list(s.data["comparable"])[:3]:
+            _comparison(doc, comparison(store, setups, tag, (None, None), None, min_coverage), tag)
     else:
-        _laps(doc, rows, data["segment_names"])
-    _fatigue(doc, data)
-    setups = Setups(course_tags(store, session), data["comparable"], data["segment_names"])
-    for tag in list(data["comparable"])[:3]:
-        _comparison(doc, comparison(store, setups, tag, (None, None), rider, min_coverage), tag)
+        title = f"{s.data['name']} - {_name(s, rider)}"
+        _rider(doc, s, rider)
+    _conventions(doc, s)
     return doc.pdf(title)
 
 
-def _front(doc: _Doc, title: str, session: str, data: dict[str, Any], record: dict[str, Any],
-           everyone: list[dict[str, Any]], rider: str | None) -> None:
-    """The first page: the session, its tags, the conventions used, the rider profiles used."""
-    from reportlab.platypus import Spacer
+def _name(s: _Session, rider: str) -> str:
+    profile: dict[str, Any] = next((p for p in s.record.get("riders") or () if p.get("id") == rider), {})
+    return str(profile.get("name") or next((r.get("name") for r in s.rows if r.get("name")), None) or rider)
 
-    started = record.get("started") or min((r["start"] for r in everyone), default=None)
-    doc.add(f"Debrief: {title}", "Title")
-    doc.add(f"Session {session}" + (f", {time.strftime('%d %b %Y %H:%M', time.gmtime(started))} UTC"
-                                    if started else ""))
-    if data["tags"]:
-        doc.add("Tags: " + ", ".join(f"{k}={v}" for k, v in data["tags"].items()))
-    doc.story.append(Spacer(1, 8))
-    doc.add("Conventions", "Heading2")
-    windows = ", ".join(sorted({r.get("np_window") or "segment" for r in everyone}))
-    for line in CONVENTIONS:
-        doc.add(line.format(windows=windows))
-    profiles = [r for r in record.get("riders") or () if rider is None or r.get("id") == rider]
+
+def _when(s: _Session) -> str:
+    started = when(s.record.get("started") or min((r["start"] for r in s.everyone), default=None))
+    return "" if started is None else f"{started:%d %b %Y, %H:%M} (UTC{started:%z})".replace("UTC+0000", "UTC")
+
+
+def _rider(doc: _Doc, s: _Session, rider: str) -> None:
+    """A rider's own report: words, laps, their points on the matrix, their trend."""
+    doc.add(_name(s, rider), "Title")
+    doc.add(" · ".join(p for p in (s.data["name"], _when(s)) if p))
+    profile = next((p for p in s.record.get("riders") or () if p.get("id") == rider), None)
+    if profile:
+        doc.add(f"FTP {typed(profile.get('ftp_w'))} W, weight {typed(profile.get('weight_kg'))} kg, as the coach "
+                "set them for this session.")
+    series = [x for x in s.data["fatigue"]["series"] if x["rider_id"] == rider]
+    doc.add("In plain words", "Heading2")
+    for sentence in words.rider(series, s.rows):
+        doc.add(sentence, "Bullet")
+    doc.keep(doc.heading("Your laps"), _laps(doc, s.rows, s.data["segment_names"]))
+    # Side by side on the second page: the matrix and the laps' trend, the conventions under them.
+    left, right = [], []
+    if any(r.get("time_zscore") is not None for r in s.rows):
+        mark = s.marks.get(rider) or Mark(INK, "circle", rider[:2].upper())
+        others = [r for r in s.everyone if r["rider_id"] != rider]
+        left = [doc.heading("Your segments on the matrix", "Heading3"),
+                _plain([[charts.mark_icon(mark, 14), doc.para("each segment, numbered lap.segment; grey dots: the "
+                                                               "other riders", "BodyText")]], [20, doc.width / 2 - 30]),
+                charts.matrix(s.rows, s.marks, doc.width / 2 - 10, context=others, labels=True)]
+    if len({lap["lap"] for x in series for lap in x["laps"]}) > 1:
+        right = [doc.heading("Across the laps", "Heading3"), charts.fatigue_chart(series, doc.width / 2 - 10),
+                 _segment_legend(doc, series, doc.width / 2 - 10)]
+    if left or right:
+        side = _plain([[left or right, right if left else ""]], [doc.width / 2] * 2)
+        side.setStyle([("VALIGN", (0, 0), (-1, -1), "TOP")])
+        doc.story.append(side)
+
+
+def _plain(rows: list[list[Any]], widths: Sequence[float]) -> Any:
+    """A table used for layout: no stripes, no rules, no padding at its sides."""
+    from reportlab.platypus import Table, TableStyle
+
+    return Table(rows, colWidths=widths, style=TableStyle([
+        ("FONT", (0, 0), (-1, -1), REGULAR), ("LEFTPADDING", (0, 0), (-1, -1), 0), ("TOPPADDING", (0, 0), (-1, -1), 1),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 1), ("VALIGN", (0, 0), (-1, -1), "MIDDLE")]))
+
+
+def _laps(doc: _Doc, rows: list[dict[str, Any]], names: Sequence[str]) -> Any:
+    """A rider's laps, segment by segment: time as m:ss, power, W/kg, the change from lap 1."""
+    first_lap = min(x["lap"] for x in rows)
+    first = {r["segment"]: r["duration"] for r in rows if r["lap"] == first_lap}
+    return doc.table([["Lap", "Segment", "Time (m:ss)", "Power (W)", "W/kg", f"vs lap {first_lap}", "Matrix"]] + [
+        [r["lap"], _seg(r, names), clock(r["duration"]), _fmt(r.get("power_avg"), 0), _fmt(r.get("watts_per_kg"), 2),
+         f"{100 * (r['duration'] / first[r['segment']] - 1):+.1f} %"
+         if first.get(r["segment"]) and r["lap"] != first_lap else "-",
+         charts.QUADRANTS.get(_quadrant(r), ("-",))[0]]
+        for r in sorted(rows, key=lambda r: (r["lap"], r["segment"] or 0))], size=8.5)
+
+
+def _squad(doc: _Doc, s: _Session) -> None:
+    """The squad's report: words, profiles, lap grids, matrices, fatigue, quadrant changes."""
+    doc.add(f"Debrief: {s.data['name']}", "Title")
+    doc.add(" · ".join(p for p in (_when(s), f"session {s.id}") if p))
+    if s.data["tags"]:
+        doc.add("Tags: " + ", ".join(f"{k}={v}" for k, v in s.data["tags"].items()))
+    doc.add("In plain words", "Heading2")
+    for sentence in words.squad(s.data["fatigue"]):
+        doc.add(sentence, "Bullet")
+    profiles = s.record.get("riders") or ()
     if profiles:
-        doc.add("Rider profiles used", "Heading2")
-        doc.table([["Rider", "FTP (W)", "Weight (kg)", "Squad"]] + [
+        doc.keep(doc.heading("Rider profiles used"), doc.table([["Rider", "FTP (W)", "Weight (kg)", "Squad"]] + [
             [p.get("name") or p.get("id"), typed(p.get("ftp_w")), typed(p.get("weight_kg")), p.get("squad") or "-"]
-            for p in profiles])
+            for p in profiles]))
+    _grids(doc, s)
+    laps = sorted({r["lap"] for r in s.everyone})
+    drawn = [lap for lap in laps if any(r["lap"] == lap and r.get("time_zscore") is not None for r in s.everyone)]
+    for lap in drawn:
+        points = [r for r in s.everyone if r["lap"] == lap]
+        doc.keep(doc.heading(f"Efficiency matrix, lap {lap}"), _marks_legend(doc, s, points),
+                 charts.matrix(points, s.marks, doc.width * 0.5))
+    if not drawn:
+        doc.add("No efficiency matrix: fewer than two riders on each segment of each lap.")
+    if len(laps) > 1:
+        _fatigue(doc, s)
 
 
-def _fatigue(doc: _Doc, data: dict[str, Any]) -> None:
-    doc.new_page("Fatigue across laps")
-    doc.add("Theil-Sen trend of each segment's time, percent of lap 1 per lap, with its 95 % interval in "
-            "brackets (the slope's standard error from the laps' scatter; none with fewer than four laps).")
+def _grids(doc: _Doc, s: _Session) -> None:
+    """Per segment, a rider x lap grid: time as m:ss and average power."""
+    names = s.data["segment_names"]
+    laps = sorted({r["lap"] for r in s.everyone})
+    riders = list(s.marks)
+    for seg in sorted({r["segment"] for r in s.everyone if r.get("segment")}):
+        cells = {(r["rider_id"], r["lap"]): r for r in s.everyone if r.get("segment") == seg}
+        body = [[_rider_cell(doc, s, rid)] + [_cell(cells.get((rid, lap))) for lap in laps]
+                for rid in riders if any((rid, lap) in cells for lap in laps)]
+        width = (doc.width - 130) / max(len(laps), 1)
+        title = f"{seg} {names[seg - 1]}" if 0 < seg <= len(names) else f"segment {seg}"
+        doc.keep(doc.heading(f"Lap times: {title}", "Heading3"),
+                 doc.table([["Rider", *[f"Lap {lap}" for lap in laps]], *body], widths=[130] + [width] * len(laps),
+                           size=8.5))
+
+
+def _rider_cell(doc: _Doc, s: _Session, rider: str) -> Any:
+    mark = s.marks.get(rider)
+    name = next((r.get("name") for r in s.everyone if r["rider_id"] == rider and r.get("name")), rider)
+    if mark is None:
+        return name
+    return _plain([[charts.mark_icon(mark, 12), doc.para(name, "BodyText")]], [16, 110])
+
+
+def _cell(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "-"
+    power = r.get("power_avg")
+    return clock(r["duration"]) + ("" if power is None else f"  {power:.0f} W")
+
+
+def _marks_legend(doc: _Doc, s: _Session, rows: Sequence[dict[str, Any]]) -> Any:
+    """Every rider of ``rows`` with their mark and full name, three to a row (names wrap, never cut)."""
+    shown = [rid for rid in s.marks if any(r["rider_id"] == rid for r in rows)]
+    cells = [[charts.mark_icon(s.marks[rid], 14), doc.para(_name(s, rid), "BodyText")] for rid in shown]
+    grid = [[c for pair in cells[i:i + 3] for c in pair] for i in range(0, len(cells), 3)]
+    grid[-1] += [""] * (6 - len(grid[-1]))
+    return _plain(grid, [20, doc.width / 3 - 20] * 3)
+
+
+def _segment_legend(doc: _Doc, series: Sequence[dict[str, Any]], width: float) -> Any:
+    """Under a fatigue chart: each segment's line sample, its name and its trend, in full."""
+    rows = []
+    for x in series:
+        t = x["time_trend"]
+        ci = "" if t["low_pct"] is None else f" (95 % interval {t['low_pct']:+.1f} to {t['high_pct']:+.1f})"
+        rows.append([charts.segment_icon(x["segment"]),
+                     doc.para(f"{x['segment']} {x['segment_name']}: {t['per_lap_pct']:+.1f} % a lap{ci}", "BodyText")])
+    return _plain(rows, [30, width - 30])
+
+
+def _fatigue(doc: _Doc, s: _Session) -> None:
+    doc.keep(doc.heading("Fatigue across laps"),
+             doc.para("Theil-Sen trend of each segment's time, percent of lap 1 per lap, with its 95 % interval (the "
+                      "slope's standard error from the laps' scatter; none with fewer than four laps)."))
     by_rider: dict[str, list[dict[str, Any]]] = {}
-    for s in data["fatigue"]["series"]:
-        by_rider.setdefault(s["name"], []).append(s)
-    for name, series in sorted(by_rider.items()):
-        doc.add(name, "Heading3")
-        doc.story.append(_fatigue_chart(series, doc.width))
-    if data["fatigue"]["transitions"]:
-        doc.add("Quadrant changes (both laps outside the neutral band: z-scores beyond ±0.5)", "Heading3")
-        for t in data["fatigue"]["transitions"][:60]:
+    for x in s.data["fatigue"]["series"]:
+        by_rider.setdefault(x["rider_id"], []).append(x)
+    for rid in [r for r in s.marks if r in by_rider]:
+        series = by_rider[rid]
+        if len({lap["lap"] for x in series for lap in x["laps"]}) < 2:
+            continue  # one lap of this rider: no line to draw
+        doc.keep(doc.heading(_name(s, rid), "Heading3"), charts.fatigue_chart(series, doc.width * 0.8),
+                 _segment_legend(doc, series, doc.width))
+    changes = s.data["fatigue"]["transitions"]
+    if changes:
+        doc.keep(doc.heading("Quadrant changes (both laps outside the neutral band: z-scores beyond ±0.5)",
+                             "Heading3"), *[doc.para(t["text"]) for t in changes[:5]])
+        for t in changes[5:60]:
             doc.add(t["text"])
 
 
+def _conventions(doc: _Doc, s: _Session) -> None:
+    windows = ", ".join(sorted({r.get("np_window") or "segment" for r in s.everyone}))
+    small = doc.styles["BodyText"].clone("Small", fontSize=7.5, leading=9.5)
+    doc.styles.add(small)
+    doc.keep(doc.heading("Conventions", "Heading3"),
+             *[doc.para(line.format(windows=windows, coverage=100 * s.min_coverage), "Small")
+               for line in CONVENTIONS])
+
+
 def _comparison(doc: _Doc, cmp: dict[str, Any], tag: str) -> None:
-    doc.new_page(f"Comparison: {tag}={cmp['a']} (A) against {tag}={cmp['b']} (B)")
-    doc.add(f"Model, on each segment: {cmp['model']}; a rider counts with at least {cmp['min_runs']} runs of each "
-            "setup. A setup ridden only before the other, or by other riders, gets no number.")
-    doc.table([["Segment", "Runs A/B", "Riders", "A vs B at equal power", "Verdict"]] + [
-        [f"{s['segment']} {s['segment_name'][:16]}", f"{s['runs_a']}/{s['runs_b']}", s["riders_both"],
+    doc.keep(doc.heading(f"Comparison: {tag}={cmp['a']} (A) against {tag}={cmp['b']} (B)"), doc.para(
+        f"Model, on each segment: {cmp['model']}; a rider counts with at least {cmp['min_runs']} runs of each "
+        "setup. A setup ridden only before the other, or by other riders, gets no number."))
+    doc.story.append(doc.table([["Segment", "Runs A/B", "Riders", "A vs B at equal power", "Verdict"]] + [
+        [doc.para(f"{s['segment']} {s['segment_name']}", "BodyText"), f"{s['runs_a']}/{s['runs_b']}", s["riders_both"],
          "-" if s["effect_pct"] is None else f"{s['effect_pct']:+.1f} % [{s['low_pct']:+.1f}, {s['high_pct']:+.1f}]",
-         doc.para(s["verdict"], "BodyText")] for s in cmp["segments"]])
+         doc.para(s["verdict"], "BodyText")] for s in cmp["segments"]]))
 
 
 def _seg(r: dict[str, Any], names: Sequence[str]) -> str:
     k = r.get("segment")
     return f"{k} {names[k - 1]}" if k and 0 < k <= len(names) else str(r["number"])
-
-
-def _laps(doc: _Doc, rows: list[dict[str, Any]], names: Sequence[str]) -> None:
-    """A rider's own laps, segment by segment: time as m:ss, power, W/kg, the change from lap 1."""
-    from gateway.results.export import clock
-
-    doc.new_page("Your laps")
-    first = {r["segment"]: r["duration"] for r in rows if r["lap"] == min(x["lap"] for x in rows)}
-    doc.table([["Lap", "Segment", "Time (m:ss)", "Power (W)", "W/kg", "vs lap 1"]] + [
-        [r["lap"], _seg(r, names), clock(r["duration"]), _fmt(r.get("power_avg"), 0), _fmt(r.get("watts_per_kg"), 2),
-         f"{100 * (r['duration'] / first[r['segment']] - 1):+.1f} %" if first.get(r["segment"]) else "-"]
-        for r in sorted(rows, key=lambda r: (r["lap"], r["segment"] or 0))])
 
 
 def typed(value: Any) -> str:

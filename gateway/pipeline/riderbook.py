@@ -255,9 +255,12 @@ class RiderBook:
         """Every rider with the history of their values, for the page."""
         riders = self.riders_on(time.time())
         with self._lock:
+            base = {b.id: b for b in self.roster}
+            # ``configured``: the values the configuration gives, in force before any date set here.
             return [{"id": r.id, "name": r.name, "squad": r.squad, "ftp_w": r.ftp_w, "weight_kg": r.weight_kg,
                      "history": list(self._data["riders"].get(r.id, {}).get("profile", [])),
-                     "added": not any(b.id == r.id for b in self.roster)} for r in riders]
+                     "configured": {"ftp_w": base[r.id].ftp_w, "weight_kg": base[r.id].weight_kg} if r.id in base
+                     else None, "added": r.id not in base} for r in riders]
 
     # -- pairings ------------------------------------------------------------------------------
 
@@ -308,22 +311,46 @@ class RiderBook:
             return list(self._data["history"])
 
     def warnings(self) -> list[str]:
-        """What a coach must see: a meter the YAML gives to two riders, a rider with two meters of
-        a kind (which one counts?)."""
+        """What a coach must see, in words, with what to do: a meter the YAML gives to two riders, a
+        rider with two meters or two chips (which one counts?)."""
+        riders = {r.id: r for r in self.riders_on(time.time())}
+
+        def who(rider_id: str) -> str:
+            return riders[rider_id].name if rider_id in riders else rider_id
+
         owners: dict[str, list[str]] = {}
         for r in self.roster:
             for m in r.power_meters:
                 owners.setdefault(f"{m.kind}:{m.id.lower()}", []).append(r.id)
         with self._lock:
             overridden = set(self._data["pairings"])
-        out = [f"{key} is assigned to {len(ids)} riders in the configuration ({', '.join(ids)}); pair it to one"
-               for key, ids in sorted(owners.items()) if len(ids) > 1 and key not in overridden]
+        out = [f"{device_name(key)} is given to {' and '.join(who(i) for i in ids)} in the configuration: choose "
+               "its rider below" for key, ids in sorted(owners.items()) if len(ids) > 1 and key not in overridden]
         by_rider: dict[tuple[str, str], list[str]] = {}
         for key, rider in self.pairings().items():
             by_rider.setdefault((rider, key.split(":", 1)[0]), []).append(key)
-        out += [f"{rider} has {len(keys)} {kind} {'chips' if kind == 'chip' else 'meters'}: {', '.join(sorted(keys))}"
-                for (rider, kind), keys in sorted(by_rider.items()) if len(keys) > 1]
+        for (rider, kind), keys in sorted(by_rider.items()):
+            if len(keys) < 2:
+                continue
+            names = " and ".join(device_name(k) for k in sorted(keys))
+            if kind == "chip":
+                counted = riders[rider].transponder if rider in riders else None
+                out.append(f"{who(rider)} has {len(keys)} chips ({names}): only chip {counted} counts at the gates; "
+                           "set the other to nobody")
+            else:
+                out.append(f"{who(rider)} has {len(keys)} power meters ({names}): both feed the same rider's "
+                           "power; set the one not on the bike to nobody")
         return out
+
+    def next_id(self) -> str:
+        """The next free id of the form r01, r02, ... (a new rider the coach only named)."""
+        with self._lock:
+            taken = set(self._data["riders"]) | {r.id for r in self.roster}
+        numbers = [int(m.group(1)) for i in taken if (m := re.fullmatch(r"r(\d+)", i))]
+        n = max(numbers, default=0) + 1
+        while f"r{n:02d}" in taken:
+            n += 1
+        return f"r{n:02d}"
 
     def _save(self, data: dict[str, Any]) -> None:
         """Write ``data`` whole, then rename it over the book; on any failure nothing is left behind
@@ -341,3 +368,9 @@ class RiderBook:
                 tmp.unlink()
             raise BookNotSaved(f"the change was not saved ({exc.strerror or exc}) and was not made",
                                where=str(self.path), hint="free space on the box's disk and try again") from None
+
+
+def device_name(key: str) -> str:
+    """A sensor key as a coach reads it: "ant:12345" -> "ANT+ 12345", "chip:DM-0001" -> "chip DM-0001"."""
+    kind, _, sensor = key.partition(":")
+    return {"ant": f"ANT+ {sensor}", "ble": f"Bluetooth {sensor}", "chip": f"chip {sensor}"}.get(kind, key)

@@ -5,6 +5,7 @@ The web layer calls this; it calls the live sessions, the rider book and the sou
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -53,6 +54,7 @@ class SetUpService:
         self.settings = settings
         self.on_pair = on_pair
         self.completion = completion
+        self.chips = HeardChips()
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -88,8 +90,10 @@ class SetUpService:
         return self.book.profiles()
 
     def add_rider(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A new rider; the id is the next free "rNN" when none is given (a coach types a name)."""
         _texts(body, ("id", "name", "squad"))
-        self.book.add(body.get("id") or "", body.get("name") or "", body.get("squad"))
+        self.book.add(str(body.get("id") or "").strip() or self.book.next_id(), body.get("name") or "",
+                      body.get("squad"))
         self.sessions.riders_changed()
         return self.riders()
 
@@ -127,11 +131,13 @@ class SetUpService:
                 if wanted > have:
                     out["warnings"].append(f"the ANT+ stick is full: {wanted} meters paired, {have - 1} channels "
                                            "follow meters (one searches); add a second stick or use BLE")
-        ingest = (parts.get("ingest") or {}).get("unmapped") or {}
-        for key, count in sorted(ingest.items()):
-            if key.startswith("transponder:"):
-                chip = key.split(":", 1)[1]
-                out["chips"].append({"id": chip, "key": f"chip:{chip}", "crossings": count, **owner(f"chip:{chip}")})
+        # Every chip: those paired (in the configuration or here: each can be set to nobody) and those
+        # heard without a rider, counted across sessions (a new session's pipeline counts from zero).
+        heard = self.chips.update((parts.get("ingest") or {}).get("unmapped") or {})
+        paired = {k.split(":", 1)[1] for k in pairs if k.startswith("chip:")}
+        for chip in sorted(paired | set(heard)):
+            out["chips"].append({"id": chip, "key": f"chip:{chip}", "crossings": heard.get(chip, 0),
+                                 **owner(f"chip:{chip}")})
         out["pairings"] = [{"key": k, "rider": v, "rider_name": names.get(v)} for k, v in sorted(pairs.items())]
         return out
 
@@ -167,3 +173,25 @@ class SetUpService:
         if live is not None:  # the session's record, with its notes, goes to Kafka (compacted: the latest wins)
             live.ingest.submit(record_of(self.spool, session, self.settings))
         return notes
+
+
+class HeardChips:
+    """Crossings of chips nobody owned, per chip, over the box's sessions: each session's pipeline
+    counts from zero, so a count that falls means a new session and the old one is kept."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+        self._before: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def update(self, unmapped: Mapping[str, int]) -> dict[str, int]:
+        with self._lock:
+            for key, count in unmapped.items():
+                if not key.startswith("transponder:"):
+                    continue
+                chip = key.split(":", 1)[1]
+                seen = self._seen.get(chip, 0)
+                if count < seen:
+                    self._before[chip] = self._before.get(chip, 0) + seen
+                self._seen[chip] = count
+            return {chip: self._before.get(chip, 0) + n for chip, n in self._seen.items()}

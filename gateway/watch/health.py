@@ -97,7 +97,8 @@ def warnings(components: dict[str, dict[str, Any]], disk_info: dict[str, Any], s
         if name.startswith("source.") and part.get("state") in ("lost", "no adapter", "error"):
             out.append(f"{name[7:]}: {part['state']}" + (f" ({part['detail']})" if part.get("detail") else ""))
     if synced is False:
-        out.append("clock not synchronised: segment times still come from the timing gates")
+        out.append("clock not synchronised: segment times are the timing gates' own and stay exact; only matching "
+                   "this box's power with other boxes' relies on the clock")
     degraded = components.get("degraded", {})
     if degraded.get("reason"):
         out.insert(0, f"degraded: {degraded['reason']}")

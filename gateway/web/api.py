@@ -14,6 +14,7 @@ from gateway.engine.normalize import Population
 from gateway.errors import ApiError, GatewayError, NotFound
 from gateway.model import parse_day
 from gateway.results.export import table, write
+from gateway.results.marks import session_marks
 from gateway.results.rows import annotate
 from gateway.results.store import ResultsStore
 from gateway.web.parts import WebParts
@@ -30,6 +31,21 @@ def _day(text: str | None, end: bool = False) -> float | None:
         raise ApiError(400, str(exc)) from None
     # The day after the last (``to`` includes its day); 9999-12-31 has none, and means "to the end".
     return day.timestamp() + (86_400.0 if end else 0.0)
+
+
+LIVE_RECENT_S = 12 * 3600.0
+
+
+def default_session(sessions: list[dict[str, Any]]) -> str | None:
+    """The page's session when none is chosen: the coach's running live session if it has results
+    (a looping demo replay does not take the page over), else the latest session with results."""
+    known = [s for s in sessions if s["results"]]
+    newest = max((s.get("last") or 0.0 for s in known), default=0.0)
+    # A live session a crash left without an end is not "running" a day later.
+    running = [s for s in known if s.get("kind") == "live" and not s.get("ended")
+               and (s.get("last") or 0.0) >= newest - LIVE_RECENT_S]
+    chosen = running or known
+    return str(chosen[-1]["session"]) if chosen else None
 
 
 def population_of(session: str, spec: str | None) -> Population:
@@ -55,9 +71,8 @@ def _selected(store: ResultsStore | None) -> tuple[ResultsStore, str | None, lis
     results_store = store
     since, until = _day(request.args.get("from")), _day(request.args.get("to"), end=True)  # checked first
     session = request.args.get("session")
-    if not session:  # the latest session with results
-        known = [s for s in results_store.sessions() if s["results"]]
-        session = known[-1]["session"] if known else None
+    if not session:
+        session = default_session(results_store.sessions())
     if session is None:
         return results_store, None, [], []
     population = population_of(session, request.args.get("population"))
@@ -88,6 +103,8 @@ def create_api(parts: WebParts) -> Blueprint:
                         "course": results_store.course(session) or config.settings.course.as_dict(),
                         "notes": results_store.notes(session),
                         "heard_by": results_store.heard_by(session),
+                        "marks": {k: m.as_dict() for k, m in session_marks(results_store.record(session),
+                                                                            targets).items()},
                         "results": annotate(targets, pool, config.settings.metrics.min_coverage)})
 
     @api.get("/api/heard-by")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from fakes import FakeBle, FakeStick
 from harness import ARTIFACTS, TOKEN, RunningDaemon
-from test_page import launch_chromium, wait_until
+from test_page import filters, launch_chromium, wait_until
 
 from gateway.model import GateCrossing
 
@@ -85,19 +85,31 @@ def test_the_whole_morning_from_a_phone(browser: Any, radios: FakeBle, tmp_path:
             wait_until(page, "window.setup.current.named === true", 30)
             session = page.evaluate("window.setup.current.session")
             assert api(base, "/api/session")["tags"] == {"tyres": "1.6bar", "bike": "hardtail"}
-            # The radios: two ANT+ meters by the search channel, one BLE meter, and a chip nobody owns.
+            # The radios: two ANT+ meters by the search channel, one BLE meter, and a chip nobody owns
+            # beside the six chips of the configuration (each can be set to nobody here).
             running.daemon.sessions.submit(GateCrossing("serial", "DM-0099", "SF", time.time()))
             wait_until(page, "window.setup.radios.ant && window.setup.radios.ant.length === 2 && "
-                             "window.setup.radios.ble.length === 1 && window.setup.radios.chips.length === 1", 30)
+                             "window.setup.radios.ble.length === 1 && window.setup.radios.chips.length === 7 && "
+                             "window.setup.radios.chips.some(c => c.id === 'DM-0099' && c.crossings === 1)", 30)
+            assert "1 crossing without a rider · nobody's" in page.locator('[data-key="chip:DM-0099"]').inner_text()
             wait_until(page, "window.setup.radios.ant.every(d => d.power_w > 0)", 20)
             assert " W · " in page.locator('[data-key="ant:4321"]').inner_text()  # live watts
             assert "-61 dBm" in page.locator(f'[data-key="ble:{FakeBle.address}"]').inner_text()
             page.screenshot(path=str(ARTIFACTS / "pairing.png"), full_page=True)
             page.locator('[data-key="ant:4321"] select').select_option("r01")
-            wait_until(page, "window.setup.messages.pairing.startsWith('4321 is Anna')", 10)
+            wait_until(page, "window.setup.messages.pairing === \"ANT+ 4321 is Anna's now.\"", 10)
+            # Pairing a meter leaves the unknown chip listed (it vanished, and the page said every chip
+            # had a rider).
+            wait_until(page, "window.setup.radios.chips.some(c => c.id === 'DM-0099' && !c.rider)", 10)
             page.locator(f'[data-key="ble:{FakeBle.address}"] select').select_option("r02")
             page.locator('[data-key="chip:DM-0099"] select').select_option("r01")
-            wait_until(page, "window.setup.radios.chips.every(c => c.rider === 'r01')", 10)
+            wait_until(page, "window.setup.radios.chips.find(c => c.id === 'DM-0099').rider === 'r01'", 10)
+            # Anna has two chips now: said in her name, with which one counts and what to do; the
+            # configuration's chip set to nobody on the page clears it.
+            warning = "Anna has 2 chips (chip DM-0001 and chip DM-0099): only chip DM-0099 counts"
+            wait_until(page, f"window.setup.radios.warnings.some(w => w.startsWith({warning!r}))", 10)
+            page.locator('[data-key="chip:DM-0001"] select').select_option("")
+            wait_until(page, "window.setup.radios.warnings.length === 0", 10)
             # A Bluetooth meter is connected once paired: its watts show from then on.
             wait_until(page, "window.setup.radios.ble.every(d => d.power_w > 0)", 20)
             # Applied at once: Anna's and Lea's power is theirs from now on, in this session.
@@ -121,10 +133,18 @@ def test_the_whole_morning_from_a_phone(browser: Any, radios: FakeBle, tmp_path:
             page.locator('[data-rider="r01"] input[type=number]').first.fill("300")
             page.locator('[data-rider="r01"] button').click()
             wait_until(page, "window.setup.messages.riders.startsWith('Anna: 300 W')", 10)
+            assert page.evaluate("window.setup.messages.riders").endswith("(was 245 W, 58 kg).")
+            assert page.locator('[data-rider="r01"] .history li').first.inner_text() == "configuration: 245 W, 58 kg"
+            assert page.locator('[data-rider="r02"] summary').inner_text().endswith("edit")
+            # A new rider by name alone: the box gives the id.
+            page.fill("#new-name", "Mia Keller")
+            page.click("#add-rider")
+            wait_until(page, "window.setup.riders.some(r => r.name === 'Mia Keller' && r.id === 'r07')", 10)
             # Weather: the session ends from the phone (two taps).
             page.click("#end-session")
             page.click("#end-session")
             wait_until(page, "window.setup.current.named === false", 30)
+            assert page.locator("#ended-debrief").get_attribute("href") == f"/debrief?session={session}"
             assert errors == []
         finally:
             context.close()
@@ -152,9 +172,9 @@ def test_the_whole_morning_from_a_phone(browser: Any, radios: FakeBle, tmp_path:
             wait_until(page, "window.trackside.count() >= 1", 60)
             review = page.evaluate("window.trackside.session")
             assert review != session and review.startswith("replay-")
-            page.locator("#session-select").scroll_into_view_if_needed()
+            filters(page).locator("#session-select").scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "session-picker.png"))
-            options = page.locator("#session-select option").all_inner_texts()
+            options = filters(page).locator("#session-select option").all_inner_texts()
             assert any(o.startswith("Hill repeats") for o in options)
             assert any(o.startswith("review of Hill repeats") for o in options)
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -59,6 +60,14 @@ def wait_until(page, expression: str, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+def filters(page: Any) -> Any:
+    """The page with its filters shown (on a phone they are one tap away, behind "Filters")."""
+    if not page.locator("#filters").is_visible():
+        page.click("#filters-toggle")
+        page.locator("#filters").wait_for(state="visible", timeout=5000)
+    return page
+
+
 def open_page(browser, url: str):
     context = browser.new_context(viewport={"width": 412, "height": 915})  # a phone
     page = context.new_page()
@@ -101,19 +110,19 @@ def test_switching_views_changes_axes_and_labels(browser, running: RunningDaemon
                   "window.trackside.chart().options.scales.y.title.text]")
         assert page.evaluate(titles) == ["← faster    Time (z-score)    slower →",
                                          "less power ←    Power (z-score)    → more power"]
-        page.select_option("#view-select", "wpk")
+        filters(page).select_option("#view-select", "wpk")
         wait_until(page, "window.trackside.chart().options.scales.x.title.text === 'Time (s)'", 10)
         assert page.evaluate(titles) == ["Time (s)", "Power (W/kg)"]
         assert page.evaluate("Object.keys(window.trackside.chart().options.plugins.annotation.annotations)") == []
         xs = page.evaluate("window.trackside.chart().data.datasets.flatMap(d => d.data.map(p => p.x))")
         assert min(xs) > 60  # absolute seconds now, not z-scores
-        page.select_option("#segment-select", "2")
+        filters(page).select_option("#segment-select", "2")
         wait_until(page, "window.trackside.drawnPoints() === 18", 10)  # 6 riders x 3 laps of the descent
     finally:
         context.close()
     context, page, _, _ = open_page(browser, running.base + "/?views=u23")
     try:
-        options = page.locator("#view-select option").all_inner_texts()
+        options = filters(page).locator("#view-select option").all_inner_texts()
         assert options == ["Power vs. Time (Z-Score)", "Watts per Kilo vs. Absolute Time"]
     finally:
         context.close()
@@ -188,7 +197,7 @@ def test_a_config_without_chart_views_draws_the_seeds_views(browser, tmp_path: P
     with RunningDaemon(tmp_path / "state", data=data) as running:
         context, page, _, errors = open_page(browser, running.base + "/")
         try:
-            assert page.locator("#view-select option").all_inner_texts() == [
+            assert filters(page).locator("#view-select option").all_inner_texts() == [
                 "Power vs. Time (Z-Score)", "Power vs. Time (Modified Z-Score)", "Watts per Kilo vs. Absolute Time"]
             running.api("/api/replays", {"files": ["@sample"], "speed": 0})
             wait_until(page, "window.trackside.drawnPoints() >= 30")

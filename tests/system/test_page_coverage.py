@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from harness import RunningDaemon
-from test_page import launch_chromium, wait_until
+from test_page import filters, launch_chromium, wait_until
 
 from gateway.cli.simulate import write_feeds
 from gateway.simulate.ride import simulate
@@ -61,7 +61,7 @@ def test_partial_power_is_hollow_says_how_much_was_heard_and_moves_no_score(brow
             assert partial and all(c < 0.8 and p and z is None for _, c, p, z in partial)
             # Drawn hollow (on the W/kg view: z-scores of power need a population): the rider's shape
             # as an outline, not the filled mark.
-            page.select_option("#view-select", "wpk")
+            filters(page).select_option("#view-select", "wpk")
             styles = page.evaluate("window.trackside.chart().data.datasets.filter(d => !d.ring).flatMap(d => "
                                    "d.data.map((p, i) => [p.row.power_partial, d.pointStyle[i] === "
                                    "MARKS[p.row.rider_id].hollow, d.pointStyle[i] === MARKS[p.row.rider_id].full]))")
@@ -69,7 +69,7 @@ def test_partial_power_is_hollow_says_how_much_was_heard_and_moves_no_score(brow
             note = page.locator("#partial-note")
             assert note.is_visible() and "under 80 %" in note.inner_text()
             # The sheet of a partial result: how much was heard, what follows, which box heard it.
-            page.select_option("#segment-select", "3")
+            filters(page).select_option("#segment-select", "3")
             wait_until(page, "window.trackside.latest().length > 0 && window.trackside.latest()"
                              ".every(r => r.segment === 3)", 5)
             first = page.locator("#latest tbody tr").first

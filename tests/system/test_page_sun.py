@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from harness import ARTIFACTS, TOKEN, RunningDaemon, free_port
-from test_page import launch_chromium, wait_until
+from test_page import filters, launch_chromium, wait_until
 
 pytestmark = pytest.mark.allow_threads("asyncio_", "proxy")
 PHONE = {"width": 412, "height": 915}
@@ -149,6 +149,12 @@ def test_the_pill_says_how_old_the_news_is_and_never_contradicts_itself(browser:
             assert any(s[1].startswith("◐ no news for") for s in seen)
             assert seen[-1][1].startswith("○ offline · last update")
             assert "lost" in page.locator("#announce").inner_text()
+            # Offline, nothing on the page says connected, the box's clock stops ticking beside "as of",
+            # and the chart is dimmed.
+            strip = seen[-1][2]
+            assert "as of" in strip and "connected" not in strip, strip
+            assert not re.search(r"\bclock \d{1,2}:\d\d", strip), strip
+            assert "stale" in (page.locator(".chart-box").get_attribute("class") or "")
             proxy.restore()
             wait_until(page, "window.trackside.link().level === 'ok'", 20)
             assert "Back online" in page.locator("#announce").inner_text()
@@ -199,14 +205,14 @@ def test_quadrants_axes_and_labels_cannot_mislead(browser: Any, tmp_path: Path) 
             for _, b in labels:
                 assert not any(b["x"] <= x <= b["x"] + b["w"] and b["y"] <= y <= b["y"] + b["h"] for x, y in points)
             # A view showing only the slower half labels and tints only the quadrants on screen.
-            page.select_option("#view-select", "slower")
+            filters(page).select_option("#view-select", "slower")
             wait_until(page, "window.trackside.chart().scales.x.min === 0.2", 10)
             shown = page.evaluate("Object.values(window.trackside.chart().options.plugins.annotation.annotations)"
                                   ".filter(a => a.type === 'label').map(a => a.quadrant).sort()")
             assert set(shown) <= {"costly", "easy"}
             # A session's first result has no z-score yet: no tint, no label, a sentence instead.
             wait_until(page, "window.trackside.replays.every(r => r.state === 'finished')", 60)
-            page.select_option("#view-select", "zscore")
+            filters(page).select_option("#view-select", "zscore")
             page.evaluate("""(() => { const t = window.trackside; const r = Object.values(t.rows)[0];
                 t.rows = { [r.key]: { ...r, time_zscore: null, power_zscore: null } };
                 t.resetAxes(); t.redraw(); })()""")
@@ -230,11 +236,17 @@ def test_a_tap_near_a_point_picks_the_nearest_and_opens_a_sheet_in_view(browser:
             points = page.evaluate("""(() => { const c = window.trackside.chart();
                 return c.data.datasets.flatMap((d, i) =>
                     c.getDatasetMeta(i).data.map((e, k) => [e.x, e.y, d.data[k].row.key])); })()""")
-            # Aim 18 px beside a point (outside its drawn mark): the nearest point within reach is picked.
+            # Aim 18 px beside a point (outside its drawn mark): the nearest point within reach is picked,
+            # or offered among the others under the finger.
             x, y, _ = points[len(points) // 2]
             tx, ty = x + 18, y
             nearest = min(points, key=lambda p: (p[0] - tx) ** 2 + (p[1] - ty) ** 2)
             page.touchscreen.tap(box["x"] + tx, box["y"] + ty)
+            wait_until(page, "window.trackside.picked !== null || window.trackside.choices.length > 0", 5)
+            offered = page.evaluate("window.trackside.choices.map(c => c.key)")
+            if offered:
+                assert nearest[2] in offered
+                page.locator("#choices .choice").nth(offered.index(nearest[2])).click()
             wait_until(page, "window.trackside.picked !== null", 5)
             assert page.evaluate("window.trackside.picked.key") == nearest[2]
             ring = page.evaluate("window.trackside.chart().data.datasets.filter(d => d.ring)"
@@ -246,7 +258,8 @@ def test_a_tap_near_a_point_picks_the_nearest_and_opens_a_sheet_in_view(browser:
             assert re.fullmatch(r"Lap \d+, segment \d+ \(.+\)", title), title
             text = page.locator("#detail").inner_text()
             assert "Time z-score" in text and "Power z-score" in text
-            assert re.search(r"(Efficient|Strong|Costly|Easy)\s+(faster|slower) with (less|more) power", text)
+            assert re.search(r"(Efficient|Strong|Costly|Easy)\s+(faster|slower) with (less|more) power"
+                             r"|Average\s+within half a standard deviation", text)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "phone-sheet.png"))
             page.get_by_role("button", name="close the detail").click()
@@ -270,19 +283,21 @@ def test_the_latest_table_says_lap_segment_units_and_quadrant_and_follows_the_fi
         try:
             wait_until(page, "window.trackside.drawnPoints() >= 60")
             heads = page.locator("#latest thead th").all_inner_texts()
-            assert heads[2:5] == ["Time (s)", "Power (W)", "W/kg"] and heads[5] == "Quadrant"
+            assert heads == ["Rider", "Lap.seg", "Time", "Watts", "W/kg", "Quadrant"]
             rows = page.locator("#latest tbody tr")
             assert rows.count() == 8
             for i in range(rows.count()):
                 assert rows.nth(i).bounding_box()["height"] >= 44
-                assert re.search(r"(Efficient|Strong|Costly|Easy|not scored yet)", rows.nth(i).inner_text())
+                words = r"(Efficient|Strong|Costly|Easy|Average|not scored yet)"
+                assert re.search(words, rows.nth(i).inner_text())
+                assert re.fullmatch(r"\d+:\d\d\.\d", rows.nth(i).locator("td").nth(2).inner_text())  # m:ss
             assert min(page.evaluate(CONTRAST, "#latest .badge")) >= 4.5
-            page.select_option("#segment-select", "2")
+            filters(page).select_option("#segment-select", "2")
             wait_until(page, "window.trackside.latest().every(r => r.segment === 2)", 5)
-            assert all(c.startswith(("1, 2", "2, 2", "3, 2")) for c in
+            assert all(c.startswith(("1.2", "2.2", "3.2")) for c in
                        page.locator("#latest tbody td:nth-child(2)").all_inner_texts())
-            page.select_option("#rider-select", "r02")
-            page.check("#only-focus")
+            filters(page).select_option("#rider-select", "r02")
+            filters(page).check("#only-focus")
             wait_until(page, "window.trackside.latest().every(r => r.rider_id === 'r02')", 5)
             assert set(page.locator("#latest tbody td:nth-child(1)").all_inner_texts()) == {"Lea"}
             assert "(segment 2 only, Lea only)" in page.locator("#latest-caption").inner_text()
@@ -312,6 +327,17 @@ def test_riders_are_told_apart_by_shape_and_initials_not_colour_alone(browser: A
             assert len(marks) == 20
             assert len({(c, s) for _, c, s, _ in marks}) == 20  # colour and shape together: no two alike
             assert len({t for *_, t in marks}) == 20  # and the initials inside differ too
+            # The marks are the session's, as the server gives them: the PDF report draws the same.
+            served = page.evaluate("fetch('/api/results').then(r => r.json()).then(d => d.marks)")
+            assert len(served) >= 6
+            assert all((c, s, t) == (served[i]["colour"], served[i]["shape"], served[i]["initials"])
+                       for i, c, s, t in marks if i in served)
+            # Twelve riders: any two differ in shape, or in lightness by 3:1 (told apart without hue).
+            alike = page.evaluate("""(() => { const m = Object.values(MARKS).slice(0, 12), out = [];
+                for (let i = 0; i < m.length; i++) for (let j = i + 1; j < m.length; j++)
+                  if (m[i].shape === m[j].shape && contrast(m[i].colour, m[j].colour) < 3) out.push([i, j]);
+                return out; })()""")
+            assert alike == []
             quadrants = page.evaluate("Object.values(window.trackside.quadrants).map(q => q.color)")
             for _, colour, _, _ in marks:
                 assert page.evaluate("c => contrast(c, '#ffffff')", colour) >= 3
@@ -386,11 +412,11 @@ def test_small_things_trail_header_sizes_and_landscape(browser: Any, tmp_path: P
         context, page, errors = phone(browser, running.base + "/")
         try:
             wait_until(page, "window.trackside.drawnPoints() >= 60")
-            assert page.locator("#trail").is_disabled()  # laps are one rider's
-            page.select_option("#rider-select", "r03")
-            page.check("#trail")
+            assert filters(page).locator("#trail").is_disabled()  # laps are one rider's
+            filters(page).select_option("#rider-select", "r03")
+            filters(page).check("#trail")
             assert page.locator("#trail-hint").inner_text().startswith("Choose a segment")
-            page.select_option("#segment-select", "1")
+            filters(page).select_option("#segment-select", "1")
             trail = page.evaluate("window.trackside.chart().data.datasets.filter(d => d.showLine)"
                                   ".map(d => [d.lapLabels, d.data.map(p => p.row.lap)])")
             assert trail == [[True, [1, 2, 3]]]

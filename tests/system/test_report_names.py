@@ -36,7 +36,8 @@ def test_european_names_print_as_typed_in_an_embedded_font(tmp_path: Path) -> No
     # A rider's own report: their laps as m:ss with the change from lap 1, no squad's latest table;
     # FTP and weight as typed (330, not 330.0).
     assert "Your laps" in own_text and "Latest segments" not in own_text and "vs lap 1" in own_text
-    assert re.search(r"\b\d:\d\d\.\d\b", own_text) and "Tomáš Dvořák 330 61.5" in own_text
+    assert re.search(r"\b\d:\d\d\.\d\b", own_text) and "FTP 330 W, weight 61.5 kg" in own_text
+    assert own_text.startswith("Tomáš Dvořák") and own_text.index("In plain words") < own_text.index("Your laps")
     path = ARTIFACTS / "report-names.pdf"
     ARTIFACTS.mkdir(exist_ok=True)
     path.write_bytes(pdf)

@@ -5,7 +5,8 @@
 // (canvases) live outside the component.
 let CHART = null;
 const MARKS = {};
-const HIT_PX = 32;  // a fingertip: a tap this close to a point picks the nearest one
+const HIT_PX = 32;  // a fingertip: a tap this close to a point may mean it
+const SURE_PX = 12;  // a tap this close to one point and no other means that one (10 px of aim, 2 of rounding)
 const MARK_PX = 26;
 
 // The same definitions as gateway/engine/normalize.py (Spread.z and Spread.modified_z).
@@ -24,6 +25,15 @@ function segmentNames(course) {
   return named.map((s, i) => (course.segments && course.segments[i] && course.segments[i].name) || `segment ${i + 1}`);
 }
 
+// Whether results of session ``next`` move the page off ``current`` (neither chosen by the coach):
+// the coach's live session keeps the page while a (looping demo) replay plays; otherwise the newer
+// session of the same kind follows on. Replays' ids start "replay-" (pipeline/session.py).
+function takesOver(current, next) {
+  const replay = id => id.startsWith("replay-");
+  if (replay(current) !== replay(next)) return replay(current);
+  return next > current;
+}
+
 function rowKey(r) { return `${r.session_id}|${r.rider_id}|${r.number}|${r.start}`; }
 
 // Lap numbers beside the points of a rider's trail, and a pen beside points with a coach's note.
@@ -37,6 +47,22 @@ const lapNumbers = {
         ctx.font = "bold 15px system-ui, sans-serif";
         ctx.fillStyle = "#14202b";
         chart.getDatasetMeta(i).data.forEach((el, k) => { if (d.noted[k]) ctx.fillText("✎", el.x + 11, el.y - 9); });
+        ctx.restore();
+      }
+      const beyond = d.data.map(p => (p.beyondX !== undefined || p.beyondY !== undefined ? p : null));
+      if (beyond.some(Boolean)) {
+        ctx.save();
+        ctx.font = "bold 13px system-ui, sans-serif";
+        ctx.fillStyle = "#14202b";
+        chart.getDatasetMeta(i).data.forEach((el, k) => {
+          const p = beyond[k];
+          if (!p) return;
+          // Off the axes: the real value beside the mark, with the way it lies.
+          const text = [p.beyondX !== undefined ? `${p.beyondX > 0 ? "→" : "←"} ${p.beyondX.toFixed(1)}` : "",
+            p.beyondY !== undefined ? `${p.beyondY > 0 ? "↑" : "↓"} ${p.beyondY.toFixed(1)}` : ""].filter(Boolean).join(" ");
+          ctx.textAlign = p.beyondX > 0 ? "right" : "left";
+          ctx.fillText(text, el.x + (p.beyondX > 0 ? -15 : 15), el.y + (p.beyondY > 0 ? 22 : -16));
+        });
         ctx.restore();
       }
       if (!d.lapLabels) return;
@@ -65,6 +91,8 @@ function matrixPage() {
     sourceOpen: false, lastEventAt: 0, heartbeatS: 10, now: Date.now(), status: null, statusAt: 0, boxOffset: 0,
     notes: {}, noteDraft: "", noteMessage: "", replays: [], pin: "", message: "", rowMessages: {}, starting: false, confirmUntil: 0, announcement: "",
     lastLevel: "", extent: { x: 2, y: 2 }, drawn: 0, source: null, latencies: [], received: {},
+    // On a phone the chart comes first: filters one tap away, the status strip on one line until tapped.
+    filtersOpen: window.innerWidth >= 900, stripOpen: false, choices: [], zHelp: false, noteOk: false, gridSeg: 1,
 
     async start() {
       const params = new URLSearchParams(location.search);
@@ -98,21 +126,29 @@ function matrixPage() {
       setInterval(() => this.loadSessions(), 30000);
       setInterval(() => this.tick(), 1000);
       window.trackside = this;  // for the browser tests
+      // The sheet's height settles after it opens (its rows fill in): the tapped point is kept in
+      // sight whenever it changes.
+      new ResizeObserver(() => this.keepVisible(this.picked || this.choices[0])).observe(document.getElementById("detail"));
     },
 
     getJSON(url, options) { return fetchJSON(url, options); },
 
-    // Riders seen in results but not in the roster (a replay's own riders) get marks too.
+    // The session's marks come with its results (gateway.results.marks: the report draws the same);
+    // a rider new since then (arrived live) gets the next in the same cycle.
     assignMarks() {
       const known = Object.values(this.riders);
       const initials = initialsFor(known);
-      known.forEach((r, i) => {
-        if (MARKS[r.id] && MARKS[r.id].text === initials[r.id]) return;
-        const colour = RIDER_COLOURS[i % RIDER_COLOURS.length], shape = RIDER_SHAPES[i % RIDER_SHAPES.length];
-        const full = riderMark(colour, shape, initials[r.id], MARK_PX, false);
-        MARKS[r.id] = { colour, shape, text: initials[r.id], full, faded: riderMark(colour, shape, initials[r.id], MARK_PX, true),
-          hollow: riderMark(colour, shape, initials[r.id], MARK_PX, false, true),
-          hollowFaded: riderMark(colour, shape, initials[r.id], MARK_PX, true, true), icon: full.toDataURL() };
+      const given = this.sessionMarks || {};
+      let next = Object.keys(given).length;
+      known.forEach(r => {
+        const server = given[r.id];
+        const text = server ? server.initials : initials[r.id];
+        if (MARKS[r.id] && MARKS[r.id].text === text && (!server || MARKS[r.id].colour === server.colour)) return;
+        const { colour, shape } = server || markFor(next++);
+        const full = riderMark(colour, shape, text, MARK_PX, false);
+        MARKS[r.id] = { colour, shape, text, full, faded: riderMark(colour, shape, text, MARK_PX, true),
+          hollow: riderMark(colour, shape, text, MARK_PX, false, true),
+          hollowFaded: riderMark(colour, shape, text, MARK_PX, true, true), icon: full.toDataURL() };
       });
     },
 
@@ -128,13 +164,14 @@ function matrixPage() {
       this.notes = {};
       for (const n of data.notes || []) this.notes[`${n.rider_id}|${n.number}`] = n.text;
       this.heardBy = data.heard_by || {};
+      this.sessionMarks = data.marks || {};
       let added = false;
       for (const r of data.results) {
         r.key = rowKey(r);
         this.rows[r.key] = r;
         if (!this.riders[r.rider_id]) { this.riders[r.rider_id] = { id: r.rider_id, name: r.name }; added = true; }
       }
-      if (added) this.assignMarks();
+      if (added || data.marks) this.assignMarks();
       if (this.session && !this.sessions.some(s => s.session === this.session)) this.loadSessions();
       this.redraw();
     },
@@ -171,7 +208,7 @@ function matrixPage() {
       this.lastSeq = Math.max(this.lastSeq, seq);
       if (this.pinnedSession && data.session !== this.pinnedSession) return;
       if (data.session !== this.session) {
-        if (this.session && data.session < this.session) return;  // an older session's catch-up
+        if (this.session && !takesOver(this.session, data.session)) return;
         this.followSession = null;
         this.session = data.session;  // a new session (e.g. the demo starting over): follow it
         this.rows = {};
@@ -285,20 +322,60 @@ function matrixPage() {
       });
     },
 
-    // The nearest point within a fingertip of the tap, whatever its size on screen.
+    // A tap finds its point: within SURE_PX of exactly one point, that one; where marks overlap, a
+    // choice of every result under the finger ("3 results here"), so the one meant is always offered.
     tap(x, y) {
-      let best = null, bestD = HIT_PX;
+      const near = [];
       CHART.data.datasets.forEach((d, i) => {
         if (d.ring) return;
         CHART.getDatasetMeta(i).data.forEach((el, k) => {
           const dist = Math.hypot(el.x - x, el.y - y);
-          if (dist <= bestD) { best = d.data[k].row; bestD = dist; }
+          if (dist <= HIT_PX) near.push({ row: d.data[k].row, dist });
         });
       });
-      if (best) this.pick(best);
+      if (!near.length) return;
+      near.sort((a, b) => a.dist - b.dist);
+      const sure = near.filter(n => n.dist <= SURE_PX);
+      const under = near.filter(n => n.dist <= MARK_PX / 2 + SURE_PX);
+      if (sure.length === 1 || under.length <= 1) this.pick((sure[0] || near[0]).row);
+      else this.offer(under.map(n => n.row));
     },
 
-    pick(r) { this.picked = r; this.noteDraft = this.noteOf(r); this.noteMessage = ""; this.redraw(); },
+    offer(rows) {
+      this.picked = null;
+      this.choices = rows;
+      this.redraw();
+      this.$nextTick(() => this.keepVisible(rows[0]));
+    },
+
+    choiceText(r) {
+      return `${r.name} · lap ${r.lap}, ${r.segment ? "segment " + r.segment : "segments " + this.segmentSpan(r)} · ` +
+        `${this.clock(r.duration)}` + (r.power_avg === null || r.power_avg === undefined ? "" : ` · ${this.fmt(r.power_avg, 0)} W`);
+    },
+
+    pick(r) {
+      this.choices = [];
+      this.picked = r; this.noteDraft = this.noteOf(r); this.noteMessage = ""; this.noteOk = false;
+      this.redraw();
+      this.$nextTick(() => this.keepVisible(r));
+    },
+
+    // The tapped point stays in sight above the sheet: the page scrolls it up when the sheet would cover it.
+    keepVisible(r) {
+      const sheet = document.getElementById("detail");
+      if (!CHART || !r || !sheet || sheet.offsetHeight === 0) return;  // (fixed: no offsetParent even when shown)
+      document.body.style.paddingBottom = `${sheet.offsetHeight + 16}px`;  // room to scroll the chart up
+      let el = null;
+      CHART.data.datasets.forEach((d, i) => {
+        if (d.ring) return;
+        d.data.forEach((p, k) => { if (p.row.key === r.key) el = CHART.getDatasetMeta(i).data[k]; });
+      });
+      if (!el) return;
+      const y = CHART.canvas.getBoundingClientRect().top + el.y;
+      const top = sheet.getBoundingClientRect().top;
+      if (y + MARK_PX > top - 8) window.scrollBy(0, y + MARK_PX + 8 - top);
+      else if (y - MARK_PX < 0) window.scrollBy(0, y - MARK_PX - 8);
+    },
 
     noteOf(r) { return (r && this.notes[`${r.rider_id}|${r.number}`]) || ""; },
 
@@ -312,10 +389,16 @@ function matrixPage() {
         this.notes = {};
         for (const n of notes) this.notes[`${n.rider_id}|${n.number}`] = n.text;
         this.noteMessage = this.noteDraft.trim() ? "Note saved." : "Note removed.";
+        this.noteOk = true;
         this.redraw();
-      } catch (e) { this.noteMessage = this.refusal(e); }
+      } catch (e) { this.noteMessage = this.refusal(e); this.noteOk = false; }
     },
-    unpick() { this.picked = null; if (CHART) this.redraw(); },
+    unpick() {
+      this.picked = null;
+      this.choices = [];
+      document.body.style.paddingBottom = "";
+      if (CHART) this.redraw();
+    },
 
     resetAxes() { this.extent = { x: 2, y: 2 }; },
 
@@ -323,11 +406,19 @@ function matrixPage() {
       const view = this.view();
       if (!CHART || !view) return;
       const zView = Boolean(view.quadrants);
+      // Live scores replace a result's row: the selection stays on the result, not the old row.
+      if (this.picked && this.rows[this.picked.key]) this.picked = this.rows[this.picked.key];
       const byRider = {};
-      for (const r of this.visible()) {
+      const shown = this.visible();
+      for (const r of shown) {
         const x = r[view.xAxis.data], y = r[view.yAxis.data];
         if (x === null || x === undefined || y === null || y === undefined) continue;
         (byRider[r.rider_id] = byRider[r.rider_id] || []).push({ x, y, row: r });
+      }
+      if (zView) {
+        const all = Object.values(byRider).flat();
+        this.extent = { x: growExtent(this.extent.x, all.map(p => p.x)), y: growExtent(this.extent.y, all.map(p => p.y)) };
+        for (const p of all) pinInside(p, this.extent);
       }
       const trailOn = this.trail && this.focus && this.segment !== "all";
       const datasets = Object.entries(byRider).map(([id, points]) => {
@@ -344,18 +435,18 @@ function matrixPage() {
         };
       });
       this.drawn = datasets.reduce((n, d) => n + d.data.length, 0);
-      const picked = this.picked && this.visible().includes(this.picked) ? this.picked : null;
-      if (picked && picked[view.xAxis.data] !== null && picked[view.xAxis.data] !== undefined &&
-          picked[view.yAxis.data] !== null && picked[view.yAxis.data] !== undefined) {
-        datasets.push({ label: "selected", ring: true, data: [{ x: picked[view.xAxis.data], y: picked[view.yAxis.data], row: picked }],
+      const picked = this.picked ? shown.find(r => r.key === this.picked.key) : null;
+      const at = picked ? datasets.flatMap(d => d.data).find(p => p.row.key === picked.key) : null;
+      if (at) {
+        datasets.push({ label: "selected", ring: true, data: [{ x: at.x, y: at.y, row: picked }],
           pointStyle: "circle", pointRadius: MARK_PX / 2 + 6, borderColor: "#14202b", borderWidth: 3,
           backgroundColor: "rgba(0,0,0,0)", order: 0 });
       }
       const o = CHART.options;
-      const xs = datasets.flatMap(d => d.data.map(p => p.x)), ys = datasets.flatMap(d => d.data.map(p => p.y));
-      if (zView && this.drawn) this.extent = { x: growExtent(this.extent.x, xs), y: growExtent(this.extent.y, ys) };
+      // Room at the edges for a whole mark (the W/kg view clipped its outermost riders); whole ticks.
       const axis = (scale, extent, title) => ({
-        title: { display: true, text: title, font: { size: 15 } },
+        title: { display: true, text: title, font: { size: 15 } }, grace: zView ? 0 : "8%",
+        ticks: zView ? { stepSize: 1 } : {},
         min: scale.min ?? (zView ? -extent : undefined), max: scale.max ?? (zView ? extent : undefined),
         grid: { color: (c) => (zView && c.tick.value === 0 ? "#5b6b78" : "#e1e7ec") },
       });
@@ -415,9 +506,14 @@ function matrixPage() {
       return labels;
     },
 
-    quadrantOf(r) { return quadrantOfScores(r.time_zscore, r.power_zscore); },
-    quadrantBadge(q) { return q ? `${QUADRANT_WORDS[q].icon} ${this.quadrants[q].label}` : "not scored yet"; },
+    // Within half a standard deviation on both time and power, a result is about average: no quadrant's word.
+    quadrantOf(r) { return nearAverage(r.time_zscore, r.power_zscore) ? "neutral" : quadrantOfScores(r.time_zscore, r.power_zscore); },
+    quadrantBadge(q) {
+      if (q === "neutral") return `${QUADRANT_WORDS.neutral.icon} Average`;
+      return q ? `${QUADRANT_WORDS[q].icon} ${this.quadrants[q].label}` : "not scored yet";
+    },
     quadrantMeaning(q) { return q ? QUADRANT_WORDS[q].meaning : ""; },
+    clock(v) { return mmss(v); },
 
     segmentName(r) { return r.segment ? this.segmentNames[r.segment - 1] || "" : ""; },
     placeOf(r) {
@@ -428,6 +524,22 @@ function matrixPage() {
     segmentSpan(r) { return String(r.number).split(".")[1] || ""; },
 
     latest() { return this.visible().sort((a, b) => b.end - a.end).slice(0, 8); },
+
+    markIcon(r) { return (MARKS[r.rider_id] || {}).icon || ""; },
+
+    // The lap grid: the chosen segment (or the one tapped in its tabs), every rider x every lap.
+    gridSegment() { return this.segment !== "all" ? Number(this.segment) : this.gridSeg; },
+    gridTitle() {
+      const k = this.gridSegment();
+      return `segment ${k}` + (this.segmentNames[k - 1] ? ` (${this.segmentNames[k - 1]})` : "");
+    },
+    gridRows() { return Object.values(this.rows).filter(r => r.segment === this.gridSegment()); },
+    gridLaps() { return [...new Set(this.gridRows().map(r => r.lap))].sort((a, b) => a - b); },
+    gridRiders() {
+      const present = new Set(this.gridRows().map(r => r.rider_id));
+      return this.riderList().filter(r => present.has(r.id));
+    },
+    gridCell(rider, lap) { return this.gridRows().find(r => r.rider_id === rider && r.lap === lap) || null; },
 
     chartLabel() {
       const v = this.view();
@@ -509,6 +621,13 @@ function matrixPage() {
     focusChanged() {
       if (!this.focus) this.onlyFocus = this.trail = false;
       this.redraw();
+    },
+    toggleFilters() { this.filtersOpen = !this.filtersOpen; },
+    filtersLabel() {
+      const parts = [];
+      if (this.segment !== "all") parts.push(`segment ${this.segment}`);
+      if (this.focus) parts.push((this.riders[this.focus] || {}).name || this.focus);
+      return parts.length ? `Filters: ${parts.join(", ")}` : "Filters";
     },
     debriefHref() { return "/debrief?session=" + encodeURIComponent(this.session || ""); },
     origin() { return window.location.origin; },

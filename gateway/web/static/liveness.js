@@ -35,7 +35,10 @@ function liveness() {
       const since = this.statusAt ? new Date(this.statusAt).toLocaleTimeString() : "";
       if (!s) return [{ label: "box", text: this.statusAt ? `not answering since ${since}` : "connecting…", level: this.lastEventAt ? "bad" : "" }];
       const items = [];
-      if (this.link().level === "bad") items.push({ label: "as of", text: since, level: "bad" });
+      // Offline, what the strip knew is old news: said once ("as of"), nothing shown as connected,
+      // the box's clock no longer ticking.
+      const offline = this.link().level === "bad";
+      if (offline) items.push({ label: "as of", text: since, level: "bad" });
       if (s.hub) {
         const hub = s.hub;
         items.push({ label: "database", text: hub.db_connected ? "connected" : "away", level: hub.db_connected ? "ok" : "bad" });
@@ -46,8 +49,8 @@ function liveness() {
         const k = s.kafka || {};
         const kept = k.enabled ? `${spool.backlog_rows ?? "?"} to send` : `${spool.last_seq ?? "?"} events kept`;
         items.push({ label: "spool", text: kept + (spool.full ? ", FULL" : ""), level: spool.full ? "bad" : "ok" });
-        items.push(k.enabled ? { label: "uplink", text: k.connected ? "connected" : "down", level: k.connected ? "ok" : "warn" }
-          : { label: "uplink", text: "off", level: "" });
+        items.push(!k.enabled ? { label: "uplink", text: "off", level: "" } : offline ? { label: "uplink", text: "unknown", level: "" }
+          : { label: "uplink", text: k.connected ? "connected" : "down", level: k.connected ? "ok" : "warn" });
       }
       for (const [name, part] of Object.entries(s)) {
         if (!name.startsWith("source.")) continue;
@@ -58,11 +61,17 @@ function liveness() {
           const size = abs >= 3600 ? `${Math.floor(abs / 3600)} h ${Math.round((abs % 3600) / 60)} min` : abs >= 60 ? `${Math.round(abs / 60)} min` : `${abs.toFixed(1)} s`;
           text += `, receiver clock ${size} ${off > 0 ? "ahead" : "behind"} (corrected)`;
         }
-        items.push({ label: name.slice(7), text, level: part.state === "connected" ? "ok" : "warn" });
+        if (offline) items.push({ label: name.slice(7), text: "unknown", level: "" });
+        else items.push({ label: name.slice(7), text, level: part.state === "connected" ? "ok" : "warn" });
       }
-      for (const w of (s.health && s.health.warnings) || []) items.push({ label: "!", text: w, level: "bad" });
-      // The box's clock, ticking; a phone clock off the box's is a small chip with the detail on hold.
-      items.push({ label: "clock", text: new Date(this.now + this.boxOffset).toLocaleTimeString(), level: "" });
+      // Red only for what needs a hand now; a clock not synchronised is amber: it says what it
+      // affects, and segment times do not depend on it.
+      for (const w of (s.health && s.health.warnings) || []) {
+        const advisory = w.startsWith("clock not synchronised");
+        items.push({ label: advisory ? "⚠" : "!", text: w, level: advisory ? "warn" : "bad" });
+      }
+      // The box's clock, ticking while the page hears from it; a phone clock off the box's is a small chip.
+      if (!offline) items.push({ label: "clock", text: new Date(this.now + this.boxOffset).toLocaleTimeString(), level: "" });
       const drift = Math.abs(this.boxOffset) / 1000;
       if (drift > 5) items.push({ label: "phone", text: `clock ${Math.round(drift)} s off`, level: "warn",
         detail: "This phone's clock differs from the box's; the box's times are the ones recorded." });

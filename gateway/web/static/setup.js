@@ -6,7 +6,7 @@ function setupPage() {
     ...sessionFiles(),
     // Written here, not in the attribute: the CSP build of Alpine reads no "??".
     historyLine(h) { return `${h.from}: ${h.ftp_w ?? "–"} W, ${h.weight_kg ?? "–"} kg`; },
-    boxId: "", hub: false, pin: "", current: {}, riders: [], radios: {}, sessions: [], edits: {}, endArmed: false,
+    boxId: "", hub: false, pin: "", current: {}, riders: [], radios: {}, sessions: [], edits: {}, endArmed: false, ended: null,
     form: { name: "", riders: [], tags: "", notes: "" }, newRider: { id: "", name: "" },
     messages: { session: "", pairing: "", riders: "", review: "", files: "" }, okay: {},
 
@@ -47,7 +47,11 @@ function setupPage() {
     today() { return new Date().toISOString().slice(0, 10); },
 
     async loadSession() { try { this.current = await this.getJSON("/api/session"); } catch (e) { /* shown below */ } },
-    async loadSessions() { try { this.sessions = (await this.getJSON("/api/sessions")).slice().reverse(); } catch (e) { /* none */ } },
+    // Sessions with results only: an automatic session nothing was recorded in is nothing to review.
+    async loadSessions() {
+      try { this.sessions = (await this.getJSON("/api/sessions")).filter(s => s.results > 0).reverse(); } catch (e) { /* none */ }
+    },
+    debriefOf(s) { return "/debrief?session=" + encodeURIComponent(s.session); },
     async loadRadios() { try { this.radios = await this.getJSON("/api/radios"); } catch (e) { /* kept */ } },
     async loadRiders() {
       this.riders = await this.getJSON("/api/riders");
@@ -93,7 +97,7 @@ function setupPage() {
       if (!this.endArmed) { this.endArmed = true; setTimeout(() => { this.endArmed = false; }, 5000); return; }
       this.endArmed = false;
       const out = await this.send("session", "/api/session/end");
-      if (out) { this.messages.session = `Ended: ${out.name}.`; await this.loadSession(); this.loadSessions(); }
+      if (out) { this.messages.session = `Ended: ${out.name}.`; this.ended = out; await this.loadSession(); this.loadSessions(); }
     },
 
     groups() {
@@ -101,7 +105,7 @@ function setupPage() {
       return [
         { kind: "ant", title: "ANT+ power meters", items: r.ant || [], empty: `ANT+ stick: ${r.ant_state || "off"}` },
         { kind: "ble", title: "Bluetooth power meters", items: r.ble || [], empty: `Bluetooth: ${r.ble_state || "off"}` },
-        { kind: "chip", title: "Timing chips nobody owns", items: (r.chips || []), empty: "Every chip that crossed a gate has a rider." },
+        { kind: "chip", title: "Timing chips", items: (r.chips || []), empty: "No chip is paired and none has crossed a gate yet." },
       ];
     },
     deviceName(d) {
@@ -116,17 +120,19 @@ function setupPage() {
       if (d.rssi !== undefined && d.rssi !== null) parts.push(`${d.rssi} dBm`);
       if (d.battery) parts.push(`battery ${d.battery}`);
       if (d.power_w !== undefined && d.power_w !== null) parts.push(`${Math.round(d.power_w)} W`);
-      if (d.crossings) parts.push(`${d.crossings} crossings`);
+      if (d.crossings) parts.push(`${d.crossings} ${d.crossings === 1 ? "crossing" : "crossings"} without a rider`);
       parts.push(d.rider_name ? `is ${d.rider_name}'s` : "nobody's");
       return parts.join(" · ");
     },
 
-    async pair(kind, id, rider) {
-      const out = await this.send("pairing", "/api/pair", { kind, id, rider: rider || null });
+    // Said with the device's name as the list shows it ("Stages L 12345 is Lea's now"), not its address.
+    async pair(kind, d, rider) {
+      const out = await this.send("pairing", "/api/pair", { kind, id: d.id, rider: rider || null });
       if (out) {
+        const device = this.deviceName(d);
         const name = (this.riders.find(r => r.id === rider) || {}).name;
         const before = (this.riders.find(r => r.id === out.before) || {}).name;
-        this.messages.pairing = rider ? `${id} is ${name}'s now` + (before && out.before !== rider ? ` (it was ${before}'s).` : ".") : `${id} is nobody's now.`;
+        this.messages.pairing = rider ? `${device} is ${name}'s now` + (before && out.before !== rider ? ` (it was ${before}'s).` : ".") : `${device} is nobody's now.`;
       }
       await this.loadRadios();
     },
@@ -134,18 +140,24 @@ function setupPage() {
     profileLine(r) {
       return `${r.ftp_w ?? "–"} W · ${r.weight_kg ?? "–"} kg` + (r.added ? " · added here" : "");
     },
+    configuredLine(r) {
+      const c = r.configured;
+      return c && (c.ftp_w !== null || c.weight_kg !== null) ? `configuration: ${c.ftp_w ?? "–"} W, ${c.weight_kg ?? "–"} kg` : "";
+    },
+    // The message says what the values were, so that a typo is seen at once.
     async saveProfile(r) {
       const e = this.edits[r.id];
+      const was = `${r.ftp_w ?? "–"} W, ${r.weight_kg ?? "–"} kg`;
       const out = await this.send("riders", `/api/riders/${encodeURIComponent(r.id)}/profile`,
         { ftp_w: e.ftp_w === "" ? null : Number(e.ftp_w), weight_kg: e.weight_kg === "" ? null : Number(e.weight_kg), from: e.from });
-      if (out) { this.messages.riders = `${r.name}: ${out.ftp_w ?? "–"} W, ${out.weight_kg ?? "–"} kg from ${out.from}.`; await this.loadRiders(); }
+      if (out) { this.messages.riders = `${r.name}: ${out.ftp_w ?? "–"} W, ${out.weight_kg ?? "–"} kg from ${out.from} (was ${was}).`; await this.loadRiders(); }
     },
     async rename(r, name) {
       const out = await this.send("riders", "/api/riders", { id: r.id, name });
       if (out) { this.riders = out; this.messages.riders = `Renamed to ${name}.`; }
     },
     async addRider() {
-      const out = await this.send("riders", "/api/riders", { id: this.newRider.id, name: this.newRider.name });
+      const out = await this.send("riders", "/api/riders", { id: this.newRider.id.trim(), name: this.newRider.name });
       if (out) { this.messages.riders = `${this.newRider.name} added.`; this.newRider = { id: "", name: "" }; await this.loadRiders(); }
     },
 

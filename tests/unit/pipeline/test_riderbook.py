@@ -19,7 +19,7 @@ def test_the_rider_book_keeps_values_by_date_and_pairings_over_the_yaml(tmp_path
     roster = (RiderSettings("r01", "Anna", "u23", 58, 245, "DM-0001", (MeterSettings("ant", "111"),)),
               RiderSettings("r02", "Lea", None, 61, 270, None, (MeterSettings("ant", "111"),)))
     book = RiderBook(tmp_path / "riders.json", roster)
-    assert any("ant:111 is assigned to 2 riders" in w for w in book.warnings())
+    assert "ANT+ 111 is given to Anna and Lea in the configuration: choose its rider below" in book.warnings()
     book.set_profile("r01", ftp_w=260, day="2026-06-01")
     book.set_profile("r01", weight_kg=57.5, day="2026-09-01")
     june = time.mktime(time.strptime("2026-07-15", "%Y-%m-%d"))
@@ -37,6 +37,13 @@ def test_the_rider_book_keeps_values_by_date_and_pairings_over_the_yaml(tmp_path
     book.pair("chip", "DM-0007", "r02")
     assert {r.id: r.transponder for r in book.riders_on(autumn)}["r02"] == "DM-0007"
     book.add("r07", "Mia")
+    assert book.next_id() == "r08"  # a rider the coach only named gets the next free id
+    # A second chip for Anna: the warning says, in names, which one counts and what to do.
+    book.pair("chip", "DM-0099", "r01")
+    assert book.warnings() == ["Anna has 2 chips (chip DM-0001 and chip DM-0099): only chip DM-0099 counts at the "
+                               "gates; set the other to nobody"]
+    book.unpair("chip", "DM-0001")  # a chip from the configuration can be set to nobody here
+    assert book.warnings() == []
     again = RiderBook(tmp_path / "riders.json", roster)  # what a restart reads
     assert [r.id for r in again.riders_on(autumn)] == ["r01", "r02", "r07"]
     assert again.pairings()["ant:111"] == "r02"
