@@ -205,7 +205,7 @@ def _laps(doc: _Doc, rows: list[dict[str, Any]], names: Sequence[str]) -> Any:
         [r["lap"], _seg(r, names), clock(r["duration"]), _fmt(r.get("power_avg"), 0), _fmt(r.get("watts_per_kg"), 2),
          f"{100 * (r['duration'] / first[r['segment']] - 1):+.1f} %"
          if first.get(r["segment"]) and r["lap"] != first_lap else "-",
-         charts.QUADRANTS.get(_quadrant(r), ("-",))[0]]
+         _quadrant_word(r)]
         for r in sorted(rows, key=lambda r: (r["lap"], r["segment"] or 0))], size=8.5)
 
 
@@ -345,7 +345,10 @@ def _fmt(v: Any, digits: int) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def _quadrant(r: dict[str, Any]) -> str:
-    from gateway.engine.normalize import quadrant
+def _quadrant_word(r: dict[str, Any]) -> str:
+    """The quadrant as the page says it: none before z-scores, "≈ Average" in the neutral band."""
+    from gateway.debrief.fatigue import quadrant
 
-    return quadrant(r.get("time_zscore"), r.get("power_zscore")) or ""
+    if r.get("time_zscore") is None or r.get("power_zscore") is None:
+        return "-"
+    return charts.QUADRANTS[q][0] if (q := quadrant(r)) else "≈ Average"

@@ -11,7 +11,8 @@ from typing import Any
 from gateway.results.export import clock
 
 QUADRANT_WORDS = {"efficient": "Efficient (faster with less power)", "strong": "Strong (faster with more power)",
-                  "costly": "Costly (slower with more power)", "easy": "Easy (slower with less power)"}
+                  "costly": "Costly (slower with more power)", "easy": "Easy (slower with less power)",
+                  "": "about average (time or power within half a standard deviation)"}
 # Below this a lap's loss is timing noise, not a story for the rider.
 MEANINGFUL_S = 0.5
 # A power change smaller than this is a meter's lap-to-lap noise, not a fall.
@@ -68,6 +69,8 @@ def _why(s: Mapping[str, Any], lap: Mapping[str, Any]) -> str:
         return f"Power: {powers} (too few results on this segment to say how much of the time it explains)."
     lost = explained + rest
     drop = 1 - float(lap["power_w"]) / float(first["power_w"])
+    if drop > POWER_DROP and explained > 0 and rest < MEANINGFUL_S:
+        return f"Power fell there ({powers}) and explains the loss."
     if drop > POWER_DROP and explained > 0:
         share = "explains about" if explained >= lost / 2 else "explains only about"
         return (f"Power fell there ({powers}) and {share} {min(explained, lost):.1f} s of it; the other "
@@ -92,9 +95,10 @@ def _trends(series: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def quadrant_tally(rows: Sequence[Mapping[str, Any]]) -> str | None:
     """Where the rider's segments fell on the matrix, in words."""
-    from gateway.engine.normalize import quadrant
+    from gateway.debrief.fatigue import quadrant
 
-    counts = Counter(q for r in rows if (q := quadrant(r.get("time_zscore"), r.get("power_zscore"))))
+    counts = Counter(quadrant(r) for r in rows if r.get("time_zscore") is not None
+                     and r.get("power_zscore") is not None)
     if not counts:
         return None
     parts = [f"{n} {QUADRANT_WORDS[q]}" for q, n in counts.most_common()]

@@ -93,6 +93,7 @@ function matrixPage() {
     lastLevel: "", extent: { x: 2, y: 2 }, drawn: 0, source: null, latencies: [], received: {},
     // On a phone the chart comes first: filters one tap away, the status strip on one line until tapped.
     filtersOpen: window.innerWidth >= 900, stripOpen: false, choices: [], zHelp: false, noteOk: false, gridSeg: 1,
+    grid: { cells: {}, laps: [], riders: [] },
 
     async start() {
       const params = new URLSearchParams(location.search);
@@ -404,6 +405,7 @@ function matrixPage() {
 
     redraw() {
       const view = this.view();
+      this.buildGrid();
       if (!CHART || !view) return;
       const zView = Boolean(view.quadrants);
       // Live scores replace a result's row: the selection stays on the result, not the old row.
@@ -533,13 +535,21 @@ function matrixPage() {
       const k = this.gridSegment();
       return `segment ${k}` + (this.segmentNames[k - 1] ? ` (${this.segmentNames[k - 1]})` : "");
     },
-    gridRows() { return Object.values(this.rows).filter(r => r.segment === this.gridSegment()); },
-    gridLaps() { return [...new Set(this.gridRows().map(r => r.lap))].sort((a, b) => a - b); },
-    gridRiders() {
-      const present = new Set(this.gridRows().map(r => r.rider_id));
-      return this.riderList().filter(r => present.has(r.id));
+    // Built once per redraw (not per cell and per render: a phone redraws at every result).
+    buildGrid() {
+      const seg = this.gridSegment(), cells = {}, laps = new Set(), present = new Set();
+      for (const r of Object.values(this.rows)) {
+        if (r.segment !== seg) continue;
+        cells[`${r.rider_id}|${r.lap}`] = r;
+        laps.add(r.lap);
+        present.add(r.rider_id);
+      }
+      this.grid = { cells, laps: [...laps].sort((a, b) => a - b), riders: this.riderList().filter(r => present.has(r.id)) };
     },
-    gridCell(rider, lap) { return this.gridRows().find(r => r.rider_id === rider && r.lap === lap) || null; },
+    chooseGridSegment(k) { this.gridSeg = k; this.buildGrid(); },
+    gridLaps() { return this.grid.laps; },
+    gridRiders() { return this.grid.riders; },
+    gridCell(rider, lap) { return this.grid.cells[`${rider}|${lap}`] || null; },
 
     chartLabel() {
       const v = this.view();

@@ -22,13 +22,14 @@ const QUADRANT_WORDS = {
   strong: { icon: "▲", meaning: "faster with more power" },
   costly: { icon: "✖", meaning: "slower with more power" },
   easy: { icon: "▼", meaning: "slower with less power" },
-  neutral: { icon: "≈", meaning: "within half a standard deviation of the squad's time and power on this segment" },
+  neutral: { icon: "≈", meaning: "within half a standard deviation of the squad's time or power on this segment: no quadrant" },
 };
-// The neutral band of the debrief's quadrant changes (gateway/debrief/fatigue.py): |z| below 0.5.
+// The neutral band of the debrief (gateway/debrief/fatigue.py NEUTRAL_Z): |z| below 0.5 on either
+// axis is the squad's middle, and no quadrant's word is given ("Strong" for a time z of -0.19 misled).
 const NEUTRAL_Z = 0.5;
 
 function nearAverage(x, y) {
-  return x !== null && x !== undefined && y !== null && y !== undefined && Math.abs(x) < NEUTRAL_Z && Math.abs(y) < NEUTRAL_Z;
+  return x !== null && x !== undefined && y !== null && y !== undefined && (Math.abs(x) < NEUTRAL_Z || Math.abs(y) < NEUTRAL_Z);
 }
 
 // A duration as m:ss.s (h:mm:ss.s from an hour), as coaches write lap times (results/export.py's clock).

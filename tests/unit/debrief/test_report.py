@@ -84,7 +84,7 @@ def test_a_riders_report_is_two_pages_for_five_laps_with_plain_words_first(spool
     words = text.index("In plain words")
     assert words < text.index("Your laps")
     assert "Most time lost on 3 Second climb up the quarry road: lap 5 was" in text
-    assert "Power fell there (300 W on lap 1, 240 W on lap 5) and explains about" in text
+    assert "Power fell there (300 W on lap 1, 240 W on lap 5) and explains" in text
     assert "Lap 5 took" in text and "longer than lap 1" in text
     # Laps as m:ss with the change from lap 1, FTP and weight as typed, the matrix, conventions last.
     assert re.search(r"\b3:\d\d\.\d\b", text) and "FTP 330 W, weight 61.5 kg" in text
