@@ -17,16 +17,25 @@ from gateway.errors import ConfigError, GatewayError
 log = logging.getLogger("gateway")
 
 
+def _whole(text: str, low: int, high: int, what: str, give: str) -> int:
+    """A whole number from ``low`` to ``high``, or one line saying what to give."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}: give {give}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value} is not {what}: give {give}")
+    return value
+
+
 def _port(text: str) -> int:
     """A TCP port, 0 for any free one (99999 listened on a port of the kernel's choosing, -1 failed
     with a traceback)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port: give 1 to 65535, or 0 for any free port")
-    return port
+    return _whole(text, 0, 65535, "a port", "1 to 65535, or 0 for any free port")
+
+
+def _processes(text: str) -> int:
+    return _whole(text, 1, 64, "a number of hub processes", "1 to 64")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +92,10 @@ def _add_box_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     hub.add_argument("--config", type=Path, help="YAML config (default: the embedded demo defaults)")
     hub.add_argument("--port", type=_port, help="override hub.port (0 picks a free port)")
     hub.add_argument("--state-dir", type=Path, help="where the hub keeps its status file")
+    hub.add_argument("--processes", type=_processes, default=1,
+                     help="hub processes in the consumer group on this machine (default 1): this one serves the "
+                          "page, the others only consume; give the topics at least as many partitions")
+    hub.add_argument("--consumer-only", action="store_true", help=argparse.SUPPRESS)  # a worker of --processes
 
 
 
@@ -274,7 +287,8 @@ def cmd_hub(args: argparse.Namespace) -> int:
             raise
         raise GatewayError("the hub needs psycopg, which is not installed",
                            hint="pip install 'trackside-gateway[hub]'") from None
-    run(cfg, port=args.port, state_dir=args.state_dir)
+    run(cfg, port=args.port, state_dir=args.state_dir, processes=args.processes, consumer_only=args.consumer_only,
+        log_level=args.log_level)
     return 0
 
 

@@ -23,12 +23,14 @@ from typing import Any
 from gateway import __version__
 from gateway.config import Config
 from gateway.config.settings import HubSettings
+from gateway.config.validate import EMBEDDED
 from gateway.errors import GatewayError
 from gateway.hub.boxes import spool_report
 from gateway.hub.consumer import HubConsumer
 from gateway.hub.coursework import CourseWork
 from gateway.hub.results import PgResults
 from gateway.hub.schema import DatabaseError, migrate
+from gateway.hub.workers import Workers
 from gateway.status import StatusBoard
 from gateway.watch.supervise import Supervisor
 
@@ -100,8 +102,10 @@ def _first_line(exc: Exception, dsn: str) -> str:
 
 class Hub:
     def __init__(self, config: Config, *, port: int | None = None, state_dir: Path | None = None,
-                 environ: dict[str, str] | None = None) -> None:
+                 environ: dict[str, str] | None = None, processes: int = 1, consumer_only: bool = False,
+                 log_level: str | None = None) -> None:
         self.config = config
+        self.consumer_only = consumer_only
         self.settings = config.settings
         self.port = self.settings.hub.port if port is None else port
         self.state_dir = state_dir or config.state_dir
@@ -120,6 +124,10 @@ class Hub:
         self._threads: dict[str, threading.Thread] = {}
         self._next_boxes = 0.0
         self._boxes: tuple[dict[str, Any], list[str]] = ({}, [])
+        self.workers = Workers(processes - 1, config=None if config.source == EMBEDDED else Path(config.source),
+                               state_dir=self.state_dir, log_level=log_level,
+                               environ=environ, post=lambda w: self.status.post("workers", workers=w)
+                               ) if processes > 1 else None
 
     def connect(self) -> Any:
         import psycopg
@@ -148,9 +156,12 @@ class Hub:
                  self.settings.hub.group_id, describe(self.dsn), version, self.settings.kafka.bootstrap_servers)
         handled = self._handle_signals()
         try:
+            if self.workers is not None:  # after the migration: the workers find the schema in place
+                self.workers.start()
+                self._start("hub-workers", lambda: self.workers.watch(self._stop) if self.workers else None)
             self._start("hub-consumer", lambda: self.consumer.run(self._stop))
             self._start("hub-course", lambda: self.course.run(self._stop))
-            if self.settings.hub.web:
+            if self.settings.hub.web and not self.consumer_only:
                 self._start_web()
                 self._start("hub-feed", self._feed)
             self.status.post("daemon", state="running", pid=os.getpid(), web_port=self.web_port, mode="hub")
@@ -164,6 +175,8 @@ class Hub:
         finally:
             self.supervisor.stopping()
             self._stop.set()
+            if self.workers is not None:
+                self.workers.stop()
             for thread in self._threads.values():
                 thread.join(30)
             if self.server is not None:
@@ -251,8 +264,10 @@ class Hub:
                          warnings=warnings, **self.consumer.stats.snapshot())
 
 
-def run(config: Config, port: int | None = None, state_dir: Path | None = None) -> None:
-    hub = Hub(config, port=port, state_dir=state_dir)
+def run(config: Config, port: int | None = None, state_dir: Path | None = None, *, processes: int = 1,
+        consumer_only: bool = False, log_level: str | None = None) -> None:
+    hub = Hub(config, port=port, state_dir=state_dir, processes=processes, consumer_only=consumer_only,
+              log_level=log_level)
     started = time.monotonic()
     hub.run()
     log.info("hub stopped after %.0f s", time.monotonic() - started)

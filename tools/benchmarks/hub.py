@@ -77,7 +77,7 @@ def _produce(bootstrap: str, topic: str) -> list[tuple[Any, ...]]:
                     break
                 except BufferError:
                     producer.poll(0.05)
-            rows.append((gateway, i + 1, session, rider, t, watts, 85.0, None, "ant:1", False, spool))
+            rows.append((gateway, i + 1, session, rider, t, watts, 85.0, None, "ant:1", False, None, spool))
     producer.flush(120)
     return rows
 

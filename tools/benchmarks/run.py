@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 MODULES = ["benchmarks.engine", "benchmarks.spool", "benchmarks.replay", "benchmarks.page", "benchmarks.daemon",
-           "benchmarks.hub", "benchmarks.debrief", "benchmarks.course", "benchmarks.complete", "benchmarks.schema"]
+           "benchmarks.hub", "benchmarks.debrief", "benchmarks.course", "benchmarks.complete", "benchmarks.schema",
+           "benchmarks.hubscale"]
 
 
 def main() -> int:

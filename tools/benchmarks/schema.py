@@ -71,6 +71,22 @@ def _scans(plan: dict[str, Any]) -> list[str]:
     return out
 
 
+def _season(conn: Any, counts: dict[str, int]) -> list[tuple[str, dict[str, object]]]:
+    """What a season costs on disk (#35): bytes a row (table, TOAST and indexes), a rider-hour at
+    4 Hz (14 400 samples and about 16 segment results), and a season of 30 riders x 200 sessions of
+    2 h projected from them."""
+    size = {t: int(conn.execute("SELECT pg_total_relation_size(%s)", (t,)).fetchone()[0]) for t in counts}
+    per_row = {t: size[t] / counts[t] for t in counts}
+    rider_hour = 14_400 * per_row["power"] + 16 * per_row["segments"]
+    season_hours = 30 * 200 * 2
+    return [("schema.power_bytes_per_row", {"value": round(per_row["power"], 1), "unit": "B"}),
+            ("schema.segment_bytes_per_row", {"value": round(per_row["segments"], 1), "unit": "B"}),
+            ("schema.bytes_per_rider_hour", {"value": round(rider_hour / 2**20, 2), "unit": "MiB",
+                                             "rows": 14_400 + 16}),
+            ("schema.season_30_riders_200_sessions_2h", {"value": round(season_hours * rider_hour / 2**30, 1),
+                                                         "unit": "GiB", "rows": season_hours * (14_400 + 16)})]
+
+
 def schema_queries() -> list[tuple[str, dict[str, object]]]:
     import psycopg
     from postgres import Postgres
@@ -90,6 +106,7 @@ def schema_queries() -> list[tuple[str, dict[str, object]]]:
             _fill(conn)
             counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("segments", "power")}
             print(f"# filled in {time.perf_counter() - t0:.0f} s: {json.dumps(counts)}")
+            rows += _season(conn, counts)
             names = ["history", "lap_np", "week", "squad_terrain", "rider_power"]
             for name, query in zip(names, re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S), strict=True):
                 conn.execute(query).fetchall()  # warm, as an analyst's second run

@@ -508,7 +508,7 @@ function matrixPage() {
       return labels;
     },
 
-    // Within half a standard deviation on both time and power, a result is about average: no quadrant's word.
+    // Within half a standard deviation on time or on power, a result is about average: no quadrant's word.
     quadrantOf(r) { return nearAverage(r.time_zscore, r.power_zscore) ? "neutral" : quadrantOfScores(r.time_zscore, r.power_zscore); },
     quadrantBadge(q) {
       if (q === "neutral") return `${QUADRANT_WORDS.neutral.icon} Average`;

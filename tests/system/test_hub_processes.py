@@ -1,0 +1,80 @@
+"""`hub --processes 2` against real parts (#35): two boxes forwarding to a real broker, one hub
+command running two processes in the consumer group, a real PostgreSQL server. A worker killed
+mid-stream comes back by itself; the database ends equal to the boxes' spools; the hub stops with
+its workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import spawn, wait_for
+from test_hub import Boxes, assert_database_equals_spools, db_count, hub_config, spools_total
+
+pytestmark = pytest.mark.kafka
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and stat[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def _members(bootstrap: str, group: str) -> int:
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        described = admin.describe_consumer_groups([group])[group].result(10)
+    except KafkaException:
+        return 0  # the group's coordinator is still loading: ask again
+    return len(described.members)
+
+
+def test_two_processes_share_the_group_and_a_killed_worker_comes_back(
+        tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, gateway_env: dict[str, str]) -> None:
+    tag = uuid.uuid4().hex[:8]
+    kafka: dict[str, Any] = {"enabled": True, "bootstrap_servers": kafka_bootstrap, "partitions": 4,
+                             "topics": {k: f"{k}-{tag}" for k in ("power", "crossings", "segments", "sessions")},
+                             "properties": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}}
+    boxes = Boxes(tmp_path, kafka, gateway_env)
+    group = f"g-{kafka['topics']['power']}"
+    hub = spawn(["hub", "--config", str(hub_config(tmp_path, kafka, "hub-p")), "--processes", "2"],
+                {**gateway_env, "TRACKSIDE_PG_DSN": pg_dsn}, tmp_path / "hub-p.log")
+    try:
+        boxes.start()
+        wait_for(lambda: len(_children(hub.pid)) == 1, 30, "the hub's worker process")
+        wait_for(lambda: _members(kafka_bootstrap, group) == 2, 60, "two consumers in the group")
+        wait_for(lambda: db_count(pg_dsn) > 3000, 90, "the first events in the database")
+        worker = _children(hub.pid)[0]
+        os.kill(worker, signal.SIGKILL)  # mid-stream: what it had not committed is read again
+        wait_for(lambda: any(pid != worker for pid in _children(hub.pid)), 30, "the worker started again")
+        wait_for(lambda: _members(kafka_bootstrap, group) == 2, 60, "the worker back in the group")
+        boxes.stop()
+        assert boxes.undelivered() == 0
+        total = spools_total(boxes.states)
+        wait_for(lambda: db_count(pg_dsn) == total, 120, "the hub's processes to catch up with both boxes")
+        assert_database_equals_spools(pg_dsn, boxes.states)
+        log = (tmp_path / "hub-p.log").read_text()
+        assert "hub worker 1 started" in log and "exited with -9; starting it again" in log
+        # The hub stops with its worker: SIGTERM to the main process, both gone, exit 0.
+        again = next(pid for pid in _children(hub.pid) if pid != worker)
+        hub.send_signal(signal.SIGTERM)
+        assert hub.wait(60) == 0
+        assert not Path(f"/proc/{again}").exists(), "the worker outlived the hub"
+    finally:
+        for proc in [hub, *boxes.procs.values()]:
+            if proc.poll() is None:
+                proc.kill()

@@ -1,0 +1,118 @@
+"""The hub in several processes (#35): three boxes' one-hour backlogs (BENCH_HUB_BOXES x
+BENCH_HUB_EVENTS, 3 x 1 440 000 by default) consumed by `trackside-gateway hub --processes N` for
+each N of BENCH_HUB_PROCESSES ("1,2,4"), each run from the start of the topic in a group and a
+database of its own, against a plain binary COPY of the same rows into the same schema. Rate: rows
+written from the first row to the last (the start-up and the group's join before the first row
+are reported apart). Progress is read from the hub's high-water marks, not count(*), so that the
+measuring does not take a core from the hub on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+PROCESSES = [int(n) for n in os.environ.get("BENCH_HUB_PROCESSES", "1,2,4").split(",")]
+
+
+def _written(conn: Any) -> int:
+    """Rows written so far, from the hub's own high-water marks (300 rows, read in a millisecond):
+    the benchmark's boxes number each rider's events r+1, r+101, ... so a mark at seq holds
+    (seq + 99) // 100 of them. Exact at the end, checked with count(*)."""
+    row = conn.execute("SELECT coalesce(sum((seq + 99) / 100), 0) FROM power_hwm WHERE seq > 0").fetchone()
+    return int(row[0])
+
+
+def _run_hub(pg: Any, bootstrap: str, topic: str, processes: int, expected: int, work: Path) -> dict[str, float]:
+    import psycopg
+
+    from gateway.hub.schema import migrate
+
+    dsn = pg.create_database(f"hub_p{processes}")
+    with psycopg.connect(dsn) as conn:
+        migrate(conn)
+    config = work / f"hub-{processes}.json"
+    config.write_text(json.dumps({
+        "gateway": {"id": "hub", "state_dir": str(work / f"state-{processes}")}, "course": {"gates": [{"id": "SF"}]},
+        "riders": [], "kafka": {"enabled": True, "bootstrap_servers": bootstrap, "partitions": 6,
+                                "topics": {"power": topic, "crossings": f"{topic}-c", "segments": f"{topic}-s",
+                                           "sessions": f"{topic}-x"}},
+        "hub": {"group_id": f"bench-p{processes}-{time.time_ns()}", "web": False, "batch_size": 20000,
+                "batch_ms": 200}}))
+    env = {**os.environ, "TRACKSIDE_PG_DSN": dsn, "PYTHONPATH": str(ROOT)}
+    env.pop("NOTIFY_SOCKET", None)
+    t0 = time.perf_counter()
+    main = "import sys; from gateway.cli.main import main; sys.exit(main())"
+    hub = subprocess.Popen([sys.executable, "-c", main, "--log-level", "warning", "hub", "--config",
+                            str(config), "--processes", str(processes)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=open(work / f"hub-{processes}.log", "wb"))  # noqa: SIM115
+    first = None
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while time.perf_counter() - t0 < 900:
+                n = _written(conn)
+                if n and first is None:
+                    first = time.perf_counter()
+                if n >= expected:
+                    break
+                time.sleep(0.25)
+            done = time.perf_counter()
+            written = int(conn.execute("SELECT count(*) FROM power").fetchone()[0])
+    finally:
+        hub.send_signal(signal.SIGTERM)
+        hub.wait(120)
+    first = first or done
+    return {"total_s": done - t0, "startup_s": first - t0, "rate": written / max(done - first, 1e-9),
+            "written": written}
+
+
+def hub_processes() -> list[tuple[str, dict[str, object]]]:
+    import psycopg
+
+    from benchmarks.hub import BOXES, EVENTS, _produce, _servers
+    from gateway.hub.schema import migrate
+    from gateway.hub.writer import POWER_COLUMNS, POWER_TYPES
+
+    out: list[tuple[str, dict[str, object]]] = []
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        broker, bootstrap, pg = _servers(work)
+        try:
+            rows = _produce(bootstrap, "bench-scale")
+            plain = pg.create_database("plain_copy")
+            with psycopg.connect(plain) as conn:
+                migrate(conn)
+                t0 = time.perf_counter()
+                with conn.cursor().copy(f"COPY power ({', '.join(POWER_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(POWER_TYPES)
+                    for row in rows:
+                        copy.write_row(row)
+                conn.commit()
+                copy_rate = len(rows) / (time.perf_counter() - t0)
+            out.append(("hub.scale.plain_copy_rows_per_s", {"value": round(copy_rate), "unit": "rows/s"}))
+            targets = {1: 0.4, 2: 0.7}
+            for n in PROCESSES:
+                got = _run_hub(pg, bootstrap, "bench-scale", n, len(rows), work)
+                ratio = got["rate"] / copy_rate
+                wanted = targets.get(n)
+                out.append((f"hub.scale.{n}_processes_events_per_s", {
+                    "value": round(got["rate"]), "unit": "ev/s", "ratio": round(ratio, 2),
+                    "target": f">= {wanted} x plain COPY" if wanted else "", "ok": got["written"] == len(rows)
+                    and (wanted is None or ratio >= wanted), "startup_s": round(got["startup_s"], 1)}))
+                out.append((f"hub.scale.{n}_processes_backlog_{BOXES}x{EVENTS}_s", {
+                    "value": round(got["total_s"], 1), "unit": "s", "target": "<= 30 s", "ok": got["total_s"] <= 30}))
+        finally:
+            pg.stop()
+            broker.stop()
+    return out
+
+
+BENCHMARKS = [("hub.scale", hub_processes)]
