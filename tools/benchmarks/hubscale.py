@@ -1,7 +1,8 @@
 """The hub in several processes (#35): three boxes' one-hour backlogs (BENCH_HUB_BOXES x
 BENCH_HUB_EVENTS, 3 x 1 440 000 by default) consumed by `trackside-gateway hub --processes N` for
 each N of BENCH_HUB_PROCESSES ("1,2,4"), each run from the start of the topic in a group and a
-database of its own, against a plain binary COPY of the same rows into the same schema. Rate: rows
+database of its own, against a plain binary COPY of the same rows into the same schema; meanwhile a
+phone asks the hub's page for its sessions, results and status (p95 of those answers). Rate: rows
 written from the first row to the last (the start-up and the group's join before the first row
 are reported apart). Progress is read from the hub's high-water marks, not count(*), so that the
 measuring does not take a core from the hub on a 2-core machine.
@@ -15,7 +16,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +34,28 @@ def _written(conn: Any) -> int:
     return int(row[0])
 
 
+def _page_times(base: str, stop: threading.Event, out: list[float]) -> None:
+    """A coach's phone on the hub's page while the backlog drains: sessions and results, in turn."""
+    while not stop.is_set():
+        for path in ("/api/sessions", "/api/results", "/api/status"):
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(base + path, timeout=10) as reply:
+                    reply.read()
+            except OSError:
+                stop.wait(0.2)  # not listening yet
+                continue
+            out.append(time.perf_counter() - t0)
+            stop.wait(0.1)
+
+
 def _run_hub(pg: Any, bootstrap: str, topic: str, processes: int, expected: int, work: Path) -> dict[str, float]:
     import psycopg
+    from postgres import free_port
 
     from gateway.hub.schema import migrate
 
+    port = free_port()
     dsn = pg.create_database(f"hub_p{processes}")
     with psycopg.connect(dsn) as conn:
         migrate(conn)
@@ -45,8 +65,8 @@ def _run_hub(pg: Any, bootstrap: str, topic: str, processes: int, expected: int,
         "riders": [], "kafka": {"enabled": True, "bootstrap_servers": bootstrap, "partitions": 6,
                                 "topics": {"power": topic, "crossings": f"{topic}-c", "segments": f"{topic}-s",
                                            "sessions": f"{topic}-x"}},
-        "hub": {"group_id": f"bench-p{processes}-{time.time_ns()}", "web": False, "batch_size": 20000,
-                "batch_ms": 200}}))
+        "hub": {"group_id": f"bench-p{processes}-{time.time_ns()}", "web": True, "host": "127.0.0.1",
+                "port": port, "batch_size": 20000, "batch_ms": 200}}))
     env = {**os.environ, "TRACKSIDE_PG_DSN": dsn, "PYTHONPATH": str(ROOT)}
     env.pop("NOTIFY_SOCKET", None)
     t0 = time.perf_counter()
@@ -55,6 +75,10 @@ def _run_hub(pg: Any, bootstrap: str, topic: str, processes: int, expected: int,
                             str(config), "--processes", str(processes)], env=env,
                            stdout=subprocess.DEVNULL, stderr=open(work / f"hub-{processes}.log", "wb"))  # noqa: SIM115
     first = None
+    answers: list[float] = []
+    stop = threading.Event()
+    phone = threading.Thread(target=_page_times, args=(f"http://127.0.0.1:{port}", stop, answers))
+    phone.start()
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             while time.perf_counter() - t0 < 900:
@@ -67,11 +91,14 @@ def _run_hub(pg: Any, bootstrap: str, topic: str, processes: int, expected: int,
             done = time.perf_counter()
             written = int(conn.execute("SELECT count(*) FROM power").fetchone()[0])
     finally:
+        stop.set()
+        phone.join(30)
         hub.send_signal(signal.SIGTERM)
         hub.wait(120)
     first = first or done
+    p95 = sorted(answers)[int(0.95 * (len(answers) - 1))] * 1000 if answers else float("nan")
     return {"total_s": done - t0, "startup_s": first - t0, "rate": written / max(done - first, 1e-9),
-            "written": written}
+            "written": written, "page_p95_ms": p95, "page_requests": len(answers)}
 
 
 def hub_processes() -> list[tuple[str, dict[str, object]]]:
@@ -109,6 +136,9 @@ def hub_processes() -> list[tuple[str, dict[str, object]]]:
                     and (wanted is None or ratio >= wanted), "startup_s": round(got["startup_s"], 1)}))
                 out.append((f"hub.scale.{n}_processes_backlog_{BOXES}x{EVENTS}_s", {
                     "value": round(got["total_s"], 1), "unit": "s", "target": "<= 30 s", "ok": got["total_s"] <= 30}))
+                out.append((f"hub.scale.{n}_processes_page_p95_ms", {
+                    "value": round(got["page_p95_ms"], 1), "unit": "ms", "target": "< 100 ms while draining",
+                    "ok": got["page_p95_ms"] < 100, "requests": got["page_requests"]}))
         finally:
             pg.stop()
             broker.stop()
