@@ -81,15 +81,18 @@ COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
         "version": "The version.", "applied_at": "When."}),
 }
 
-RESULTS_VIEW = """
-    CREATE VIEW results AS
-    SELECT c.session_id, s.name AS session_name, s.kind AS session_kind, c.gateway_id AS box, s.course_id,
+# The view's columns for people, shared by every version of it (migrations 5 and 6).
+RESULTS_COLUMNS = """c.session_id, s.name AS session_name, s.kind AS session_kind, c.gateway_id AS box, s.course_id,
            c.rider_id, c.name AS rider_name, c.number, c.lap, c.segment,
            s.record->'course'->'segments'->(c.segment - 1)->>'name' AS segment_name,
            s.record->'course'->'segments'->(c.segment - 1)->>'terrain' AS terrain,
            to_timestamp(c.start) AS start_at, to_timestamp(c."end") AS end_at, c.duration AS duration_s,
            c.power_avg AS power_avg_w, c.cadence_avg AS cadence_avg_rpm, c.normalized_power AS normalized_power_w,
-           c.intensity_factor, c.tss, c.watts_per_kg AS w_per_kg, c.coverage, c.flags, c.np_window,
+           c.intensity_factor, c.tss, c.watts_per_kg AS w_per_kg, c.coverage, c.flags, c.np_window"""
+
+RESULTS_VIEW = f"""
+    CREATE VIEW results AS
+    SELECT {RESULTS_COLUMNS},
            (SELECT (r->>'ftp_w')::double precision FROM jsonb_array_elements(s.record->'riders') r
             WHERE r->>'id' = c.rider_id LIMIT 1) AS ftp_w_used,
            (SELECT (r->>'weight_kg')::double precision FROM jsonb_array_elements(s.record->'riders') r

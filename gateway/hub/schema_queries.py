@@ -20,6 +20,8 @@ rider's file, W' balance, an analyst's rider across sessions), so (session, ride
 
 from __future__ import annotations
 
+from gateway.hub.schema_docs import RESULTS_COLUMNS, comments
+
 COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
     "session_riders": ("One row per rider per session, from the session record: who the rider is across boxes "
                        "(rider_key) and the FTP, weight and squad the session used.", {
@@ -101,13 +103,7 @@ MIGRATION = f"""
     COMMENT ON COLUMN segments.superseded IS 'A later row of the same session, rider, number and start replaces '
         'this one (segments_current leaves it out).';
     CREATE OR REPLACE VIEW results AS
-    SELECT c.session_id, s.name AS session_name, s.kind AS session_kind, c.gateway_id AS box, s.course_id,
-           c.rider_id, c.name AS rider_name, c.number, c.lap, c.segment,
-           s.record->'course'->'segments'->(c.segment - 1)->>'name' AS segment_name,
-           s.record->'course'->'segments'->(c.segment - 1)->>'terrain' AS terrain,
-           to_timestamp(c.start) AS start_at, to_timestamp(c."end") AS end_at, c.duration AS duration_s,
-           c.power_avg AS power_avg_w, c.cadence_avg AS cadence_avg_rpm, c.normalized_power AS normalized_power_w,
-           c.intensity_factor, c.tss, c.watts_per_kg AS w_per_kg, c.coverage, c.flags, c.np_window,
+    SELECT {RESULTS_COLUMNS},
            x.ftp_w AS ftp_w_used, x.weight_kg AS weight_kg_used, c.hub_seq,
            x.rider_key, x.squad
     FROM segments_current c JOIN sessions s USING (session_id)
@@ -121,6 +117,4 @@ MIGRATION = f"""
 
 def migration() -> str:
     """Migration 6: ``session_riders``, ``rider_key``, the view ``results`` with them, the power index."""
-    from gateway.hub.schema_docs import comments
-
     return MIGRATION + comments(COMMENTS)

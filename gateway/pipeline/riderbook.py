@@ -174,9 +174,12 @@ class RiderBook:
     def add(self, rider_id: str, name: str, squad: str | None = None) -> None:
         """A new rider, or a new name (and squad) for a known one."""
         rider_id, name = rider_id.strip(), name.strip()
-        if not RIDER_ID.match(rider_id) or not name or len(name) > 80 or not name.isprintable():
-            raise RiderBookError("a rider needs an id (up to 64 letters, digits, _ . -) and a name (up to 80 "
-                                 "printable characters)", hint="for example id r07, name Anna Keller")
+        if not name or len(name) > 80 or not name.isprintable():
+            raise RiderBookError("a rider needs a name (up to 80 printable characters)",
+                                 hint="type it in the name field, for example Anna Keller")
+        if not RIDER_ID.match(rider_id):
+            raise RiderBookError(f"{rider_id[:64]!r} cannot be a rider's id: up to 64 letters, digits, _ . -",
+                                 hint="give none and the box gives the next free one (r07)")
         if squad is not None and (len(squad.strip()) > 80 or not squad.isprintable()):
             raise RiderBookError("a squad is up to 80 printable characters")
 

@@ -60,6 +60,14 @@ def test_the_debrief_of_the_sample_on_the_page_and_as_a_pdf(tmp_path: Any) -> No
                                  "window.shared = d.files.map(f => [f.name, f.type, f.size]); };")
             page.goto(f"{running.base}/debrief?session={sessions[0]}")
             wait_until(page, "window.debrief !== undefined && window.debrief.riderSeries().length === 4", 30)
+            # Three laps: the chart; a session of one lap so far: words, not a dot on empty axes.
+            assert page.locator("#fatigue").is_visible() and page.locator("#one-lap").is_hidden()
+            page.evaluate("""(() => { const d = window.debrief, keep = d.data.fatigue.series;
+                d.data.fatigue.series = keep.map(s => ({ ...s, laps: s.laps.slice(0, 1) })); })()""")
+            wait_until(page, "getComputedStyle(document.getElementById('one-lap')).display !== 'none'", 5)
+            assert page.locator("#fatigue").is_hidden()
+            page.reload()
+            wait_until(page, "window.debrief !== undefined && window.debrief.riderSeries().length === 4", 30)
             assert page.locator("#trends li").count() == 4
             assert "% a lap" in page.locator("#trends").inner_text()
             page.click("#share-report")

@@ -80,6 +80,8 @@ function debriefPage() {
     },
     riderName() { return (this.riders().find(r => r.id === this.rider) || {}).name || ""; },
     riderSeries() { return ((this.data.fatigue && this.data.fatigue.series) || []).filter(s => s.rider_id === this.rider); },
+    // A chart of one lap is a dot at 0 on ±1 axes: said in words instead (as the PDF does).
+    oneLap() { return this.riderSeries().every(s => s.laps.length < 2); },
     // The chosen rider's changes of quadrant only (scores inside the neutral band are no quadrant).
     transitions() { return ((this.data.fatigue && this.data.fatigue.transitions) || []).filter(t => t.rider_id === this.rider); },
     // Each lap's time against lap 1, split into what the power explains and the rest.

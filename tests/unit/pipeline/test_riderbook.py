@@ -38,6 +38,9 @@ def test_the_rider_book_keeps_values_by_date_and_pairings_over_the_yaml(tmp_path
     assert {r.id: r.transponder for r in book.riders_on(autumn)}["r02"] == "DM-0007"
     book.add("r07", "Mia")
     assert book.next_id() == "r08"  # a rider the coach only named gets the next free id
+    with pytest.raises(RiderBookError, match="a rider needs a name") as info:
+        book.add("r08", "  ")
+    assert "name field" in (info.value.hint or "")
     # A second chip for Anna: the warning says, in names, which one counts and what to do.
     book.pair("chip", "DM-0099", "r01")
     assert book.warnings() == ["Anna has 2 chips (chip DM-0001 and chip DM-0099): only chip DM-0099 counts at the "
