@@ -152,6 +152,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.service import allocator
+
+    allocator.tune()  # before any thread allocates
     from gateway import config
     from gateway.service.daemon import Daemon
     from gateway.watch import logs

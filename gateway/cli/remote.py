@@ -8,9 +8,7 @@ import json
 import os
 import time
 import unicodedata
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +49,9 @@ def _remote_args(p: argparse.ArgumentParser) -> None:
 
 def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
           form: tuple[bytes, str] | None = None) -> Any:
+    import urllib.error  # here: every command builds these parsers; only these ask a daemon
+    import urllib.request
+
     from gateway import config
 
     cfg = config.load(args.config)

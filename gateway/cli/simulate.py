@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import GatewayError
-from gateway.simulate.coverage import coverage_table, format_table, svg
-from gateway.simulate.ride import Session, simulate
 from gateway.simulate.world import TERRAIN, Gate, SimCourse, World, boxes_at, demo_course, riders_from
+
+if TYPE_CHECKING:
+    from gateway.simulate.ride import Session
 
 DEFAULT_LAYOUTS = ("SF", "SF,G2", "SF,G1,G2")
 
@@ -58,7 +59,10 @@ def course_of(args: argparse.Namespace) -> SimCourse:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    # Imported here: every command builds this parser, only `simulate` rides the course.
     from gateway import config
+    from gateway.simulate.coverage import coverage_table, format_table, svg
+    from gateway.simulate.ride import simulate
 
     if args.laps < 1 or args.range_m <= 0:
         raise GatewayError("--laps must be at least 1 and --range above 0", where="simulate")

@@ -17,16 +17,30 @@ GoldenCheetah / TrainingPeaks:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import NamedTuple
 
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
+# Plain Python, no NumPy: the live box computes a segment of a few thousand samples at a time, where
+# NumPy's speed does not show, and importing it cost the box 13 MB of its memory and 70 ms of its
+# start-up (tools/bench daemon). Callers may pass arrays of any kind: they are read as floats.
 
 NP_WINDOW_S = 30
 DEFAULT_MAX_GAP_S = 5.0
 NP_WINDOWS = ("segment", "ride")
 PREROLL_S = 120.0  # how far back the ride window looks for its first rolling values (the engine keeps 120 s)
+
+Floats = Iterable[float]
+
+
+def floats(values: Floats) -> list[float]:
+    """``values`` (a list, an ``array``, a NumPy array) as a list of Python floats."""
+    tolist = getattr(values, "tolist", None)
+    if tolist is not None:  # array('d') and NumPy arrays convert in C (to floats, or ints from an int array)
+        return list(tolist())
+    return [math.nan if v is None else float(v) for v in values]
 
 
 @dataclass(frozen=True)
@@ -47,80 +61,97 @@ class PowerMetrics:
     np_window: str = "segment"
 
 
-def resample_1hz(times: ArrayLike, values: ArrayLike, start: float, end: float,
-                 max_gap_s: float = DEFAULT_MAX_GAP_S) -> NDArray[np.float64]:
-    """Per-second means of ``values`` on the grid [start, start+1), ..., up to ``end``.
+def resample_1hz(times: Floats, values: Floats, start: float, end: float,
+                 max_gap_s: float = DEFAULT_MAX_GAP_S) -> list[float]:
+    """Per-second means of ``values`` on the grid [start, start+1), ..., up to ``end`` (NaN: excluded).
 
     A run of empty seconds between two samples at most ``max_gap_s`` apart holds the earlier
     value (a meter that skipped a message was still being ridden); a longer silence is a dropout
     and its seconds are NaN, i.e. excluded. Samples outside [start, end) and NaN values are ignored.
     """
-    t = np.asarray(times, dtype=np.float64)
-    v = np.asarray(values, dtype=np.float64)
-    n_bins = int(np.ceil(end - start - 1e-9)) if end > start else 0
+    n_bins = math.ceil(end - start - 1e-9) if end > start else 0
     if n_bins <= 0:
-        return np.empty(0)
-    keep = (t >= start) & (t < end) & ~np.isnan(v)
-    t, v = t[keep], v[keep]
-    idx = np.floor(t - start).astype(np.int64)
-    sums = np.bincount(idx, weights=v, minlength=n_bins)[:n_bins]
-    counts = np.bincount(idx, minlength=n_bins)[:n_bins]
-    out = np.full(n_bins, np.nan)
-    has = counts > 0
-    out[has] = sums[has] / counts[has]
-    if has.all() or not has.any():
-        return out
-    first_t = np.full(n_bins, np.inf)
-    last_t = np.full(n_bins, -np.inf)
-    np.minimum.at(first_t, idx, t)
-    np.maximum.at(last_t, idx, t)
-    bins = np.arange(n_bins)
-    prev = np.maximum.accumulate(np.where(has, bins, -1))
-    nxt = np.minimum.accumulate(np.where(has, bins, n_bins)[::-1])[::-1]
-    empty = ~has & (prev >= 0)
-    prev_time = last_t[prev[empty]]
-    next_time = np.where(nxt[empty] < n_bins, first_t[np.minimum(nxt[empty], n_bins - 1)], end)
-    held = next_time - prev_time <= max_gap_s
-    targets = np.flatnonzero(empty)[held]
-    out[targets] = out[prev[targets]]
+        return []
+    sums = [0.0] * n_bins
+    counts = [0] * n_bins
+    first = [math.inf] * n_bins
+    last = [-math.inf] * n_bins
+    for t, v in zip(floats(times), floats(values), strict=True):
+        if start <= t < end and v == v:  # v == v: not NaN
+            i = int(t - start)  # t - start >= 0: truncation is floor
+            if i >= n_bins:
+                continue
+            sums[i] += v
+            counts[i] += 1
+            if t < first[i]:
+                first[i] = t
+            if t > last[i]:
+                last[i] = t
+    out = [s / c if c else math.nan for s, c in zip(sums, counts, strict=True)]
+    prev = -1
+    for i in range(n_bins):
+        if counts[i]:
+            if i - prev > 1 and prev >= 0:
+                _hold(out, first, last, prev, i, max_gap_s)
+            prev = i
+    if 0 <= prev < n_bins - 1 and end - last[prev] <= max_gap_s:
+        out[prev + 1:] = [out[prev]] * (n_bins - prev - 1)  # a silence running to the end: measured to ``end``
     return out
 
 
-def normalized_power(p_1hz: ArrayLike) -> tuple[float | None, bool]:
+def _hold(out: list[float], first: list[float], last: list[float], prev: int, nxt: int, max_gap_s: float) -> None:
+    """Fill the empty seconds between filled bins ``prev`` and ``nxt`` with ``prev``'s value when the
+    samples either side of the silence are at most ``max_gap_s`` apart."""
+    if first[nxt] - last[prev] <= max_gap_s:
+        out[prev + 1:nxt] = [out[prev]] * (nxt - prev - 1)
+
+
+def _fourth_power_mean_root(rolling: Sequence[float]) -> float:
+    return float((math.fsum(r ** 4 for r in rolling) / len(rolling)) ** 0.25)
+
+
+def _rolling_means(p: Sequence[float]) -> list[float]:
+    """The 30-value rolling means of ``p`` ('valid' window: one per full window)."""
+    csum = [0.0, *accumulate(p)]
+    return [(csum[k + NP_WINDOW_S] - csum[k]) / NP_WINDOW_S for k in range(len(p) - NP_WINDOW_S + 1)]
+
+
+def _covered(p_1hz: Floats) -> list[float]:
+    return [v for v in floats(p_1hz) if v == v]
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def normalized_power(p_1hz: Floats) -> tuple[float | None, bool]:
     """(NP, short) over the covered seconds of a 1 Hz series; NaN seconds are left out, not zeroed.
 
     ``short`` is True when fewer than 30 covered seconds exist: NP is then the mean power.
     """
-    p = np.asarray(p_1hz, dtype=np.float64)
-    p = p[~np.isnan(p)]
-    if p.size == 0:
+    p = _covered(p_1hz)
+    if not p:
         return None, True
-    if p.size < NP_WINDOW_S:
-        return float(p.mean()), True
-    csum = np.concatenate(([0.0], np.cumsum(p)))
-    rolling = (csum[NP_WINDOW_S:] - csum[:-NP_WINDOW_S]) / NP_WINDOW_S
-    return float(np.mean(rolling**4) ** 0.25), False
+    if len(p) < NP_WINDOW_S:
+        return _mean(p), True
+    return _fourth_power_mean_root(_rolling_means(p)), False
 
 
-def normalized_power_ride(pre_1hz: ArrayLike, p_1hz: ArrayLike) -> tuple[float | None, bool]:
+def normalized_power_ride(pre_1hz: Floats, p_1hz: Floats) -> tuple[float | None, bool]:
     """(NP, short) of a stretch by the ``ride`` window: rolling means over the covered seconds of
     ``pre_1hz`` (the seconds before the stretch) followed by ``p_1hz`` (the stretch), joined across
     dropouts as head units do; only the rolling values that end inside the stretch count."""
-    pre = np.asarray(pre_1hz, dtype=np.float64)
-    cur = np.asarray(p_1hz, dtype=np.float64)
-    pre, cur = pre[~np.isnan(pre)], cur[~np.isnan(cur)]
-    if cur.size == 0:
+    pre, cur = _covered(pre_1hz), _covered(p_1hz)
+    if not cur:
         return None, True
-    joined = np.concatenate((pre, cur))
-    if joined.size < NP_WINDOW_S:
-        return float(cur.mean()), True
-    csum = np.concatenate(([0.0], np.cumsum(joined)))
-    rolling = (csum[NP_WINDOW_S:] - csum[:-NP_WINDOW_S]) / NP_WINDOW_S
-    # rolling[k] ends at joined index k + 29; the stretch starts at joined index pre.size.
-    inside = rolling[max(0, pre.size - NP_WINDOW_S + 1):]
-    if inside.size == 0:
-        return float(cur.mean()), True
-    return float(np.mean(inside**4) ** 0.25), cur.size < NP_WINDOW_S
+    joined = pre + cur
+    if len(joined) < NP_WINDOW_S:
+        return _mean(cur), True
+    # rolling[k] ends at joined index k + 29; the stretch starts at joined index len(pre).
+    inside = _rolling_means(joined)[max(0, len(pre) - NP_WINDOW_S + 1):]
+    if not inside:
+        return _mean(cur), True
+    return _fourth_power_mean_root(inside), len(cur) < NP_WINDOW_S
 
 
 def intensity_factor(np_w: float | None, ftp_w: float | None) -> float | None:
@@ -145,12 +176,12 @@ def training_stress_score(duration_s: float, np_w: float | None, ftp_w: float | 
 TSS_TIME_CHOICES = ("rolling", "timer", "nonzero")
 
 
-def tss_seconds(rule: str, m: PowerMetrics, power_inside: ArrayLike) -> float:
+def tss_seconds(rule: str, m: PowerMetrics, power_inside: Floats) -> float:
     """The seconds TSS counts for a stretch under ``rule`` (see TSS_TIME_CHOICES)."""
     if rule == "rolling":
         return float(max(m.covered_s - (NP_WINDOW_S - 1), 0))
     if rule == "nonzero":
-        return float(np.count_nonzero(np.asarray(power_inside, dtype=np.float64) > 0))
+        return float(sum(1 for v in floats(power_inside) if v > 0))
     if rule == "timer":
         return m.duration_s
     raise ValueError(f"tss time must be one of {TSS_TIME_CHOICES}, got {rule!r}")
@@ -165,9 +196,9 @@ def watts_per_kg(power_w: float | None, weight_kg: float | None) -> float | None
 class Stretch(NamedTuple):
     """Raw samples of one rider (any rate, any order) and the stretch [start, end) to measure."""
 
-    times: ArrayLike
-    power: ArrayLike
-    cadence: ArrayLike | None
+    times: Floats
+    power: Floats
+    cadence: Floats | None
     start: float
     end: float
 
@@ -184,19 +215,17 @@ def power_metrics(stretch: Stretch, *, ftp_w: float | None = None, weight_kg: fl
         raise ValueError(f"np_window must be one of {NP_WINDOWS}, got {np_window!r}")
     times, power, cadence, start, end = stretch
     duration = float(end - start) if duration_s is None else float(duration_s)
-    t = np.asarray(times, dtype=np.float64)
-    p = np.asarray(power, dtype=np.float64)
-    inside = (t >= start) & (t < end) & ~np.isnan(p)
-    samples = int(inside.sum())
-    p_1hz = resample_1hz(t, p, start, end, max_gap_s)
-    covered = ~np.isnan(p_1hz)
-    coverage = float(covered.mean()) if p_1hz.size else 0.0
-    flags: list[str] = []
+    t, p = floats(times), floats(power)
+    samples = sum(1 for ti, pi in zip(t, p, strict=True) if start <= ti < end and pi == pi)
     if samples == 0:
         return PowerMetrics(duration, 0, 0.0, None, None, None, None, None, None, ("no_power",), np_window=np_window)
+    p_1hz = resample_1hz(t, p, start, end, max_gap_s)
+    covered = _covered(p_1hz)
+    coverage = len(covered) / len(p_1hz)
+    flags: list[str] = []
     if coverage < 1.0:
         flags.append("power_gap")
-    power_avg = float(p_1hz[covered].mean())
+    power_avg = _mean(covered)
     if np_window == "ride":
         np_w, short = normalized_power_ride(resample_1hz(t, p, start - PREROLL_S, start, max_gap_s), p_1hz)
     else:
@@ -205,10 +234,9 @@ def power_metrics(stretch: Stretch, *, ftp_w: float | None = None, weight_kg: fl
         flags.append("short_segment")
     cadence_avg = None
     if cadence is not None:
-        c = np.asarray(cadence, dtype=np.float64)
-        c_1hz = resample_1hz(t, c, start, end, max_gap_s)
-        if (~np.isnan(c_1hz)).any():
-            cadence_avg = float(np.nanmean(c_1hz))
+        c_heard = _covered(resample_1hz(t, cadence, start, end, max_gap_s))
+        if c_heard:
+            cadence_avg = _mean(c_heard)
     return PowerMetrics(
         duration_s=duration,
         samples=samples,
@@ -220,6 +248,6 @@ def power_metrics(stretch: Stretch, *, ftp_w: float | None = None, weight_kg: fl
         tss=training_stress_score(duration, np_w, ftp_w),
         watts_per_kg=watts_per_kg(power_avg, weight_kg),
         flags=tuple(flags),
-        covered_s=int(covered.sum()),
+        covered_s=len(covered),
         np_window=np_window,
     )

@@ -13,11 +13,9 @@ scored itself (and shown as partial), and its time, which the gates give whole, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
-from numpy.typing import NDArray
 
 from gateway.model import SegmentResult
 
@@ -26,6 +24,14 @@ MEAN_AD_K = 1.253314
 OUTLIER_MODIFIED_Z = 3.5
 
 QUADRANTS = ("efficient", "strong", "costly", "easy")
+
+NAN = math.nan
+
+
+def _median(sorted_values: Sequence[float]) -> float:
+    n = len(sorted_values)
+    mid = n // 2
+    return sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
 
 
 @dataclass(frozen=True)
@@ -41,39 +47,42 @@ class Spread:
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Spread:
-        x = np.asarray(values, dtype=np.float64)
-        if x.size == 0:
-            return cls(0, np.nan, np.nan, np.nan, np.nan, np.nan)
-        med = float(np.median(x))
-        dev = np.abs(x - med)
-        return cls(int(x.size), float(x.mean()), float(x.std()), med, float(np.median(dev)), float(dev.mean()))
+        x = [float(v) for v in values]
+        if not x:
+            return cls(0, NAN, NAN, NAN, NAN, NAN)
+        n = len(x)
+        mean = math.fsum(x) / n
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in x) / n)  # the population's (ddof 0)
+        med = _median(sorted(x))
+        dev = [abs(v - med) for v in x]
+        return cls(n, mean, std, med, _median(sorted(dev)), math.fsum(dev) / n)
 
-    def z_of(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        """The z-score of each value (NaN where undefined: fewer than 2 values or no spread)."""
+    def z_of(self, x: float) -> float:
+        """The z-score of ``x`` (NaN where undefined: fewer than 2 values or no spread)."""
         if self.n < 2 or not self.std > 0:
-            return np.full(np.shape(x), np.nan)
+            return NAN
         return (x - self.mean) / self.std
 
-    def modified_z_of(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        """The modified z-score of each value (NaN where undefined: fewer than 3 values or no spread)."""
+    def modified_z_of(self, x: float) -> float:
+        """The modified z-score of ``x`` (NaN where undefined: fewer than 3 values or no spread)."""
         if self.n < 3:
-            return np.full(np.shape(x), np.nan)
+            return NAN
         if self.mad > 0:
             return MODIFIED_Z_K * (x - self.median) / self.mad
         if self.mean_ad > 0:
             # More than half the values equal the median: fall back on the mean absolute deviation.
             return (x - self.median) / (MEAN_AD_K * self.mean_ad)
-        return np.full(np.shape(x), np.nan)
+        return NAN
 
     def z(self, x: float | None) -> float | None:
-        return None if x is None else _defined(float(self.z_of(np.array([x]))[0]))
+        return None if x is None else _defined(self.z_of(x))
 
     def modified_z(self, x: float | None) -> float | None:
-        return None if x is None else _defined(float(self.modified_z_of(np.array([x]))[0]))
+        return None if x is None else _defined(self.modified_z_of(x))
 
 
 def _defined(value: float) -> float | None:
-    return None if np.isnan(value) else value
+    return None if math.isnan(value) else value
 
 
 @dataclass(frozen=True)
@@ -112,21 +121,13 @@ _METRICS: dict[str, Callable[[SegmentResult], float | None]] = {
 }
 
 
-def _column(results: Sequence[SegmentResult], get: Callable[[SegmentResult], float | None]) -> np.ndarray:
-    return np.array([np.nan if (v := get(r)) is None else v for r in results], dtype=np.float64)
-
-
-def _segments(results: Sequence[SegmentResult]) -> np.ndarray:
-    return np.array([-1 if r.segment is None else r.segment for r in results], dtype=np.int64)
-
-
 @dataclass
 class Scores:
     """Every z-score of ``targets`` as columns (NaN = undefined); rows are built by the results layer
     (``gateway.results.rows``)."""
 
     targets: Sequence[SegmentResult]
-    columns: dict[str, np.ndarray]
+    columns: dict[str, list[float]]
     min_coverage: float
 
     def partial(self, i: int) -> bool:
@@ -143,24 +144,24 @@ def score(targets: Sequence[SegmentResult], population: Iterable[SegmentResult],
     (whether or not the target is itself in it, so a rider can be held against a squad or their
     own history). Spans over missed gates have no segment: their scores are undefined.
     """
-    pop = [r for r in population if r.segment is not None]
-    pop_seg = _segments(pop)
-    tgt_seg = _segments(targets)
-    heard = np.array([r.coverage >= min_coverage for r in pop], dtype=bool)
-    columns: dict[str, np.ndarray] = {}
+    pop = list(population)
+    columns: dict[str, list[float]] = {}
     for metric, get in _METRICS.items():
-        values = _column(pop, get)
-        if metric != "time":
-            values[~heard] = np.nan
-        x = _column(targets, get)
-        spreads = {int(seg): Spread.of(values[(pop_seg == seg) & ~np.isnan(values)]) for seg in np.unique(pop_seg)}
-        z = np.full(len(targets), np.nan)
-        mz = np.full(len(targets), np.nan)
-        for seg, spread in spreads.items():
-            rows = np.flatnonzero((tgt_seg == seg) & ~np.isnan(x))
-            if rows.size:
-                z[rows] = spread.z_of(x[rows])
-                mz[rows] = spread.modified_z_of(x[rows])
+        groups: dict[int, list[float]] = {}
+        for r in pop:
+            value, seg = get(r), r.segment
+            if seg is not None and value is not None and value == value and (
+                    metric == "time" or r.coverage >= min_coverage):
+                groups.setdefault(seg, []).append(value)
+        spreads = {seg: Spread.of(values) for seg, values in groups.items()}
+        z = [NAN] * len(targets)
+        mz = [NAN] * len(targets)
+        for i, r in enumerate(targets):
+            x = get(r)
+            spread = spreads.get(r.segment) if r.segment is not None else None
+            if spread is not None and x is not None and x == x:
+                z[i] = spread.z_of(x)
+                mz[i] = spread.modified_z_of(x)
         columns[f"{metric}_zscore"] = z
         columns[f"{metric}_modified_zscore"] = mz
     return Scores(targets, columns, min_coverage)

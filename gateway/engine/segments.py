@@ -16,12 +16,9 @@ from array import array
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-from numpy.typing import ArrayLike
-
 from gateway.counts import bump
 from gateway.engine.course import Course, Crossing, Span, assemble
-from gateway.engine.metrics import DEFAULT_MAX_GAP_S, PREROLL_S, PowerMetrics, Stretch, power_metrics
+from gateway.engine.metrics import DEFAULT_MAX_GAP_S, PREROLL_S, Floats, PowerMetrics, Stretch, floats, power_metrics
 from gateway.model import SegmentResult
 
 
@@ -115,21 +112,21 @@ class SegmentEngine:
             return self._passed(rider)
         return []
 
-    def add_power_run(self, rider_id: str, t: ArrayLike, power: ArrayLike, cadence: ArrayLike) -> list[SegmentResult]:
+    def add_power_run(self, rider_id: str, t: Floats, power: Floats, cadence: Floats) -> list[SegmentResult]:
         """Samples of one rider in time order (``cadence`` NaN where there is none): what as many
         ``add_power`` calls would do, the arrays extended at once."""
-        columns = [np.asarray(values, dtype=np.float64) for values in (t, power, cadence)]
+        columns = [floats(values) for values in (t, power, cadence)]
         times = columns[0]
         rider = self._rider(rider_id, len(times))
-        if rider is None or not len(times):
+        if rider is None or not times:
             return []
         if rider.t and times[0] < rider.t[-1]:
             out: list[SegmentResult] = []
-            for sample in zip(*(c.tolist() for c in columns), strict=True):
+            for sample in zip(*columns, strict=True):
                 out += self.add_power(rider_id, *sample)
             return out
         for kept, values in zip((rider.t, rider.p, rider.c), columns, strict=True):
-            kept.frombytes(values.tobytes())
+            kept.fromlist(values)
         last = rider.t[-1]
         if last > rider.latest_sample:
             rider.latest_sample = last

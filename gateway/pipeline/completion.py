@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.complete.session import Outcome, SessionData, named, plan, record_extra
 from gateway.config.settings import Settings
 from gateway.config.settings import rider as rider_settings
 from gateway.errors import NotFound
@@ -24,7 +24,10 @@ from gateway.wire import WireError, decode_event
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Outcome", "SessionCompletion"]
+if TYPE_CHECKING:
+    from gateway.complete.session import Outcome, SessionData
+
+__all__ = ["SessionCompletion"]
 
 
 class SessionCompletion:
@@ -39,6 +42,10 @@ class SessionCompletion:
             choices: Mapping[str, str] | None = None, offsets: Mapping[str, float] | None = None) -> list[Outcome]:
         """Add ``files`` (path, name shown) to ``session_id``; ``choices``: file name -> rider id the
         coach picked; ``offsets``: file name -> seconds from the file's clock to the box's."""
+        # Imported at the first file: reading and aligning recordings takes NumPy, which a box that
+        # is never handed a file need not carry (13 MB of its memory).
+        from gateway.complete.session import plan
+
         session = self._load(session_id)
         done = plan(session, files, who=who, np_window=self.settings.metrics.np_window, choices=choices,
                     offsets=offsets)
@@ -47,6 +54,8 @@ class SessionCompletion:
         return done.outcomes
 
     def _load(self, session_id: str) -> SessionData:
+        from gateway.complete.session import SessionData, named
+
         # The running session first: an automatic one (no sensors yet) has no record to find.
         if session_id == self.live_session():
             raise SessionError(f"session {session_id!r} is still running", where="add files",
@@ -76,6 +85,8 @@ class SessionCompletion:
 
     def _commit(self, session: SessionData, samples: list[PowerSample], corrections: list[SegmentResult],
                 record: Mapping[str, object]) -> None:
+        from gateway.complete.session import record_extra
+
         riders = tuple(session.record.get("riders") or ())
         # Added samples name their rider directly (``PowerSample.sensor``): the roster knows the names.
         ingest = Ingest(self.spool, Roster(tuple(rider_settings(r) for r in riders)), session.session_id)

@@ -11,11 +11,12 @@ range, time going backwards) goes the one-sample way, which says what is wrong w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, NamedTuple
 
 from gateway.model import GateCrossing, PowerSample, SegmentResult, SessionRecord
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Event = PowerSample | GateCrossing | SegmentResult | SessionRecord
 
@@ -77,6 +78,8 @@ def by_meter(batch: Sequence[Event], minimum: int = RUN_MIN) -> tuple[list[list[
 def columns(samples: Sequence[PowerSample], ranges: tuple[float, ...]) -> Columns | None:
     """The run's columns, or None when a value is outside ``ranges`` (power, cadence, torque: low,
     high each; its times are checked with the window's, by ``rolling_means``)."""
+    import numpy as np  # here: only a replay hands over runs, and the live box need not carry NumPy
+
     _, _, walls, powers, cadences, torques, _ = zip(*samples, strict=True)
     t = np.array(walls, dtype=np.float64)
     p = np.array(powers, dtype=np.float64)
@@ -102,6 +105,8 @@ def rolling_means(prior_t: Sequence[float], prior_p: Sequence[float], t: np.ndar
     continuing a window that held ``prior_t``/``prior_p``; returns the means and what the window holds
     after the run (its times, its powers). None when the window's times and the run's are not in
     order: the one-sample way keeps the window as samples came."""
+    import numpy as np
+
     all_t = np.concatenate((np.asarray(prior_t, dtype=np.float64), t))
     if bool((np.diff(all_t) < 0).any()):
         return None

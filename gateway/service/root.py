@@ -131,7 +131,8 @@ class Root:
         if self.web_enabled:
             from gateway.web.stream import Broadcaster
 
-            self.broadcaster = Broadcaster(self.results, self.settings.metrics.min_coverage)
+            self.broadcaster = Broadcaster(self.results, self.settings.metrics.min_coverage,
+                                           release=spool.release_thread)
         self.book = RiderBook(self.state_dir / "riders.json", self.settings.riders)
         self.status.post("riderbook", damaged=self.book.damaged)
         return spool
@@ -164,13 +165,15 @@ class Root:
 
             self.replays = ReplayManager(self.config, spool, listeners=self._listeners(), book=self.book)
             if self.web_enabled:
-                self.start_web()
+                self.start_web(app_later=True)
             self.status.post("daemon", state="running", pid=os.getpid(), web_port=self.web_port)
             handled = self._handle_signals()
             await self._started()
             await asyncio.to_thread(self._post_status)
             self.supervisor.tick()
-            self.supervisor.ready()  # the spool is open and the page is listening
+            self.supervisor.ready()  # the spool is open, the sources run and the page's port answers
+            if self.web_enabled:
+                await asyncio.to_thread(self.load_web_app)
             await self._tick_until_stopped()
             log.info("stopping")
         finally:
@@ -248,26 +251,37 @@ class Root:
     def health(self) -> dict[str, Any]:
         return self.supervisor.alive(web_ok=True, threads=self._threads())
 
-    def start_web(self) -> WebServer:
-        """Serve the page (again, on the same port, once a test has stopped ``server``)."""
+    def start_web(self, *, app_later: bool = False) -> WebServer:
+        """Serve the page (again, on the same port, once a test has stopped ``server``).
+
+        ``app_later``: listen now, build the page's app (Flask: a third of the box's start-up) with
+        ``load_web_app`` afterwards; a request that comes before waits for it."""
+        from gateway.web.server import WebServer
+
+        web = self.settings.web
+        server = WebServer(None, web.host, self.web_port if self.web_port is not None else self.port,
+                           streams=web.max_streams, request_threads=web.request_threads,
+                           max_body=max(web.max_body_kb * 1024, web.max_upload_mb * 2**20))
+        if self.spool is not None:
+            server.after_request = self.spool.release_thread
+        server.start()
+        self.web_port = server.port
+        self.server = server
+        if not app_later:
+            self.load_web_app()
+        return server
+
+    def load_web_app(self) -> None:
         from gateway.watch.metrics import registry
         from gateway.web.app import create_app
         from gateway.web.bridge import LoopBridge
         from gateway.web.parts import Guards, WebParts
-        from gateway.web.server import WebServer
 
-        web = self.settings.web
-        assert self._loop is not None
-        server = WebServer(None, web.host, self.web_port if self.web_port is not None else self.port,
-                           streams=web.max_streams, request_threads=web.request_threads,
-                           max_body=max(web.max_body_kb * 1024, web.max_upload_mb * 2**20))
+        assert self._loop is not None and self.server is not None
+        web, server = self.settings.web, self.server
         depths = self.broadcaster.queue_depths if self.broadcaster is not None else None
         setup = self.setup()
         server.set_app(create_app(WebParts(
             self.config, self.status, Guards.of(web), results=self.results, broadcaster=self.broadcaster,
             replays=self.replays, bridge=LoopBridge(self._loop), setup=setup, files=setup, health=self.health,
             metrics=registry(self.status, depths), stop=server.stop_streams)))
-        server.start()
-        self.web_port = server.port
-        self.server = server
-        return server

@@ -173,10 +173,19 @@ class HubCollector:
 
 def registry(status: StatusBoard, stream: Callable[[], dict[str, int]] | None = None, *,
              hub: bool = False) -> Callable[[], bytes]:
-    """The text a scrape returns: the box's (or the hub's) collector and the process's CPU, memory and files."""
-    from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+    """The text a scrape returns: the box's (or the hub's) collector and the process's CPU, memory and files.
 
-    reg = CollectorRegistry()
-    reg.register(HubCollector(status) if hub else StatusCollector(status, stream))
-    ProcessCollector(registry=reg)
-    return lambda: generate_latest(reg)
+    prometheus_client is imported at the first scrape: a box nobody scrapes does not carry its 3 MB."""
+    built: list[Callable[[], bytes]] = []
+
+    def scrape() -> bytes:
+        if not built:
+            from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+
+            reg = CollectorRegistry()
+            reg.register(HubCollector(status) if hub else StatusCollector(status, stream))
+            ProcessCollector(registry=reg)
+            built.append(lambda: generate_latest(reg))
+        return built[0]()
+
+    return scrape

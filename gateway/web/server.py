@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from gateway.errors import GatewayError
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 # Open sockets cost no thread (waitress holds them in one select loop, and closes idle ones after
 # channel_timeout): this bounds only file descriptors. The unit's LimitNOFILE leaves room for it.
 CONNECTION_LIMIT = 1024
+APP_WAIT_S = 30.0  # how long a request made during start-up waits for the page's app
 
 
 class WebServer:
@@ -29,6 +31,10 @@ class WebServer:
         from waitress.server import create_server
 
         self.app = app
+        # Run on the request's own thread once its answer is sent (the box gives back the thread's
+        # spool connection: a request may land on any of the server's threads).
+        self.after_request: Callable[[], None] | None = None
+        self._app_set = threading.Event()
         try:
             self._server = create_server(self._dispatch, host=host, port=port, threads=streams + request_threads,
                                          channel_timeout=30, ident="trackside-gateway",
@@ -41,10 +47,28 @@ class WebServer:
         self._thread = threading.Thread(target=self._run, name="web-server", daemon=True)
 
     def _dispatch(self, environ: dict[str, Any], start_response: Any) -> Any:
-        return self.app(environ, start_response)
+        app = self.app
+        if app is None:  # listening before the app is built (start-up): wait for it
+            self._app_set.wait(APP_WAIT_S)
+            app = self.app
+            if app is None:
+                start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
+                                                           ("Retry-After", "2")])
+                return [b"the gateway is starting; try again in a moment\n"]
+        if self.after_request is None:
+            return app(environ, start_response)
+        try:
+            body = app(environ, start_response)
+        except BaseException:
+            self.after_request()
+            raise
+        from werkzeug.wsgi import ClosingIterator
+
+        return ClosingIterator(body, self.after_request)
 
     def set_app(self, app: Any) -> None:
         self.app = app
+        self._app_set.set()
 
     @property
     def port(self) -> int:

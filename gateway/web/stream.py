@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 15.0
 RETRY_MS = 3000
 CLIENT_QUEUE = 500
+# When each recent crossing was received, for the page's gate-to-browser latency: a result follows
+# its end crossing within seconds, so five minutes of 100 riders at four gates a minute is plenty
+# (20 000 kept grew the box by 4 MB over the first hour of such a session).
+CROSSINGS_KEPT = 2_000
 
 
 class Broadcaster:
@@ -41,8 +45,9 @@ class Broadcaster:
     thread turns them into SSE events for every client, reading a session's results from the store
     the first time. Its lock guards only memory (the client set and the sessions' current results)."""
 
-    def __init__(self, store: ResultsStore, min_coverage: float) -> None:
+    def __init__(self, store: ResultsStore, min_coverage: float, *, release: Callable[[], None] | None = None) -> None:
         self.store = store
+        self.release = release  # what a stream's thread gives back once it has caught up from the store
         self.min_coverage = min_coverage  # power heard less than this: out of the power population
         self._lock = threading.Lock()
         self._clients: set[queue.Queue[tuple[int, str] | None]] = set()
@@ -62,7 +67,7 @@ class Broadcaster:
             if isinstance(event, GateCrossing) and a.rider_id:
                 with self._lock:
                     self._crossings[(a.rider_id, event.gate, event.wall_time)] = a.committed
-                    if len(self._crossings) > 20_000:
+                    if len(self._crossings) > CROSSINGS_KEPT:
                         self._crossings.pop(next(iter(self._crossings)))
             elif isinstance(event, SegmentResult):
                 results.append((a.seq, a.committed, event))
@@ -185,6 +190,8 @@ class Broadcaster:
                     yield _frame(*event_of(seq, result, self._group_now(result), (None, None),
                                            self.min_coverage))
                     sent_up_to = seq
+                if self.release is not None:
+                    self.release()  # a stream lasts hours: it must not hold what catching up took
             next_beat = time.monotonic() + heartbeat_s
             while not stop.is_set():
                 try:

@@ -23,10 +23,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchmarks.browser import ARGS, wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 RIDERS, RATE_HZ = 100, 4
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
 def _free_port() -> int:
@@ -100,6 +100,9 @@ def whole_daemon() -> list[tuple[str, dict[str, object]]]:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(notify))
         sock.settimeout(30)
+        # The box's pip install compiles the package's bytecode; this shell may forbid writing it
+        # (PYTHONDONTWRITEBYTECODE), and start-up would then time the compiling of 150 modules.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "gateway")], check=True)
         env = dict(os.environ, NOTIFY_SOCKET=str(notify), PYTHONPATH=str(ROOT))
         taskset = ["taskset", "-c", "0"] if shutil.which("taskset") else []
         t0 = time.monotonic()
@@ -129,13 +132,14 @@ def whole_daemon() -> list[tuple[str, dict[str, object]]]:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
                 page = browser.new_page()
                 page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_function("window.trackside !== undefined")
+                wait_until(page, "window.trackside !== undefined")
                 start = time.monotonic()
                 while time.monotonic() - start < duration:
                     samples.append((time.monotonic(), *_proc(proc.pid), time.time()))
                     page.wait_for_timeout(5000)
                 samples.append((time.monotonic(), *_proc(proc.pid), time.time()))
                 latencies = page.evaluate("window.trackside.latencies")
+                mapped = Path(f"/proc/{proc.pid}/maps").read_text()
                 browser.close()
             status = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10).read())
         finally:
@@ -166,15 +170,18 @@ def whole_daemon() -> list[tuple[str, dict[str, object]]]:
     return [
         ("daemon.cpu_share_of_one_core", {"value": round(100 * cpu_share, 1), "unit": "%", "target": "< 15 %",
                                           "ok": cpu_share < 0.15, **common}),
-        ("daemon.rss_steady", {"value": round(steady_rss, 1), "unit": "MB", "target": "< 150 MB",
-                               "ok": steady_rss < 150, "peak_mb": round(samples[-1][3] / 1e6, 1)}),
+        ("daemon.rss_steady", {"value": round(steady_rss, 1), "unit": "MB", "target": "<= 60 MB",
+                               "ok": steady_rss <= 60, "peak_mb": round(samples[-1][3] / 1e6, 1),
+                               # What the live path must not carry (imported only by replays and files).
+                               "numpy_loaded": "/numpy/" in mapped}),
         ("daemon.rss_growth_over_run", {"value": round(growth, 1), "unit": "MB", "target": "< 5 MB", "ok": growth < 5,
                                         "rss_mb_every_5s": [round(s[2] / 1e6, 1) for s in samples]}),
         ("daemon.disk_written_per_minute", {"value": round(disk_per_min / 1e6, 2), "unit": "MB/min",
                                             "payload_mb_per_min": round(payload_per_min / 1e6, 2)}),
         ("daemon.write_amplification", {"value": round(amplification, 2), "unit": "x", "target": "<= 2x payload",
                                         "ok": amplification <= 2.0}),
-        ("daemon.startup_to_ready", {"value": round(ready_s, 2), "unit": "s", "target": "< 3 s", "ok": ready_s < 3}),
+        ("daemon.startup_to_ready", {"value": round(ready_s, 2), "unit": "s", "target": "< 0.3 s",
+                                     "ok": ready_s < 0.3}),
         ("daemon.gate_to_browser_p95", {"value": round(p95, 1), "unit": "ms", "target": "< 200 ms", "ok": p95 < 200,
                                         "p50_ms": round(p50, 1), "points": len(ms),
                                         "kafka_delivered": kafka.get("delivered"),

@@ -12,11 +12,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchmarks.browser import ARGS, wait_until
 from gateway import config
 from gateway.service.daemon import Daemon
-
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
 def _reader(url: str, stop: threading.Event, counts: list[int]) -> None:
@@ -57,12 +55,12 @@ def _run(clients: int) -> dict[str, object]:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
                 page = browser.new_page()
                 page.goto(base + "/")
-                page.wait_for_function("window.trackside !== undefined")
+                wait_until(page, "window.trackside !== undefined")
                 request = urllib.request.Request(base + "/api/replays", method="POST",
                                                  data=json.dumps({"files": ["@sample"], "speed": 0.01}).encode(),
                                                  headers={"Content-Type": "application/json", "X-Admin-Token": "bench"})
                 urllib.request.urlopen(request, timeout=30).close()
-                page.wait_for_function("window.trackside.count() >= 72", timeout=120_000)
+                wait_until(page, "window.trackside.count() >= 72", timeout=120)
                 latencies = page.evaluate("window.trackside.latencies")
                 browser.close()
         finally:

@@ -51,18 +51,18 @@ def test_gap_is_excluded_not_zero_filled() -> None:
 def test_short_silence_is_held_long_silence_is_excluded() -> None:
     times = np.array([0.0, 1.0, 2.0, 6.0, 7.0, 30.0])
     grid = resample_1hz(times, [100, 200, 300, 400, 500, 600], 0.0, 33.0, max_gap_s=5.0)
-    assert grid[:3].tolist() == [100, 200, 300]
-    assert grid[3:6].tolist() == [300, 300, 300]  # 4 s of silence: the meter skipped messages
-    assert grid[6:8].tolist() == [400, 500]
-    assert np.isnan(grid[8:30]).all()  # 23 s of silence: a dropout, left out entirely
-    assert grid[30:].tolist() == [600, 600, 600]  # held to the end: 3 s after the last sample
+    assert grid[:3] == [100, 200, 300]
+    assert grid[3:6] == [300, 300, 300]  # 4 s of silence: the meter skipped messages
+    assert grid[6:8] == [400, 500]
+    assert all(math.isnan(v) for v in grid[8:30])  # 23 s of silence: a dropout, left out entirely
+    assert grid[30:] == [600, 600, 600]  # held to the end: 3 s after the last sample
 
 
 def test_four_hz_samples_average_per_second() -> None:
     t = np.arange(0, 60, 0.25)
     p = np.where((t % 1) < 0.5, 100.0, 300.0)
     grid = resample_1hz(t, p, 0.0, 60.0)
-    assert grid.tolist() == [200.0] * 60
+    assert grid == [200.0] * 60
 
 
 def test_short_segment_np_is_mean_and_flagged() -> None:
@@ -106,3 +106,38 @@ def test_samples_outside_the_segment_are_ignored_and_cadence_averaged() -> None:
     assert m.watts_per_kg == pytest.approx(4.0)
     assert m.tss == pytest.approx(60 / 3600 * 100)
     assert m.flags == ()
+
+
+def naive_grid(times: list[float], values: list[float], start: float, end: float, max_gap_s: float) -> list[float]:
+    """The 1 Hz grid by its definition, a second at a time (slow, obviously right)."""
+    inside = [(t, v) for t, v in zip(times, values, strict=True) if start <= t < end]
+
+    def mean_of(k: int) -> float | None:
+        got = [v for t, v in inside if start + k <= t < start + k + 1]
+        return sum(got) / len(got) if got else None
+
+    out = []
+    for k in range(math.ceil(end - start)):
+        own = mean_of(k)
+        before = [t for t, _ in inside if t < start + k]
+        after = [t for t, _ in inside if t >= start + k + 1]
+        if own is not None:
+            out.append(own)
+        elif before and (min(after) if after else end) - max(before) <= max_gap_s:
+            out.append(mean_of(int(max(before) - start)))
+        else:
+            out.append(math.nan)
+    return out
+
+
+def test_the_grid_matches_its_definition_on_irregular_samples_with_gaps() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        times = np.sort(rng.uniform(0.0, 90.0, int(rng.integers(1, 200)))).tolist()
+        values = rng.uniform(0.0, 900.0, len(times)).tolist()
+        start, end = float(rng.uniform(-5, 20)), float(rng.uniform(40, 95))
+        got = resample_1hz(times, values, start, end, max_gap_s=3.0)
+        want = naive_grid(times, values, start, end, 3.0)
+        assert len(got) == len(want)
+        assert all((math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12)
+                   for a, b in zip(got, want, strict=True))

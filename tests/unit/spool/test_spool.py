@@ -476,3 +476,34 @@ def test_rows_numbered_under_wire_schema_3_keep_it_after_the_upgrade(tmp_path: P
     assert [json.loads(m)["seq"] for _, _, _, m, _ in sent] == [1, 2, 3, 4]
     assert sp.counters.corrupt_rows == 0
     sp.close()
+
+
+def test_threads_that_come_and_go_share_a_few_connections(tmp_path: Path) -> None:
+    """The page's requests run on any of the server's threads: each gives its connection back, and
+    the spool keeps a few for the next instead of one per thread that ever asked."""
+    import threading
+
+    from gateway.spool.file import IDLE_KEPT
+
+    spool = open_spool(tmp_path / "spool.sqlite")
+    spool.appender.append([crossing(i) for i in range(5)])
+    seen: list[int] = []
+    connect, opened = spool.file._connect, []
+    spool.file._connect = lambda: opened.append(1) or connect()  # type: ignore[method-assign]
+
+    def ask() -> None:
+        seen.append(len(list(spool.queries.since(0))))
+        spool.release_thread()
+
+    for _ in range(3):  # in waves, as requests come
+        threads = [threading.Thread(target=ask) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert seen == [5] * 60
+    assert len(opened) <= 20 + IDLE_KEPT  # reused across waves, not one per thread (60)
+    kept = len(spool.file._connections)
+    assert kept <= IDLE_KEPT + 1  # the idle ones, and this thread's (the append)
+    spool.close()
+    assert spool.file._connections == [] and spool.file._idle == []
