@@ -18,9 +18,11 @@ GoldenCheetah / TrainingPeaks:
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, pairwise
+from operator import le
 from typing import NamedTuple
 
 # Plain Python, no NumPy: the live box computes a segment of a few thousand samples at a time, where
@@ -39,7 +41,8 @@ def floats(values: Floats) -> list[float]:
     """``values`` (a list, an ``array``, a NumPy array) as a list of Python floats."""
     tolist = getattr(values, "tolist", None)
     if tolist is not None:  # array('d') and NumPy arrays convert in C (to floats, or ints from an int array)
-        return list(tolist())
+        converted: list[float] = tolist()
+        return converted
     return [math.nan if v is None else float(v) for v in values]
 
 
@@ -69,41 +72,95 @@ def resample_1hz(times: Floats, values: Floats, start: float, end: float,
     value (a meter that skipped a message was still being ridden); a longer silence is a dropout
     and its seconds are NaN, i.e. excluded. Samples outside [start, end) and NaN values are ignored.
     """
+    return _grid(floats(times), floats(values), start, end, max_gap_s)[0]
+
+
+def _grid(t_all: list[float], v_all: list[float], start: float, end: float, max_gap_s: float,
+          bounds: list[int] | None = None) -> tuple[list[float], int]:
+    """``resample_1hz``'s grid, and how many samples lay inside. ``bounds``: ``_bounds`` of the same
+    times and stretch, when the caller has them (power and cadence share them)."""
     n_bins = math.ceil(end - start - 1e-9) if end > start else 0
     if n_bins <= 0:
-        return []
+        return [], 0
+    if len(t_all) != len(v_all):
+        raise ValueError(f"{len(t_all)} times for {len(v_all)} values")
+    bounds = _bounds(t_all, start, end) if bounds is None else bounds
+    sums, counts, heard = _bins_in_order(v_all, bounds) if bounds else _bins(t_all, v_all, start, end, n_bins)
+    out = [s / c if c else math.nan for s, c in zip(sums, counts, strict=True)]
+    filled = [i for i, c in enumerate(counts) if c]
+    if not filled or len(filled) == n_bins:
+        return out, heard
+    # Silences: when the samples either side of each were heard (a second pass, only when there are
+    # silences: a meter at 4 Hz fills every second, and the common case stays one loop).
+    edges = {i for a, b in pairwise(filled) if b - a > 1 for i in (a, b)}
+    edges.add(filled[-1])
+    first, last = _edge_times(t_all, v_all, (start, end), edges)
+    for a, b in pairwise(filled):
+        if b - a > 1 and first[b] - last[a] <= max_gap_s:
+            out[a + 1:b] = [out[a]] * (b - a - 1)
+    tail = filled[-1]
+    if tail < n_bins - 1 and end - last[tail] <= max_gap_s:
+        out[tail + 1:] = [out[tail]] * (n_bins - tail - 1)  # a silence running to the end: measured to ``end``
+    return out, heard
+
+
+def _bins(t_all: list[float], v_all: list[float], start: float, end: float,
+          n_bins: int) -> tuple[list[float], list[int], int]:
+    """Each second's sum and count of the samples inside, and how many were inside, in any order."""
     sums = [0.0] * n_bins
     counts = [0] * n_bins
-    first = [math.inf] * n_bins
-    last = [-math.inf] * n_bins
-    for t, v in zip(floats(times), floats(values), strict=True):
+    beyond = 0  # inside [start, end) but past the last whole second's bin (float rounding at ``end``)
+    for t, v in zip(t_all, v_all, strict=True):
         if start <= t < end and v == v:  # v == v: not NaN
             i = int(t - start)  # t - start >= 0: truncation is floor
-            if i >= n_bins:
-                continue
-            sums[i] += v
-            counts[i] += 1
-            if t < first[i]:
-                first[i] = t
-            if t > last[i]:
-                last[i] = t
-    out = [s / c if c else math.nan for s, c in zip(sums, counts, strict=True)]
-    prev = -1
-    for i in range(n_bins):
-        if counts[i]:
-            if i - prev > 1 and prev >= 0:
-                _hold(out, first, last, prev, i, max_gap_s)
-            prev = i
-    if 0 <= prev < n_bins - 1 and end - last[prev] <= max_gap_s:
-        out[prev + 1:] = [out[prev]] * (n_bins - prev - 1)  # a silence running to the end: measured to ``end``
-    return out
+            if i < n_bins:
+                sums[i] += v
+                counts[i] += 1
+            else:
+                beyond += 1
+    return sums, counts, sum(counts) + beyond
 
 
-def _hold(out: list[float], first: list[float], last: list[float], prev: int, nxt: int, max_gap_s: float) -> None:
-    """Fill the empty seconds between filled bins ``prev`` and ``nxt`` with ``prev``'s value when the
-    samples either side of the silence are at most ``max_gap_s`` apart."""
-    if first[nxt] - last[prev] <= max_gap_s:
-        out[prev + 1:nxt] = [out[prev]] * (nxt - prev - 1)
+def _bounds(t_all: list[float], start: float, end: float) -> list[int]:
+    """Where each second of [start, end) begins in ``t_all``, and where the last ends, found by
+    bisection; empty when the times are not in order (the engine's always are)."""
+    if not all(map(le, t_all, t_all[1:])):
+        return []
+    n_bins = math.ceil(end - start - 1e-9)
+    return [bisect_left(t_all, start), *(bisect_left(t_all, min(start + k + 1, end)) for k in range(n_bins))]
+
+
+def _bins_in_order(v_all: list[float], bounds: list[int]) -> tuple[list[float], list[int], int]:
+    """``_bins`` for samples in time order: each second's samples summed as a slice, in a third of
+    the time of a loop over every sample."""
+    sums = [0.0] * (len(bounds) - 1)
+    counts = [0] * (len(bounds) - 1)
+    for k, (lo, hi) in enumerate(pairwise(bounds)):
+        if hi > lo:
+            total = sum(v_all[lo:hi])
+            if total == total:
+                sums[k], counts[k] = total, hi - lo
+            else:  # a NaN among them: left out
+                heard = [v for v in v_all[lo:hi] if v == v]
+                sums[k], counts[k] = sum(heard), len(heard)
+    return sums, counts, sum(counts)
+
+
+def _edge_times(times: list[float], values: list[float], span: tuple[float, float],
+                edges: set[int]) -> tuple[dict[int, float], dict[int, float]]:
+    """The first and the last sample time of each second in ``edges`` (samples as ``resample_1hz`` keeps them)."""
+    start, end = span
+    first: dict[int, float] = {}
+    last: dict[int, float] = {}
+    for t, v in zip(times, values, strict=True):
+        if start <= t < end and v == v:
+            i = int(t - start)
+            if i in edges:
+                if t < first.get(i, math.inf):
+                    first[i] = t
+                if t > last.get(i, -math.inf):
+                    last[i] = t
+    return first, last
 
 
 def _fourth_power_mean_root(rolling: Sequence[float]) -> float:
@@ -216,10 +273,10 @@ def power_metrics(stretch: Stretch, *, ftp_w: float | None = None, weight_kg: fl
     times, power, cadence, start, end = stretch
     duration = float(end - start) if duration_s is None else float(duration_s)
     t, p = floats(times), floats(power)
-    samples = sum(1 for ti, pi in zip(t, p, strict=True) if start <= ti < end and pi == pi)
+    bounds = _bounds(t, start, end) if end > start else []
+    p_1hz, samples = _grid(t, p, start, end, max_gap_s, bounds)
     if samples == 0:
         return PowerMetrics(duration, 0, 0.0, None, None, None, None, None, None, ("no_power",), np_window=np_window)
-    p_1hz = resample_1hz(t, p, start, end, max_gap_s)
     covered = _covered(p_1hz)
     coverage = len(covered) / len(p_1hz)
     flags: list[str] = []
@@ -227,14 +284,14 @@ def power_metrics(stretch: Stretch, *, ftp_w: float | None = None, weight_kg: fl
         flags.append("power_gap")
     power_avg = _mean(covered)
     if np_window == "ride":
-        np_w, short = normalized_power_ride(resample_1hz(t, p, start - PREROLL_S, start, max_gap_s), p_1hz)
+        np_w, short = normalized_power_ride(_grid(t, p, start - PREROLL_S, start, max_gap_s)[0], p_1hz)
     else:
         np_w, short = normalized_power(p_1hz)
     if short:
         flags.append("short_segment")
     cadence_avg = None
     if cadence is not None:
-        c_heard = _covered(resample_1hz(t, cadence, start, end, max_gap_s))
+        c_heard = _covered(_grid(t, floats(cadence), start, end, max_gap_s, bounds)[0])
         if c_heard:
             cadence_avg = _mean(c_heard)
     return PowerMetrics(

@@ -110,7 +110,7 @@ def test_samples_outside_the_segment_are_ignored_and_cadence_averaged() -> None:
 
 def naive_grid(times: list[float], values: list[float], start: float, end: float, max_gap_s: float) -> list[float]:
     """The 1 Hz grid by its definition, a second at a time (slow, obviously right)."""
-    inside = [(t, v) for t, v in zip(times, values, strict=True) if start <= t < end]
+    inside = [(t, v) for t, v in zip(times, values, strict=True) if start <= t < end and not math.isnan(v)]
 
     def mean_of(k: int) -> float | None:
         got = [v for t, v in inside if start + k <= t < start + k + 1]
@@ -135,9 +135,12 @@ def test_the_grid_matches_its_definition_on_irregular_samples_with_gaps() -> Non
     for _ in range(40):
         times = np.sort(rng.uniform(0.0, 90.0, int(rng.integers(1, 200)))).tolist()
         values = rng.uniform(0.0, 900.0, len(times)).tolist()
-        start, end = float(rng.uniform(-5, 20)), float(rng.uniform(40, 95))
-        got = resample_1hz(times, values, start, end, max_gap_s=3.0)
+        values = [math.nan if rng.random() < 0.1 else v for v in values]  # a meter's value it could not read
+        start, end = float(rng.uniform(-5, 20)), float(rng.uniform(40, 95))  # fractional ends too
         want = naive_grid(times, values, start, end, 3.0)
-        assert len(got) == len(want)
-        assert all((math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12)
-                   for a, b in zip(got, want, strict=True))
+        shuffled = rng.permutation(len(times))  # in time order (bisection) and in any order (a loop)
+        for t_in, v_in in ((times, values), ([times[i] for i in shuffled], [values[i] for i in shuffled])):
+            got = resample_1hz(t_in, v_in, start, end, max_gap_s=3.0)
+            assert len(got) == len(want)
+            assert all((math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12)
+                       for a, b in zip(got, want, strict=True))
