@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, pairwise
 from operator import le
+from statistics import fmean
 from typing import NamedTuple
 
 # Plain Python, no NumPy: the live box computes a segment of a few thousand samples as its rider
@@ -178,10 +179,6 @@ def _covered(p_1hz: Floats) -> list[float]:
     return [v for v in floats(p_1hz) if v == v]
 
 
-def _mean(values: Sequence[float]) -> float:
-    return math.fsum(values) / len(values)
-
-
 def normalized_power(p_1hz: Floats) -> tuple[float | None, bool]:
     """(NP, short) over the covered seconds of a 1 Hz series; NaN seconds are left out, not zeroed.
 
@@ -191,7 +188,7 @@ def normalized_power(p_1hz: Floats) -> tuple[float | None, bool]:
     if not p:
         return None, True
     if len(p) < NP_WINDOW_S:
-        return _mean(p), True
+        return fmean(p), True
     return _fourth_power_mean_root(_rolling_means(p)), False
 
 
@@ -204,11 +201,11 @@ def normalized_power_ride(pre_1hz: Floats, p_1hz: Floats) -> tuple[float | None,
         return None, True
     joined = pre + cur
     if len(joined) < NP_WINDOW_S:
-        return _mean(cur), True
+        return fmean(cur), True
     # rolling[k] ends at joined index k + 29; the stretch starts at joined index len(pre).
     inside = _rolling_means(joined)[max(0, len(pre) - NP_WINDOW_S + 1):]
     if not inside:
-        return _mean(cur), True
+        return fmean(cur), True
     return _fourth_power_mean_root(inside), len(cur) < NP_WINDOW_S
 
 
@@ -283,7 +280,7 @@ def power_metrics(stretch: Stretch, *, ftp_w: float | None = None, weight_kg: fl
     flags: list[str] = []
     if coverage < 1.0:
         flags.append("power_gap")
-    power_avg = _mean(covered)
+    power_avg = fmean(covered)
     if np_window == "ride":
         np_w, short = normalized_power_ride(_grid(t, p, start - PREROLL_S, start, max_gap_s)[0], p_1hz)
     else:
@@ -294,7 +291,7 @@ def power_metrics(stretch: Stretch, *, ftp_w: float | None = None, weight_kg: fl
     if cadence is not None:
         c_heard = _covered(_grid(t, floats(cadence), start, end, max_gap_s, bounds)[0])
         if c_heard:
-            cadence_avg = _mean(c_heard)
+            cadence_avg = fmean(c_heard)
     return PowerMetrics(
         duration_s=duration,
         samples=samples,

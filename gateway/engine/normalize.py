@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from statistics import median
 
 from gateway.model import SegmentResult
 
@@ -26,12 +27,6 @@ OUTLIER_MODIFIED_Z = 3.5
 QUADRANTS = ("efficient", "strong", "costly", "easy")
 
 NAN = math.nan
-
-
-def _median(sorted_values: Sequence[float]) -> float:
-    n = len(sorted_values)
-    mid = n // 2
-    return sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2
 
 
 @dataclass(frozen=True)
@@ -53,9 +48,9 @@ class Spread:
         n = len(x)
         mean = math.fsum(x) / n
         std = math.sqrt(math.fsum((v - mean) ** 2 for v in x) / n)  # the population's (ddof 0)
-        med = _median(sorted(x))
+        med = median(x)
         dev = [abs(v - med) for v in x]
-        return cls(n, mean, std, med, _median(sorted(dev)), math.fsum(dev) / n)
+        return cls(n, mean, std, med, median(dev), math.fsum(dev) / n)
 
     def z_of(self, x: float) -> float:
         """The z-score of ``x`` (NaN where undefined: fewer than 2 values or no spread)."""
