@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -153,8 +152,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.service import allocator
+    from gateway.watch import openssl
 
     allocator.tune()  # before any thread allocates
+    openssl.keep_out()  # before asyncio, secrets and hmac load
+    import asyncio
+
     from gateway import config
     from gateway.service.daemon import Daemon
     from gateway.watch import logs
@@ -181,6 +184,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    import asyncio
+
     from gateway import config
     from gateway.cli.progress import Progress
     from gateway.service.replay_run import Play, ReplayRun

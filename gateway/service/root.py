@@ -183,11 +183,11 @@ class Root:
             await self._stop_parts()
             if self.replays is not None:
                 await self.replays.close()
-            await asyncio.to_thread(self._close)
             if self.server is not None:
-                self.server.stop()
-            if self.broadcaster is not None:
-                self.broadcaster.close()
+                # Before the spool closes: a request still answering would read a connection
+                # closed under it (SQLite may free it while another thread is in it).
+                await asyncio.to_thread(self.server.stop)
+            await asyncio.to_thread(self._close)
             self.status.post("daemon", state="stopped", pid=os.getpid())
             self.supervisor.write_status_file(final=True)  # `status` says stopped at once, not 45 s later
             lock.release()
@@ -195,6 +195,8 @@ class Root:
     def _close(self) -> None:
         # Order matters: everything accepted is committed before the spool closes.
         self._close_parts()
+        if self.broadcaster is not None:
+            self.broadcaster.close()  # its thread reads the spool for a session it has not seen
         if self.spool is not None:
             self.spool.close()
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.status import StatusBoard
 from gateway.uplink.link import LATENCY_BUCKETS
+from gateway.watch import openssl
 
 LINK_STATES = ("connected", "searching", "lost", "no adapter", "starting")
 
@@ -180,6 +181,7 @@ def registry(status: StatusBoard, stream: Callable[[], dict[str, int]] | None = 
 
     def scrape() -> bytes:
         if not built:
+            openssl.let_in()  # prometheus_client imports ssl
             from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
             reg = CollectorRegistry()

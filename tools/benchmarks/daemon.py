@@ -173,7 +173,9 @@ def whole_daemon() -> list[tuple[str, dict[str, object]]]:
         ("daemon.rss_steady", {"value": round(steady_rss, 1), "unit": "MB", "target": "<= 60 MB",
                                "ok": steady_rss <= 60, "peak_mb": round(samples[-1][3] / 1e6, 1),
                                # What the live path must not carry (imported only by replays and files).
-                               "numpy_loaded": "/numpy/" in mapped}),
+                               "numpy_loaded": "/numpy/" in mapped,
+                               # OpenSSL is kept out of the daemon (gateway.watch.openssl) until a scrape.
+                               "openssl_loaded": "libcrypto" in mapped}),
         ("daemon.rss_growth_over_run", {"value": round(growth, 1), "unit": "MB", "target": "< 5 MB", "ok": growth < 5,
                                         "rss_mb_every_5s": [round(s[2] / 1e6, 1) for s in samples]}),
         ("daemon.disk_written_per_minute", {"value": round(disk_per_min / 1e6, 2), "unit": "MB/min",

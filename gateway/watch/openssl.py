@@ -1,0 +1,45 @@
+"""OpenSSL kept out of the box's daemon until something asks for it.
+
+Nothing the daemon runs needs Python's OpenSSL: the page is plain HTTP on the box's own Wi-Fi,
+Kafka's TLS is librdkafka's (compiled into confluent-kafka's library), and the one digest the box
+takes (a head-unit file's sha256) is in Python's own ``_sha256``. Yet asyncio and werkzeug import
+``ssl`` as they load, and ``secrets`` and ``hmac`` import ``_hashlib``: OpenSSL's libraries, 4.6 MB
+resident on a box with 512 MB and a 60 MB budget (``tools/bench daemon``). All of them take a
+missing module in their stride (they import it in a ``try``: ``hashlib`` then uses Python's own
+digests, ``hmac.compare_digest`` the same constant-time comparison from ``_operator``). What needs
+OpenSSL calls ``let_in`` first: the scrape's prometheus_client, which imports ``ssl`` and urllib's
+HTTPS handler outright.
+"""
+
+from __future__ import annotations
+
+import sys
+
+KEPT_OUT = ("ssl", "_hashlib")
+# Modules that look for ssl once, as they load, and leave out their TLS parts without it.
+_BOUND_WITHOUT = ("http.client", "urllib.request")
+
+
+def keep_out() -> bool:
+    """Make ``import ssl`` and ``import _hashlib`` fail (Python's own way: a None in
+    ``sys.modules``). False when either is already loaded: then there is less to save."""
+    kept = True
+    for name in KEPT_OUT:
+        if name in sys.modules:
+            kept = kept and sys.modules[name] is None
+        else:
+            sys.modules[name] = None  # type: ignore[assignment]
+    return kept
+
+
+def let_in() -> None:
+    """Let ``import ssl`` load the real module. The modules that were imported without it are
+    imported afresh by whoever asks next (what already holds them keeps its copy, which works as
+    before: it never used TLS)."""
+    if not any(name in sys.modules and sys.modules[name] is None for name in KEPT_OUT):
+        return
+    for name in KEPT_OUT:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
+    for name in _BOUND_WITHOUT:
+        sys.modules.pop(name, None)
