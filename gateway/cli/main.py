@@ -92,8 +92,8 @@ def _add_box_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     hub.add_argument("--port", type=_port, help="override hub.port (0 picks a free port)")
     hub.add_argument("--state-dir", type=Path, help="where the hub keeps its status file")
     hub.add_argument("--processes", type=_processes, default=1,
-                     help="hub processes in the consumer group on this machine (default 1): this one serves the "
-                          "page, the others only consume; give the topics at least as many partitions")
+                     help="consuming processes in the group on this machine (default 1: this one); with more, "
+                          "this one serves the page and N workers consume; give the topics at least N partitions")
     hub.add_argument("--consumer-only", action="store_true", help=argparse.SUPPRESS)  # a worker of --processes
 
 

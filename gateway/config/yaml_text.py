@@ -64,6 +64,8 @@ def _parse_yaml_slowly(text: str, source: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "unreadable YAML"
+        if "'\\t'" in problem:  # an editor's tab, where YAML's indentation takes spaces only
+            problem += " (indent with spaces: YAML takes no tabs there)"
         if mark is None:
             raise ConfigError(source, [ConfigProblem("", f"invalid YAML: {problem}")]) from None
         raise ConfigError(source, [ConfigProblem(

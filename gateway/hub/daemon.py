@@ -30,7 +30,7 @@ from gateway.hub.consumer import HubConsumer
 from gateway.hub.coursework import CourseWork
 from gateway.hub.results import PgResults
 from gateway.hub.schema import DatabaseError, migrate
-from gateway.hub.workers import Workers
+from gateway.hub.workers import Workers, merged
 from gateway.status import StatusBoard
 from gateway.watch.supervise import Supervisor
 
@@ -124,10 +124,12 @@ class Hub:
         self._threads: dict[str, threading.Thread] = {}
         self._next_boxes = 0.0
         self._boxes: tuple[dict[str, Any], list[str]] = ({}, [])
-        self.workers = Workers(processes - 1, config=None if config.source == EMBEDDED else Path(config.source),
+        # One process consumes itself; with several, they all consume and this one serves the page
+        # and watches them (see hub.workers).
+        self.workers = Workers(processes, config=None if config.source == EMBEDDED else Path(config.source),
                                state_dir=self.state_dir, log_level=log_level,
                                environ=environ, post=lambda w: self.status.post("workers", workers=w)
-                               ) if processes > 1 else None
+                               ) if processes > 1 and not consumer_only else None
 
     def connect(self) -> Any:
         import psycopg
@@ -159,7 +161,8 @@ class Hub:
             if self.workers is not None:  # after the migration: the workers find the schema in place
                 self.workers.start()
                 self._start("hub-workers", lambda: self.workers.watch(self._stop) if self.workers else None)
-            self._start("hub-consumer", lambda: self.consumer.run(self._stop))
+            if self.workers is None:
+                self._start("hub-consumer", lambda: self.consumer.run(self._stop))
             self._start("hub-course", lambda: self.course.run(self._stop))
             if self.settings.hub.web and not self.consumer_only:
                 self._start_web()
@@ -246,7 +249,8 @@ class Hub:
 
     def health(self) -> dict[str, Any]:
         threads = {name: t.is_alive() for name, t in self._threads.items()}
-        threads["database"] = bool(self.consumer.stats.snapshot()["db_connected"] or not self.consumer.stats.batches)
+        stats = self._consumers()
+        threads["database"] = bool(stats["db_connected"] or not stats["batches"])
         return self.supervisor.alive(web_ok=True, threads=threads)
 
     def _post_status(self) -> None:
@@ -261,7 +265,13 @@ class Hub:
                                            time.time())
         boxes, warnings = self._boxes
         self.status.post("hub", group=self.settings.hub.group_id, database=describe(self.dsn), boxes=boxes,
-                         warnings=warnings, **self.consumer.stats.snapshot())
+                         warnings=warnings, **self._consumers())
+
+    def _consumers(self) -> dict[str, Any]:
+        """The consumer figures: this process's, or its workers' together."""
+        if self.workers is None:
+            return self.consumer.stats.snapshot()
+        return merged(self.workers.stats(), self.workers.carried)
 
 
 def run(config: Config, port: int | None = None, state_dir: Path | None = None, *, processes: int = 1,

@@ -1,7 +1,10 @@
 """`trackside-gateway hub --processes N`: the hub scaled out the way Kafka is made for (#35). One
 Python process is bound by its interpreter lock (decoding and psycopg's row writing), so the hub
-runs N processes in one consumer group: this one (the page, and a consumer) and N-1 workers (a
-consumer and the course engine each, no page), which share the topics' partitions.
+runs N consuming processes in one consumer group: N workers (a consumer and the course engine each,
+no page), which share the topics' partitions, and this one, which serves the page and watches them.
+The page is kept out of the consumers: the group gives each member an equal share of the
+partitions, so a consumer that also answered the page finished its share last and the backlog
+waited for it (two processes drained at 0.62x a plain COPY while a phone polled, 0.80x unpolled).
 
 The workers are this program again (`hub --consumer-only`), each with a state directory of its own
 under the hub's, the same config and environment (the database's DSN), and no systemd
@@ -26,9 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.watch.supervise import read_status_file
+
 log = logging.getLogger(__name__)
 
 RESTART_S = 3.0
+SUMMED = ("power_rows", "crossing_rows", "segment_rows", "duplicates_skipped", "dead_letters", "batches")
 # The variables through which systemd talks to the main process only.
 SYSTEMD_ONLY = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
@@ -57,6 +63,9 @@ class Workers:
         self.post = post
         self._workers = [_Worker(i) for i in range(1, count + 1)]
         self._stopping = False
+        # What workers that exited had written, as their status files last said it: the hub's
+        # figures count since the hub started, not since its newest worker did.
+        self.carried = dict.fromkeys(SUMMED, 0)
         self._lock = threading.Lock()
 
     def command(self, worker: _Worker) -> list[str]:
@@ -96,6 +105,9 @@ class Workers:
                 self._spawn(worker)
             return
         worker.last_exit = process.returncode
+        figures = self._figures(worker)
+        for key in SUMMED:
+            self.carried[key] += int(figures.get(key) or 0)
         worker.process = None
         worker.exited_at = time.monotonic()
         log.warning("hub worker %d (pid %d) exited with %s; starting it again in %.0f s (its partitions go "
@@ -105,6 +117,18 @@ class Workers:
         return [{"worker": w.index, "pid": w.process.pid if w.process else None,
                  "state": "running" if w.process is not None else "restarting", "restarts": w.restarts,
                  "last_exit": w.last_exit} for w in self._workers]
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Each running worker's consumer figures, as its status file last said them."""
+        with self._lock:
+            return [hub for worker in self._workers if worker.process is not None and (hub := self._figures(worker))]
+
+    def _figures(self, worker: _Worker) -> dict[str, Any]:
+        doc = read_status_file(self.state_dir / f"worker-{worker.index}") or {}
+        hub = (doc.get("components") or {}).get("hub")
+        if not isinstance(hub, dict) or worker.process is None or doc.get("pid") != worker.process.pid:
+            return {}  # not written yet, or left by the worker before this one
+        return hub
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM to every worker (each writes what it owes and leaves the group), SIGKILL after ``timeout``."""
@@ -121,3 +145,34 @@ class Workers:
                 log.warning("hub worker pid %d did not stop within %.0f s: killed", process.pid, timeout)
                 process.kill()
                 process.wait(10)
+
+
+def merged(snapshots: list[dict[str, Any]], carried: dict[str, int] | None = None) -> dict[str, Any]:
+    """The group's consumer figures from its processes' (``HubStats.snapshot``): counts summed, with
+    what ``carried`` holds of processes gone; each partition's lag from the process it is assigned to
+    (a partition assigned to none: the largest figure last seen); each box's newest event."""
+    out: dict[str, Any] = {key: sum(int(s.get(key) or 0) for s in snapshots) + (carried or {}).get(key, 0)
+                           for key in SUMMED}
+    lag: dict[str, dict[str, int]] = {}
+    owned: set[tuple[str, str]] = set()
+    for snap in snapshots:
+        assigned = set(snap.get("assigned") or ())
+        for topic, partitions in (snap.get("lag") or {}).items():
+            for partition, n in partitions.items():
+                key = (topic, partition)
+                mine = f"{topic}[{partition}]" in assigned
+                if mine or (key not in owned and n > lag.get(topic, {}).get(partition, -1)):
+                    lag.setdefault(topic, {})[partition] = n
+                if mine:
+                    owned.add(key)
+    last: dict[str, float] = {}
+    for snap in snapshots:
+        for gateway, t in (snap.get("last_event") or {}).items():
+            last[gateway] = max(t, last.get(gateway, t))
+    written = [s for s in snapshots if s.get("batches")]
+    errors = [s["db_error"] for s in snapshots if s.get("db_error")]
+    out.update(lag=lag, last_event=last, assigned=sorted({a for s in snapshots for a in s.get("assigned") or ()}),
+               db_connected=any(s.get("db_connected") for s in snapshots)
+               and all(s.get("db_connected") for s in written),
+               db_error=errors[0] if errors else None, processes=len(snapshots))
+    return out

@@ -1,7 +1,7 @@
 """`hub --processes 2` against real parts (#35): two boxes forwarding to a real broker, one hub
-command running two processes in the consumer group, a real PostgreSQL server. A worker killed
-mid-stream comes back by itself; the database ends equal to the boxes' spools; the hub stops with
-its workers."""
+command running two consuming processes in the group (and itself, serving the page), a real
+PostgreSQL server. A worker killed mid-stream comes back by itself; the database ends equal to the
+boxes' spools; the hub's status is its workers' together; the hub stops with its workers."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def _members(bootstrap: str, group: str) -> int:
     return len(described.members)
 
 
+def _status(state: Path) -> dict[str, Any]:
+    from gateway.watch.supervise import read_status_file
+
+    return dict(((read_status_file(state) or {}).get("components") or {}).get("hub") or {})
+
+
 def test_two_processes_share_the_group_and_a_killed_worker_comes_back(
         tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, gateway_env: dict[str, str]) -> None:
     tag = uuid.uuid4().hex[:8]
@@ -55,12 +61,14 @@ def test_two_processes_share_the_group_and_a_killed_worker_comes_back(
                 {**gateway_env, "TRACKSIDE_PG_DSN": pg_dsn}, tmp_path / "hub-p.log")
     try:
         boxes.start()
-        wait_for(lambda: len(_children(hub.pid)) == 1, 30, "the hub's worker process")
+        # Two consuming workers; the main process serves the page and is no member of the group.
+        wait_for(lambda: len(_children(hub.pid)) == 2, 30, "the hub's two worker processes")
         wait_for(lambda: _members(kafka_bootstrap, group) == 2, 60, "two consumers in the group")
         wait_for(lambda: db_count(pg_dsn) > 3000, 90, "the first events in the database")
-        worker = _children(hub.pid)[0]
+        first = _children(hub.pid)
+        worker = first[0]
         os.kill(worker, signal.SIGKILL)  # mid-stream: what it had not committed is read again
-        wait_for(lambda: any(pid != worker for pid in _children(hub.pid)), 30, "the worker started again")
+        wait_for(lambda: len(set(_children(hub.pid)) - set(first)) == 1, 30, "the worker started again")
         wait_for(lambda: _members(kafka_bootstrap, group) == 2, 60, "the worker back in the group")
         boxes.stop()
         assert boxes.undelivered() == 0
@@ -68,13 +76,22 @@ def test_two_processes_share_the_group_and_a_killed_worker_comes_back(
         wait_for(lambda: db_count(pg_dsn) == total, 120, "the hub's processes to catch up with both boxes")
         assert_database_equals_spools(pg_dsn, boxes.states)
         log = (tmp_path / "hub-p.log").read_text()
-        assert "hub worker 1 started" in log and "exited with -9; starting it again" in log
-        # The hub stops with its worker: SIGTERM to the main process, both gone, exit 0.
-        again = next(pid for pid in _children(hub.pid) if pid != worker)
+        assert "hub worker 2 started" in log and "exited with -9; starting it again" in log
+        # The hub's status (the page's, and `status`'s) is the two workers' together: every partition
+        # of the group, the rows they wrote (a killed worker's as its status file last said them).
+        every = {f"{kafka['topics']['power']}[{p}]" for p in range(4)}
+        state = tmp_path / "hub-p-state"
+        wait_for(lambda: _status(state).get("processes") == 2 and every <= set(_status(state)["assigned"]), 30,
+                 "both workers and every partition in the hub's status")
+        status = _status(state)
+        assert 0 < status["power_rows"] + status["crossing_rows"] + status["segment_rows"] <= total
+        # The hub stops with its workers: SIGTERM to the main process, all gone, exit 0.
+        workers = _children(hub.pid)
         hub.send_signal(signal.SIGTERM)
         assert hub.wait(60) == 0
-        assert not Path(f"/proc/{again}").exists(), "the worker outlived the hub"
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "a worker outlived the hub"
     finally:
         for proc in [hub, *boxes.procs.values()]:
             if proc.poll() is None:
                 proc.kill()
+                proc.wait(30)

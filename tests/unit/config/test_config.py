@@ -114,6 +114,9 @@ def test_every_problem_is_reported_not_just_the_first() -> None:
         ("gateway: {id: [x}\n", "test.yaml:1:17: invalid YAML: expected ',' or ']'"),
         ("gateway:\n  id: x\n  id: y\n", "test.yaml:3:3: invalid YAML: found the key 'id' twice (first on line 2)"),
         ("", "test.yaml: the file is empty"),
+        # An editor's tab: the line and what to do about it.
+        ("gateway:\n\tid: x\n", "test.yaml:2:1: invalid YAML: found character '\\t' that cannot start any token "
+                                  "(indent with spaces: YAML takes no tabs there)"),
     ],
 )
 def test_broken_yaml_reports_line_and_column(text: str, expected: str) -> None:
