@@ -30,7 +30,7 @@ from gateway.hub.consumer import HubConsumer
 from gateway.hub.coursework import CourseWork
 from gateway.hub.results import PgResults
 from gateway.hub.schema import DatabaseError, migrate
-from gateway.hub.workers import Workers, merged
+from gateway.hub.workers import HUB_PID, Workers, merged
 from gateway.status import StatusBoard
 from gateway.watch.supervise import Supervisor
 
@@ -121,6 +121,8 @@ class Hub:
         self.server: Any = None
         self.broadcaster: Any = None
         self._stop = threading.Event()
+        # A worker's hub, as the hub said it (by the time this runs it may already be gone).
+        self._parent = int((os.environ if environ is None else environ).get(HUB_PID, 0) or os.getppid())
         self._threads: dict[str, threading.Thread] = {}
         self._next_boxes = 0.0
         self._boxes: tuple[dict[str, Any], list[str]] = ({}, [])
@@ -174,6 +176,8 @@ class Hub:
             while not self._stop.wait(self.supervisor.tick_interval):
                 self._post_status()
                 self.supervisor.tick()
+                if self._orphaned():
+                    break
             log.info("stopping")
         finally:
             self.supervisor.stopping()
@@ -189,6 +193,14 @@ class Hub:
                 signal.signal(sig, signal.SIG_DFL)
             self.status.post("daemon", state="stopped", pid=os.getpid(), mode="hub")
             self.supervisor.write_status_file(final=True)
+
+    def _orphaned(self) -> bool:
+        """A worker whose hub is gone (killed outright: systemd's cgroup would have taken the workers
+        too, a shell or a test does not) stops, leaving the group, rather than consume unwatched."""
+        if not self.consumer_only or os.getppid() == self._parent:
+            return False
+        log.warning("the hub process that started this worker (pid %d) is gone: stopping", self._parent)
+        return True
 
     def _start(self, name: str, target: Any) -> None:
         def guarded() -> None:

@@ -34,6 +34,7 @@ from gateway.watch.supervise import read_status_file
 log = logging.getLogger(__name__)
 
 RESTART_S = 3.0
+HUB_PID = "TRACKSIDE_HUB_PID"  # a worker's hub: the worker stops if its parent is no longer this one
 SUMMED = ("power_rows", "crossing_rows", "segment_rows", "duplicates_skipped", "dead_letters", "batches")
 # The variables through which systemd talks to the main process only.
 SYSTEMD_ONLY = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
@@ -59,7 +60,7 @@ class Workers:
         self.state_dir = state_dir
         self.log_level = log_level
         self.environ = {k: v for k, v in (os.environ if environ is None else environ).items()
-                        if k not in SYSTEMD_ONLY}
+                        if k not in SYSTEMD_ONLY} | {HUB_PID: str(os.getpid())}
         self.post = post
         self._workers = [_Worker(i) for i in range(1, count + 1)]
         self._stopping = False

@@ -95,3 +95,36 @@ def test_two_processes_share_the_group_and_a_killed_worker_comes_back(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_stop_when_their_hub_is_killed(tmp_path: Path, kafka_bootstrap: str, pg_dsn: str,
+                                               gateway_env: dict[str, str]) -> None:
+    """Outside systemd (whose cgroup takes every process) a hub killed outright left its workers
+    consuming, unwatched, for good: each now sees its parent gone within a second and stops."""
+    tag = uuid.uuid4().hex[:8]
+    kafka: dict[str, Any] = {"enabled": True, "bootstrap_servers": kafka_bootstrap, "partitions": 2,
+                             "topics": {k: f"{k}-{tag}" for k in ("power", "crossings", "segments", "sessions")}}
+    hub = spawn(["hub", "--config", str(hub_config(tmp_path, kafka, "hub-k")), "--processes", "2"],
+                {**gateway_env, "TRACKSIDE_PG_DSN": pg_dsn}, tmp_path / "hub-k.log")
+    workers: list[int] = []
+    try:
+        wait_for(lambda: len(_children(hub.pid)) == 2, 30, "the hub's two workers")
+        workers = _children(hub.pid)
+        hub.kill()
+        hub.wait(10)
+        wait_for(lambda: not any(_alive(pid) for pid in workers), 30, "the orphaned workers to stop")
+        assert (tmp_path / "hub-k.log").read_text().count("is gone: stopping") == 2
+    finally:
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if hub.poll() is None:
+            hub.kill()
+            hub.wait(30)

@@ -99,7 +99,8 @@ def schema_queries() -> list[tuple[str, dict[str, object]]]:
     pg.start()
     rows: list[tuple[str, dict[str, object]]] = []
     try:
-        with psycopg.connect(pg.create_database("season"), autocommit=False) as conn:
+        dsn = pg.create_database("season")
+        with psycopg.connect(dsn, autocommit=False) as conn:
             migrate(conn)
             conn.commit()
             t0 = time.perf_counter()
@@ -124,9 +125,33 @@ def schema_queries() -> list[tuple[str, dict[str, object]]]:
                     "target": f"< {limit:.0f} ms" if limit else "no seq scan of power/segments",
                     "ok": ms < limit if limit else not through, "rows": len(answer), "scans": sorted(set(scans)),
                     **counts}))
+        rows += _page(dsn)
     finally:
         pg.stop()
     return rows
+
+
+def _page(dsn: str) -> list[tuple[str, dict[str, object]]]:
+    """What the hub's page asks on that season: its session list (at every page load and every 30 s
+    of each open page) and one session's results."""
+    import psycopg
+
+    from gateway.hub.results import PgResults
+
+    store = PgResults(lambda: psycopg.connect(dsn))
+    out: list[tuple[str, dict[str, object]]] = []
+    try:
+        calls = {"page_sessions": store.sessions, "page_results": lambda: store.results(["box-1-s1"])}
+        for name, call in calls.items():
+            call()  # warm
+            t0 = time.perf_counter()
+            answer = call()
+            ms = (time.perf_counter() - t0) * 1000
+            out.append((f"schema.{name}", {"value": round(ms, 1), "unit": "ms", "target": "< 100 ms", "ok": ms < 100,
+                                           "rows": len(answer)}))
+    finally:
+        store.close()
+    return out
 
 
 BENCHMARKS = [("schema.queries", schema_queries)]
