@@ -54,7 +54,7 @@ def test_serves_page_and_health_then_stops_on_sigterm(tmp_path: Path, gateway_en
         assert status == 200 and svg.startswith(b"<?xml") and b"<svg" in svg
         state = json.loads(get(base + "/api/status")[1])
         assert state["components"]["daemon"]["state"] == "running"
-        # OpenSSL (4.6 MB) stays out of the box until a scrape's library asks for it.
+        # OpenSSL (4.2 MB) stays out of the box until a scrape's library asks for it.
         assert "libcrypto" not in Path(f"/proc/{proc.pid}/maps").read_text()
         status, metrics = get(base + "/metrics")
         assert status == 200 and b"process_resident_memory_bytes" in metrics
