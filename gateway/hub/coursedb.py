@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from gateway.hub.course import Change
 from gateway.hub.results import FIELDS, result_of
+from gateway.hub.writer import SEGMENT_LOCK
 from gateway.model import SegmentResult
 
 COURSE_LOCK = 7413
@@ -111,6 +112,11 @@ def write(conn: Connection[Any], changes: Sequence[Change], *, gateway: str = CO
     if not changes:
         return 0
     with conn.transaction():
+        # The segments' writers' lock before the rows take their hub_seq, as the box writer does: hub_seq
+        # is then in commit order, which the page's feed (results after the last hub_seq it sent)
+        # relies on. Taken only by the insert's trigger, a box batch could commit a later hub_seq
+        # first, and the feed would skip this one for good.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SEGMENT_LOCK,))
         seqs = [r[0] for r in conn.execute("SELECT nextval('course_results') FROM generate_series(1, %s)",
                                            (len(changes),)).fetchall()]
         conn.cursor().executemany(

@@ -127,3 +127,39 @@ def test_a_hub_of_schema_5_keeps_its_current_results_and_learns_its_riders(pg_ds
         keys = conn.execute("SELECT DISTINCT rider_key FROM session_riders WHERE rider_id IN ('r01', 'r07') "
                             "AND name <> 'Marco Rossi'").fetchall()
         assert keys == [("name:tomáš dvořák",)]
+
+
+def test_a_course_result_is_numbered_in_commit_order(pg_dsn: str) -> None:
+    """The page's feed sends results after the last hub_seq it sent, so hub_seq must follow commit
+    order. Before: a course result took its hub_seq at insert and waited for the segments' lock only
+    in the insert's trigger, so a box batch holding that lock committed a later hub_seq first, and a
+    page fed meanwhile never got the course result."""
+    import threading
+
+    from gateway.hub import coursedb
+    from gateway.hub.course import Change
+    from gateway.hub.writer import SEGMENT_LOCK
+    from gateway.model import SegmentResult
+
+    with psycopg.connect(pg_dsn) as conn:
+        migrate(conn)
+    course_result = SegmentResult("course-1", "r01", "Anna", "1.1", 1, 1, 0.0, 100.0, 100.0, "SF", "G1",
+                                  200.0, None, None, None, None, None, 10, 1.0)
+    with psycopg.connect(pg_dsn) as box, psycopg.connect(pg_dsn, autocommit=True) as course, \
+            psycopg.connect(pg_dsn, autocommit=True) as look:
+        box.execute("SELECT pg_advisory_xact_lock(%s)", (SEGMENT_LOCK,))  # a box batch, as hub.writer takes it
+        writer = threading.Thread(target=coursedb.write, args=(course, [Change(course_result, ())]))
+        writer.start()
+        deadline = time.monotonic() + 10
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        while not look.execute(waiting).fetchone()[0]:
+            assert time.monotonic() < deadline, "the course writer never waited for the segments' lock"
+            time.sleep(0.02)
+        box.execute("INSERT INTO segments (gateway_id, seq, session_id, rider_id, name, number, lap, segment, start, "
+                    '"end", duration, power_avg, samples, coverage) VALUES '
+                    "('box-1', 1, 'box-1-s', 'r01', 'Anna', '1.1', 1, 1, 0, 90, 90, 210, 90, 1.0)")
+        box.commit()
+        writer.join(10)
+        assert not writer.is_alive()
+        order = look.execute("SELECT gateway_id FROM segments ORDER BY hub_seq").fetchall()
+    assert [g for (g,) in order] == ["box-1", coursedb.COURSE_GATEWAY]
