@@ -32,10 +32,8 @@ def let_in() -> None:
     """Let ``import ssl`` load the real module. The modules that were imported without it are
     imported afresh by whoever asks next (what already holds them keeps its copy, which works as
     before: it never used TLS)."""
-    if not any(name in sys.modules and sys.modules[name] is None for name in KEPT_OUT):
-        return
-    for name in KEPT_OUT:
-        if name in sys.modules and sys.modules[name] is None:
-            del sys.modules[name]
-    for name in _BOUND_WITHOUT:
+    kept = [name for name in KEPT_OUT if name in sys.modules and sys.modules[name] is None]
+    for name in kept:
+        del sys.modules[name]
+    for name in _BOUND_WITHOUT if kept else ():
         sys.modules.pop(name, None)
