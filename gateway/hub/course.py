@@ -33,15 +33,15 @@ from gateway.engine.course import Course, Crossing, Span, assemble
 from gateway.engine.metrics import PREROLL_S
 from gateway.engine.segments import RiderInfo, SegmentEngine, same
 from gateway.errors import DecodeError
-from gateway.hub.clocks import BoxClock, estimate_pairs
+from gateway.hub.clocks import MIN_SHARED, BoxClock, estimate_pairs
 from gateway.model import SegmentResult
 
 STALE_S = 30.0  # as the box's ANT+ source: a longer silence and the next page only sets the reference
 CLOCK_SLACK_S = 10.0  # how far a page's place may move as the clocks are estimated again
 DIRTY_S = 2.0  # the grain at which what a box delivers marks segments for computing again
 MOVED_S = 0.05  # a segment whose ends moved more than this (a crossing heard late) is computed again
-CLOCK_EVERY = 200  # new shared pages before the clocks are estimated again (at least; see CLOCK_GROWTH)
-CLOCK_GROWTH = 0.25  # and at least this share of the shared pages so far: estimates grow rarer as they settle
+CLOCK_EVERY = 50  # new pages two boxes share before their clocks are estimated again (at least; see CLOCK_GROWTH)
+CLOCK_GROWTH = 0.25  # and at least this share of what they shared so far: estimates grow rarer as they settle
 CLOCK_MOVED_S = 0.02  # clocks estimated again that move a box's times more than this: compute everything again
 
 
@@ -98,8 +98,9 @@ class CourseSession:
         self._latest: dict[str, float] = {}  # box -> the latest time it sent
         # For each two boxes (by name), the receive times of the pages both heard: the clocks' data.
         self._pairs: dict[tuple[str, str], tuple[array[float], array[float]]] = {}
-        self._shared = 0
-        self._shared_at_estimate = 0
+        self._shared = 0  # pages heard by more than one box, in all
+        self._shared_at_settle = 0
+        self._estimated: dict[tuple[str, str], int] = {}  # each pair's shared pages at the last estimate
         self._estimate_due = False
         self._everything = False
         self.unknown: dict[str, int] = defaultdict(int)
@@ -194,7 +195,8 @@ class CourseSession:
     def estimate_clocks(self) -> None:
         before = {box: self.placed(box, t) for box, t in self._latest.items()}
         self.clocks = estimate_pairs(self._pairs, self.boxes, self.synchronised)
-        self._shared_at_estimate, self._estimate_due = self._shared, False
+        self._estimated = {pair: len(times[0]) for pair, times in self._pairs.items()}
+        self._estimate_due = False
         if any(abs(self.placed(box, self._latest[box]) - t) > CLOCK_MOVED_S for box, t in before.items()):
             # Pages move on the timeline: their order is drawn again and every segment computed again
             # (what comes out the same, within the clocks' accuracy, is not written again).
@@ -256,9 +258,9 @@ class CourseSession:
     def settle(self, *, all_riders: bool = False) -> list[Change]:
         """Compute what changed since the last settle: new segments, segments whose pages or
         crossings changed (corrections), segments that no longer exist (withdrawals)."""
-        new = self._shared - self._shared_at_estimate
-        if self._estimate_due or new >= max(CLOCK_EVERY, CLOCK_GROWTH * self._shared_at_estimate):
+        if self._estimate_wanted():
             self.estimate_clocks()
+        self._shared_at_settle = self._shared
         all_riders, self._everything = all_riders or self._everything, False
         changes: list[Change] = []
         for rid, rider in self.riders.items():
@@ -268,6 +270,21 @@ class CourseSession:
                 changes += self._recompute(rid, rider, touched, everything=all_riders)
                 rider.dirty, rider.crossings_changed = set(), False
         return changes
+
+    def _estimate_wanted(self) -> bool:
+        """Whether the clocks are estimated again at this settle: a new box; two boxes that now share
+        enough pages to be linked; a pair's pages grown by a quarter; or shared pages the last
+        estimate did not see and none arriving since the last settle (a box's spool delivered in
+        batches: its clock ends on all its pages, not on what the first batch held)."""
+        if self._estimate_due:
+            return True
+        quiet = self._shared == self._shared_at_settle
+        for pair, times in self._pairs.items():
+            now, before = len(times[0]), self._estimated.get(pair, 0)
+            if now > before and (quiet or before < MIN_SHARED <= now
+                                 or now - before >= max(CLOCK_EVERY, CLOCK_GROWTH * before)):
+                return True
+        return False
 
     @staticmethod
     def _stale(rider: _Rider, span: Span, touched: set[int]) -> bool:
