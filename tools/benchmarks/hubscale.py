@@ -6,6 +6,11 @@ phone asks the hub's page for its sessions, results and status (p95 of those ans
 written from the first row to the last (the start-up and the group's join before the first row
 are reported apart). Progress is read from the hub's high-water marks, not count(*), so that the
 measuring does not take a core from the hub on a 2-core machine.
+
+Beside each rate, what a row cost in CPU (``benchmarks.cpu``: the hub's processes, PostgreSQL's,
+the broker's, from the first row to the last) and the ceiling that puts on the rate with every
+core of the machine busy with it; and the plain COPY by two writers side by side (what PostgreSQL
+itself does with two backends filling one table).
 """
 
 from __future__ import annotations
@@ -22,8 +27,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cpu import CpuByKind, cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = [int(n) for n in os.environ.get("BENCH_HUB_PROCESSES", "1,2,4").split(",")]
+KINDS = {"hub": lambda cmd: "gateway.cli.main" in cmd and " hub " in cmd,  # the hub and its workers
+         "postgres": lambda cmd: cmd.startswith("postgres"), "broker": lambda cmd: "kafka.Kafka" in cmd}
 
 
 def _written(conn: Any) -> int:
@@ -74,7 +83,8 @@ def _run_hub(pg: Any, bootstrap: str, topic: str, processes: int, expected: int,
     hub = subprocess.Popen([sys.executable, "-c", main, "--log-level", "warning", "hub", "--config",
                             str(config), "--processes", str(processes)], env=env,
                            stdout=subprocess.DEVNULL, stderr=open(work / f"hub-{processes}.log", "wb"))  # noqa: SIM115
-    first = None
+    first, at_first = None, 0
+    cpu = CpuByKind(KINDS)
     answers: list[float] = []
     stop = threading.Event()
     phone = threading.Thread(target=_page_times, args=(f"http://127.0.0.1:{port}", stop, answers))
@@ -84,11 +94,13 @@ def _run_hub(pg: Any, bootstrap: str, topic: str, processes: int, expected: int,
             while time.perf_counter() - t0 < 900:
                 n = _written(conn)
                 if n and first is None:
-                    first = time.perf_counter()
+                    first, at_first = time.perf_counter(), n
+                    cpu.start()
                 if n >= expected:
                     break
                 time.sleep(0.25)
             done = time.perf_counter()
+            spent = cpu.stop()
             written = int(conn.execute("SELECT count(*) FROM power").fetchone()[0])
     finally:
         stop.set()
@@ -97,16 +109,73 @@ def _run_hub(pg: Any, bootstrap: str, topic: str, processes: int, expected: int,
         hub.wait(120)
     first = first or done
     p95 = sorted(answers)[int(0.95 * (len(answers) - 1))] * 1000 if answers else float("nan")
+    per_row = {k: v / max(written - at_first, 1) * 1e6 for k, v in spent.items()}
     return {"total_s": done - t0, "startup_s": first - t0, "rate": written / max(done - first, 1e-9),
-            "written": written, "page_p95_ms": p95, "page_requests": len(answers)}
+            "written": written, "page_p95_ms": p95, "page_requests": len(answers), "us_per_row": per_row}
+
+
+def _copy_part(dsn: str, rows: list[tuple[Any, ...]]) -> float:
+    """``rows`` by a plain binary COPY in one transaction; returns the CPU seconds its PostgreSQL
+    backend spent on it."""
+    import psycopg
+
+    from gateway.hub.writer import POWER_COLUMNS, POWER_TYPES
+
+    with psycopg.connect(dsn) as conn:
+        backend = conn.info.backend_pid
+        before = cpu_seconds(backend)
+        with conn.cursor().copy(f"COPY power ({', '.join(POWER_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(POWER_TYPES)
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        return cpu_seconds(backend) - before
+
+
+def _plain_copy(pg: Any, rows: list[tuple[Any, ...]], writers: int) -> tuple[float, dict[str, float]]:
+    """The rows by a plain binary COPY into a database of their own, by one writer or by several
+    side by side (threads: the client's share is small and psycopg lets go of the interpreter lock
+    while it sends; each writer a share of the riders, each its own PostgreSQL backend); returns the
+    rate and the CPU a row cost PostgreSQL and the writers."""
+    import psycopg
+
+    from gateway.hub.schema import migrate
+
+    dsn = pg.create_database(f"plain_copy_{writers}")
+    with psycopg.connect(dsn) as conn:
+        migrate(conn)
+    parts = [[r for r in rows if int(r[3][1:]) % writers == k] for k in range(writers)] if writers > 1 else [rows]
+    backends = [0.0] * writers
+
+    def one(k: int) -> None:
+        backends[k] = _copy_part(dsn, parts[k])
+
+    t0, own = time.perf_counter(), time.process_time()
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rate = len(rows) / (time.perf_counter() - t0)
+    return rate, {"postgres_us_per_row": round(sum(backends) / len(rows) * 1e6, 2),
+                  "writer_us_per_row": round((time.process_time() - own) / len(rows) * 1e6, 2)}
+
+
+def _ceiling(got: dict[str, Any], copy_rate: float) -> dict[str, object]:
+    """The CPU each row cost the hub's processes, PostgreSQL and the broker while the backlog
+    drained, and the rate the machine's cores would allow if every one of them were busy with it
+    all the time (the ceiling: no split of the riders, no start-up, no page, could do better)."""
+    per_row = got["us_per_row"]
+    total = sum(per_row.values())
+    ceiling = (os.cpu_count() or 1) / total * 1e6 if total else float("nan")
+    return {"value": round(total, 2), "unit": "us/row", **{f"{k}_us": round(v, 2) for k, v in per_row.items()},
+            "ceiling_ev_s": round(ceiling), "ceiling_x_copy": round(ceiling / copy_rate, 2),
+            "use_of_ceiling": round(got["rate"] / ceiling, 2)}
 
 
 def hub_processes() -> list[tuple[str, dict[str, object]]]:
-    import psycopg
 
     from benchmarks.hub import BOXES, EVENTS, _produce, _servers
-    from gateway.hub.schema import migrate
-    from gateway.hub.writer import POWER_COLUMNS, POWER_TYPES
 
     out: list[tuple[str, dict[str, object]]] = []
     with tempfile.TemporaryDirectory() as d:
@@ -114,17 +183,11 @@ def hub_processes() -> list[tuple[str, dict[str, object]]]:
         broker, bootstrap, pg = _servers(work)
         try:
             rows = _produce(bootstrap, "bench-scale")
-            plain = pg.create_database("plain_copy")
-            with psycopg.connect(plain) as conn:
-                migrate(conn)
-                t0 = time.perf_counter()
-                with conn.cursor().copy(f"COPY power ({', '.join(POWER_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(POWER_TYPES)
-                    for row in rows:
-                        copy.write_row(row)
-                conn.commit()
-                copy_rate = len(rows) / (time.perf_counter() - t0)
-            out.append(("hub.scale.plain_copy_rows_per_s", {"value": round(copy_rate), "unit": "rows/s"}))
+            copy_rate, costs = _plain_copy(pg, rows, 1)
+            out.append(("hub.scale.plain_copy_rows_per_s", {"value": round(copy_rate), "unit": "rows/s", **costs}))
+            rate2, costs2 = _plain_copy(pg, rows, 2)
+            out.append(("hub.scale.plain_copy_2_writers_rows_per_s", {"value": round(rate2), "unit": "rows/s",
+                                                                      "ratio": round(rate2 / copy_rate, 2), **costs2}))
             targets = {1: 0.4, 2: 0.7}
             for n in PROCESSES:
                 got = _run_hub(pg, bootstrap, "bench-scale", n, len(rows), work)
@@ -136,6 +199,7 @@ def hub_processes() -> list[tuple[str, dict[str, object]]]:
                     and (wanted is None or ratio >= wanted), "startup_s": round(got["startup_s"], 1)}))
                 out.append((f"hub.scale.{n}_processes_backlog_{BOXES}x{EVENTS}_s", {
                     "value": round(got["total_s"], 1), "unit": "s", "target": "<= 30 s", "ok": got["total_s"] <= 30}))
+                out.append((f"hub.scale.{n}_processes_cpu_us_per_row", _ceiling(got, copy_rate)))
                 out.append((f"hub.scale.{n}_processes_page_p95_ms", {
                     "value": round(got["page_p95_ms"], 1), "unit": "ms", "target": "< 100 ms while draining",
                     "ok": got["page_p95_ms"] < 100, "requests": got["page_requests"]}))
