@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config.settings import Settings
-from gateway.hub.plausible import message_problem, power_problem
+from gateway.hub.plausible import PowerChecks, message_problem
 from gateway.hub.writer import Batch, Written, write
 from gateway.model import GateCrossing, SegmentResult, SessionRecord
 from gateway.wire import TOPIC_KEYS, Decoded, WireError, decode, decode_power, session_body, typed
@@ -218,6 +218,7 @@ class HubConsumer:
         sessions = batch.seen_sessions
         spools = batch.spools
         now = time.time()
+        checks = PowerChecks(now)
         run = ("", "", "")  # the box, spool and session of the last power message: a run of them costs one lookup
         agg: list[float] = []
         for msg in messages:
@@ -235,7 +236,7 @@ class HubConsumer:
                 continue
             try:  # most of the stream: the fast decoder, straight into a row
                 p = decode_power(payload)
-                bad = power_problem(p, now)
+                bad = checks.problem(p)
                 if bad is not None:
                     raise WireError(bad)
             except WireError as exc:

@@ -1,6 +1,6 @@
 """Where a benchmark's CPU goes, by kind of process: CPU seconds read from /proc for every process
-of the machine whose command line says what it is (the hub and its workers, PostgreSQL's backends
-of one database, the Kafka broker), so that a rate can be put beside what each row costs each of
+of the machine whose command line says what it is (the hub and its workers, PostgreSQL's processes,
+the Kafka broker), so that a rate can be put beside what each row costs each of
 them and what the machine's cores allow at most."""
 
 from __future__ import annotations

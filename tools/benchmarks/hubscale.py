@@ -174,7 +174,6 @@ def _ceiling(got: dict[str, Any], copy_rate: float) -> dict[str, object]:
 
 
 def hub_processes() -> list[tuple[str, dict[str, object]]]:
-
     from benchmarks.hub import BOXES, EVENTS, _produce, _servers
 
     out: list[tuple[str, dict[str, object]]] = []
