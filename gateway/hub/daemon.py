@@ -11,6 +11,7 @@ sd_notify, signals). Start a second hub with the same ``hub.group_id`` to share 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -57,6 +58,7 @@ def read_dsn(hub: HubSettings, environ: dict[str, str] | None = None) -> str:
     return dsn
 
 
+GC_YOUNG = 50_000  # allocations between collections of the youngest generation (Python: 700)
 DSN_HINT = "e.g. host=db.local dbname=trackside user=hub (the password from ~/.pgpass or PGPASSWORD)"
 
 
@@ -286,10 +288,21 @@ class Hub:
         return merged(self.workers.stats(), self.workers.carried)
 
 
+def _collect_less() -> None:
+    """Python's cycle collector, tuned for a hub process: each batch makes some hundred thousand
+    objects (messages, rows), none of them in a cycle, and the collector walking them and everything
+    imported at start-up took 8 % of a consumer's CPU (perf, two workers on a three-box backlog).
+    What start-up made is set aside for good (``gc.freeze``), and the youngest generation is
+    collected every 50 000 allocations instead of 700: cycles are still collected, later."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, 20, 20)
+
+
 def run(config: Config, port: int | None = None, state_dir: Path | None = None, *, processes: int = 1,
         consumer_only: bool = False, log_level: str | None = None) -> None:
     hub = Hub(config, port=port, state_dir=state_dir, processes=processes, consumer_only=consumer_only,
               log_level=log_level)
+    _collect_less()
     started = time.monotonic()
     hub.run()
     log.info("hub stopped after %.0f s", time.monotonic() - started)
