@@ -129,6 +129,9 @@ class HubConsumer:
             "fetch.min.bytes": 262144,
             "fetch.wait.max.ms": 100,
             "max.partition.fetch.bytes": 8388608,
+            # A fetch's whole response stays in memory while any of its messages is held: librdkafka's
+            # 50 MB took a hub catching up three boxes' hour to 0.93 GB; 16 MB to 0.50 GB, as fast.
+            "fetch.max.bytes": 16777216,
             "queued.max.messages.kbytes": 262144,
             "logger": logging.getLogger("gateway.kafka.librdkafka"),
             **self.settings.kafka.properties,
