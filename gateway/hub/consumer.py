@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config.settings import Settings
+from gateway.hub.batchwrite import BatchWriter
 from gateway.hub.plausible import PowerChecks, message_problem
-from gateway.hub.writer import Batch, Written, write
+from gateway.hub.writer import Batch, Written
 from gateway.model import GateCrossing, SegmentResult, SessionRecord
 from gateway.wire import TOPIC_KEYS, Decoded, WireError, decode, decode_power, session_body, typed
 
@@ -59,11 +60,12 @@ def _seen(spools: dict[tuple[str, str], list[float]], key: tuple[str, str], wall
 
 @dataclass
 class _InFlight:
-    """A batch handed to the writer (``future`` None: to be written again), and where it ends."""
+    """A batch handed to the writer (``future`` None: to be written again), its messages, and where it ends."""
 
     future: Future[Written] | None
     batch: Batch
     ends: list[Any]
+    messages: list[Any]
 
 
 @dataclass
@@ -96,7 +98,7 @@ class HubConsumer:
         self.kinds = {settings.kafka.topics.get(key, key): kind for kind, key in TOPIC_KEYS.items()}
         self.stats = HubStats()
         self.client = client
-        self._conn: Any = None
+        self._batches = BatchWriter(connect, self.decode)
         self._pending: _InFlight | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._next_lag = 0.0
@@ -156,7 +158,8 @@ class HubConsumer:
                     ends = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
                     batch = self.decode(messages)
                     self._settle(consumer, stop)
-                    self._pending = _InFlight(self._writer.submit(self._write_once, batch), batch, ends)
+                    self._pending = _InFlight(self._writer.submit(self._batches.write, batch, messages), batch, ends,
+                                              messages)
                 else:
                     self._settle(consumer, stop)
                 self._update_lag(consumer)
@@ -164,32 +167,7 @@ class HubConsumer:
         finally:
             self._writer.shutdown(wait=True)
             consumer.close()  # leaves the group: its partitions go to the others at once
-            if self._conn is not None:
-                self._conn.close()
-
-    def _write_once(self, batch: Batch) -> Written:
-        """Write ``batch``; one that PostgreSQL refuses for its size (out of shared memory, a program
-        limit) is written in halves, each in its own transaction, down to single events."""
-        import psycopg
-
-        if self._conn is None or self._conn.closed:
-            self._conn = self.connect()
-        try:
-            return write(self._conn, batch)
-        except (psycopg.errors.InsufficientResources, psycopg.errors.ProgramLimitExceeded) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if len(batch.power) + len(batch.crossings) + len(batch.segments) <= 1:
-                log.error("hub: PostgreSQL refuses even a single event (%s): the database needs more resources "
-                          "(max_locks_per_transaction, shared_buffers, disk); the hub tries again", reason)
-                raise
-            log.warning("hub: a batch of %d events was too big for one transaction (%s): written in two", len(batch),
-                        reason)
-            first, second = batch.halves()
-            done = self._write_once(first)
-            more = self._write_once(second)
-            for name in ("power", "crossings", "segments", "duplicates", "dead"):
-                setattr(done, name, getattr(done, name) + getattr(more, name))
-            return done
+            self._batches.close()
 
     def _settle(self, consumer: Any, stop: threading.Event, *, in_callback: bool = False) -> None:
         """Wait for the batch in flight and commit its offsets. If the database was away, the batch
@@ -208,9 +186,9 @@ class HubConsumer:
             if pending.future is not None:
                 self._database_away(exc)
             if in_callback:
-                self._pending = _InFlight(None, pending.batch, pending.ends)
+                self._pending = _InFlight(None, pending.batch, pending.ends, pending.messages)
                 return
-            if not self._write(pending.batch, consumer, stop):
+            if not self._write(pending.batch, pending.messages, consumer, stop):
                 return
         self._commit(consumer, pending.ends)
 
@@ -301,7 +279,7 @@ class HubConsumer:
             while seen and (len(seen) > GATEWAYS_SHOWN or next(iter(seen.values())) < now - 7 * 86_400):
                 seen.pop(next(iter(seen)))
 
-    def _write(self, batch: Batch, consumer: Any, stop: threading.Event) -> bool:
+    def _write(self, batch: Batch, messages: list[Any], consumer: Any, stop: threading.Event) -> bool:
         """Write ``batch`` until it is in, partitions paused meanwhile; False if stopping first."""
         import psycopg
         from confluent_kafka import TopicPartition
@@ -324,7 +302,7 @@ class HubConsumer:
                     return False  # not committed: read again by whoever owns the partitions
                 wait = min(wait * 2, 5.0)
                 try:
-                    self._record(self._write_once(batch), batch)
+                    self._record(self._batches.write(batch, messages), batch)
                     return True
                 except psycopg.OperationalError as exc:
                     self._database_away(exc)
@@ -350,9 +328,7 @@ class HubConsumer:
         with self.stats.lock:
             self.stats.db_connected, self.stats.db_error = False, first
         log.warning("hub: the database is away (%s); the batch waits, partitions paused", first)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._batches.close()
 
     def _commit(self, consumer: Any, offsets: list[Any]) -> None:
         """Commit where a written batch ends."""

@@ -15,6 +15,7 @@ POWER_W = (0.0, 10_000.0)  # a reading outside this is never a cyclist's; the bo
 SPEC_W = (0.0, 5_000.0)  # a segment's averages
 GATEWAY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # the config's gateway.id
 ID_MAX = 128  # session, rider, source, transponder, gate ids
+COUNT_MAX = 1_000_000  # laps and segments: whole numbers, stored as integer
 
 
 def wall_problem(t: float, now: float, what: str = "wallTime") -> str | None:
@@ -83,17 +84,31 @@ def _within(fields: dict[str, Any], names: tuple[str, ...], low: float, high: fl
     return None
 
 
+def _text_or_none(name: str, value: Any) -> str | None:
+    return None if value is None or type(value) is str else f"{name} {str(value)[:40]!r} is not text"
+
+
+def _whole(fields: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = fields.get(name)
+        if value is not None and not (type(value) is int and 0 <= value <= COUNT_MAX):
+            return f"{name} {value!r} is outside 0-{COUNT_MAX} (a whole number)"
+    return None
+
+
 def message_problem(kind: str, fields: dict[str, Any], gateway: str, session: str | None, now: float) -> str | None:
     """A decoded crossing, segment or session message (``wire.decode``: types already checked)."""
     out = identity_problem(gateway, session)
     if out:
         return out
     if kind == "crossing":
-        return wall_problem(fields["wallTime"], now) or _texts(fields, ("transponder", "gate", "rider_id", "source"))
+        return (wall_problem(fields["wallTime"], now) or _whole(fields, ("lap",))
+                or _texts(fields, ("transponder", "gate", "rider_id", "source")))
     if kind == "segment":
         start, end = fields["start"], fields["end"]
         return (wall_problem(start, now, "start") or wall_problem(end, now, "end")
                 or (f"end {end!r} is before start {start!r}" if end < start else None)
+                or _whole(fields, ("lap", "segment"))
                 or _within(fields, ("duration",), 0.0, 7 * 86_400.0)
                 or _within(fields, ("coverage",), 0.0, 1.0)
                 or _within(fields, ("power_avg", "normalized_power"), *SPEC_W)
@@ -106,5 +121,6 @@ def message_problem(kind: str, fields: dict[str, Any], gateway: str, session: st
     if kind == "session":
         ended = fields.get("ended")
         return (wall_problem(fields["started"], now, "started")
-                or (wall_problem(ended, now, "ended") if ended is not None else None))
+                or (wall_problem(ended, now, "ended") if ended is not None else None)
+                or _text_or_none("name", fields.get("name")) or _text_or_none("course id", fields["course"].get("id")))
     return None

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from gateway.model import GateCrossing, PowerSample, SegmentResult, SessionRecord
-from gateway.wire.identity import SCHEMAS, SPOOL_ID, WireError
+from gateway.wire.identity import SCHEMAS, SEQ_MAX, SPOOL_ID, WireError
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,10 @@ def decode(payload: bytes, kind: str) -> Message:
     event_id, gateway_id, seq = fields.get("event_id"), fields.get("gateway_id"), fields.get("seq")
     if type(event_id) is not str or type(gateway_id) is not str or type(seq) is not int:
         raise WireError("the identity (event_id, gateway_id, seq) is missing or not of its type")
+    if not 0 <= seq <= SEQ_MAX:
+        raise WireError(f"seq {seq} is outside 0-{SEQ_MAX}")
+    if b"\\u0000" in payload:  # JSON's only way to carry a NUL character
+        refuse_nul(fields)
     spool_id = spool_of(schema, fields.get("spool_id", _MISSING))
     if event_id != _event_id(gateway_id, spool_id, seq):
         raise WireError(f"event_id {event_id!r} does not match gateway_id, spool_id and seq")
@@ -127,6 +131,25 @@ def decode(payload: bytes, kind: str) -> Message:
 
 
 _MISSING = object()
+
+
+def refuse_nul(fields: dict[str, Any]) -> None:
+    """Raise WireError naming the field with a NUL character in a text (a key too): PostgreSQL's
+    text and jsonb hold none, and one such message failed a hub's whole batch, again and again."""
+    for name, value in fields.items():
+        if "\x00" in name or _has_nul(value):
+            raise WireError(f"{name.replace(chr(0), '?')} contains a NUL character (\\u0000), which no "
+                            "text in the hub's database can hold")
+
+
+def _has_nul(value: Any) -> bool:
+    if type(value) is str:
+        return "\x00" in value
+    if type(value) is dict:
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if type(value) is list:
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def spool_of(schema: int, value: object) -> str:

@@ -13,6 +13,7 @@ SCHEMA = 4
 SCHEMAS = (1, 2, 3, 4)
 HEADER = ("event_id", "gateway_id", "spool_id", "seq", "schema", "session_id", "simulation_id")
 SPOOL_ID = re.compile(r"^[0-9a-z]{4,32}$")
+SEQ_MAX = 2**63 - 1  # a box numbers its events with SQLite's rowid; the hub stores them as bigint
 # Which topic (by its key in kafka.topics) each kind of event goes to.
 TOPIC_KEYS = {"power": "power", "crossing": "crossings", "segment": "segments", "session": "sessions"}
 UNKNOWN_KEY = "unknown"  # the Kafka key of an event of nobody's (a meter or chip not in the roster)

@@ -332,3 +332,40 @@ def test_a_killed_hubs_partitions_are_taken_over_within_seconds(
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
+
+
+def test_what_postgresql_cannot_store_is_dead_lettered_and_the_stream_goes_on(
+        kafka_bootstrap: str, topics: dict[str, str], pg_dsn: str) -> None:
+    """Before: a text with a NUL character (JSON's \\u0000) or a number beyond its column passed the
+    hub's checks and failed the whole batch's transaction; the batch was read again and failed again,
+    and nothing after it on those partitions was ever written."""
+    enc = Encoder("box-n", "cccc3333cc")
+    segment = {"rider_id": "r1", "name": "Anna", "number": "1.1", "lap": 1, "segment": 1, "start": T0,
+               "end": T0 + 60, "duration": 60.0, "samples": 240, "coverage": 1.0, "flags": []}
+    record = {"kind": "live", "started": T0, "ended": None, "course": {}, "riders": []}
+    crossing = {"wallTime": T0, "transponder": "T1", "gate": "SF", "rider_id": "r1"}
+    bad = [(topics["power"], "r1", power(enc, 1, "r1", T0).replace(b'"rider_id":"r1"', b'"rider_id":"r\\u00001"')),
+           (topics["power"], "r1", power(enc, 2**63, "r1", T0)),
+           (topics["crossings"], "r1", enc.encode(3, "s1", {**crossing, "gate": "S\x00F"})),
+           (topics["crossings"], "r1", enc.encode(4, "s1", {**crossing, "lap": 10**12})),
+           (topics["segments"], "r1", enc.encode(5, "s1", {**segment, "lap": 10**12})),
+           (topics["sessions"], "s1", enc.encode(6, "s1", {**record, "notes": "wet\x00"})),
+           (topics["sessions"], "s2", enc.encode(7, "s2", {**record, "name": 5})),
+           # What no check of the hub foresees: a constraint the operator added.
+           (topics["crossings"], "r1", enc.encode(8, "s1", {**crossing, "gate": "XX"}))]
+    good = [(topics["power"], "r1", power(enc, 9, "r1", T0 + 9)),
+            (topics["crossings"], "r1", enc.encode(10, "s1", crossing))]
+    consuming = Consuming(settings_for(kafka_bootstrap, topics), pg_dsn)
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("ALTER TABLE crossings ADD CONSTRAINT no_xx CHECK (gate <> 'XX')")
+    with consuming:
+        produce(kafka_bootstrap, bad + good)
+        wait_for(lambda: query(pg_dsn, "SELECT count(*) FROM dead_letters")[0][0] == len(bad), 60, "the dead letters")
+        wait_for(lambda: query(pg_dsn, "SELECT (SELECT count(*) FROM power) + (SELECT count(*) FROM crossings)")[0][0]
+                 == len(good), 60, "the good events")
+    joined = " | ".join(r for (r,) in query(pg_dsn, "SELECT reason FROM dead_letters"))
+    for said in ("rider_id contains a NUL character", "seq 9223372036854775808 is outside",
+                 "gate contains a NUL character", "lap 1000000000000 is outside", "notes contains a NUL character",
+                 "name '5' is not text", 'PostgreSQL refused it: new row for relation "crossings" violates check '
+                 'constraint "no_xx"'):
+        assert said in joined, (said, joined)
