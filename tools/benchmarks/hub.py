@@ -25,11 +25,11 @@ LARGE = int(os.environ.get("BENCH_HUB_LARGE_ROWS", "20000000"))
 T0 = 1_790_000_000.0
 
 
-def _servers(d: Path) -> tuple[Any, str, Any]:
+def _servers(d: Path, group_join_delay_ms: int = 0) -> tuple[Any, str, Any]:
     from kafka_broker import Broker
     from postgres import Postgres
 
-    broker = Broker(d / "kafka")
+    broker = Broker(d / "kafka", group_join_delay_ms=group_join_delay_ms)
     bootstrap = broker.start()
     # Inside the caller's temporary directory, which takes it away at the end (a directory of its
     # own was left behind: 4 to 7 GB a run, until the disk filled). PostgreSQL runs as its own user.
