@@ -248,23 +248,28 @@ class HubConsumer:
             bad = message_problem(kind, message.fields, message.gateway_id, message.session_id, now)
             if bad is not None:
                 raise WireError(bad)
+            decoded = typed(message, kind)
+            event = decoded.event
+            session = message.session_id or ""
+            row: Any = (session_body(event) if isinstance(event, SessionRecord) else crossing_row(decoded, session)
+                        if isinstance(event, GateCrossing) else segment_row(decoded, session))
         except WireError as exc:
             batch.dead.append((msg.topic(), msg.partition(), msg.offset(), payload, exc.reason))
             return
-        decoded = typed(message, kind)
-        event = decoded.event
-        session = message.session_id or ""
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a shape no check here foresaw
+            batch.dead.append((msg.topic(), msg.partition(), msg.offset(), payload,
+                               f"not a {kind} the hub can read ({type(exc).__name__}: {str(exc)[:200]})"))
+            return
         owner = (message.gateway_id, message.spool_id)
         batch.seen_sessions[session] = owner
         if isinstance(event, SessionRecord):
-            batch.sessions[(session, *owner)] = (message.seq, session_body(event),
-                                                 (msg.topic(), msg.partition(), msg.offset()))
+            batch.sessions[(session, *owner)] = (message.seq, row, (msg.topic(), msg.partition(), msg.offset()))
             _seen(batch.spools, owner, event.started)
         elif isinstance(event, GateCrossing):
-            batch.crossings.append(crossing_row(decoded, session))
+            batch.crossings.append(row)
             _seen(batch.spools, owner, event.wall_time)
         elif isinstance(event, SegmentResult):
-            batch.segments.append(segment_row(decoded, session))
+            batch.segments.append(row)
             _seen(batch.spools, owner, event.end)
 
     def _note_seen(self, batch: Batch, now: float) -> None:

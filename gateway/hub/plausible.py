@@ -122,5 +122,38 @@ def message_problem(kind: str, fields: dict[str, Any], gateway: str, session: st
         ended = fields.get("ended")
         return (wall_problem(fields["started"], now, "started")
                 or (wall_problem(ended, now, "ended") if ended is not None else None)
-                or _text_or_none("name", fields.get("name")) or _text_or_none("course id", fields["course"].get("id")))
+                or _text_or_none("name", fields.get("name")) or _text_or_none("notes", fields.get("notes"))
+                or _record_problem(fields))
+    return None
+
+
+def _number_or_none(value: Any, low: float, high: float) -> bool:
+    return value is None or (type(value) in (int, float) and low <= value <= high)
+
+
+def _record_problem(fields: dict[str, Any]) -> str | None:
+    """A session record's parts that the hub's course engine and page read, each of the shape a box
+    writes them in: a record with `"files": 5` or a rider without an id stopped the consumer (or
+    the course engine) at every try."""
+    course = fields["course"]
+    gates = course.get("gates")
+    bad_id = _text_or_none("course id", course.get("id"))
+    if bad_id:
+        return bad_id
+    if gates is not None and (type(gates) is not list or not all(
+            type(g) is str or (type(g) is dict and type(g.get("id")) is str) for g in gates)):
+        return "the course's gates are not a list of gates with an id (text)"
+    if type(course.get("segments") or []) is not list:
+        return "the course's segments are not a list"
+    if not all(_number_or_none(course.get(k), 0.0, 7 * 86_400.0) for k in ("debounce_s", "max_segment_s")):
+        return "the course's debounce_s or max_segment_s is not a number of seconds"
+    for rider in fields["riders"]:
+        if type(rider) is not dict or type(rider.get("id")) is not str or len(rider["id"]) > ID_MAX:
+            return "riders are not a list of riders with an id (text, up to 128 characters)"
+        if not (_number_or_none(rider.get("ftp_w"), 0.0, SPEC_W[1])
+                and _number_or_none(rider.get("weight_kg"), 0.0, 500.0)
+                and all(_text_or_none(k, rider.get(k)) is None for k in ("name", "squad"))):
+            return f"rider {rider['id']!r}: ftp_w, weight_kg, name or squad is not of its kind"
+    if type(fields.get("files") or []) is not list or type(fields.get("tags") or {}) is not dict:
+        return "files is not a list or tags is not an object"
     return None

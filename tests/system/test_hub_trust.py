@@ -338,7 +338,8 @@ def test_what_postgresql_cannot_store_is_dead_lettered_and_the_stream_goes_on(
         kafka_bootstrap: str, topics: dict[str, str], pg_dsn: str) -> None:
     """Before: a text with a NUL character (JSON's \\u0000) or a number beyond its column passed the
     hub's checks and failed the whole batch's transaction; the batch was read again and failed again,
-    and nothing after it on those partitions was ever written."""
+    and nothing after it on those partitions was ever written. A session record or a result of an
+    unforeseen shape stopped the consumer the same way."""
     enc = Encoder("box-n", "cccc3333cc")
     segment = {"rider_id": "r1", "name": "Anna", "number": "1.1", "lap": 1, "segment": 1, "start": T0,
                "end": T0 + 60, "duration": 60.0, "samples": 240, "coverage": 1.0, "flags": []}
@@ -351,6 +352,11 @@ def test_what_postgresql_cannot_store_is_dead_lettered_and_the_stream_goes_on(
            (topics["segments"], "r1", enc.encode(5, "s1", {**segment, "lap": 10**12})),
            (topics["sessions"], "s1", enc.encode(6, "s1", {**record, "notes": "wet\x00"})),
            (topics["sessions"], "s2", enc.encode(7, "s2", {**record, "name": 5})),
+           # Shapes that stopped the consumer itself, or the course engine, at every try.
+           (topics["sessions"], "s3", enc.encode(11, "s3", {**record, "files": 5})),
+           (topics["sessions"], "s4", enc.encode(12, "s4", {**record, "riders": [{"id": 5}]})),
+           (topics["sessions"], "s5", enc.encode(13, "s5", {**record, "course": {"gates": 5}})),
+           (topics["segments"], "r1", enc.encode(14, "s1", {**segment, "flags": 5})),
            # What no check of the hub foresees: a constraint the operator added.
            (topics["crossings"], "r1", enc.encode(8, "s1", {**crossing, "gate": "XX"}))]
     good = [(topics["power"], "r1", power(enc, 9, "r1", T0 + 9)),
@@ -366,6 +372,8 @@ def test_what_postgresql_cannot_store_is_dead_lettered_and_the_stream_goes_on(
     joined = " | ".join(r for (r,) in query(pg_dsn, "SELECT reason FROM dead_letters"))
     for said in ("rider_id contains a NUL character", "seq 9223372036854775808 is outside",
                  "gate contains a NUL character", "lap 1000000000000 is outside", "notes contains a NUL character",
-                 "name '5' is not text", 'PostgreSQL refused it: new row for relation "crossings" violates check '
+                 "name '5' is not text", "files is not a list", "riders are not a list of riders with an id",
+                 "the course's gates are not a list", "not a segment the hub can read (TypeError",
+                 'PostgreSQL refused it: new row for relation "crossings" violates check '
                  'constraint "no_xx"'):
         assert said in joined, (said, joined)
