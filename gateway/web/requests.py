@@ -11,6 +11,8 @@ from flask import request
 
 from gateway.errors import ApiError
 from gateway.web.guard import TokenGuard
+from gateway.wire import WireError
+from gateway.wire.decode import refuse_nul
 
 
 def require_pin(guard: TokenGuard) -> None:
@@ -42,6 +44,11 @@ def json_body() -> dict[str, Any]:
         raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
+    if b"\\u0000" in request.data:  # JSON's NUL: stored here, it would make the hub refuse the session's record
+        try:
+            refuse_nul(data)
+        except WireError as exc:
+            raise ApiError(400, exc.reason) from None
     return data
 
 

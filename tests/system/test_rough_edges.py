@@ -126,9 +126,14 @@ def test_http_answers_say_what_is_wrong_with_4xx_never_500(tmp_path: Path) -> No
                            ("/api/session/start", {"name": "Tyres", "riders": [1, 2]}),
                            ("/api/session/start", {"name": "Tyres", "riders": "r01"}),
                            ("/api/riders", {"id": "a/b", "name": "Slash"}),
-                           ("/api/pair", {"kind": "ant", "id": "4321", "rider": {"id": "r01"}})):
+                           ("/api/pair", {"kind": "ant", "id": "4321", "rider": {"id": "r01"}}),
+                           # A NUL in a name: stored, it made the hub refuse the session's record.
+                           ("/api/session/start", {"name": "Wet\x00day"}),
+                           ("/api/riders", {"id": "r09", "name": "Mia", "squad": "U23\x00"})):
             status, answer, _ = call(base, path, body)
             assert status == 400, (path, body, status, answer)
+        nul = call(base, "/api/riders", {"id": "r09", "name": "M", "squad": "\x00"})
+        assert nul[0] == 400 and b"squad contains a NUL character" in nul[1], nul
         assert json.loads(call(base, "/api/session")[1])["name"] != "Tyres"  # none of those started a session
         import urllib.parse
         import urllib.request
