@@ -43,14 +43,15 @@ class BatchWriter:
             self.conn = None
 
     def write(self, batch: Batch, messages: list[Any]) -> Written:
-        """Write ``batch``, decoded from ``messages``. A batch PostgreSQL refuses for its data is
-        written again by halves of its messages down to the one refused; ``batch`` is then left
-        holding what was written (the course engine is told those rows)."""
+        """Write ``batch``, decoded from ``messages``. A batch PostgreSQL refuses for its data (a data
+        error, a constraint, a value of another type than its column's) is written again by halves
+        of its messages down to the one refused; ``batch`` is then left holding what was written
+        (the course engine is told those rows)."""
         import psycopg
 
         try:
             return self.write_sized(batch)
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        except (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.DatatypeMismatch) as exc:
             if len(messages) <= 1:
                 return self._refused(messages, exc)
             log.warning("hub: PostgreSQL refused a batch of %d messages (%s): written by halves to find the "

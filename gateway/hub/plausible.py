@@ -69,9 +69,15 @@ class PowerChecks:
 
 
 def _texts(fields: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    """Each of ``names`` absent, null or a text of at most ID_MAX characters (a number where a text
+    column waits failed the whole batch's insert, at every try)."""
     for name in names:
         value = fields.get(name)
-        if isinstance(value, str) and len(value) > ID_MAX:
+        if value is None:
+            continue
+        if type(value) is not str:
+            return f"{name} {str(value)[:40]!r} is not text"
+        if len(value) > ID_MAX:
             return f"{name} is {len(value)} characters long (at most {ID_MAX})"
     return None
 
@@ -117,7 +123,7 @@ def message_problem(kind: str, fields: dict[str, Any], gateway: str, session: st
                 or _within(fields, ("tss",), 0.0, 10_000.0)
                 or _within(fields, ("watts_per_kg",), 0.0, 100.0)
                 or _within(fields, ("samples",), 0, 10_000_000)
-                or _texts(fields, ("rider_id", "number", "name", "start_gate", "end_gate")))
+                or _texts(fields, ("rider_id", "number", "name", "start_gate", "end_gate", "np_window")))
     if kind == "session":
         ended = fields.get("ended")
         return (wall_problem(fields["started"], now, "started")

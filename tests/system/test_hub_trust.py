@@ -357,6 +357,8 @@ def test_what_postgresql_cannot_store_is_dead_lettered_and_the_stream_goes_on(
            (topics["sessions"], "s4", enc.encode(12, "s4", {**record, "riders": [{"id": 5}]})),
            (topics["sessions"], "s5", enc.encode(13, "s5", {**record, "course": {"gates": 5}})),
            (topics["segments"], "r1", enc.encode(14, "s1", {**segment, "flags": 5})),
+           (topics["segments"], "r1", enc.encode(15, "s1", {**segment, "start_gate": 5})),
+           (topics["crossings"], "r1", enc.encode(16, "s1", {**crossing, "source": 5})),
            # What no check of the hub foresees: a constraint the operator added.
            (topics["crossings"], "r1", enc.encode(8, "s1", {**crossing, "gate": "XX"}))]
     good = [(topics["power"], "r1", power(enc, 9, "r1", T0 + 9)),
@@ -374,6 +376,7 @@ def test_what_postgresql_cannot_store_is_dead_lettered_and_the_stream_goes_on(
                  "gate contains a NUL character", "lap 1000000000000 is outside", "notes contains a NUL character",
                  "name '5' is not text", "files is not a list", "riders are not a list of riders with an id",
                  "the course's gates are not a list", "not a segment the hub can read (TypeError",
+                 "start_gate '5' is not text", "source '5' is not text",
                  'PostgreSQL refused it: new row for relation "crossings" violates check '
                  'constraint "no_xx"'):
         assert said in joined, (said, joined)
