@@ -16,15 +16,6 @@ from gateway.hub.writer import Batch, Written, write
 
 log = logging.getLogger(__name__)
 
-COUNTED = ("power", "crossings", "segments", "duplicates", "dead")
-
-
-def _added(done: Written, more: Written) -> Written:
-    for name in COUNTED:
-        setattr(done, name, getattr(done, name) + getattr(more, name))
-    return done
-
-
 def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
@@ -56,11 +47,11 @@ class BatchWriter:
                 return self._refused(messages, exc)
             log.warning("hub: PostgreSQL refused a batch of %d messages (%s): written by halves to find the "
                         "message it refuses", len(messages), _first_line(exc))
-            half = len(messages) // 2
-            parts = [(self.decode(messages[:half]), messages[:half]), (self.decode(messages[half:]), messages[half:])]
-            done = _added(self.write(*parts[0]), self.write(*parts[1]))
-            for name in ("power", "crossings", "segments"):
-                setattr(batch, name, getattr(parts[0][0], name) + getattr(parts[1][0], name))
+            first, second = messages[:len(messages) // 2], messages[len(messages) // 2:]
+            one, two = self.decode(first), self.decode(second)
+            done = self.write(one, first).add(self.write(two, second))
+            batch.power, batch.crossings, batch.segments = (one.power + two.power, one.crossings + two.crossings,
+                                                            one.segments + two.segments)
             return done
 
     def _refused(self, messages: list[Any], exc: Exception) -> Written:
@@ -90,4 +81,4 @@ class BatchWriter:
             log.warning("hub: a batch of %d events was too big for one transaction (%s): written in two", len(batch),
                         reason)
             first, second = batch.halves()
-            return _added(self.write_sized(first), self.write_sized(second))
+            return self.write_sized(first).add(self.write_sized(second))

@@ -251,8 +251,15 @@ class HubConsumer:
             decoded = typed(message, kind)
             event = decoded.event
             session = message.session_id or ""
-            row: Any = (session_body(event) if isinstance(event, SessionRecord) else crossing_row(decoded, session)
-                        if isinstance(event, GateCrossing) else segment_row(decoded, session))
+            row: Any
+            if isinstance(event, SessionRecord):
+                row, wall = session_body(event), event.started
+            elif isinstance(event, GateCrossing):
+                row, wall = crossing_row(decoded, session), event.wall_time
+            elif isinstance(event, SegmentResult):
+                row, wall = segment_row(decoded, session), event.end
+            else:  # a power sample off the power topic
+                raise WireError(f"a {kind} message on topic {msg.topic()!r} carries a power sample")
         except WireError as exc:
             batch.dead.append((msg.topic(), msg.partition(), msg.offset(), payload, exc.reason))
             return
@@ -262,15 +269,11 @@ class HubConsumer:
             return
         owner = (message.gateway_id, message.spool_id)
         batch.seen_sessions[session] = owner
+        _seen(batch.spools, owner, wall)
         if isinstance(event, SessionRecord):
             batch.sessions[(session, *owner)] = (message.seq, row, (msg.topic(), msg.partition(), msg.offset()))
-            _seen(batch.spools, owner, event.started)
-        elif isinstance(event, GateCrossing):
-            batch.crossings.append(row)
-            _seen(batch.spools, owner, event.wall_time)
-        elif isinstance(event, SegmentResult):
-            batch.segments.append(row)
-            _seen(batch.spools, owner, event.end)
+        else:
+            (batch.crossings if isinstance(event, GateCrossing) else batch.segments).append(row)
 
     def _note_seen(self, batch: Batch, now: float) -> None:
         """When the hub last received each box's events (its own clock: a box's may be off or replaying
@@ -320,9 +323,7 @@ class HubConsumer:
             self.on_written(batch.power, batch.crossings)
         with self.stats.lock:
             self.stats.db_connected, self.stats.db_error = True, None
-            total = self.stats.written
-            for name in ("power", "crossings", "segments", "duplicates"):
-                setattr(total, name, getattr(total, name) + getattr(written, name))
+            self.stats.written.add(written)
             self.stats.dead_letters += written.dead
             self.stats.batches += 1
         if written.dead:

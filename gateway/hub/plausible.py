@@ -68,17 +68,17 @@ class PowerChecks:
         return bad
 
 
-def _texts(fields: dict[str, Any], names: tuple[str, ...]) -> str | None:
-    """Each of ``names`` absent, null or a text of at most ID_MAX characters (a number where a text
-    column waits failed the whole batch's insert, at every try)."""
+def _texts(fields: dict[str, Any], names: tuple[str, ...], longest: int | None = ID_MAX) -> str | None:
+    """Each of ``names`` absent, null or a text of at most ``longest`` characters (None: any length;
+    a list or an object where a text column waits could fail the whole batch's insert, every try)."""
     for name in names:
         value = fields.get(name)
         if value is None:
             continue
         if type(value) is not str:
             return f"{name} {str(value)[:40]!r} is not text"
-        if len(value) > ID_MAX:
-            return f"{name} is {len(value)} characters long (at most {ID_MAX})"
+        if longest is not None and len(value) > longest:
+            return f"{name} is {len(value)} characters long (at most {longest})"
     return None
 
 
@@ -88,10 +88,6 @@ def _within(fields: dict[str, Any], names: tuple[str, ...], low: float, high: fl
         if value is not None and not (isinstance(value, int | float) and low <= value <= high):
             return f"{name} {value!r} is outside {low:g}-{high:g}"
     return None
-
-
-def _text_or_none(name: str, value: Any) -> str | None:
-    return None if value is None or type(value) is str else f"{name} {str(value)[:40]!r} is not text"
 
 
 def _whole(fields: dict[str, Any], names: tuple[str, ...]) -> str | None:
@@ -128,13 +124,8 @@ def message_problem(kind: str, fields: dict[str, Any], gateway: str, session: st
         ended = fields.get("ended")
         return (wall_problem(fields["started"], now, "started")
                 or (wall_problem(ended, now, "ended") if ended is not None else None)
-                or _text_or_none("name", fields.get("name")) or _text_or_none("notes", fields.get("notes"))
-                or _record_problem(fields))
+                or _texts(fields, ("name", "notes"), longest=None) or _record_problem(fields))
     return None
-
-
-def _number_or_none(value: Any, low: float, high: float) -> bool:
-    return value is None or (type(value) in (int, float) and low <= value <= high)
 
 
 def _record_problem(fields: dict[str, Any]) -> str | None:
@@ -142,24 +133,22 @@ def _record_problem(fields: dict[str, Any]) -> str | None:
     writes them in: a record with `"files": 5` or a rider without an id stopped the consumer (or
     the course engine) at every try."""
     course = fields["course"]
+    bad = (_texts(course, ("id",)) or _within(course, ("debounce_s", "max_segment_s"), 0.0, 7 * 86_400.0))
+    if bad:
+        return f"the course's {bad}"
     gates = course.get("gates")
-    bad_id = _text_or_none("course id", course.get("id"))
-    if bad_id:
-        return bad_id
     if gates is not None and (type(gates) is not list or not all(
             type(g) is str or (type(g) is dict and type(g.get("id")) is str) for g in gates)):
         return "the course's gates are not a list of gates with an id (text)"
     if type(course.get("segments") or []) is not list:
         return "the course's segments are not a list"
-    if not all(_number_or_none(course.get(k), 0.0, 7 * 86_400.0) for k in ("debounce_s", "max_segment_s")):
-        return "the course's debounce_s or max_segment_s is not a number of seconds"
     for rider in fields["riders"]:
         if type(rider) is not dict or type(rider.get("id")) is not str or len(rider["id"]) > ID_MAX:
             return "riders are not a list of riders with an id (text, up to 128 characters)"
-        if not (_number_or_none(rider.get("ftp_w"), 0.0, SPEC_W[1])
-                and _number_or_none(rider.get("weight_kg"), 0.0, 500.0)
-                and all(_text_or_none(k, rider.get(k)) is None for k in ("name", "squad"))):
-            return f"rider {rider['id']!r}: ftp_w, weight_kg, name or squad is not of its kind"
+        bad = (_within(rider, ("ftp_w",), *SPEC_W) or _within(rider, ("weight_kg",), 0.0, 500.0)
+               or _texts(rider, ("name", "squad"), longest=None))
+        if bad:
+            return f"rider {rider['id']!r}: {bad}"
     if type(fields.get("files") or []) is not list or type(fields.get("tags") or {}) is not dict:
         return "files is not a list or tags is not an object"
     return None

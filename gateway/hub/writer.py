@@ -72,6 +72,12 @@ class Written:
     duplicates: int = 0
     dead: int = 0
 
+    def add(self, other: Written) -> Written:
+        """``other``'s counts added to these; returns self."""
+        for name in ("power", "crossings", "segments", "duplicates", "dead"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
 
 def write(conn: Connection[Any], batch: Batch) -> Written:
     """Write ``batch`` in one transaction; raises psycopg errors (the caller retries, offsets uncommitted)."""

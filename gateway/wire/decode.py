@@ -139,7 +139,7 @@ def refuse_nul(fields: dict[str, Any]) -> None:
     for name, value in fields.items():
         if "\x00" in name or _has_nul(value):
             raise WireError(f"{name.replace(chr(0), '?')} contains a NUL character (\\u0000), which no "
-                            "text in the hub's database can hold")
+                            "text in the hub's database can hold: leave it out")
 
 
 def _has_nul(value: Any) -> bool:
