@@ -290,7 +290,7 @@ class Hub:
         return merged(self.workers.stats(), self.workers.carried)
 
 
-def _tune_interpreter() -> None:
+def tune_interpreter() -> None:
     """Python tuned for a hub process, from profiles of two workers on a three-box backlog.
 
     The cycle collector: each batch makes some hundred thousand objects (messages, rows), none of
@@ -311,7 +311,7 @@ def run(config: Config, port: int | None = None, state_dir: Path | None = None, 
         consumer_only: bool = False, log_level: str | None = None) -> None:
     hub = Hub(config, port=port, state_dir=state_dir, processes=processes, consumer_only=consumer_only,
               log_level=log_level)
-    _tune_interpreter()
+    tune_interpreter()
     started = time.monotonic()
     hub.run()
     log.info("hub stopped after %.0f s", time.monotonic() - started)
