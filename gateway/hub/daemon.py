@@ -301,7 +301,8 @@ def tune_interpreter() -> None:
     The interpreter lock: the writer thread sends a batch to PostgreSQL in pieces, and after each
     it waited up to Python's 5 ms for the lock while the consumer's thread decoded the next batch;
     PostgreSQL's backend sat idle meanwhile. Handing the lock over every 0.5 ms keeps it fed: one
-    process 144 170 -> 168 323 events/s, two 202 107 -> 212 205, with less CPU a row, not more."""
+    process 144 170 -> 168 323 events/s, two 202 107 -> 212 205, with less CPU a row, not more (an
+    A/B on ``tools/bench hub.scale`` before it settled the server between runs)."""
     gc.freeze()
     gc.set_threshold(GC_YOUNG, 20, 20)
     sys.setswitchinterval(SWITCH_S)

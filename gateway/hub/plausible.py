@@ -85,16 +85,18 @@ def _texts(fields: dict[str, Any], names: tuple[str, ...], longest: int | None =
 def _within(fields: dict[str, Any], names: tuple[str, ...], low: float, high: float) -> str | None:
     for name in names:
         value = fields.get(name)
-        if value is not None and not (isinstance(value, int | float) and low <= value <= high):
+        # Not a bool: JSON's true is Python's 1 (a rider's FTP of true was kept as 1 W; a segment's
+        # average of true failed its batch, written again by halves to find it).
+        if value is not None and not (type(value) in (int, float) and low <= value <= high):
             return f"{name} {value!r} is outside {low:g}-{high:g}"
     return None
 
 
-def _whole(fields: dict[str, Any], names: tuple[str, ...]) -> str | None:
+def _whole(fields: dict[str, Any], names: tuple[str, ...], most: int = COUNT_MAX) -> str | None:
     for name in names:
         value = fields.get(name)
-        if value is not None and not (type(value) is int and 0 <= value <= COUNT_MAX):
-            return f"{name} {value!r} is outside 0-{COUNT_MAX} (a whole number)"
+        if value is not None and not (type(value) is int and 0 <= value <= most):
+            return f"{name} {value!r} is outside 0-{most} (a whole number)"
     return None
 
 
@@ -118,7 +120,7 @@ def message_problem(kind: str, fields: dict[str, Any], gateway: str, session: st
                 or _within(fields, ("intensity_factor",), 0.0, 5.0)
                 or _within(fields, ("tss",), 0.0, 10_000.0)
                 or _within(fields, ("watts_per_kg",), 0.0, 100.0)
-                or _within(fields, ("samples",), 0, 10_000_000)
+                or _whole(fields, ("samples",), 10_000_000)  # an integer column: 1.5 was stored as 2
                 or _texts(fields, ("rider_id", "number", "name", "start_gate", "end_gate", "np_window")))
     if kind == "session":
         ended = fields.get("ended")
