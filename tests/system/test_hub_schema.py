@@ -163,3 +163,46 @@ def test_a_course_result_is_numbered_in_commit_order(pg_dsn: str) -> None:
         assert not writer.is_alive()
         order = look.execute("SELECT gateway_id FROM segments ORDER BY hub_seq").fetchall()
     assert [g for (g,) in order] == ["box-1", coursedb.COURSE_GATEWAY]
+
+
+def _listed_by_counting_all(conn: psycopg.Connection) -> list[tuple[object, ...]]:
+    """The session list as counted over the whole season (what the page showed before it counted
+    only what changed)."""
+    return conn.execute(
+        'SELECT session_id, count(*), min("end"), max("end") FROM segments_current GROUP BY session_id '
+        "ORDER BY min(hub_seq)").fetchall()
+
+
+def test_the_session_list_follows_new_corrected_and_withdrawn_results(pg_dsn: str) -> None:
+    """The hub counts a session's results again only when they changed: what it lists after new
+    results, a correction, a withdrawal of a session's every result and a new session is what
+    counting the whole season says."""
+    with psycopg.connect(pg_dsn) as conn:
+        migrate(conn)
+        _fill(conn)
+    store = PgResults(lambda: psycopg.connect(pg_dsn))
+    try:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            def listed() -> list[tuple[object, ...]]:
+                return [(s["session"], s["results"], s["first"], s["last"]) for s in store.sessions()]
+
+            assert listed() == _listed_by_counting_all(conn) and len(listed()) == 3
+            insert = ("INSERT INTO segments (gateway_id, seq, session_id, rider_id, name, number, lap, segment, "
+                      'start, "end", duration, power_avg, samples, coverage, withdrawn) '
+                      "VALUES (%s, %s, %s, %s, 'x', %s, %s, 1, %s, %s, 60, 250, 60, 1.0, %s)")
+            first = conn.execute("SELECT start, \"end\" FROM segments WHERE session_id = %s ORDER BY hub_seq LIMIT 1",
+                                 (SESSION,)).fetchone()
+            conn.execute(insert, ("box-1", 900, SESSION, "r01", "9.1", 9, 1.79e9, 1.79e9 + 60, False))  # a new lap
+            conn.execute(insert, ("box-1", 901, SESSION, "r01", "1.1", 1, first[0], first[1] + 5, False))  # corrected
+            for seq, (rider, number, start) in enumerate(conn.execute(
+                    "SELECT rider_id, number, start FROM segments WHERE session_id = 'box-2-20260613'").fetchall()):
+                conn.execute(insert, ("box-2", 950 + seq, "box-2-20260613", rider, number, 1, start, start + 60, True))
+            conn.execute("INSERT INTO sessions (session_id, gateway_id, kind, name, started) "
+                         "VALUES ('box-3-new', 'box-3', 'live', 'New', 1781427600)")
+            conn.execute(insert, ("box-3", 1, "box-3-new", "r05", "1.1", 1, 1781427700.0, 1781427760.0, False))
+            after = listed()
+            assert after == _listed_by_counting_all(conn)
+            assert [s for s, *_ in after] == [SESSION, "box-1-yesterday", "box-3-new"]  # box-2's all withdrawn
+            assert after[0][1] == 7 and after[0][3] == 1.79e9 + 60  # six and a new one; one corrected
+    finally:
+        store.close()

@@ -133,9 +133,17 @@ def schema_queries() -> list[tuple[str, dict[str, object]]]:
     return rows
 
 
+def _timed(call: Any) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    answer = call()
+    return (time.perf_counter() - t0) * 1000, answer
+
+
 def _page(dsn: str) -> list[tuple[str, dict[str, object]]]:
     """What the hub's page asks on that season: its session list (at every page load and every 30 s
-    of each open page) and one session's results."""
+    of each open page) and one session's results. The list counts the whole season at its first
+    call (and every 5 minutes), then only the sessions whose results changed: timed at its first
+    call, then after a new result in one session."""
     import psycopg
 
     from gateway.hub.results import PgResults
@@ -143,14 +151,20 @@ def _page(dsn: str) -> list[tuple[str, dict[str, object]]]:
     store = PgResults(lambda: psycopg.connect(dsn))
     out: list[tuple[str, dict[str, object]]] = []
     try:
-        calls = {"page_sessions": store.sessions, "page_results": lambda: store.results(["box-1-s1"])}
-        for name, call in calls.items():
-            call()  # warm
-            t0 = time.perf_counter()
-            answer = call()
-            ms = (time.perf_counter() - t0) * 1000
-            out.append((f"schema.{name}", {"value": round(ms, 1), "unit": "ms", "target": "< 100 ms", "ok": ms < 100,
-                                           "rows": len(answer)}))
+        ms, answer = _timed(store.sessions)
+        out.append(("schema.page_sessions_first_call", {"value": round(ms, 1), "unit": "ms", "rows": len(answer)}))
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO segments (gateway_id, seq, session_id, rider_id, name, number, lap, segment, "
+                         'start, "end", duration, samples, coverage) SELECT gateway_id, 1000000000, session_id, '
+                         "rider_id, name, '9.1', 9, 1, start + 1e6, \"end\" + 1e6, duration, samples, coverage "
+                         "FROM segments WHERE session_id = 'box-1-s1' LIMIT 1")
+        ms, answer = _timed(store.sessions)
+        out.append(("schema.page_sessions", {"value": round(ms, 1), "unit": "ms", "target": "< 100 ms",
+                                             "ok": ms < 100, "rows": len(answer), "after": "a new result"}))
+        store.results(["box-1-s1"])  # warm
+        ms, answer = _timed(lambda: store.results(["box-1-s1"]))
+        out.append(("schema.page_results", {"value": round(ms, 1), "unit": "ms", "target": "< 100 ms", "ok": ms < 100,
+                                            "rows": len(answer)}))
     finally:
         store.close()
     return out
