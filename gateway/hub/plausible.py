@@ -5,6 +5,7 @@ stream goes on. Pure functions of a decoded message and the hub's clock."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -85,9 +86,13 @@ def _texts(fields: dict[str, Any], names: tuple[str, ...], longest: int | None =
 def _within(fields: dict[str, Any], names: tuple[str, ...], low: float, high: float) -> str | None:
     for name in names:
         value = fields.get(name)
+        if value is None:
+            continue
         # Not a bool: JSON's true is Python's 1 (a rider's FTP of true was kept as 1 W; a segment's
         # average of true failed its batch, written again by halves to find it).
-        if value is not None and not (type(value) in (int, float) and low <= value <= high):
+        if type(value) not in (int, float):
+            return f"{name} {json.dumps(value)[:40]} is not a number"
+        if not low <= value <= high:
             return f"{name} {value!r} is outside {low:g}-{high:g}"
     return None
 

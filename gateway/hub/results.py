@@ -37,7 +37,7 @@ class PgResults:
         self._slots = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()
         self._closed = False
-        self._counts = SessionCounts(self._rows)
+        self._counts = SessionCounts(self._rows, self.last_seq)
 
     def close(self) -> None:
         """Close the idle connections (the hub's stop); one in use is closed when it comes back."""

@@ -29,11 +29,11 @@ Rows = Callable[..., list[Any]]
 
 class SessionCounts:
     """Per session: (current results, first end, last end, first hub_seq); ``rows(query, params)``
-    runs a query on the hub's database."""
+    runs a query on the hub's database, ``last_seq()`` gives the highest ``hub_seq`` written."""
 
-    def __init__(self, rows: Rows, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rows: Rows, last_seq: Callable[[], int]) -> None:
         self._rows = rows
-        self._clock = clock
+        self._last_seq = last_seq
         self._counts: dict[str, tuple[int, float, float, int]] = {}
         self._seen = 0  # the highest hub_seq counted
         self._full_at = -math.inf
@@ -41,7 +41,7 @@ class SessionCounts:
 
     def current(self) -> dict[str, tuple[int, float, float, int]]:
         with self._lock:
-            if self._clock() - self._full_at >= FULL_EVERY_S:
+            if time.monotonic() - self._full_at >= FULL_EVERY_S:
                 self._count_all()
             else:
                 self._count_changed()
@@ -49,9 +49,9 @@ class SessionCounts:
 
     def _count_all(self) -> None:
         # The highest hub_seq first: a row committed after it is counted now and again next time.
-        top = int(self._rows("SELECT coalesce(max(hub_seq), 0) FROM segments")[0][0])
+        top = self._last_seq()
         self._counts = _by_session(self._rows(COUNT.format("")))
-        self._seen, self._full_at = top, self._clock()
+        self._seen, self._full_at = top, time.monotonic()
 
     def _count_changed(self) -> None:
         changed = self._rows("SELECT session_id, max(hub_seq) FROM segments WHERE hub_seq > %s GROUP BY session_id",

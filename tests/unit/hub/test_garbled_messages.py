@@ -178,10 +178,10 @@ def test_every_garbled_message_is_a_row_that_fits_or_a_dead_letter(
 
 
 @pytest.mark.parametrize(("kind", "change", "reason"), [
-    ("segment", {"power_avg": True}, "power_avg True is outside"),
-    ("segment", {"tss": False}, "tss False is outside"),
+    ("segment", {"power_avg": True}, "power_avg true is not a number"),
+    ("segment", {"tss": False}, "tss false is not a number"),
     ("segment", {"samples": 1.5}, "samples 1.5 is outside 0-10000000 (a whole number)"),
-    ("session", {"riders": [{"id": "r01", "ftp_w": True}]}, "rider 'r01': ftp_w True is outside"),
+    ("session", {"riders": [{"id": "r01", "ftp_w": True}]}, "rider 'r01': ftp_w true is not a number"),
 ])
 def test_a_true_for_a_number_or_a_fraction_for_a_count_is_refused_by_name(
         box_messages: list[tuple[str, bytes]], consumer: HubConsumer, kind: str, change: dict[str, Any],
